@@ -1,0 +1,1243 @@
+//! Reading one bounce message: decides whether a returned mail is a hard bounce, a
+//! soft (temporary) bounce, an auto-reply or not a bounce at all, and pulls out what
+//! breachmail needs to mark the notice: the failed recipients with their delivery
+//! status, the VERP address the bounce came back to, and the Message-ID / X-Notice-Id
+//! of the notice that bounced.
+//!
+//! Standard RFC 3464 / RFC 6533 delivery reports are read field by field; the many
+//! non-standard shapes (Exim, Sendmail, Exchange text, Gmail, Orange...) are read from
+//! their human text with wording tables. MIME decoding is left to `mail-parser`.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use mail_parser::{HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+
+/// Bounces bigger than this are refused unparsed: no real DSN is this big, and the
+/// limit keeps one hostile message from eating the memory of a 340,000-notice run.
+pub const MAX_BOUNCE_BYTES: usize = 10 * 1024 * 1024;
+
+/// Longest diagnostic text kept per recipient (in characters).
+const MAX_DIAGNOSTIC_CHARS: usize = 500;
+
+/// What a returned message means for the notice it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceKind {
+    /// Permanent failure: the notice will never reach this address.
+    Hard,
+    /// Temporary failure or delay: the notice may still arrive, or may be resent later.
+    Soft,
+    /// A vacation / out-of-office answer: the notice was delivered.
+    AutoReply,
+    /// Nothing that reports a delivery problem.
+    NotABounce,
+}
+
+impl BounceKind {
+    /// Short lowercase name, as used in reports and in `corpus/expected.tsv`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BounceKind::Hard => "hard",
+            BounceKind::Soft => "soft",
+            BounceKind::AutoReply => "auto-reply",
+            BounceKind::NotABounce => "not-a-bounce",
+        }
+    }
+}
+
+impl fmt::Display for BounceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything breachmail learns from one returned message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounce {
+    pub kind: BounceKind,
+    pub recipients: Vec<RecipientStatus>,
+    pub envelope_to: Option<String>,
+    pub original_message_id: Option<String>,
+    pub notice_id: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// The delivery outcome for one recipient named in a bounce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientStatus {
+    pub final_recipient: Option<String>,
+    pub action: Option<String>,
+    pub status: Option<String>,
+    pub diagnostic: Option<String>,
+    pub kind: BounceKind,
+}
+
+/// Why a returned message could not be read as mail at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Zero bytes, or only whitespace.
+    Empty,
+    /// Bigger than [`MAX_BOUNCE_BYTES`]; never parsed.
+    TooLarge { size: usize },
+    /// Does not start with a mail header block (binary junk, a stray text file...).
+    NotAMessage,
+    /// A multipart message cut short before anything usable.
+    Truncated,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Empty => f.write_str("empty message"),
+            ParseError::TooLarge { size } => write!(
+                f,
+                "message of {size} bytes is over the {MAX_BOUNCE_BYTES}-byte bounce limit"
+            ),
+            ParseError::NotAMessage => f.write_str("not a mail message (no header block)"),
+            ParseError::Truncated => {
+                f.write_str("truncated multipart message with no usable delivery report")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Reads one raw bounce (RFC 5322 bytes, optionally preceded by an mbox "From " line).
+pub fn parse_bounce(raw: &[u8]) -> Result<Bounce, ParseError> {
+    if raw.len() > MAX_BOUNCE_BYTES {
+        return Err(ParseError::TooLarge { size: raw.len() });
+    }
+    let raw = skip_mbox_from_line(raw);
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::Empty);
+    }
+    if !starts_with_mail_headers(raw) {
+        return Err(ParseError::NotAMessage);
+    }
+    // mail-parser promises not to panic, but it does index arithmetic on hostile input
+    // (debug-build overflow checks included). One bad bounce must not stop a run that
+    // reads hundreds of thousands, so a panic inside it is turned into an error.
+    let parsed = catch_unwind(AssertUnwindSafe(|| mime_parser().parse(raw)))
+        .map_err(|_| ParseError::NotAMessage)?;
+    let message = parsed.ok_or(ParseError::NotAMessage)?;
+    read_bounce(&message, raw)
+}
+
+fn mime_parser() -> &'static MessageParser {
+    // Building the parser fills a header table; do it once for the whole run.
+    static PARSER: OnceLock<MessageParser> = OnceLock::new();
+    PARSER.get_or_init(MessageParser::new)
+}
+
+/// What the walk over the MIME parts of a bounce collects.
+#[derive(Default)]
+struct ReportParts {
+    /// Bodies of message/delivery-status and message/global-delivery-status parts.
+    delivery_status: Vec<String>,
+    /// Human-readable text/plain parts of the bounce itself.
+    plain_text: Vec<String>,
+    /// text/html parts, tags stripped; used only when there is no plain text.
+    html_text: Vec<String>,
+    /// Headers of the returned notice (message/rfc822 or text/rfc822-headers).
+    returned: ReturnedNotice,
+}
+
+/// What survived of the notice that bounced.
+#[derive(Default)]
+struct ReturnedNotice {
+    message_id: Option<String>,
+    notice_id: Option<String>,
+    /// The notice's From address: never a failed recipient.
+    sender: Option<String>,
+}
+
+impl ReturnedNotice {
+    fn fill_from(&mut self, other: ReturnedNotice) {
+        if self.message_id.is_none() {
+            self.message_id = other.message_id;
+        }
+        if self.notice_id.is_none() {
+            self.notice_id = other.notice_id;
+        }
+        if self.sender.is_none() {
+            self.sender = other.sender;
+        }
+    }
+}
+
+fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> {
+    let root_headers = message
+        .parts
+        .first()
+        .map(|p| p.headers.as_slice())
+        .unwrap_or(&[]);
+    let header = |name: &str| header_text(message, root_headers, name);
+
+    let subject = header("subject").unwrap_or_default();
+    let bounce_from = header("from").unwrap_or_default();
+    let envelope_to = envelope_address(message, root_headers);
+    let message_id = header("message-id").and_then(|value| message_id_from(&value));
+
+    let mut report = ReportParts::default();
+    collect_parts(message, &mut report);
+
+    let mut recipients: Vec<RecipientStatus> = report
+        .delivery_status
+        .iter()
+        .flat_map(|text| recipients_from_delivery_status(text))
+        .collect();
+
+    let human_text = if report.plain_text.is_empty() {
+        report.html_text.join("\n")
+    } else {
+        report.plain_text.join("\n")
+    };
+
+    // Quoted originals in text bounces tell us the notice's sender, which must not be
+    // mistaken for a failed recipient.
+    let mut returned = std::mem::take(&mut report.returned);
+    returned.fill_from(scan_quoted_headers(&human_text));
+
+    if recipients.is_empty() {
+        let mut not_recipients: Vec<String> = Vec::new();
+        not_recipients.extend(first_address(&bounce_from));
+        not_recipients.extend(envelope_to.clone());
+        not_recipients.extend(returned.sender.clone());
+        recipients = recipients_from_text(&subject, &bounce_from, &human_text, &not_recipients);
+    }
+
+    let kind = if recipients.iter().any(|r| r.kind == BounceKind::Hard) {
+        BounceKind::Hard
+    } else if recipients.iter().any(|r| r.kind == BounceKind::Soft) {
+        BounceKind::Soft
+    } else if report.delivery_status.is_empty() && is_auto_reply(&header, &subject) {
+        // Postfix marks its own DSNs "Auto-Submitted: auto-replied": only a message
+        // without a delivery report counts as a vacation-style answer.
+        BounceKind::AutoReply
+    } else {
+        BounceKind::NotABounce
+    };
+
+    // A cut report that yielded neither an address nor any code or wording is noise.
+    let usable = recipients
+        .iter()
+        .any(|r| r.final_recipient.is_some() || r.diagnostic.is_some())
+        || kind == BounceKind::AutoReply;
+    if !usable && is_cut_multipart(message, raw) {
+        return Err(ParseError::Truncated);
+    }
+
+    // In-Reply-To / References come before quoted body text: they are exact, while
+    // quoted text may be mangled by the bouncing server.
+    let replied_to = header("in-reply-to")
+        .and_then(|value| message_id_from(&value))
+        .or_else(|| {
+            header("references")
+                .and_then(|value| value.split_whitespace().last().and_then(message_id_from))
+        });
+    let mut original_message_id = returned.message_id.or(replied_to);
+    let mut notice_id = returned.notice_id;
+    if original_message_id.is_none() || notice_id.is_none() {
+        // Last resort: parts mail-parser could not decode (cut or broken MIME) may still
+        // carry the notice headers in the raw body.
+        let body = raw_body(raw);
+        let scanned = scan_quoted_headers(&String::from_utf8_lossy(body));
+        original_message_id = original_message_id.or(scanned.message_id);
+        notice_id = notice_id.or(scanned.notice_id);
+    }
+
+    Ok(Bounce {
+        kind,
+        recipients,
+        envelope_to,
+        original_message_id,
+        notice_id,
+        message_id,
+    })
+}
+
+/// Sorts the top-level parts of the bounce by what they are for. Nested messages are
+/// not descended into for text: their body is the notice itself, whose wording must
+/// not be read as the bounce's.
+fn collect_parts(message: &Message<'_>, report: &mut ReportParts) {
+    for part in &message.parts {
+        let (ctype, subtype) = part
+            .content_type()
+            .map(|ct| {
+                (
+                    ct.ctype().to_ascii_lowercase(),
+                    ct.subtype().unwrap_or_default().to_ascii_lowercase(),
+                )
+            })
+            .unwrap_or_else(|| ("text".to_string(), "plain".to_string()));
+        let is_delivery_status = ctype == "message"
+            && (subtype == "delivery-status" || subtype == "global-delivery-status");
+        let is_returned_headers = (ctype == "text" && subtype == "rfc822-headers")
+            || (ctype == "message"
+                && (subtype == "global-headers" || subtype == "rfc822" || subtype == "global"));
+
+        let text: std::borrow::Cow<'_, str> = match &part.body {
+            PartType::Multipart(_) => continue,
+            PartType::Message(nested) => {
+                report.returned.fill_from(returned_from_message(nested));
+                continue;
+            }
+            PartType::Text(text) | PartType::Html(text) => text.as_ref().into(),
+            PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                if !(is_delivery_status || is_returned_headers) {
+                    continue; // attachments such as icons in Exchange NDRs
+                }
+                String::from_utf8_lossy(bytes)
+            }
+        };
+        if is_delivery_status {
+            report.delivery_status.push(text.into_owned());
+        } else if is_returned_headers {
+            report.returned.fill_from(scan_quoted_headers(&text));
+        } else if matches!(part.body, PartType::Html(_)) {
+            report.html_text.push(html_to_text(&text));
+        } else if ctype == "text" {
+            report.plain_text.push(text.into_owned());
+        }
+    }
+}
+
+fn returned_from_message(nested: &Message<'_>) -> ReturnedNotice {
+    let headers = nested
+        .parts
+        .first()
+        .map(|p| p.headers.as_slice())
+        .unwrap_or(&[]);
+    ReturnedNotice {
+        message_id: header_text(nested, headers, "message-id").and_then(|v| message_id_from(&v)),
+        notice_id: header_text(nested, headers, "x-notice-id").and_then(|v| notice_id_from(&v)),
+        sender: header_text(nested, headers, "from").and_then(|v| first_address(&v)),
+    }
+}
+
+/// Local-part prefix of breachmail's VERP bounce addresses ("b-<token>@bounces...").
+pub const VERP_PREFIX: &str = "b-";
+
+/// The address the bounce was delivered to. Postfix puts the pre-alias address in
+/// X-Original-To and the final mailbox in Delivered-To, and forwarding adds more
+/// Delivered-To lines, so the first VERP-looking address among all of them wins; the
+/// first address in Delivered-To / X-Original-To / To / Envelope-To order otherwise.
+fn envelope_address(message: &Message<'_>, headers: &[mail_parser::Header<'_>]) -> Option<String> {
+    let mut candidates = Vec::new();
+    for name in ["delivered-to", "x-original-to", "to", "envelope-to"] {
+        for header in headers
+            .iter()
+            .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+        {
+            let value = message
+                .raw_message
+                .get(header.offset_start as usize..header.offset_end as usize)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            candidates.extend(first_address(&value));
+        }
+    }
+    candidates
+        .iter()
+        .find(|address| address.starts_with(VERP_PREFIX))
+        .or(candidates.first())
+        .cloned()
+}
+
+/// A header's value as unfolded text. The raw bytes are preferred over mail-parser's
+/// typed value so that unknown headers (Delivered-To, X-Notice-Id...) and known ones
+/// read the same way; RFC 2047 words are taken decoded from the typed value.
+fn header_text(
+    message: &Message<'_>,
+    headers: &[mail_parser::Header<'_>],
+    name: &str,
+) -> Option<String> {
+    let header = headers
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+    let decoded = match (&header.name, &header.value) {
+        (HeaderName::Subject, HeaderValue::Text(text)) => Some(text.to_string()),
+        _ => None,
+    };
+    let raw = message
+        .raw_message
+        .get(header.offset_start as usize..header.offset_end as usize)
+        .map(|bytes| collapse_whitespace(&String::from_utf8_lossy(bytes)));
+    decoded.or(raw).or_else(|| match &header.value {
+        HeaderValue::Text(text) => Some(text.to_string()),
+        HeaderValue::TextList(list) => Some(list.join(" ")),
+        _ => None,
+    })
+}
+
+fn skip_mbox_from_line(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"From ") {
+        match raw.iter().position(|&b| b == b'\n') {
+            Some(end) => raw.get(end + 1..).unwrap_or_default(),
+            None => &[],
+        }
+    } else {
+        raw
+    }
+}
+
+/// True when the bytes open with a header block holding at least one field every mail
+/// has; random bytes and plain text files fail this.
+fn starts_with_mail_headers(raw: &[u8]) -> bool {
+    const MAIL_FIELDS: &[&str] = &[
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "received",
+        "return-path",
+        "content-type",
+        "delivered-to",
+        "mime-version",
+    ];
+    let mut known_fields = 0;
+    for (index, line) in raw.split(|&b| b == b'\n').take(500).enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            if index == 0 {
+                return false;
+            }
+            continue; // folded continuation
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let name = line.get(..colon).unwrap_or_default();
+        if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
+            return false;
+        }
+        if MAIL_FIELDS
+            .iter()
+            .any(|field| field.as_bytes().eq_ignore_ascii_case(name))
+        {
+            known_fields += 1;
+        }
+    }
+    known_fields > 0
+}
+
+/// A multipart message whose closing boundary never came: cut in transit or on disk.
+fn is_cut_multipart(message: &Message<'_>, raw: &[u8]) -> bool {
+    let Some(content_type) = message.parts.first().and_then(|p| p.content_type()) else {
+        return false;
+    };
+    if !content_type.ctype().eq_ignore_ascii_case("multipart") {
+        return false;
+    }
+    let Some(boundary) = content_type.attribute("boundary") else {
+        return true;
+    };
+    let closing = format!("--{boundary}--");
+    !contains_bytes(raw, closing.as_bytes())
+}
+
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Everything after the first blank line.
+fn raw_body(raw: &[u8]) -> &[u8] {
+    let mut previous_newline = false;
+    for (index, &byte) in raw.iter().enumerate() {
+        if byte == b'\n' {
+            if previous_newline {
+                return raw.get(index + 1..).unwrap_or_default();
+            }
+            previous_newline = true;
+        } else if byte != b'\r' {
+            previous_newline = false;
+        }
+    }
+    &[]
+}
+
+// ---------------------------------------------------------------------------
+// RFC 3464 / RFC 6533 delivery-status fields
+// ---------------------------------------------------------------------------
+
+/// Reads a message/delivery-status body: a per-message block, then one block per
+/// recipient, blocks separated by blank lines, fields possibly folded.
+fn recipients_from_delivery_status(text: &str) -> Vec<RecipientStatus> {
+    let mut recipients = Vec::new();
+    let mut block: Vec<(String, String)> = Vec::new();
+    for line in text.lines().chain(std::iter::once("")) {
+        if line.trim().is_empty() {
+            if let Some(recipient) = recipient_from_block(&block) {
+                recipients.push(recipient);
+            }
+            block.clear();
+        } else if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = block.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            block.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    recipients
+}
+
+fn recipient_from_block(block: &[(String, String)]) -> Option<RecipientStatus> {
+    let field = |name: &str| {
+        block
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let address = field("final-recipient").or_else(|| field("original-recipient"));
+    let action = field("action");
+    let status_field = field("status");
+    if address.is_none() && (action.is_none() || status_field.is_none()) {
+        return None; // the per-message block, or noise
+    }
+    let final_recipient = address.and_then(|value| {
+        // "rfc822; user@example.org" / "utf-8; ..." : drop the address type.
+        let bare = value.split_once(';').map_or(value, |(_, rest)| rest);
+        let bare = bare
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim();
+        (!bare.is_empty()).then(|| bare.to_lowercase())
+    });
+    let action = action
+        .and_then(|value| value.split_whitespace().next())
+        .map(str::to_ascii_lowercase);
+    let diagnostic = field("diagnostic-code").and_then(clean_diagnostic);
+    let status = status_field
+        .and_then(find_enhanced_status)
+        .or_else(|| diagnostic.as_deref().and_then(find_enhanced_status));
+    let kind = classify(status.as_deref(), action.as_deref(), diagnostic.as_deref());
+    Some(RecipientStatus {
+        final_recipient,
+        action,
+        status,
+        diagnostic,
+        kind,
+    })
+}
+
+/// "smtp; 550 5.1.1 ..." -> "550 5.1.1 ...", whitespace collapsed, length capped.
+fn clean_diagnostic(value: &str) -> Option<String> {
+    let text = match value.split_once(';') {
+        // Only a short type token ("smtp", "X-Postfix") is a prefix; a ';' further on
+        // belongs to the server's text.
+        Some((kind, rest)) if !kind.trim().is_empty() && !kind.trim().contains(' ') => rest,
+        _ => value,
+    };
+    let text = collapse_whitespace(text);
+    (!text.is_empty()).then(|| truncate_chars(&text, MAX_DIAGNOSTIC_CHARS))
+}
+
+/// Hard or soft for one recipient. Mailbox-full is soft whatever the code says: the
+/// person exists and the mailbox usually empties (5.2.2 included, as the brief asks).
+fn classify(status: Option<&str>, action: Option<&str>, diagnostic: Option<&str>) -> BounceKind {
+    let class = status.and_then(|s| s.chars().next());
+    let failing = matches!(class, Some('4' | '5'))
+        || matches!(action, Some("failed" | "delayed"))
+        || (status.is_none() && action.is_none());
+    let mailbox_full = status.is_some_and(|s| s.get(1..) == Some(".2.2"))
+        || diagnostic.is_some_and(|d| has_any(&d.to_lowercase(), MAILBOX_FULL_WORDING));
+    if failing && mailbox_full {
+        return BounceKind::Soft;
+    }
+    match class {
+        Some('5') => return BounceKind::Hard,
+        Some('4') => return BounceKind::Soft,
+        Some(_) => return BounceKind::NotABounce,
+        None => {}
+    }
+    match action {
+        Some("failed") => return BounceKind::Hard,
+        Some("delayed") => return BounceKind::Soft,
+        Some(_) => return BounceKind::NotABounce,
+        None => {}
+    }
+    match diagnostic.and_then(find_smtp_code) {
+        Some(code) if code >= 500 => BounceKind::Hard,
+        Some(_) => BounceKind::Soft,
+        None => BounceKind::NotABounce,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Text-only bounces
+// ---------------------------------------------------------------------------
+
+const MAILBOX_FULL_WORDING: &[&str] = &[
+    "mailbox full",
+    "mailbox is full",
+    "mailbox size limit",
+    "over quota",
+    "overquota",
+    "quota exceeded",
+    "exceeded storage",
+    "insufficient storage",
+    "out of storage",
+    "storage allocation",
+    "boîte aux lettres pleine",
+    "boite aux lettres pleine",
+    "boîte pleine",
+    "boite pleine",
+    "est pleine",
+    "is full",
+    "quota dépassé",
+    "espace de stockage",
+];
+
+const UNKNOWN_USER_WORDING: &[&str] = &[
+    "user unknown",
+    "unknown user",
+    "no such user",
+    "does not exist",
+    "doesn't exist",
+    "address not found",
+    "recipient not found",
+    "recipientnotfound",
+    "invalid recipient",
+    "no mailbox",
+    "mailbox unavailable",
+    "adresse inconnue",
+    "utilisateur inconnu",
+    "destinataire inconnu",
+    "n'existe pas",
+];
+
+const UNKNOWN_DOMAIN_WORDING: &[&str] = &[
+    "unrouteable address",
+    "domain not found",
+    "host not found",
+    "no mx",
+    "domaine inconnu",
+];
+
+const BOUNCE_SUBJECTS: &[&str] = &[
+    "undelivered mail",
+    "undeliverable",
+    "undelivered",
+    "mail delivery failed",
+    "mail delivery failure",
+    "returned mail",
+    "delivery status notification",
+    "failure notice",
+    "delivery failure",
+    "delivery has failed",
+    "could not send message",
+    "delayed mail",
+    "delivery delayed",
+    "message not delivered",
+    "non remis",
+    "erreur de remise",
+    "échec de la remise",
+    "non distribué",
+    "unzustellbar",
+];
+
+const BOUNCE_SENDERS: &[&str] = &[
+    "mailer-daemon",
+    "postmaster",
+    "mail delivery subsystem",
+    "mail delivery system",
+];
+
+const BOUNCE_BODY_WORDING: &[&str] = &[
+    "this is the mail system at host",
+    "created automatically by mail delivery software",
+    "could not be delivered to one or more of its recipients",
+    "the following addresses had permanent fatal errors",
+    "transcript of session follows",
+    "delivery has failed to these recipients",
+    "the response from the remote server was",
+    "unable to deliver your message",
+    "n'a pas pu être remis",
+    "message still undelivered",
+];
+
+const DELAY_WORDING: &[&str] = &[
+    "(delay)",
+    "delayed",
+    "still undelivered",
+    "not yet been delivered",
+    "will retry",
+    "will continue trying",
+    "still being retried",
+    "temporary problem",
+    "could not send message for past",
+];
+
+/// Where a text bounce starts quoting the notice: nothing after it is the MTA speaking.
+const QUOTED_NOTICE_MARKERS: &[&str] = &[
+    "this is a copy of the message",
+    "original message follows",
+    "unsent message follows",
+    "below this line is a copy of the message",
+    "original message headers",
+    "----- original message -----",
+    "message d'origine",
+    "copie du message",
+    "en-têtes du message d'origine",
+];
+
+/// Header lines whose addresses are never a failed recipient.
+const NOT_RECIPIENT_LINES: &[&str] = &[
+    "from:",
+    "sender:",
+    "reply-to:",
+    "return-path:",
+    "message-id:",
+    "in-reply-to:",
+    "references:",
+    "received:",
+    "reporting-mta:",
+    "generating server:",
+    "x-",
+];
+
+fn has_any(lowercase_text: &str, wording: &[&str]) -> bool {
+    wording.iter().any(|w| lowercase_text.contains(w))
+}
+
+/// Finds recipients and their SMTP outcome in the prose of a non-standard bounce.
+fn recipients_from_text(
+    subject: &str,
+    bounce_from: &str,
+    text: &str,
+    not_recipients: &[String],
+) -> Vec<RecipientStatus> {
+    let subject_lower = subject.to_lowercase();
+    let text_lower = text.to_lowercase();
+    let is_bounce = has_any(&subject_lower, BOUNCE_SUBJECTS)
+        || has_any(&bounce_from.to_lowercase(), BOUNCE_SENDERS)
+        || has_any(&text_lower, BOUNCE_BODY_WORDING);
+    if !is_bounce {
+        return Vec::new();
+    }
+    let delayed = has_any(&subject_lower, DELAY_WORDING);
+
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|line| !has_any(&line.to_lowercase(), QUOTED_NOTICE_MARKERS))
+        .collect();
+    let line_addresses: Vec<Vec<String>> = lines
+        .iter()
+        .map(|line| {
+            let lower = line.trim_start().to_lowercase();
+            if NOT_RECIPIENT_LINES.iter().any(|p| lower.starts_with(p)) {
+                return Vec::new();
+            }
+            addresses_in(line)
+                .into_iter()
+                .filter(|a| {
+                    let local = a.split('@').next().unwrap_or_default();
+                    !not_recipients.contains(a) && !matches!(local, "mailer-daemon" | "postmaster")
+                })
+                .collect()
+        })
+        .collect();
+
+    let mut found: Vec<String> = Vec::new();
+    for address in line_addresses.iter().flatten() {
+        if !found.contains(address) {
+            found.push(address.clone());
+        }
+    }
+
+    let section_lower = lines.join("\n").to_lowercase();
+    if found.is_empty() {
+        // A bounce that names nobody still tells us the notice failed.
+        let outcome = outcome_from_lines(&lines, &section_lower, delayed);
+        return vec![outcome.into_recipient(None)];
+    }
+    let single = found.len() == 1;
+    found
+        .into_iter()
+        .map(|address| {
+            let window = recipient_window(&lines, &line_addresses, &address);
+            let window_lower = window.join("\n").to_lowercase();
+            let mut outcome = outcome_from_lines(&window, &window_lower, delayed);
+            if single && outcome.diagnostic.is_none() {
+                // One recipient: the code may sit further away (Sendmail transcript).
+                outcome = outcome_from_lines(&lines, &section_lower, delayed);
+            }
+            outcome.into_recipient(Some(address))
+        })
+        .collect()
+}
+
+/// The lines that talk about one recipient: each line naming it plus up to five
+/// following lines, stopping where another recipient is named.
+fn recipient_window<'a>(
+    lines: &[&'a str],
+    line_addresses: &[Vec<String>],
+    address: &str,
+) -> Vec<&'a str> {
+    let mut window = Vec::new();
+    for (index, addresses) in line_addresses.iter().enumerate() {
+        if !addresses.iter().any(|a| a == address) {
+            continue;
+        }
+        for (offset, line) in lines.iter().enumerate().skip(index).take(6) {
+            let others = line_addresses.get(offset).is_some_and(|list| {
+                list.iter().any(|a| a != address) && !list.iter().any(|a| a == address)
+            });
+            if offset > index && others {
+                break;
+            }
+            window.push(*line);
+        }
+    }
+    window
+}
+
+struct TextOutcome {
+    status: Option<String>,
+    diagnostic: Option<String>,
+    kind: BounceKind,
+}
+
+impl TextOutcome {
+    fn into_recipient(self, final_recipient: Option<String>) -> RecipientStatus {
+        RecipientStatus {
+            final_recipient,
+            action: None,
+            status: self.status,
+            diagnostic: self.diagnostic,
+            kind: self.kind,
+        }
+    }
+}
+
+/// Status and diagnostic from prose. The enhanced code wins; failing that the wording
+/// gives the code RFC 3463 would use; failing that the basic SMTP reply gives X.0.0.
+fn outcome_from_lines(lines: &[&str], lower: &str, delayed: bool) -> TextOutcome {
+    let code_line = lines
+        .iter()
+        .find(|line| find_enhanced_status(line).is_some() || find_smtp_code(line).is_some());
+    let enhanced = lines.iter().find_map(|line| find_enhanced_status(line));
+    let basic = lines.iter().find_map(|line| find_smtp_code(line));
+    let wording_status = if has_any(lower, MAILBOX_FULL_WORDING) {
+        Some("4.2.2")
+    } else if has_any(lower, UNKNOWN_USER_WORDING) {
+        Some("5.1.1")
+    } else if has_any(lower, UNKNOWN_DOMAIN_WORDING) {
+        Some("5.1.2")
+    } else {
+        None
+    };
+    let status = enhanced
+        .or_else(|| {
+            // A 4xx reply with permanent wording is still temporary: keep the class.
+            match (wording_status, basic) {
+                (Some(w), Some(code)) if code < 500 && !w.starts_with('4') => {
+                    Some(format!("4{}", w.get(1..).unwrap_or_default()))
+                }
+                (Some(w), _) => Some(w.to_string()),
+                (None, Some(code)) => Some(format!("{}.0.0", code / 100)),
+                (None, None) => None,
+            }
+        })
+        .or_else(|| Some(if delayed { "4.0.0" } else { "5.0.0" }.to_string()));
+    let diagnostic = code_line
+        .map(|line| line.to_string())
+        .or_else(|| {
+            lines.iter().find_map(|line| {
+                let lower = line.to_lowercase();
+                (has_any(&lower, MAILBOX_FULL_WORDING)
+                    || has_any(&lower, UNKNOWN_USER_WORDING)
+                    || has_any(&lower, UNKNOWN_DOMAIN_WORDING))
+                .then(|| line.to_string())
+            })
+        })
+        .and_then(|line| {
+            let line = collapse_whitespace(&line);
+            (!line.is_empty()).then(|| truncate_chars(&line, MAX_DIAGNOSTIC_CHARS))
+        });
+    let action = if delayed { Some("delayed") } else { None };
+    let kind = classify(status.as_deref(), action, diagnostic.as_deref());
+    TextOutcome {
+        status,
+        diagnostic,
+        kind,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Auto-replies
+// ---------------------------------------------------------------------------
+
+const AUTO_REPLY_SUBJECTS: &[&str] = &[
+    "out of office",
+    "out-of-office",
+    "absence",
+    "absent",
+    "réponse automatique",
+    "reponse automatique",
+    "automatic reply",
+    "auto-reply",
+    "autoreply",
+    "auto reply",
+    "abwesenheit",
+    "vacation",
+];
+
+fn is_auto_reply(header: &impl Fn(&str) -> Option<String>, subject: &str) -> bool {
+    let auto_submitted = header("auto-submitted")
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("auto-replied"));
+    let autoreply_flag = ["x-autoreply", "x-autorespond", "x-autoresponder"]
+        .iter()
+        .any(|name| header(name).is_some_and(|v| !v.eq_ignore_ascii_case("no")));
+    let precedence = header("precedence").is_some_and(|v| v.eq_ignore_ascii_case("auto_reply"));
+    let subject = subject.to_lowercase();
+    auto_submitted
+        || autoreply_flag
+        || precedence
+        || has_any(&subject, AUTO_REPLY_SUBJECTS)
+        || subject.starts_with("auto:")
+}
+
+// ---------------------------------------------------------------------------
+// Small text readers
+// ---------------------------------------------------------------------------
+
+/// Message-ID / X-Notice-Id / From lines of a quoted or returned header block. Lines
+/// may be quoted with "> " and values may be folded onto the next line.
+fn scan_quoted_headers(text: &str) -> ReturnedNotice {
+    let mut notice = ReturnedNotice::default();
+    let lines: Vec<&str> = text.lines().collect();
+    for (index, line) in lines.iter().enumerate() {
+        let line = line.trim_start_matches(['>', ' ', '\t']);
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim().to_ascii_lowercase();
+        let mut value = value.trim().to_string();
+        if value.is_empty()
+            && let Some(next) = lines.get(index + 1)
+        {
+            value = next.trim().to_string();
+        }
+        match name.as_str() {
+            "message-id" | "x-original-message-id" if notice.message_id.is_none() => {
+                notice.message_id = message_id_from(&value);
+            }
+            "x-notice-id" if notice.notice_id.is_none() => {
+                notice.notice_id = notice_id_from(&value);
+            }
+            "from" if notice.sender.is_none() => notice.sender = first_address(&value),
+            _ => {}
+        }
+    }
+    notice
+}
+
+/// "<abc@host>" or "abc@host" -> "abc@host".
+fn message_id_from(value: &str) -> Option<String> {
+    let value = value.trim();
+    let id = match (value.find('<'), value.find('>')) {
+        (Some(start), Some(end)) if start < end => value.get(start + 1..end)?,
+        _ => value.split_whitespace().next()?,
+    };
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    (!id.is_empty() && id.contains('@')).then(|| id.to_string())
+}
+
+fn notice_id_from(value: &str) -> Option<String> {
+    value
+        .split_whitespace()
+        .next()
+        .map(|token| token.trim_matches(['<', '>', '"', '\'']).to_string())
+        .filter(|token| !token.is_empty())
+}
+
+/// The first e-mail address in a header value or line, lowercased.
+fn first_address(value: &str) -> Option<String> {
+    addresses_in(value).into_iter().next()
+}
+
+/// E-mail addresses in free text, lowercased, in order of appearance.
+fn addresses_in(text: &str) -> Vec<String> {
+    const LOCAL_SYMBOLS: &str = ".!#$%&'*+-/=?^_`{|}~";
+    let is_local = |c: char| c.is_alphanumeric() || LOCAL_SYMBOLS.contains(c);
+    let is_domain = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
+    let mut addresses = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        let before = text.get(..at).unwrap_or_default();
+        let after = text.get(at + 1..).unwrap_or_default();
+        let local_start = before
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| is_local(c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let domain_len: usize = after
+            .chars()
+            .take_while(|&c| is_domain(c))
+            .map(char::len_utf8)
+            .sum();
+        let local = before
+            .get(local_start..)
+            .unwrap_or_default()
+            .trim_start_matches(['.', '\'', '`']);
+        let domain = after
+            .get(..domain_len)
+            .unwrap_or_default()
+            .trim_end_matches(['.', '-']);
+        if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') {
+            addresses.push(format!("{local}@{domain}").to_lowercase());
+        }
+    }
+    addresses
+}
+
+/// First RFC 3463 enhanced status code ("5.1.1", "4.2.2", "5.1.10") in the text.
+fn find_enhanced_status(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    for start in 0..bytes.len() {
+        if !matches!(bytes.get(start), Some(b'2' | b'4' | b'5')) {
+            continue;
+        }
+        if start > 0
+            && bytes
+                .get(start - 1)
+                .is_some_and(|b| b.is_ascii_digit() || *b == b'.')
+        {
+            continue;
+        }
+        let mut position = start + 1;
+        let mut valid = true;
+        for _ in 0..2 {
+            if bytes.get(position) != Some(&b'.') {
+                valid = false;
+                break;
+            }
+            position += 1;
+            let digits = bytes
+                .get(position..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if !(1..=3).contains(&digits) {
+                valid = false;
+                break;
+            }
+            position += digits;
+        }
+        let ends_cleanly = !bytes.get(position).is_some_and(|b| {
+            b.is_ascii_digit()
+                || (*b == b'.' && bytes.get(position + 1).is_some_and(u8::is_ascii_digit))
+        });
+        if valid && ends_cleanly {
+            return text.get(start..position).map(str::to_string);
+        }
+    }
+    None
+}
+
+/// First basic SMTP reply code (4xx / 5xx) standing alone in the text.
+fn find_smtp_code(text: &str) -> Option<u16> {
+    let bytes = text.as_bytes();
+    for start in 0..bytes.len() {
+        let digits = bytes.get(start..start + 3)?;
+        if !matches!(digits.first(), Some(b'4' | b'5')) || !digits.iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let before_ok = start == 0
+            || bytes
+                .get(start - 1)
+                .is_some_and(|b| matches!(b, b' ' | b'\t' | b'(' | b'\'' | b'"' | b'<' | b'#'));
+        let after_ok = bytes
+            .get(start + 3)
+            .is_none_or(|b| matches!(b, b' ' | b'-' | b':' | b')' | b'\'' | b'\r' | b'\n'));
+        if before_ok && after_ok {
+            let code = digits
+                .iter()
+                .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+            return Some(code);
+        }
+    }
+    None
+}
+
+fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn truncate_chars(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Crude HTML to text for HTML-only bounces (some Exchange and Gmail ones): enough to
+/// find addresses and codes, not to render.
+fn html_to_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for c in html.chars() {
+        match (in_tag, c) {
+            (false, '<') => {
+                in_tag = true;
+                tag.clear();
+            }
+            (true, '>') => {
+                in_tag = false;
+                let name = tag.trim_start_matches('/').to_ascii_lowercase();
+                if ["br", "p", "div", "tr", "li", "h1", "h2", "h3", "table"]
+                    .iter()
+                    .any(|t| name.split([' ', '/']).next() == Some(t))
+                {
+                    text.push('\n');
+                }
+            }
+            (true, c) => tag.push(c),
+            (false, c) => text.push(c),
+        }
+    }
+    text.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_status_is_found_and_bounded() {
+        assert_eq!(
+            find_enhanced_status("550 5.1.1 <a@b.c>").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            find_enhanced_status("'550 5.1.10 RESOLVER'").as_deref(),
+            Some("5.1.10")
+        );
+        assert_eq!(find_enhanced_status("host 192.0.2.1 said"), None);
+        assert_eq!(find_enhanced_status("5.1"), None);
+        assert_eq!(find_enhanced_status(""), None);
+    }
+
+    #[test]
+    fn smtp_code_is_found() {
+        assert_eq!(find_smtp_code("<<< 550 5.1.1 x"), Some(550));
+        assert_eq!(find_smtp_code("554: delivery error"), Some(554));
+        assert_eq!(find_smtp_code("year 2025 port 25"), None);
+        assert_eq!(find_smtp_code("45"), None);
+    }
+
+    #[test]
+    fn addresses_are_extracted() {
+        assert_eq!(
+            addresses_in("RCPT TO:<Jean.Dupont@Example.ORG>: 550"),
+            vec!["jean.dupont@example.org"]
+        );
+        assert_eq!(addresses_in("<user@host>"), Vec::<String>::new());
+        assert_eq!(addresses_in("@@@"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn classification_follows_the_brief() {
+        assert_eq!(
+            classify(Some("5.1.1"), Some("failed"), None),
+            BounceKind::Hard
+        );
+        assert_eq!(
+            classify(Some("4.4.1"), Some("delayed"), None),
+            BounceKind::Soft
+        );
+        assert_eq!(
+            classify(Some("5.2.2"), Some("failed"), None),
+            BounceKind::Soft
+        );
+        assert_eq!(
+            classify(Some("5.0.0"), None, Some("552 Mailbox full")),
+            BounceKind::Soft
+        );
+        assert_eq!(classify(None, Some("failed"), None), BounceKind::Hard);
+        assert_eq!(
+            classify(Some("2.0.0"), Some("delivered"), None),
+            BounceKind::NotABounce
+        );
+    }
+
+    #[test]
+    fn delivery_status_blocks_are_read() {
+        let text = "Reporting-MTA: dns; mx.example.fr\r\n\r\nFinal-Recipient: rfc822; A@Example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user\r\n unknown\r\n\r\nFinal-Recipient: rfc822;b@example.org\r\nAction: delayed\r\nStatus: 4.4.1\r\n";
+        let recipients = recipients_from_delivery_status(text);
+        assert_eq!(recipients.len(), 2);
+        assert_eq!(
+            recipients[0].final_recipient.as_deref(),
+            Some("a@example.org")
+        );
+        assert_eq!(
+            recipients[0].diagnostic.as_deref(),
+            Some("550 5.1.1 user unknown")
+        );
+        assert_eq!(recipients[0].kind, BounceKind::Hard);
+        assert_eq!(recipients[1].kind, BounceKind::Soft);
+    }
+
+    #[test]
+    fn errors_for_non_mail() {
+        assert_eq!(parse_bounce(b""), Err(ParseError::Empty));
+        assert_eq!(parse_bounce(b" \r\n "), Err(ParseError::Empty));
+        assert_eq!(
+            parse_bounce(b"\x00\xff\x13garbage"),
+            Err(ParseError::NotAMessage)
+        );
+        assert_eq!(parse_bounce(b"hello world\n"), Err(ParseError::NotAMessage));
+        let big = vec![b'a'; MAX_BOUNCE_BYTES + 1];
+        assert!(matches!(
+            parse_bounce(&big),
+            Err(ParseError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn success_report_is_not_an_auto_reply() {
+        let raw = b"From: MAILER-DAEMON@mx.example.fr\r\nTo: b-abc@bounces.example.fr\r\n\
+Auto-Submitted: auto-replied\r\nSubject: Successful Mail Delivery Report\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"x\"\r\n\r\n\
+--x\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n\
+Final-Recipient: rfc822; a@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n\r\n--x--\r\n";
+        let bounce = parse_bounce(raw).expect("parses");
+        assert_eq!(bounce.kind, BounceKind::NotABounce);
+        assert_eq!(bounce.recipients.len(), 1);
+        assert_eq!(
+            bounce.envelope_to.as_deref(),
+            Some("b-abc@bounces.example.fr")
+        );
+    }
+
+    #[test]
+    fn verp_address_wins_over_final_mailbox() {
+        let raw = b"Delivered-To: collector@bounces.example.fr\nX-Original-To: B-Tok3n@Bounces.Example.FR\nFrom: x@y.fr\nSubject: Out of Office\n\nbody\n";
+        let bounce = parse_bounce(raw).expect("parses");
+        assert_eq!(
+            bounce.envelope_to.as_deref(),
+            Some("b-tok3n@bounces.example.fr")
+        );
+        assert_eq!(bounce.kind, BounceKind::AutoReply);
+    }
+
+    #[test]
+    fn headers_without_body_are_not_a_bounce() {
+        let bounce = parse_bounce(b"From: a@example.org\r\nSubject: hi\r\n").expect("parses");
+        assert_eq!(bounce.kind, BounceKind::NotABounce);
+    }
+}

@@ -1,0 +1,707 @@
+//! `breachmail.toml`: reading, environment overrides and validation of the campaign's settings.
+//!
+//! The file is parsed into a TOML table, `BREACHMAIL_<SECTION>_<KEY>` variables are laid over it,
+//! and only then is it turned into typed settings, so an override is checked exactly like the
+//! file. Every error names the key and what would be right. Secrets never come from the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use serde::Deserialize;
+
+use crate::UsageError;
+
+/// The sections scripts may override from the environment, in the spec's order.
+const SECTIONS: [&str; 7] = [
+    "campaign", "sender", "smtp", "rate", "retry", "dkim", "incident",
+];
+
+/// Variables that look like overrides but are not config keys.
+const NOT_OVERRIDES: [&str; 3] = [
+    "BREACHMAIL_CONFIG",
+    "BREACHMAIL_SMTP_PASSWORD",
+    "BREACHMAIL_SMTP_PASSWORD_FILE",
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file's folder: relative paths in the file are relative to it.
+    pub dir: PathBuf,
+    pub campaign: Campaign,
+    pub sender: Sender,
+    pub smtp: Smtp,
+    pub rate: Rate,
+    pub retry: Retry,
+    pub dkim: Option<Dkim>,
+    /// Every `[incident]` key, as the templates see it under `incident.*`.
+    pub incident: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub database: PathBuf,
+    pub letters: PathBuf,
+    pub default_language: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub bounce_domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub relay: Relay,
+    pub username: Option<String>,
+    pub max_connections: usize,
+    pub timeout: Duration,
+}
+
+/// Where letters go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay {
+    /// `smtp://host:port`: STARTTLS when offered, required unless the host is loopback.
+    Smtp { host: String, port: u16 },
+    /// `smtps://host:port`: TLS from the first byte.
+    Smtps { host: String, port: u16 },
+    /// `file://DIR`: one `.eml` per message in DIR (the default, for trying things out).
+    File(PathBuf),
+}
+
+impl Relay {
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            Relay::Smtp { host, .. } | Relay::Smtps { host, .. } => is_loopback_host(host),
+            Relay::File(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Relay::Smtp { host, port } => write!(f, "smtp://{host}:{port}"),
+            Relay::Smtps { host, port } => write!(f, "smtps://{host}:{port}"),
+            Relay::File(dir) => write!(f, "file://{}", dir.display()),
+        }
+    }
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[derive(Debug, Clone)]
+pub struct Rate {
+    /// Messages per second over all domains; 0 means unlimited.
+    pub per_second: u32,
+    /// Ceilings per recipient domain (lowercased).
+    pub per_domain: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dkim {
+    pub selector: String,
+    pub domain: String,
+    pub private_key: PathBuf,
+}
+
+// What the file may contain. `deny_unknown_fields` turns a typo into an error naming the key.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    campaign: FileCampaign,
+    #[serde(default)]
+    sender: FileSender,
+    #[serde(default)]
+    smtp: FileSmtp,
+    #[serde(default)]
+    rate: FileRate,
+    #[serde(default)]
+    retry: FileRetry,
+    dkim: Option<FileDkim>,
+    #[serde(default)]
+    incident: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileCampaign {
+    database: String,
+    letters: String,
+    default_language: String,
+}
+
+impl Default for FileCampaign {
+    fn default() -> Self {
+        Self {
+            database: "breachmail.db".into(),
+            letters: "letters".into(),
+            default_language: "fr".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileSender {
+    from: String,
+    reply_to: Option<String>,
+    bounce_domain: Option<String>,
+}
+
+impl Default for FileSender {
+    fn default() -> Self {
+        Self {
+            from: "Notification <ne-pas-repondre@notification.example.fr>".into(),
+            reply_to: None,
+            bounce_domain: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileSmtp {
+    url: String,
+    username: Option<String>,
+    max_connections: i64,
+    timeout: String,
+}
+
+impl Default for FileSmtp {
+    fn default() -> Self {
+        Self {
+            url: "file://outbox".into(),
+            username: None,
+            max_connections: 8,
+            timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileRate {
+    per_second: i64,
+    per_domain: BTreeMap<String, i64>,
+}
+
+impl Default for FileRate {
+    fn default() -> Self {
+        Self {
+            per_second: 50,
+            per_domain: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileRetry {
+    max_attempts: i64,
+    first_delay: String,
+    max_delay: String,
+    give_up_after: String,
+}
+
+impl Default for FileRetry {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            first_delay: "5m".into(),
+            max_delay: "6h".into(),
+            give_up_after: "5d".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDkim {
+    selector: String,
+    domain: String,
+    private_key: String,
+}
+
+/// Where the config is: `--config`, else `$BREACHMAIL_CONFIG`, else `./breachmail.toml`.
+pub fn locate(flag: Option<&Path>) -> PathBuf {
+    if let Some(path) = flag {
+        return path.to_path_buf();
+    }
+    match std::env::var_os("BREACHMAIL_CONFIG") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from("breachmail.toml"),
+    }
+}
+
+impl Config {
+    /// Reads the file, lays the environment over it, and validates everything.
+    pub fn load(path: &Path) -> Result<Config, UsageError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError::new(format!(
+                "cannot read the configuration {}: {e} (create a campaign with `breachmail init DIR`, or pass --config FILE)",
+                path.display()
+            ))
+        })?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_toml(&text, &dir, &env)
+            .map_err(|e| UsageError::new(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// The pure part of `load`: text, folder and environment in, settings out.
+    pub fn from_toml(
+        text: &str,
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Config, UsageError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| UsageError::new(format!("not valid TOML: {e}")))?;
+        if let Some(smtp) = table.get("smtp").and_then(|s| s.as_table())
+            && smtp.contains_key("password")
+        {
+            return Err(UsageError::new(
+                "smtp.password: secrets are not read from the file; set BREACHMAIL_SMTP_PASSWORD (or BREACHMAIL_SMTP_PASSWORD_FILE) in the environment instead",
+            ));
+        }
+        apply_environment(&mut table, env)?;
+        let file: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| UsageError::new(describe_toml_error(&e)))?;
+        Self::validate(file, dir)
+    }
+
+    fn validate(file: FileConfig, dir: &Path) -> Result<Config, UsageError> {
+        let campaign = Campaign {
+            database: dir.join(non_empty("campaign.database", &file.campaign.database)?),
+            letters: dir.join(non_empty("campaign.letters", &file.campaign.letters)?),
+            default_language: language_code(
+                "campaign.default_language",
+                &file.campaign.default_language,
+            )?,
+        };
+        let sender = Sender {
+            from: mailbox("sender.from", &file.sender.from)?,
+            reply_to: file
+                .sender
+                .reply_to
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| mailbox("sender.reply_to", s))
+                .transpose()?,
+            bounce_domain: file
+                .sender
+                .bounce_domain
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| domain_name("sender.bounce_domain", s))
+                .transpose()?,
+        };
+        let max_connections = file.smtp.max_connections;
+        if !(1..=256).contains(&max_connections) {
+            return Err(key_error(
+                "smtp.max_connections",
+                &max_connections.to_string(),
+                "a whole number from 1 to 256",
+            ));
+        }
+        let smtp = Smtp {
+            relay: relay("smtp.url", &file.smtp.url, dir)?,
+            username: file.smtp.username.filter(|u| !u.is_empty()),
+            max_connections: max_connections as usize,
+            timeout: duration("smtp.timeout", &file.smtp.timeout)?,
+        };
+        let rate = Rate {
+            per_second: non_negative("rate.per_second", file.rate.per_second)?,
+            per_domain: file
+                .rate
+                .per_domain
+                .into_iter()
+                .map(|(domain, n)| {
+                    let key = format!("rate.per_domain.{domain}");
+                    let domain = domain_name(&key, &domain)?;
+                    let n = non_negative(&key, n)?;
+                    Ok((domain, n))
+                })
+                .collect::<Result<_, UsageError>>()?,
+        };
+        let max_attempts = file.retry.max_attempts;
+        if !(1..=1000).contains(&max_attempts) {
+            return Err(key_error(
+                "retry.max_attempts",
+                &max_attempts.to_string(),
+                "a whole number from 1 to 1000",
+            ));
+        }
+        let retry = Retry {
+            max_attempts: max_attempts as u32,
+            first_delay: duration("retry.first_delay", &file.retry.first_delay)?,
+            max_delay: duration("retry.max_delay", &file.retry.max_delay)?,
+            give_up_after: duration("retry.give_up_after", &file.retry.give_up_after)?,
+        };
+        if retry.max_delay < retry.first_delay {
+            return Err(UsageError::new(
+                "retry.max_delay is shorter than retry.first_delay: the cap must be at least the first delay",
+            ));
+        }
+        let dkim = file
+            .dkim
+            .map(|d| -> Result<Dkim, UsageError> {
+                Ok(Dkim {
+                    selector: non_empty("dkim.selector", &d.selector)?.to_owned(),
+                    domain: domain_name("dkim.domain", &d.domain)?,
+                    private_key: dir.join(non_empty("dkim.private_key", &d.private_key)?),
+                })
+            })
+            .transpose()?;
+        let incident = match serde_json::to_value(&file.incident) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(UsageError::new("incident: must be a table of facts")),
+        };
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            campaign,
+            sender,
+            smtp,
+            rate,
+            retry,
+            dkim,
+            incident,
+        })
+    }
+}
+
+/// Lays `BREACHMAIL_<SECTION>_<KEY>=value` over the table. A value is read as a TOML value when it
+/// is one (`50`, `{ "orange.fr" = 5 }`, `true`), else as a string.
+fn apply_environment(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), UsageError> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("BREACHMAIL_") else {
+            continue;
+        };
+        if NOT_OVERRIDES.contains(&name.as_str()) {
+            continue;
+        }
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = SECTIONS.iter().find_map(|section| {
+            rest.strip_prefix(section)
+                .and_then(|r| r.strip_prefix('_'))
+                .filter(|key| !key.is_empty())
+                .map(|key| (*section, key.to_owned()))
+        }) else {
+            return Err(UsageError::new(format!(
+                "environment variable {name}: no such setting (expected BREACHMAIL_<SECTION>_<KEY> with SECTION one of {})",
+                SECTIONS.join(", ").to_uppercase()
+            )));
+        };
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let section_table = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section_table) = section_table.as_table_mut() else {
+            return Err(UsageError::new(format!(
+                "{section}: must be a table, to take the override {name}"
+            )));
+        };
+        section_table.insert(key, value);
+    }
+    Ok(())
+}
+
+/// Names the key (`rate.per_second`) in front of serde's description of what is wrong.
+fn describe_toml_error(error: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let key = error.path().to_string();
+    let message = error.inner().message().trim().to_owned();
+    let hint = if message.contains("unknown field") {
+        " (check the spelling against the configuration reference in the README)"
+    } else {
+        ""
+    };
+    if key.is_empty() || key == "." {
+        format!("{message}{hint}")
+    } else {
+        format!("{key}: {message}{hint}")
+    }
+}
+
+fn key_error(key: &str, value: &str, expected: &str) -> UsageError {
+    UsageError::new(format!(
+        "{key} = {value:?} is not valid: expected {expected}"
+    ))
+}
+
+fn non_empty<'a>(key: &str, value: &'a str) -> Result<&'a str, UsageError> {
+    if value.trim().is_empty() {
+        return Err(key_error(key, value, "a non-empty value"));
+    }
+    Ok(value)
+}
+
+fn non_negative(key: &str, value: i64) -> Result<u32, UsageError> {
+    u32::try_from(value)
+        .map_err(|_| key_error(key, &value.to_string(), "0 or a positive whole number"))
+}
+
+fn language_code(key: &str, value: &str) -> Result<String, UsageError> {
+    let code = value.trim().to_ascii_lowercase();
+    if code.len() < 2 || code.len() > 8 || !code.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+    {
+        return Err(key_error(
+            key,
+            value,
+            "a language code such as \"fr\" or \"en\"",
+        ));
+    }
+    Ok(code)
+}
+
+fn mailbox(key: &str, value: &str) -> Result<Mailbox, UsageError> {
+    crate::domain::check_header_safe(value).map_err(|e| {
+        key_error(
+            key,
+            value,
+            &format!("an address without control characters ({e})"),
+        )
+    })?;
+    if let Ok(mailbox) = value.parse::<Mailbox>() {
+        return Ok(mailbox);
+    }
+    // "Name (with parentheses) <a@b>" is what people write; RFC 5322 wants the name quoted.
+    if let Some((name, rest)) = value.rsplit_once('<')
+        && let Some(address) = rest.trim().strip_suffix('>')
+        && let Ok(address) = address.trim().parse::<lettre::Address>()
+    {
+        let name = name.trim().trim_matches('"').trim();
+        return Ok(Mailbox::new(
+            (!name.is_empty()).then(|| name.to_owned()),
+            address,
+        ));
+    }
+    value.parse::<Mailbox>().map_err(|_| {
+        key_error(
+            key,
+            value,
+            "an address such as \"Agence <ne-pas-repondre@notification.example.fr>\" or \"dpo@example.fr\"",
+        )
+    })
+}
+
+fn domain_name(key: &str, value: &str) -> Result<String, UsageError> {
+    let domain = value.trim().trim_end_matches('.').to_lowercase();
+    crate::domain::Email::parse(&format!("postmaster@{domain}"))
+        .map(|_| domain)
+        .map_err(|_| key_error(key, value, "a domain name such as \"bounces.example.fr\""))
+}
+
+fn relay(key: &str, value: &str, dir: &Path) -> Result<Relay, UsageError> {
+    let expected = "smtp://HOST:PORT, smtps://HOST:PORT or file://DIR";
+    if let Some(path) = value.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(key_error(key, value, expected));
+        }
+        return Ok(Relay::File(dir.join(path)));
+    }
+    let (scheme, rest) = value
+        .split_once("://")
+        .ok_or_else(|| key_error(key, value, expected))?;
+    let rest = rest.trim_end_matches('/');
+    if rest.contains(['@', '/', '?']) {
+        return Err(key_error(
+            key,
+            value,
+            "smtp://HOST:PORT with no user, password or path (the username is smtp.username; the password comes from BREACHMAIL_SMTP_PASSWORD)",
+        ));
+    }
+    let default_port = match scheme {
+        "smtp" => 25,
+        "smtps" => 465,
+        _ => return Err(key_error(key, value, expected)),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| key_error(key, value, "a port number from 1 to 65535"))?,
+        ),
+        _ => (rest, default_port),
+    };
+    if host.is_empty() {
+        return Err(key_error(key, value, expected));
+    }
+    let host = host.to_owned();
+    Ok(match scheme {
+        "smtp" => Relay::Smtp { host, port },
+        _ => Relay::Smtps { host, port },
+    })
+}
+
+/// Durations as people write them: `500ms`, `30s`, `5m`, `6h`, `5d`, or combined like `1h30m`.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = value;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" | "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        total = total.checked_add(unit.checked_mul(u32::try_from(number).ok()?)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration, UsageError> {
+    parse_duration(value).ok_or_else(|| {
+        key_error(
+            key,
+            value,
+            "a duration such as \"30s\", \"5m\", \"6h\" or \"5d\"",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_toml(text, Path::new("/campaign"), &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.smtp.relay, Relay::File("/campaign/outbox".into()));
+        assert_eq!(
+            config.campaign.database,
+            Path::new("/campaign/breachmail.db")
+        );
+        assert_eq!(config.rate.per_second, 50);
+        assert_eq!(config.retry.first_delay, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn environment_overrides_every_section() {
+        let config = load(
+            "[rate]\nper_second = 50\n",
+            &[
+                ("BREACHMAIL_RATE_PER_SECOND", "7"),
+                ("BREACHMAIL_SMTP_URL", "smtp://127.0.0.1:2525"),
+                ("BREACHMAIL_RATE_PER_DOMAIN", "{ \"Orange.fr\" = 5 }"),
+                ("BREACHMAIL_INCIDENT_REF", "INC-9"),
+                ("BREACHMAIL_SMTP_PASSWORD", "not a key"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.rate.per_second, 7);
+        assert_eq!(
+            config.smtp.relay,
+            Relay::Smtp {
+                host: "127.0.0.1".into(),
+                port: 2525
+            }
+        );
+        assert_eq!(config.rate.per_domain.get("orange.fr"), Some(&5));
+        assert_eq!(config.incident["ref"], "INC-9");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[smtp]\ntimout = \"3s\"\n", "timout"),
+            ("[smtp]\ntimeout = \"3 parsecs\"\n", "smtp.timeout"),
+            ("[sender]\nfrom = \"not an address\"\n", "sender.from"),
+            ("[smtp]\nurl = \"http://x\"\n", "smtp.url"),
+            ("[smtp]\nmax_connections = 0\n", "smtp.max_connections"),
+            ("[rate]\nper_second = -1\n", "rate.per_second"),
+            (
+                "[smtp]\npassword = \"hunter2\"\n",
+                "BREACHMAIL_SMTP_PASSWORD",
+            ),
+            (
+                "[retry]\nfirst_delay = \"1h\"\nmax_delay = \"1m\"\n",
+                "retry.max_delay",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = load(text, &[]).unwrap_err();
+            assert!(error.contains(key), "{text:?} gave {error:?}");
+        }
+        let error = load("", &[("BREACHMAIL_SMPT_URL", "x")]).unwrap_err();
+        assert!(error.contains("BREACHMAIL_SMPT_URL"), "{error}");
+        let error = load("", &[("BREACHMAIL_RATE_PER_SECOND", "fast")]).unwrap_err();
+        assert!(error.contains("per_second"), "{error}");
+    }
+
+    #[test]
+    fn the_password_never_appears_in_the_error() {
+        let error = load("[smtp]\npassword = \"hunter2\"\n", &[]).unwrap_err();
+        assert!(!error.contains("hunter2"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("5d"), Some(Duration::from_secs(432_000)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("localhost"));
+        assert!(is_loopback_host("[::1]"));
+        assert!(!is_loopback_host("smtp.example.fr"));
+    }
+}

@@ -1,0 +1,113 @@
+//! The campaign database: opening it privately, migrating it, and the campaign's signing key.
+//!
+//! SQLite in WAL mode with `synchronous=NORMAL`: a crash loses at most the last transaction, never
+//! corrupts, and readers (`status`) never block the sender.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::RngCore;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Milliseconds since the Unix epoch: the unit of every time column.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// RFC 3339 for exports and logs; empty for a missing time.
+pub fn format_time(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// Opens (creating when asked) and migrates the database. A new file is made owner-only before
+/// SQLite writes a byte to it; SQLite gives its -wal and -shm files the same mode.
+pub async fn open(path: &Path, create: bool) -> anyhow::Result<SqlitePool> {
+    if !path.exists() {
+        if !create {
+            anyhow::bail!(
+                "no campaign database at {} (run `breachmail init` or `breachmail import` first)",
+                path.display()
+            );
+        }
+        crate::files::create_private(path)
+            .with_context(|| format!("while creating the database {}", path.display()))?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true)
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("while opening the database {}", path.display()))?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .with_context(|| format!("while migrating the database {}", path.display()))?;
+    ensure_signing_key(&pool).await?;
+    Ok(pool)
+}
+
+/// The secret that signs VERP tokens and derives Message-IDs. Made once, with the database, and
+/// never printed or exported.
+async fn ensure_signing_key(pool: &SqlitePool) -> anyhow::Result<()> {
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    sqlx::query("INSERT OR IGNORE INTO campaign (key, value) VALUES ('signing_key', ?)")
+        .bind(hex::encode(key))
+        .execute(pool)
+        .await
+        .context("while creating the campaign's signing key")?;
+    Ok(())
+}
+
+pub async fn signing_key(pool: &SqlitePool) -> anyhow::Result<Vec<u8>> {
+    let hex_key: String =
+        sqlx::query_scalar("SELECT value FROM campaign WHERE key = 'signing_key'")
+            .fetch_one(pool)
+            .await
+            .context("while reading the campaign's signing key")?;
+    hex::decode(hex_key).context("the campaign's signing key is damaged")
+}
+
+/// Starts a run of a state-changing command, for the evidence.
+pub async fn start_run(pool: &SqlitePool, command: &str) -> anyhow::Result<i64> {
+    let id = sqlx::query("INSERT INTO runs (command, started_at, host, pid) VALUES (?, ?, ?, ?)")
+        .bind(command)
+        .bind(now_ms())
+        .bind(crate::files::host_name())
+        .bind(std::process::id() as i64)
+        .execute(pool)
+        .await
+        .context("while recording the run")?
+        .last_insert_rowid();
+    Ok(id)
+}
+
+pub async fn finish_run(
+    pool: &SqlitePool,
+    run_id: i64,
+    outcome: &str,
+    detail: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE runs SET finished_at = ?, outcome = ?, detail = ? WHERE id = ?")
+        .bind(now_ms())
+        .bind(outcome)
+        .bind(detail)
+        .bind(run_id)
+        .execute(pool)
+        .await
+        .context("while recording the end of the run")?;
+    Ok(())
+}

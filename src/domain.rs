@@ -1,0 +1,449 @@
+//! The campaign's vocabulary as types: a value of one of these exists only if it is valid.
+//!
+//! Raw strings stop at the edge (the CSV reader, an SQL row, the config file); from there on the
+//! code passes `Email`, `PersonRef`, `NoticeId`, `DeliveryState` and `Category`, so a header can
+//! never receive a line break and a state can never be misspelt.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+
+/// Longest value accepted in any imported field. Longer is a data error, not a name.
+pub const MAX_FIELD_CHARS: usize = 1000;
+
+/// Why an imported value was refused: the message names what would be right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(message: impl Into<String>) -> Invalid {
+    Invalid(message.into())
+}
+
+/// Refuses control characters (CR/LF would inject mail headers) and absurd lengths.
+pub fn check_header_safe(value: &str) -> Result<(), Invalid> {
+    if value.chars().count() > MAX_FIELD_CHARS {
+        return Err(invalid(format!("longer than {MAX_FIELD_CHARS} characters")));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(invalid(format!(
+            "contains the control character U+{:04X}",
+            c as u32
+        )));
+    }
+    Ok(())
+}
+
+/// The source system's key for a person: unique, non-empty, printable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersonRef(String);
+
+impl PersonRef {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let value = raw.trim();
+        if value.is_empty() {
+            return Err(invalid("is empty"));
+        }
+        if value.len() > 200 {
+            return Err(invalid("longer than 200 characters"));
+        }
+        check_header_safe(value)?;
+        // A ref names preview files (`<ref>.eml`): keep it away from path separators.
+        if value.contains(['/', '\\']) || value == "." || value == ".." {
+            return Err(invalid("contains a path separator"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PersonRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A deliverable e-mail address. Internationalised domains and local parts are accepted; the
+/// domain is kept lowercased separately for rate limits and statistics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email {
+    address: String,
+    domain_start: usize,
+}
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let value = raw.trim();
+        check_header_safe(value)?;
+        if value.len() > 254 {
+            return Err(invalid("longer than 254 characters"));
+        }
+        let Some((local, domain)) = value.rsplit_once('@') else {
+            return Err(invalid(format!("{value:?} has no @")));
+        };
+        if local.is_empty() || local.len() > 64 {
+            return Err(invalid(format!(
+                "{value:?}: the part before @ must be 1 to 64 characters"
+            )));
+        }
+        let domain = domain.trim_end_matches('.').to_lowercase();
+        let labels: Vec<&str> = domain.split('.').collect();
+        if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.len() > 63) {
+            return Err(invalid(format!(
+                "{value:?}: the domain must have at least two non-empty labels"
+            )));
+        }
+        if labels
+            .iter()
+            .any(|l| l.starts_with('-') || l.ends_with('-'))
+        {
+            return Err(invalid(format!(
+                "{value:?}: a domain label starts or ends with '-'"
+            )));
+        }
+        if !domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(invalid(format!(
+                "{value:?}: the domain holds a character other than letters, digits, '-' and '.'"
+            )));
+        }
+        // lettre is the final judge of what it can put in an envelope.
+        let address = format!("{local}@{domain}");
+        if address.parse::<lettre::Address>().is_err() {
+            return Err(invalid(format!("{value:?} is not a valid e-mail address")));
+        }
+        Ok(Self {
+            domain_start: local.len() + 1,
+            address,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.address
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.address[self.domain_start..]
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.address)
+    }
+}
+
+/// The public reference a person quotes to the helpline: 12 characters from an alphabet without
+/// look-alikes (Crockford's base 32), grouped by four, random and so unguessable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NoticeId(String);
+
+const NOTICE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+impl NoticeId {
+    pub fn random() -> Self {
+        let mut rng = rand::rng();
+        let mut id = String::with_capacity(14);
+        for i in 0..12 {
+            if i > 0 && i % 4 == 0 {
+                id.push('-');
+            }
+            id.push(NOTICE_ALPHABET[rng.random_range(0..NOTICE_ALPHABET.len())] as char);
+        }
+        Self(id)
+    }
+
+    /// Accepts what a person reads out or types: any case, with or without dashes.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let compact: String = raw
+            .trim()
+            .chars()
+            .filter(|c| *c != '-' && *c != ' ')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        if compact.len() != 12 || !compact.bytes().all(|b| NOTICE_ALPHABET.contains(&b)) {
+            return Err(invalid(format!(
+                "{raw:?} is not a notice id (XXXX-XXXX-XXXX)"
+            )));
+        }
+        Ok(Self(format!(
+            "{}-{}-{}",
+            &compact[0..4],
+            &compact[4..8],
+            &compact[8..12]
+        )))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NoticeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where one person's letter stands. See the state diagram in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeliveryState {
+    Pending,
+    Sending,
+    Sent,
+    Deferred,
+    Failed,
+    Bounced,
+    NoEmail,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 7] = [
+        DeliveryState::Pending,
+        DeliveryState::Sending,
+        DeliveryState::Sent,
+        DeliveryState::Deferred,
+        DeliveryState::Failed,
+        DeliveryState::Bounced,
+        DeliveryState::NoEmail,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sending => "sending",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Deferred => "deferred",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Bounced => "bounced",
+            DeliveryState::NoEmail => "no_email",
+        }
+    }
+
+    /// Not (or not yet) reached by e-mail, for good: the postal fallback's population.
+    pub fn is_unreached(self) -> bool {
+        matches!(
+            self,
+            DeliveryState::Failed | DeliveryState::Bounced | DeliveryState::NoEmail
+        )
+    }
+}
+
+impl FromStr for DeliveryState {
+    type Err = Invalid;
+    fn from_str(raw: &str) -> Result<Self, Invalid> {
+        DeliveryState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| invalid(format!("{raw:?} is not a delivery state")))
+    }
+}
+
+impl fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A category of personal data that may have been exposed, in the order letters list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    Name,
+    Email,
+    Postal,
+    Phone,
+    Identifier,
+    Status,
+    Birthdate,
+}
+
+impl Category {
+    pub const ALL: [Category; 7] = [
+        Category::Name,
+        Category::Email,
+        Category::Postal,
+        Category::Phone,
+        Category::Identifier,
+        Category::Status,
+        Category::Birthdate,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Category::Name => "name",
+            Category::Email => "email",
+            Category::Postal => "postal",
+            Category::Phone => "phone",
+            Category::Identifier => "identifier",
+            Category::Status => "status",
+            Category::Birthdate => "birthdate",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let code = raw.trim().to_ascii_lowercase();
+        Category::ALL
+            .into_iter()
+            .find(|c| c.code() == code)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown category {raw:?} (known: name, email, postal, phone, identifier, status, birthdate)"
+                ))
+            })
+    }
+
+    /// Parses a `;`-separated list into the canonical order, without repeats.
+    pub fn parse_list(raw: &str) -> Result<Vec<Category>, Invalid> {
+        let mut categories = Vec::new();
+        for part in raw.split([';', ',']).filter(|p| !p.trim().is_empty()) {
+            categories.push(Category::parse(part)?);
+        }
+        categories.sort();
+        categories.dedup();
+        Ok(categories)
+    }
+
+    pub fn join(categories: &[Category]) -> String {
+        categories
+            .iter()
+            .map(|c| c.code())
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+}
+
+/// How a letter greets the person. Anything not clearly one of these gets the neutral greeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Civility {
+    Mr,
+    Ms,
+}
+
+impl Civility {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let folded = raw.trim().trim_end_matches('.').to_lowercase();
+        match folded.as_str() {
+            "m" | "mr" | "monsieur" | "mister" | "sir" => Some(Civility::Mr),
+            "mme" | "madame" | "mrs" | "ms" | "miss" | "mlle" | "mademoiselle" => {
+                Some(Civility::Ms)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Civility::Mr => "mr",
+            Civility::Ms => "ms",
+        }
+    }
+}
+
+/// Keeps only the last four characters of an agency identifier, as "…4821".
+pub fn mask_identifier(raw: &str) -> Option<String> {
+    let chars: Vec<char> = raw.trim().chars().filter(|c| !c.is_whitespace()).collect();
+    if chars.is_empty() {
+        return None;
+    }
+    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    Some(format!("…{tail}"))
+}
+
+/// Keeps only the last two digits of a phone number, as "•• •• •• •• 12".
+pub fn mask_phone(raw: &str) -> Option<String> {
+    let digits: Vec<char> = raw.chars().filter(|c| c.is_ascii_digit()).collect();
+    if digits.len() < 4 {
+        return None;
+    }
+    let tail: String = digits[digits.len() - 2..].iter().collect();
+    Some(format!("•• •• •• •• {tail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_accepts_internationalised_domains_and_lowercases_the_domain() {
+        let email = Email::parse(" Jean.Dupont@Exemple.FR ").unwrap();
+        assert_eq!(email.as_str(), "Jean.Dupont@exemple.fr");
+        assert_eq!(email.domain(), "exemple.fr");
+        let idn = Email::parse("élodie@société.fr").unwrap();
+        assert_eq!(idn.domain(), "société.fr");
+    }
+
+    #[test]
+    fn email_refuses_what_cannot_be_delivered() {
+        for bad in [
+            "",
+            "no-at-sign",
+            "@exemple.fr",
+            "a@b",
+            "a@-b.fr",
+            "a@exemple..fr",
+            "a@exem ple.fr",
+            "a\r\nBcc: x@y.fr@exemple.fr",
+            "a b@exemple.fr",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn header_safety_refuses_line_breaks_and_long_values() {
+        assert!(check_header_safe("Dupont\r\nBcc: x@y.fr").is_err());
+        assert!(check_header_safe(&"x".repeat(MAX_FIELD_CHARS + 1)).is_err());
+        assert!(check_header_safe("Élodie O'Brien-Müller").is_ok());
+    }
+
+    #[test]
+    fn notice_ids_are_random_and_round_trip() {
+        let a = NoticeId::random();
+        let b = NoticeId::random();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 14);
+        let typed = a.as_str().to_lowercase().replace('-', "");
+        assert_eq!(NoticeId::parse(&typed).unwrap(), a);
+        assert!(
+            NoticeId::parse("K7QF-3MZ9-P2XI").is_err(),
+            "I is not in the alphabet"
+        );
+    }
+
+    #[test]
+    fn categories_parse_into_canonical_order_without_repeats() {
+        let list = Category::parse_list("phone; Name;email;phone").unwrap();
+        assert_eq!(Category::join(&list), "name;email;phone");
+        assert!(Category::parse_list("name;password").is_err());
+    }
+
+    #[test]
+    fn masks_keep_only_the_tail() {
+        assert_eq!(mask_identifier("1234567A4821").as_deref(), Some("…4821"));
+        assert_eq!(mask_identifier("  ").as_deref(), None);
+        assert_eq!(
+            mask_phone("+33 6 12 34 56 78").as_deref(),
+            Some("•• •• •• •• 78")
+        );
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for state in DeliveryState::ALL {
+            assert_eq!(state.as_str().parse::<DeliveryState>().unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn refs_refuse_path_separators() {
+        assert!(PersonRef::parse("../etc").is_err());
+        assert!(PersonRef::parse("").is_err());
+        assert_eq!(PersonRef::parse(" A-1 ").unwrap().as_str(), "A-1");
+    }
+}

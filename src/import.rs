@@ -1,0 +1,916 @@
+//! `import`: loads the affected people from the source system's CSV export (or an SQLite extract).
+//!
+//! Rows are streamed, validated into domain types one by one, and written in batches. A bad row is
+//! written to the rejects file with its line, ref, field and reason, and the import goes on
+//! (`--strict` turns any bad row into "import nothing"). Re-importing the same file changes
+//! nothing; `--update` applies changed fields. The full identifier and phone never reach the
+//! database: only their masked tails do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqlitePool, ValueRef};
+
+use crate::cli::ImportArgs;
+use crate::config::Config;
+use crate::domain::{
+    Category, Civility, Email, Invalid, MAX_FIELD_CHARS, PersonRef, check_header_safe,
+    mask_identifier, mask_phone,
+};
+use crate::ledger::{self, NewPerson};
+use crate::{Exit, UsageError};
+
+/// Rows per transaction: large enough to amortise the commit, small enough to keep memory flat.
+const BATCH_ROWS: usize = 500;
+
+/// The columns the import knows; any other column is kept for templates as `extra.NAME`.
+const KNOWN_COLUMNS: [&str; 15] = [
+    "ref",
+    "email",
+    "alt_email",
+    "civility",
+    "first_name",
+    "last_name",
+    "language",
+    "address_line1",
+    "address_line2",
+    "postcode",
+    "city",
+    "country",
+    "phone",
+    "identifier",
+    "exposed",
+];
+
+/// One raw row from any source: its line (CSV) or row number (SQLite) and its values by column.
+/// A value that is not UTF-8 arrives as `Err` so the rejection can name its column.
+struct SourceRow {
+    line: u64,
+    values: Vec<Result<String, ()>>,
+}
+
+/// A refused value: which row, which field, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub line: u64,
+    pub person_ref: String,
+    pub field: String,
+    pub reason: String,
+    /// What happened to the row: refused, or imported without the bad value.
+    pub action: &'static str,
+}
+
+const REFUSED: &str = "refused";
+const KEPT_AS_NO_EMAIL: &str = "imported as no_email (postal fallback)";
+
+/// What one import did, for the summary line and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub rows: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Rows whose ref exists with other values, left alone because `--update` was not given.
+    pub changed_not_updated: u64,
+    pub refused: u64,
+    pub without_email: u64,
+    pub language_fallbacks: BTreeMap<String, u64>,
+    pub shared_addresses: u64,
+    pub rejects_file: Option<PathBuf>,
+}
+
+pub async fn run(config: &Config, args: &ImportArgs) -> anyhow::Result<Exit> {
+    let pool = crate::db::open(&config.campaign.database, true).await?;
+    let rejects_path = args.rejects.clone().unwrap_or_else(|| {
+        let mut name = args.file.as_os_str().to_owned();
+        name.push(".rejects.csv");
+        PathBuf::from(name)
+    });
+    let options = ImportOptions {
+        update: args.update,
+        strict: args.strict,
+        rejects_path,
+        languages: available_languages(&config.campaign.letters),
+        default_language: config.campaign.default_language.clone(),
+    };
+    let summary = match &args.table {
+        Some(table) => import_sqlite(&pool, &args.file, table, &options).await?,
+        None => import_csv(&pool, &args.file, &options).await?,
+    };
+    print_summary(&summary, &options);
+    if args.strict && summary.refused > 0 {
+        return Ok(Exit::Failed);
+    }
+    Ok(Exit::Ok)
+}
+
+fn print_summary(summary: &ImportSummary, options: &ImportOptions) {
+    let mut line = format!(
+        "import: {} rows: {} new, {} updated, {} unchanged, {} refused, {} without a usable e-mail address",
+        summary.rows,
+        summary.inserted,
+        summary.updated,
+        summary.unchanged,
+        summary.refused,
+        summary.without_email
+    );
+    if options.strict && summary.refused > 0 {
+        line.push_str(" (--strict: nothing was imported)");
+    }
+    println!("{line}");
+    if summary.changed_not_updated > 0 {
+        println!(
+            "import: {} rows differ from what was imported before and were left as they were; re-run with --update to apply them",
+            summary.changed_not_updated
+        );
+    }
+    for (language, count) in &summary.language_fallbacks {
+        println!(
+            "import: {count} people asked for language {language:?}, which has no letters: they get the default ({})",
+            options.default_language
+        );
+    }
+    if summary.shared_addresses > 0 {
+        println!(
+            "import: {} e-mail addresses are shared by several people; each person gets their own letter",
+            summary.shared_addresses
+        );
+    }
+    if let Some(path) = &summary.rejects_file {
+        println!(
+            "import: refused rows and values are listed in {}",
+            path.display()
+        );
+    }
+}
+
+pub struct ImportOptions {
+    pub update: bool,
+    pub strict: bool,
+    pub rejects_path: PathBuf,
+    pub languages: Vec<String>,
+    pub default_language: String,
+}
+
+/// The languages that have letters: each subfolder of letters/ holding a subject template.
+pub fn available_languages(letters: &Path) -> Vec<String> {
+    let mut languages: Vec<String> = std::fs::read_dir(letters)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().join("subject.hbs").is_file())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    languages.sort();
+    languages
+}
+
+pub async fn import_csv(
+    pool: &SqlitePool,
+    path: &Path,
+    options: &ImportOptions,
+) -> anyhow::Result<ImportSummary> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| UsageError::new(format!("cannot read {}: {e}", path.display())))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let header = reader
+        .byte_headers()
+        .map_err(|e| {
+            UsageError::new(format!(
+                "{}: cannot read the header row: {e}",
+                path.display()
+            ))
+        })?
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let name = String::from_utf8_lossy(name);
+            // A UTF-8 byte order mark sticks to the first column's name.
+            let name = if i == 0 {
+                name.trim_start_matches('\u{feff}')
+            } else {
+                &name
+            };
+            name.trim().to_lowercase()
+        })
+        .collect::<Vec<_>>();
+    let mut source = Source::Csv {
+        records: reader.into_byte_records(),
+        name: path.display().to_string(),
+    };
+    let name = path.display().to_string();
+    import_rows(pool, &name, header, &mut source, options).await
+}
+
+pub async fn import_sqlite(
+    pool: &SqlitePool,
+    path: &Path,
+    table: &str,
+    options: &ImportOptions,
+) -> anyhow::Result<ImportSummary> {
+    if !path.is_file() {
+        return Err(
+            UsageError::new(format!("cannot read {}: no such file", path.display())).into(),
+        );
+    }
+    let source_options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true);
+    let extract = sqlx::SqlitePool::connect_with(source_options)
+        .await
+        .with_context(|| format!("while opening the SQLite extract {}", path.display()))?;
+    let header: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info(?)")
+        .bind(table)
+        .fetch_all(&extract)
+        .await
+        .with_context(|| {
+            format!(
+                "while reading the columns of {table:?} in {}",
+                path.display()
+            )
+        })?
+        .iter()
+        .map(|row| row.get::<String, _>(0).trim().to_lowercase())
+        .collect();
+    if header.is_empty() {
+        return Err(
+            UsageError::new(format!("{}: no table named {table:?}", path.display())).into(),
+        );
+    }
+    let name = format!("{} table {table}", path.display());
+    let mut source = Source::Sqlite {
+        extract,
+        query: format!(
+            "SELECT * FROM \"{}\" LIMIT ? OFFSET ?",
+            table.replace('"', "\"\"")
+        ),
+        offset: 0,
+        page: std::collections::VecDeque::new(),
+        done: false,
+    };
+    import_rows(pool, &name, header, &mut source, options).await
+}
+
+/// Where rows come from. SQLite extracts are read a page at a time, so memory stays flat.
+enum Source {
+    Csv {
+        records: csv::ByteRecordsIntoIter<std::io::BufReader<std::fs::File>>,
+        name: String,
+    },
+    Sqlite {
+        extract: SqlitePool,
+        query: String,
+        offset: i64,
+        page: std::collections::VecDeque<SourceRow>,
+        done: bool,
+    },
+}
+
+const SQLITE_PAGE: i64 = 5000;
+
+impl Source {
+    async fn next(&mut self) -> Option<anyhow::Result<SourceRow>> {
+        match self {
+            Source::Csv { records, name } => records.next().map(|record| {
+                record
+                    .map(|record| SourceRow {
+                        line: record.position().map_or(0, |p| p.line()),
+                        values: record
+                            .iter()
+                            .map(|v| std::str::from_utf8(v).map(str::to_owned).map_err(|_| ()))
+                            .collect(),
+                    })
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+            }),
+            Source::Sqlite {
+                extract,
+                query,
+                offset,
+                page,
+                done,
+            } => {
+                if page.is_empty() && !*done {
+                    let rows = match sqlx::query(query)
+                        .bind(SQLITE_PAGE)
+                        .bind(*offset)
+                        .fetch_all(&*extract)
+                        .await
+                    {
+                        Ok(rows) => rows,
+                        Err(e) => return Some(Err(e.into())),
+                    };
+                    *done = (rows.len() as i64) < SQLITE_PAGE;
+                    for row in rows {
+                        *offset += 1;
+                        let values = (0..row.columns().len())
+                            .map(|i| sqlite_value_as_text(&row, i))
+                            .collect();
+                        page.push_back(SourceRow {
+                            line: *offset as u64,
+                            values,
+                        });
+                    }
+                }
+                page.pop_front().map(Ok)
+            }
+        }
+    }
+}
+
+fn sqlite_value_as_text(row: &sqlx::sqlite::SqliteRow, index: usize) -> Result<String, ()> {
+    let Ok(raw) = row.try_get_raw(index) else {
+        return Err(());
+    };
+    if raw.is_null() {
+        return Ok(String::new());
+    }
+    if let Ok(text) = row.try_get::<String, _>(index) {
+        return Ok(text);
+    }
+    if let Ok(number) = row.try_get::<i64, _>(index) {
+        return Ok(number.to_string());
+    }
+    if let Ok(number) = row.try_get::<f64, _>(index) {
+        return Ok(number.to_string());
+    }
+    match row.try_get::<Vec<u8>, _>(index) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| ()),
+        Err(_) => Err(()),
+    }
+}
+
+/// The shared core: validate each row, write in batches, report refusals.
+async fn import_rows(
+    pool: &SqlitePool,
+    source: &str,
+    header: Vec<String>,
+    rows: &mut Source,
+    options: &ImportOptions,
+) -> anyhow::Result<ImportSummary> {
+    let columns = Columns::new(&header, source)?;
+    let run_id = crate::db::start_run(pool, "import").await?;
+    let mut summary = ImportSummary::default();
+    let mut rejects = RejectsFile::new(&options.rejects_path);
+    // --strict: one transaction for everything, rolled back at the first refused row's end.
+    let mut strict_tx = if options.strict {
+        Some(pool.begin().await?)
+    } else {
+        None
+    };
+    let mut batch: Vec<(u64, NewPerson)> = Vec::with_capacity(BATCH_ROWS);
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        summary.rows += 1;
+        match columns.validate(&row, options) {
+            Ok((person, warnings)) => {
+                if person.email.is_none() {
+                    summary.without_email += 1;
+                }
+                if let Some(fallback) = &warnings.language_fallback {
+                    *summary
+                        .language_fallbacks
+                        .entry(fallback.clone())
+                        .or_default() += 1;
+                }
+                for rejection in warnings.rejections {
+                    if options.strict {
+                        summary.refused += 1;
+                    }
+                    rejects.write(&rejection)?;
+                }
+                batch.push((row.line, person));
+            }
+            Err(problems) => {
+                summary.refused += 1;
+                for rejection in problems {
+                    rejects.write(&rejection)?;
+                }
+            }
+        }
+        if batch.len() >= BATCH_ROWS {
+            write_batch(
+                pool,
+                strict_tx.as_mut(),
+                &mut batch,
+                run_id,
+                options,
+                &mut summary,
+                &mut rejects,
+            )
+            .await?;
+        }
+    }
+    write_batch(
+        pool,
+        strict_tx.as_mut(),
+        &mut batch,
+        run_id,
+        options,
+        &mut summary,
+        &mut rejects,
+    )
+    .await?;
+    if let Some(tx) = strict_tx {
+        if summary.refused > 0 {
+            tx.rollback().await?;
+            summary.inserted = 0;
+            summary.updated = 0;
+        } else {
+            tx.commit().await?;
+        }
+    }
+    summary.rejects_file = rejects.finish()?;
+    summary.shared_addresses = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM people WHERE email IS NOT NULL GROUP BY lower(email) HAVING count(*) > 1)",
+    )
+    .fetch_one(pool)
+    .await?;
+    let detail = serde_json::json!({
+        "source": source, "rows": summary.rows, "inserted": summary.inserted,
+        "updated": summary.updated, "unchanged": summary.unchanged, "refused": summary.refused,
+    });
+    crate::db::finish_run(pool, run_id, "done", &detail.to_string()).await?;
+    Ok(summary)
+}
+
+/// Writes one batch: new refs are inserted, known refs are left, touched or updated.
+async fn write_batch(
+    pool: &SqlitePool,
+    strict_tx: Option<&mut sqlx::Transaction<'static, sqlx::Sqlite>>,
+    batch: &mut Vec<(u64, NewPerson)>,
+    run_id: i64,
+    options: &ImportOptions,
+    summary: &mut ImportSummary,
+    rejects: &mut RejectsFile,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut own_tx = None;
+    let tx = match strict_tx {
+        Some(tx) => tx,
+        None => own_tx.insert(pool.begin().await?),
+    };
+    let now = crate::db::now_ms();
+    let existing = existing_people(tx, batch).await?;
+    let mut seen_in_batch: HashMap<&str, u64> = HashMap::new();
+    let mut new_people = Vec::new();
+    let mut touched = Vec::new();
+    for (line, person) in batch.iter() {
+        let duplicate_of = seen_in_batch.get(person.person_ref.as_str()).copied();
+        let known = existing.get(&person.person_ref);
+        let is_duplicate = duplicate_of.is_some() || known.is_some_and(|k| k.import_run == run_id);
+        if is_duplicate {
+            summary.refused += 1;
+            let first = duplicate_of.map_or(String::new(), |l| format!(" (first on line {l})"));
+            rejects.write(&Rejection {
+                line: *line,
+                person_ref: person.person_ref.clone(),
+                field: "ref".into(),
+                reason: format!("duplicate ref: already in this file{first}"),
+                action: REFUSED,
+            })?;
+            continue;
+        }
+        seen_in_batch.insert(&person.person_ref, *line);
+        match known {
+            None => new_people.push(person.clone()),
+            Some(known) if known.row_hash == person.row_hash => {
+                summary.unchanged += 1;
+                touched.push(known.id);
+            }
+            Some(known) if options.update => {
+                let changed = known.changed_fields(person);
+                ledger::update_person(tx, known.id, person, &changed, run_id, now).await?;
+                summary.updated += 1;
+            }
+            Some(known) => {
+                summary.changed_not_updated += 1;
+                touched.push(known.id);
+            }
+        }
+    }
+    summary.inserted += ledger::insert_people(tx, &new_people, run_id, now).await?;
+    ledger::touch_people(tx, &touched, run_id).await?;
+    if let Some(tx) = own_tx {
+        tx.commit()
+            .await
+            .context("while committing a batch of people")?;
+    }
+    batch.clear();
+    Ok(())
+}
+
+/// What the database already holds for a ref, to tell new, unchanged and changed rows apart.
+struct KnownPerson {
+    id: i64,
+    row_hash: String,
+    import_run: i64,
+    fields: Vec<Option<String>>,
+}
+
+impl KnownPerson {
+    fn changed_fields(&self, person: &NewPerson) -> Vec<&'static str> {
+        COMPARED_FIELDS
+            .iter()
+            .zip(self.fields.iter().zip(person.compared_values()))
+            .filter(|(_, (old, new))| old.as_deref() != new.as_deref())
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+const COMPARED_FIELDS: [&str; 16] = [
+    "email",
+    "alt_email",
+    "civility",
+    "first_name",
+    "last_name",
+    "language",
+    "address_line1",
+    "address_line2",
+    "postcode",
+    "city",
+    "country",
+    "phone",
+    "identifier",
+    "exposed",
+    "extra",
+    "email_domain",
+];
+
+impl NewPerson {
+    fn compared_values(&self) -> Vec<Option<String>> {
+        vec![
+            self.email.clone(),
+            self.alt_email.clone(),
+            self.civility.map(str::to_owned),
+            self.first_name.clone(),
+            self.last_name.clone(),
+            Some(self.language.clone()),
+            self.address_line1.clone(),
+            self.address_line2.clone(),
+            self.postcode.clone(),
+            self.city.clone(),
+            self.country.clone(),
+            self.phone_masked.clone(),
+            self.identifier_masked.clone(),
+            Some(self.exposed.clone()),
+            Some(self.extra.clone()),
+            self.email_domain.clone(),
+        ]
+    }
+}
+
+async fn existing_people(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: &[(u64, NewPerson)],
+) -> anyhow::Result<HashMap<String, KnownPerson>> {
+    let mut known = HashMap::new();
+    for chunk in batch.chunks(900) {
+        let sql = format!(
+            "SELECT id, ref, row_hash, import_run, email, alt_email, civility, first_name, last_name,
+                    language, address_line1, address_line2, postcode, city, country, phone_masked,
+                    identifier_masked, exposed, extra, email_domain
+             FROM people WHERE ref IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        let mut query = sqlx::query(&sql);
+        for (_, person) in chunk {
+            query = query.bind(&person.person_ref);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let fields = (4..20).map(|i| row.get::<Option<String>, _>(i)).collect();
+            known.insert(
+                row.get::<String, _>(1),
+                KnownPerson {
+                    id: row.get(0),
+                    row_hash: row.get(2),
+                    import_run: row.get(3),
+                    fields,
+                },
+            );
+        }
+    }
+    Ok(known)
+}
+
+/// Where each known column sits in the source's header.
+struct Columns {
+    positions: HashMap<&'static str, usize>,
+    extras: Vec<(String, usize)>,
+}
+
+/// What a valid row still reports: a value that was dropped, a language that fell back.
+#[derive(Default)]
+struct Warnings {
+    rejections: Vec<Rejection>,
+    language_fallback: Option<String>,
+}
+
+impl Columns {
+    fn new(header: &[String], source: &str) -> Result<Columns, UsageError> {
+        let mut positions = HashMap::new();
+        let mut extras = Vec::new();
+        for (i, name) in header.iter().enumerate() {
+            if name.is_empty() {
+                continue;
+            }
+            match KNOWN_COLUMNS.iter().find(|known| **known == name) {
+                Some(known) => {
+                    if positions.insert(*known, i).is_some() {
+                        return Err(UsageError::new(format!(
+                            "{source}: the column {name:?} appears twice in the header"
+                        )));
+                    }
+                }
+                None => {
+                    if !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                        return Err(UsageError::new(format!(
+                            "{source}: column {name:?}: extra column names may hold only letters, digits and '_' (templates use them as extra.NAME)"
+                        )));
+                    }
+                    extras.push((name.clone(), i));
+                }
+            }
+        }
+        for required in ["ref", "exposed"] {
+            if !positions.contains_key(required) {
+                return Err(UsageError::new(format!(
+                    "{source}: the header has no {required:?} column (known columns: {})",
+                    KNOWN_COLUMNS.join(",")
+                )));
+            }
+        }
+        Ok(Columns { positions, extras })
+    }
+
+    fn value<'a>(&self, row: &'a SourceRow, column: &str) -> Option<&'a Result<String, ()>> {
+        self.positions.get(column).and_then(|&i| row.values.get(i))
+    }
+
+    /// Turns a raw row into a person, or the list of what is wrong with it.
+    fn validate(
+        &self,
+        row: &SourceRow,
+        options: &ImportOptions,
+    ) -> Result<(NewPerson, Warnings), Vec<Rejection>> {
+        let mut problems = Vec::new();
+        let raw_ref = match self.value(row, "ref") {
+            Some(Ok(value)) => value.trim().to_owned(),
+            _ => String::new(),
+        };
+        let mut refuse = |field: &str, reason: String| {
+            problems.push(Rejection {
+                line: row.line,
+                person_ref: raw_ref.clone(),
+                field: field.to_owned(),
+                reason,
+                action: REFUSED,
+            });
+        };
+        // Text of a column: not UTF-8 is refused; empty means absent.
+        let text = |column: &str, refuse: &mut dyn FnMut(&str, String)| -> Option<String> {
+            match self.value(row, column) {
+                None => None,
+                Some(Err(())) => {
+                    refuse(column, "is not valid UTF-8".into());
+                    None
+                }
+                Some(Ok(value)) => {
+                    let value = value.trim();
+                    (!value.is_empty()).then(|| value.to_owned())
+                }
+            }
+        };
+        let person_ref = match text("ref", &mut refuse).map(|r| PersonRef::parse(&r)) {
+            Some(Ok(person_ref)) => Some(person_ref),
+            Some(Err(Invalid(reason))) => {
+                refuse("ref", reason);
+                None
+            }
+            None => {
+                if !matches!(self.value(row, "ref"), Some(Err(()))) {
+                    refuse(
+                        "ref",
+                        "is missing: every row needs the source system's key".into(),
+                    );
+                }
+                None
+            }
+        };
+        // Fields that reach a header or a greeting: no control characters at all.
+        let header_field = |column: &str, refuse: &mut dyn FnMut(&str, String)| {
+            let value = text(column, refuse)?;
+            match check_header_safe(&value) {
+                Ok(()) => Some(value),
+                Err(Invalid(reason)) => {
+                    refuse(column, reason);
+                    None
+                }
+            }
+        };
+        let first_name = header_field("first_name", &mut refuse);
+        let last_name = header_field("last_name", &mut refuse);
+        let civility = header_field("civility", &mut refuse).and_then(|c| Civility::parse(&c));
+        let language_raw = header_field("language", &mut refuse);
+        let exposed = match text("exposed", &mut refuse).map(|e| Category::parse_list(&e)) {
+            Some(Ok(list)) if !list.is_empty() => Some(Category::join(&list)),
+            Some(Err(Invalid(reason))) => {
+                refuse("exposed", reason);
+                None
+            }
+            _ => {
+                refuse(
+                    "exposed",
+                    "is empty: list the categories of data involved, separated by ';'".into(),
+                );
+                None
+            }
+        };
+        // Postal lines may hold line breaks (spreadsheet exports do): keep them as lines.
+        let postal_field = |column: &str, refuse: &mut dyn FnMut(&str, String)| {
+            let value = text(column, refuse)?
+                .replace("\r\n", "\n")
+                .replace('\r', "\n");
+            if value.chars().count() > MAX_FIELD_CHARS {
+                refuse(column, format!("longer than {MAX_FIELD_CHARS} characters"));
+                return None;
+            }
+            if let Some(c) = value
+                .chars()
+                .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+            {
+                refuse(
+                    column,
+                    format!("contains the control character U+{:04X}", c as u32),
+                );
+                return None;
+            }
+            Some(value)
+        };
+        let address_line1 = postal_field("address_line1", &mut refuse);
+        let address_line2 = postal_field("address_line2", &mut refuse);
+        let postcode = header_field("postcode", &mut refuse);
+        let city = header_field("city", &mut refuse);
+        let country = header_field("country", &mut refuse);
+        let phone_masked = header_field("phone", &mut refuse).and_then(|p| mask_phone(&p));
+        let identifier_masked =
+            header_field("identifier", &mut refuse).and_then(|i| mask_identifier(&i));
+        let mut extra = serde_json::Map::new();
+        for (name, index) in &self.extras {
+            match row.values.get(*index) {
+                Some(Err(())) => refuse(name, "is not valid UTF-8".into()),
+                Some(Ok(value)) => {
+                    if value.chars().count() > MAX_FIELD_CHARS {
+                        refuse(name, format!("longer than {MAX_FIELD_CHARS} characters"));
+                    } else if value
+                        .chars()
+                        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+                    {
+                        refuse(name, "contains a control character".into());
+                    } else {
+                        extra.insert(
+                            name.clone(),
+                            serde_json::Value::String(value.trim().to_owned()),
+                        );
+                    }
+                }
+                None => {
+                    extra.insert(name.clone(), serde_json::Value::String(String::new()));
+                }
+            }
+        }
+        // An address that cannot be used is not a reason to forget the person: the law wants
+        // them told, so they are kept without an address and reached by post.
+        let mut warnings = Warnings::default();
+        let mut email_field =
+            |column: &str, refuse: &mut dyn FnMut(&str, String)| -> Option<Email> {
+                let value = text(column, refuse)?;
+                match Email::parse(&value) {
+                    Ok(email) => Some(email),
+                    Err(Invalid(reason)) => {
+                        warnings.rejections.push(Rejection {
+                            line: row.line,
+                            person_ref: raw_ref.clone(),
+                            field: column.to_owned(),
+                            reason,
+                            action: if column == "email" {
+                                KEPT_AS_NO_EMAIL
+                            } else {
+                                "imported without this value"
+                            },
+                        });
+                        None
+                    }
+                }
+            };
+        let email = email_field("email", &mut refuse);
+        let alt_email = email_field("alt_email", &mut refuse);
+        let (Some(person_ref), Some(exposed), true) = (person_ref, exposed, problems.is_empty())
+        else {
+            return Err(problems);
+        };
+        let language = match language_raw.map(|l| l.to_lowercase()) {
+            None => options.default_language.clone(),
+            Some(language) => {
+                if !options.languages.contains(&language) {
+                    warnings.language_fallback = Some(language.clone());
+                }
+                language
+            }
+        };
+        let mut person = NewPerson {
+            person_ref: person_ref.as_str().to_owned(),
+            email_domain: email.as_ref().map(|e| e.domain().to_owned()),
+            email: email.map(|e| e.as_str().to_owned()),
+            alt_email: alt_email.map(|e| e.as_str().to_owned()),
+            civility: civility.map(Civility::code),
+            first_name,
+            last_name,
+            language,
+            address_line1,
+            address_line2,
+            postcode,
+            city,
+            country,
+            phone_masked,
+            identifier_masked,
+            exposed,
+            extra: serde_json::Value::Object(extra).to_string(),
+            row_hash: String::new(),
+        };
+        person.row_hash = row_hash(&person);
+        Ok((person, warnings))
+    }
+}
+
+/// A fingerprint of what is stored for a person (masked values only), to see a changed row.
+fn row_hash(person: &NewPerson) -> String {
+    let mut hasher = Sha256::new();
+    for value in person.compared_values() {
+        match value {
+            Some(v) => {
+                hasher.update(b"\x01");
+                hasher.update(v.as_bytes());
+            }
+            None => hasher.update(b"\x00"),
+        }
+        hasher.update(b"\x1f");
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// The rejects CSV, created (0600) at the first refused row only.
+struct RejectsFile {
+    path: PathBuf,
+    writer: Option<csv::Writer<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl RejectsFile {
+    fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            writer: None,
+        }
+    }
+
+    fn write(&mut self, rejection: &Rejection) -> anyhow::Result<()> {
+        if self.writer.is_none() {
+            let file = crate::files::private_writer(&self.path).with_context(|| {
+                format!("while creating the rejects file {}", self.path.display())
+            })?;
+            let mut writer = csv::Writer::from_writer(file);
+            writer.write_record(["line", "ref", "field", "reason", "action"])?;
+            self.writer = Some(writer);
+        }
+        if let Some(writer) = self.writer.as_mut() {
+            writer.write_record([
+                rejection.line.to_string().as_str(),
+                &crate::export::neutralise_formula(&rejection.person_ref),
+                &rejection.field,
+                &crate::export::neutralise_formula(&rejection.reason),
+                rejection.action,
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<Option<PathBuf>> {
+        match self.writer {
+            Some(mut writer) => {
+                writer.flush()?;
+                let mut inner = writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+                inner.flush()?;
+                Ok(Some(self.path))
+            }
+            None => Ok(None),
+        }
+    }
+}

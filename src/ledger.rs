@@ -1,0 +1,253 @@
+//! The ledger: the one place where people are written and deliveries change state.
+//!
+//! Every function here changes `deliveries` and appends the matching rows to `events` inside the
+//! caller's transaction, so the state and its evidence can never disagree. Bulk changes (claiming a
+//! batch, importing a batch) are single set-based statements, so they cost one round trip per
+//! batch, not per person.
+
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+
+use crate::domain::{DeliveryState, NoticeId};
+
+/// A validated person, ready to be written. Only masked identifier and phone exist here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPerson {
+    pub person_ref: String,
+    pub email: Option<String>,
+    pub email_domain: Option<String>,
+    pub alt_email: Option<String>,
+    pub civility: Option<&'static str>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub language: String,
+    pub address_line1: Option<String>,
+    pub address_line2: Option<String>,
+    pub postcode: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub phone_masked: Option<String>,
+    pub identifier_masked: Option<String>,
+    pub exposed: String,
+    pub extra: String,
+    pub row_hash: String,
+}
+
+const PERSON_COLUMNS: &str = "ref, notice_id, email, email_domain, alt_email, civility, first_name, last_name, language, address_line1, address_line2, postcode, city, country, phone_masked, identifier_masked, exposed, extra, row_hash, import_run, imported_at, updated_at";
+const PERSON_COLUMN_COUNT: usize = 22;
+
+/// Inserts new people, their deliveries (`pending`, or `no_email` without an address) and an
+/// `imported` event each. Returns how many were inserted.
+pub async fn insert_people(
+    tx: &mut Transaction<'_, Sqlite>,
+    people: &[NewPerson],
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<u64> {
+    if people.is_empty() {
+        return Ok(0);
+    }
+    let placeholders = format!("({})", vec!["?"; PERSON_COLUMN_COUNT].join(","));
+    let sql = format!(
+        "INSERT INTO people ({PERSON_COLUMNS}) VALUES {} RETURNING id",
+        vec![placeholders.as_str(); people.len()].join(",")
+    );
+    // A notice id collision is astronomically rare but possible at tens of millions of people:
+    // the failed statement changes nothing, so draw new ids and try again.
+    let mut tries = 0;
+    let ids: Vec<i64> = loop {
+        let mut query = sqlx::query_scalar::<_, i64>(&sql);
+        for person in people {
+            query = query
+                .bind(&person.person_ref)
+                .bind(NoticeId::random().as_str().to_owned())
+                .bind(&person.email)
+                .bind(&person.email_domain)
+                .bind(&person.alt_email)
+                .bind(person.civility)
+                .bind(&person.first_name)
+                .bind(&person.last_name)
+                .bind(&person.language)
+                .bind(&person.address_line1)
+                .bind(&person.address_line2)
+                .bind(&person.postcode)
+                .bind(&person.city)
+                .bind(&person.country)
+                .bind(&person.phone_masked)
+                .bind(&person.identifier_masked)
+                .bind(&person.exposed)
+                .bind(&person.extra)
+                .bind(&person.row_hash)
+                .bind(run_id)
+                .bind(now)
+                .bind(now);
+        }
+        match query.fetch_all(&mut **tx).await {
+            Ok(ids) => break ids,
+            Err(e) if tries < 5 && e.to_string().contains("people.notice_id") => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let (first, last) = (ids.iter().min().copied(), ids.iter().max().copied());
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(0);
+    };
+    // New rowids are above every existing one, so [first, last] holds exactly this batch.
+    sqlx::query(
+        "INSERT INTO deliveries (person_id, state, generation, generation_started_at, email, email_domain, updated_at)
+         SELECT id, CASE WHEN email IS NULL THEN 'no_email' ELSE 'pending' END, 1, ?, email, email_domain, ?
+         FROM people WHERE id BETWEEN ? AND ?",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(first)
+    .bind(last)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO events (person_id, at, run_id, kind, to_state, generation)
+         SELECT person_id, ?, ?, 'imported', state, 1 FROM deliveries WHERE person_id BETWEEN ? AND ?",
+    )
+    .bind(now)
+    .bind(run_id)
+    .bind(first)
+    .bind(last)
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids.len() as u64)
+}
+
+/// Marks people as seen by this import without changing them (re-import of the same row).
+pub async fn touch_people(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[i64],
+    run_id: i64,
+) -> anyhow::Result<()> {
+    for chunk in ids.chunks(900) {
+        let sql = format!(
+            "UPDATE people SET import_run = ? WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        let mut query = sqlx::query(&sql).bind(run_id);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `import --update`: writes the changed fields of an existing person and records which fields
+/// changed (names only, never values). A new address reaches a delivery that has not gone yet;
+/// a person who had no address becomes `pending`.
+pub async fn update_person(
+    tx: &mut Transaction<'_, Sqlite>,
+    person_id: i64,
+    person: &NewPerson,
+    changed_fields: &[&str],
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE people SET email = ?, email_domain = ?, alt_email = ?, civility = ?, first_name = ?,
+           last_name = ?, language = ?, address_line1 = ?, address_line2 = ?, postcode = ?, city = ?,
+           country = ?, phone_masked = ?, identifier_masked = ?, exposed = ?, extra = ?, row_hash = ?,
+           import_run = ?, updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(&person.email)
+    .bind(&person.email_domain)
+    .bind(&person.alt_email)
+    .bind(person.civility)
+    .bind(&person.first_name)
+    .bind(&person.last_name)
+    .bind(&person.language)
+    .bind(&person.address_line1)
+    .bind(&person.address_line2)
+    .bind(&person.postcode)
+    .bind(&person.city)
+    .bind(&person.country)
+    .bind(&person.phone_masked)
+    .bind(&person.identifier_masked)
+    .bind(&person.exposed)
+    .bind(&person.extra)
+    .bind(&person.row_hash)
+    .bind(run_id)
+    .bind(now)
+    .bind(person_id)
+    .execute(&mut **tx)
+    .await?;
+    let state: String = sqlx::query_scalar("SELECT state FROM deliveries WHERE person_id = ?")
+        .bind(person_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let state: DeliveryState = state.parse()?;
+    let to = match (state, &person.email) {
+        (DeliveryState::NoEmail, Some(_)) => DeliveryState::Pending,
+        (DeliveryState::Pending | DeliveryState::Deferred, None) => DeliveryState::NoEmail,
+        (other, _) => other,
+    };
+    // Only a letter that has not gone yet follows the new address; a sent one is resent on
+    // purpose (`resend --changed-only`), never by accident.
+    if matches!(
+        state,
+        DeliveryState::NoEmail | DeliveryState::Pending | DeliveryState::Deferred
+    ) {
+        sqlx::query(
+            "UPDATE deliveries SET state = ?, email = ?, email_domain = ?, updated_at = ? WHERE person_id = ?",
+        )
+        .bind(to.as_str())
+        .bind(&person.email)
+        .bind(&person.email_domain)
+        .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    append_event(
+        &mut *tx,
+        Event {
+            person_id,
+            run_id: Some(run_id),
+            kind: "updated",
+            from_state: Some(state),
+            to_state: Some(to),
+            generation: None,
+            detail: Some(format!("changed: {}", changed_fields.join(", "))),
+        },
+        now,
+    )
+    .await
+}
+
+/// One line of evidence.
+pub struct Event<'a> {
+    pub person_id: i64,
+    pub run_id: Option<i64>,
+    pub kind: &'a str,
+    pub from_state: Option<DeliveryState>,
+    pub to_state: Option<DeliveryState>,
+    pub generation: Option<i64>,
+    pub detail: Option<String>,
+}
+
+pub async fn append_event(
+    conn: &mut SqliteConnection,
+    event: Event<'_>,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.person_id)
+    .bind(now)
+    .bind(event.run_id)
+    .bind(event.kind)
+    .bind(event.from_state.map(DeliveryState::as_str))
+    .bind(event.to_state.map(DeliveryState::as_str))
+    .bind(event.generation)
+    .bind(event.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

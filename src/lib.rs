@@ -1,0 +1,126 @@
+//! breachmail: tells every person hit by a personal-data breach what happened to their data, by
+//! e-mail, one personalised letter each (GDPR Art. 34).
+//!
+//! The data flows one way through one module per stage: `import` loads people into the campaign
+//! database, `render` turns a person into the exact message, `transport` hands it to a relay (or a
+//! folder), `send` schedules and records, `bounces` reads what came back, `report` and `export`
+//! show the evidence. `ledger` is the one place where a delivery changes state, and it writes the
+//! event that records the change in the same statement batch.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod domain;
+pub mod export;
+pub mod files;
+pub mod import;
+pub mod init;
+pub mod ledger;
+pub mod status;
+pub mod verp;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+
+/// A usage or configuration error: exit 2, with a message that names the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// How a command ended, as the exit code scripts read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done.
+    Ok,
+    /// 1: done, but something the operator must look at failed (bad rows with --strict, a
+    /// letter that does not render, a fatal error in send).
+    Failed,
+    /// 75 (EX_TEMPFAIL): no progress possible now (lock held, relay unreachable); try later.
+    TryLater,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        match exit {
+            Exit::Ok => ExitCode::SUCCESS,
+            Exit::Failed => ExitCode::from(1),
+            Exit::TryLater => ExitCode::from(75),
+        }
+    }
+}
+
+/// Runs one command line; the binary's `main` is only this.
+pub fn main_with(cli: Cli) -> ExitCode {
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            if let Some(usage) = error.downcast_ref::<UsageError>() {
+                eprintln!("error: {usage}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BREACHMAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("breachmail={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match cli.log_format {
+        cli::LogFormat::Json => builder.json().try_init(),
+        cli::LogFormat::Text => builder.compact().try_init(),
+    };
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let config_path = config::locate(cli.config.as_deref());
+    match cli.command {
+        Command::Init { dir } => init::run(&dir).await,
+        Command::Demo { dir, people } => demo::run(dir.as_deref(), people).await,
+        command => {
+            let config = config::Config::load(&config_path)?;
+            run_in_campaign(&config, command).await
+        }
+    }
+}
+
+async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Import(args) => import::run(config, &args).await,
+        Command::Status { json } => status::run(config, json).await,
+        Command::Init { .. } | Command::Demo { .. } => {
+            unreachable!("handled before loading a config")
+        }
+        other => Err(UsageError::new(format!("{other:?} is not available in this build")).into()),
+    }
+}

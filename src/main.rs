@@ -1,0 +1,7 @@
+//! The `breachmail` binary: parse the command line, hand it to the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    breachmail::main_with(breachmail::cli::Cli::parse())
+}

@@ -1,0 +1,864 @@
+//! An in-process SMTP server for breachmail's integration tests.
+//!
+//! It listens on 127.0.0.1 on a port the kernel picks, speaks enough of RFC 5321
+//! for lettre (EHLO/HELO, AUTH PLAIN/LOGIN, MAIL, RCPT, DATA, RSET, NOOP, VRFY,
+//! QUIT, pipelined commands, several transactions per connection), and answers
+//! each recipient as a [`Script`] says: accept, fail temporarily, reject, reject
+//! after the data, hang up or stall after the data, or throttle with 421. It
+//! records what was accepted, what was received but never confirmed, how often
+//! each recipient was tried and how many sessions were open at once, so that
+//! tests can assert on delivery, retries and concurrency without a real relay.
+//! Waits are driven by a change notification, never by sleeping.
+//!
+//! It depends on tokio only (net, io-util, sync, time, rt, macros) so that it
+//! can be included as a module from any integration test.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The SIZE advertised in EHLO. Messages above it get 552 after the final dot;
+/// the cap also keeps a runaway client from filling the test's memory.
+#[allow(dead_code)]
+pub const MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
+
+/// Longest command or data line read in one piece. RFC 5321 says 1000 octets;
+/// we are lenient for data (longer lines are read in pieces) and only refuse
+/// command lines that exceed it.
+const MAX_LINE: usize = 64 * 1024;
+
+/// What the server says when a client connects.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Greeting {
+    /// `220`, then a normal session.
+    #[default]
+    Ready,
+    /// `421 4.3.2 Service not available` and close, as a relay that is
+    /// overloaded or shutting down does. The connection is still counted.
+    Refuse421,
+}
+
+/// How the server treats one recipient.
+///
+/// Counted behaviours (`times`) count per recipient across all connections,
+/// so a retry over a new connection sees the next attempt.
+#[allow(dead_code)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Behaviour {
+    /// `250 2.0.0 Ok: queued as <QUEUEID>` after the final dot.
+    #[default]
+    Accept,
+    /// At RCPT TO, answer `code text` for the first `times` attempts, then accept.
+    TempFail {
+        times: usize,
+        code: u16,
+        text: String,
+    },
+    /// At RCPT TO, always answer `code text` (meant for 4xx).
+    TempFailForever { code: u16, text: String },
+    /// At RCPT TO, always answer `code text` (meant for 5xx, e.g. 550 5.1.1).
+    Reject { code: u16, text: String },
+    /// Accept the recipient, read the data, then answer `code text` after the dot.
+    RejectAfterData { code: u16, text: String },
+    /// Read the whole message including the final dot, record it in
+    /// [`SmtpServer::unconfirmed`], then close the socket without replying.
+    /// After `times` such hang-ups for this recipient, accept.
+    HangUpAfterData { times: usize },
+    /// Read the whole message, record it in [`SmtpServer::unconfirmed`], then
+    /// never answer; the socket stays open until the client closes it or the
+    /// server shuts down. After `times` such stalls for this recipient, accept.
+    StallAfterData { times: usize },
+    /// At RCPT TO, answer `421 4.7.0 ...` and close the connection, for the
+    /// first `times` attempts; then accept.
+    Throttle { times: usize },
+}
+
+#[allow(dead_code)]
+impl Behaviour {
+    /// `451 4.3.0` for the first `times` attempts.
+    pub fn temp_fail(times: usize) -> Self {
+        Behaviour::TempFail {
+            times,
+            code: 451,
+            text: "4.3.0 Temporary failure, try again later".into(),
+        }
+    }
+
+    /// `550 5.1.1 User unknown`.
+    pub fn reject() -> Self {
+        Behaviour::Reject {
+            code: 550,
+            text: "5.1.1 User unknown".into(),
+        }
+    }
+
+    /// `554 5.7.1 Message rejected` after the final dot.
+    pub fn reject_after_data() -> Self {
+        Behaviour::RejectAfterData {
+            code: 554,
+            text: "5.7.1 Message rejected".into(),
+        }
+    }
+}
+
+/// What to answer, per recipient (matched on the RCPT TO address,
+/// case-insensitively), with a default for everyone else.
+#[allow(dead_code)]
+#[derive(Clone, Debug, Default)]
+pub struct Script {
+    pub default: Behaviour,
+    pub per_recipient: HashMap<String, Behaviour>,
+    /// Advertise STARTTLS in EHLO. TLS is not implemented: STARTTLS gets 454.
+    pub advertise_starttls: bool,
+    /// `Some((user, password))`: advertise AUTH PLAIN LOGIN and answer MAIL
+    /// with 530 until the client has authenticated with these.
+    pub require_auth: Option<(String, String)>,
+    pub greeting: Greeting,
+}
+
+#[allow(dead_code)]
+impl Script {
+    /// Every recipient is accepted.
+    pub fn accept_all() -> Self {
+        Script::default()
+    }
+
+    /// Adds (or replaces) the behaviour for one recipient.
+    pub fn with(mut self, rcpt: &str, behaviour: Behaviour) -> Self {
+        self.per_recipient.insert(rcpt.to_lowercase(), behaviour);
+        self
+    }
+}
+
+/// One message as the server received it.
+#[allow(dead_code)]
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The reverse-path without angle brackets (empty for `<>`).
+    pub mail_from: String,
+    /// The recipients that were accepted at RCPT TO, as the client spelled them.
+    pub rcpt_to: Vec<String>,
+    /// The message after dot-unstuffing. Per RFC 5321 the CRLF before the
+    /// terminating `.` ends the last line, so it is part of the data: for
+    /// lettre this is the formatted message followed by CRLF.
+    pub data: Vec<u8>,
+    /// When the final dot was read.
+    pub at: Instant,
+    /// The queue id in the 250 reply (or the one it would have had).
+    pub queue_id: String,
+}
+
+#[derive(Default)]
+struct State {
+    accepted: Vec<Received>,
+    unconfirmed: Vec<Received>,
+    /// RCPT TO commands per lowercased recipient.
+    attempts: HashMap<String, usize>,
+    /// How often a HangUpAfterData/StallAfterData fired per lowercased recipient.
+    data_faults: HashMap<String, usize>,
+    connections: usize,
+    open: usize,
+    peak: usize,
+    next_queue_id: u64,
+}
+
+struct Shared {
+    script: Script,
+    /// `script.per_recipient` with lowercased keys, for case-insensitive lookup.
+    per_recipient: HashMap<String, Behaviour>,
+    port: u16,
+    state: Mutex<State>,
+    /// Bumped after every change to `state`; waiters re-check their condition.
+    /// A watch (unlike a bare Notify) cannot lose a wake-up between the check
+    /// and the wait, because a receiver remembers which version it has seen.
+    changed: watch::Sender<()>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking session must not hide the recorded state from the test.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let r = f(&mut self.lock());
+        self.changed.send_replace(());
+        r
+    }
+
+    fn behaviour(&self, key: &str) -> Behaviour {
+        self.per_recipient
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| self.script.default.clone())
+    }
+
+    fn queue_id(&self, state: &mut State) -> String {
+        state.next_queue_id += 1;
+        format!("{:04X}{:06X}", self.port, state.next_queue_id)
+    }
+}
+
+/// Decrements the open-session count however a session ends, including when
+/// its task is aborted at shutdown.
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.update(|s| s.open -= 1);
+    }
+}
+
+/// A running test SMTP server. Dropping it stops it too (asynchronously);
+/// [`SmtpServer::shutdown`] waits until every socket is closed.
+#[allow(dead_code)]
+pub struct SmtpServer {
+    port: u16,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    accept_loop: Option<JoinHandle<()>>,
+}
+
+#[allow(dead_code)]
+impl SmtpServer {
+    /// Binds 127.0.0.1:0, spawns the accept loop on the current tokio runtime
+    /// and returns at once; the port accepts connections from then on.
+    pub async fn start(script: Script) -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        let per_recipient = script
+            .per_recipient
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), v.clone()))
+            .collect();
+        let shared = Arc::new(Shared {
+            script,
+            per_recipient,
+            port,
+            state: Mutex::new(State::default()),
+            changed: watch::Sender::new(()),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let accept_loop = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stop_rx));
+        SmtpServer {
+            port,
+            shared,
+            stop,
+            accept_loop: Some(accept_loop),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `smtp://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message answered with 250 after the final dot, in order.
+    pub fn accepted(&self) -> Vec<Received> {
+        self.shared.lock().accepted.clone()
+    }
+
+    /// Messages read in full but never confirmed (hang-ups and stalls): the
+    /// client cannot know whether these were delivered.
+    pub fn unconfirmed(&self) -> Vec<Received> {
+        self.shared.lock().unconfirmed.clone()
+    }
+
+    /// How many times RCPT TO was tried for this recipient (case-insensitive).
+    pub fn attempts(&self, rcpt: &str) -> usize {
+        let key = rcpt.to_lowercase();
+        self.shared.lock().attempts.get(&key).copied().unwrap_or(0)
+    }
+
+    /// How many TCP connections were accepted, refused-at-greeting ones included.
+    pub fn connection_attempts(&self) -> usize {
+        self.shared.lock().connections
+    }
+
+    /// The peak number of simultaneously open sessions.
+    pub fn max_concurrent_connections(&self) -> usize {
+        self.shared.lock().peak
+    }
+
+    /// Sessions open right now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.lock().open
+    }
+
+    /// Waits until at least `n` messages were accepted; false on timeout.
+    pub async fn wait_for_accepted(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |s| s.accepted.len() >= n).await
+    }
+
+    /// Waits until at least `n` messages are in [`SmtpServer::unconfirmed`].
+    pub async fn wait_for_unconfirmed(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |s| s.unconfirmed.len() >= n).await
+    }
+
+    /// Waits until at least `n` connections were accepted.
+    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |s| s.connections >= n).await
+    }
+
+    /// Waits until RCPT TO was tried at least `n` times for `rcpt`.
+    pub async fn wait_for_attempts(&self, rcpt: &str, n: usize, timeout: Duration) -> bool {
+        let key = rcpt.to_lowercase();
+        self.wait_until(timeout, |s| s.attempts.get(&key).copied().unwrap_or(0) >= n)
+            .await
+    }
+
+    async fn wait_until(&self, timeout: Duration, pred: impl Fn(&State) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribe before the first check so no change can slip in between.
+        let mut rx = self.shared.changed.subscribe();
+        loop {
+            if pred(&self.shared.lock()) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                // Timed out, or the sender is gone (cannot happen while `self` lives).
+                _ => return pred(&self.shared.lock()),
+            }
+        }
+    }
+
+    /// Stops accepting, closes every open session and the listening socket,
+    /// and returns once they are all closed (so a test can then expect
+    /// "connection refused" on this port).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(handle) = self.accept_loop.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        // Best effort when the test did not call shutdown(): the accept loop
+        // closes everything the next time the runtime polls it.
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released). Another
+/// process could grab it in between, which is unlikely enough for tests.
+#[allow(dead_code)]
+pub fn unused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    // Sessions live in a JoinSet so shutdown can abort and await all of them.
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                // Counted here, before the task runs, so a test that has seen
+                // its client connect also sees the count.
+                shared.update(|s| {
+                    s.connections += 1;
+                    s.open += 1;
+                    s.peak = s.peak.max(s.open);
+                });
+                let guard = OpenGuard(Arc::clone(&shared));
+                let shared = Arc::clone(&shared);
+                sessions.spawn(async move {
+                    let _guard = guard;
+                    // An I/O error just means the client went away.
+                    let _ = Session::new(stream, &shared).run().await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    sessions.shutdown().await;
+}
+
+struct Transaction {
+    mail_from: String,
+    /// Accepted recipients: (as spelled by the client, lowercased key, behaviour).
+    rcpts: Vec<(String, String, Behaviour)>,
+}
+
+/// What happens after the final dot.
+enum AfterData {
+    Reply(String),
+    HangUp,
+    Stall,
+}
+
+struct Session<'a, S> {
+    conn: BufReader<S>,
+    shared: &'a Shared,
+    greeted: bool,
+    authenticated: bool,
+    tx: Option<Transaction>,
+}
+
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
+    fn new(stream: S, shared: &'a Shared) -> Self {
+        Session {
+            conn: BufReader::new(stream),
+            shared,
+            greeted: false,
+            authenticated: shared.script.require_auth.is_none(),
+            tx: None,
+        }
+    }
+
+    /// Writes a reply; a multi-line `text` becomes a multi-line reply.
+    async fn reply(&mut self, code: u16, text: &str) -> io::Result<()> {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let mut out = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            out.push_str(&format!("{code}{sep}{}\r\n", line.trim_end_matches('\r')));
+        }
+        // Replies go out one by one even when commands were pipelined: simpler,
+        // and clients must cope with either.
+        self.conn.write_all(out.as_bytes()).await?;
+        self.conn.flush().await
+    }
+
+    /// Reads one line without its line ending; None at EOF or if it is too long.
+    async fn read_command(&mut self) -> io::Result<Option<String>> {
+        let mut line = Vec::new();
+        let n = (&mut self.conn)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if !line.ends_with(b"\n") {
+            if n >= MAX_LINE {
+                self.reply(500, "5.5.6 Line too long").await?;
+            }
+            return Ok(None);
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    }
+
+    async fn run(mut self) -> io::Result<()> {
+        if self.shared.script.greeting == Greeting::Refuse421 {
+            return self
+                .reply(
+                    421,
+                    "4.3.2 Service not available, closing transmission channel",
+                )
+                .await;
+        }
+        self.reply(220, "127.0.0.1 ESMTP breachmail test server")
+            .await?;
+        while let Some(line) = self.read_command().await? {
+            let (verb, arg) = match line.split_once(' ') {
+                Some((v, a)) => (v.to_ascii_uppercase(), a.trim()),
+                None => (line.to_ascii_uppercase(), ""),
+            };
+            match verb.as_str() {
+                "EHLO" | "HELO" => self.helo(&verb, arg).await?,
+                "AUTH" => self.auth(arg).await?,
+                "STARTTLS" if self.shared.script.advertise_starttls => {
+                    self.reply(454, "4.7.0 TLS not available").await?
+                }
+                "MAIL" => self.mail(arg).await?,
+                "RCPT" => {
+                    if !self.rcpt(arg).await? {
+                        return Ok(());
+                    }
+                }
+                "DATA" => {
+                    if !self.data().await? {
+                        return Ok(());
+                    }
+                }
+                "RSET" => {
+                    self.tx = None;
+                    self.reply(250, "2.0.0 Ok").await?
+                }
+                "NOOP" => self.reply(250, "2.0.0 Ok").await?,
+                "VRFY" => self.reply(252, "2.5.2 Cannot VRFY user").await?,
+                "QUIT" => return self.reply(221, "2.0.0 Bye").await,
+                "" => self.reply(500, "5.5.2 Syntax error").await?,
+                _ => self.reply(502, "5.5.2 Command not recognized").await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn helo(&mut self, verb: &str, arg: &str) -> io::Result<()> {
+        if arg.is_empty() {
+            return self
+                .reply(501, &format!("5.5.4 Syntax: {verb} hostname"))
+                .await;
+        }
+        self.greeted = true;
+        self.tx = None;
+        if verb == "HELO" {
+            return self.reply(250, "127.0.0.1").await;
+        }
+        let mut lines = vec![
+            format!("127.0.0.1 greets {arg}"),
+            "PIPELINING".to_string(),
+            "8BITMIME".to_string(),
+            "SMTPUTF8".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+            format!("SIZE {MAX_MESSAGE_SIZE}"),
+        ];
+        if self.shared.script.require_auth.is_some() {
+            lines.push("AUTH PLAIN LOGIN".to_string());
+        }
+        if self.shared.script.advertise_starttls {
+            lines.push("STARTTLS".to_string());
+        }
+        self.reply(250, &lines.join("\n")).await
+    }
+
+    async fn auth(&mut self, arg: &str) -> io::Result<()> {
+        let Some((user, pass)) = self.shared.script.require_auth.clone() else {
+            return self.reply(502, "5.5.1 AUTH not available").await;
+        };
+        if !self.greeted {
+            return self.reply(503, "5.5.1 Error: send EHLO first").await;
+        }
+        if self.authenticated {
+            return self.reply(503, "5.5.1 Error: already authenticated").await;
+        }
+        let (mechanism, initial) = match arg.split_once(' ') {
+            Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim().to_string())),
+            None => (arg.to_ascii_uppercase(), None),
+        };
+        let given = match mechanism.as_str() {
+            "PLAIN" => {
+                let response = match initial {
+                    Some(r) => r,
+                    None => match self.challenge("").await? {
+                        Some(r) => r,
+                        None => return Ok(()),
+                    },
+                };
+                // authzid NUL authcid NUL passwd
+                base64_decode(&response).and_then(|raw| {
+                    let mut parts = raw.split(|&b| b == 0);
+                    let _authzid = parts.next()?;
+                    let u = String::from_utf8(parts.next()?.to_vec()).ok()?;
+                    let p = String::from_utf8(parts.next()?.to_vec()).ok()?;
+                    Some((u, p))
+                })
+            }
+            "LOGIN" => {
+                let u = match initial {
+                    Some(r) => Some(r),
+                    None => self.challenge("VXNlcm5hbWU6").await?, // "Username:"
+                };
+                let Some(u) = u else { return Ok(()) };
+                let Some(p) = self.challenge("UGFzc3dvcmQ6").await? else {
+                    return Ok(()); // "Password:"
+                };
+                let decode = |s: &str| base64_decode(s).and_then(|b| String::from_utf8(b).ok());
+                decode(&u).zip(decode(&p))
+            }
+            _ => {
+                return self
+                    .reply(504, "5.5.4 Unrecognized authentication type")
+                    .await;
+            }
+        };
+        match given {
+            Some((u, p)) if u == user && p == pass => {
+                self.authenticated = true;
+                self.reply(235, "2.7.0 Authentication successful").await
+            }
+            Some(_) => {
+                self.reply(535, "5.7.8 Authentication credentials invalid")
+                    .await
+            }
+            None => self.reply(501, "5.5.2 Cannot decode response").await,
+        }
+    }
+
+    /// Sends a 334 challenge and reads the answer; None if the client
+    /// cancelled with `*` (already answered) or went away.
+    async fn challenge(&mut self, text: &str) -> io::Result<Option<String>> {
+        self.reply(334, text).await?;
+        match self.read_command().await? {
+            Some(line) if line.trim() == "*" => {
+                self.reply(501, "5.7.0 Authentication cancelled").await?;
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn mail(&mut self, arg: &str) -> io::Result<()> {
+        if !self.greeted {
+            return self.reply(503, "5.5.1 Error: send HELO/EHLO first").await;
+        }
+        if !self.authenticated {
+            return self.reply(530, "5.7.0 Authentication required").await;
+        }
+        if self.tx.is_some() {
+            return self.reply(503, "5.5.1 Error: nested MAIL command").await;
+        }
+        let Some((from, params)) = parse_path(arg, "FROM:") else {
+            return self.reply(501, "5.5.4 Syntax: MAIL FROM:<address>").await;
+        };
+        for param in params.split_whitespace() {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            match key.to_ascii_uppercase().as_str() {
+                "BODY" if ["7BIT", "8BITMIME"].contains(&value.to_ascii_uppercase().as_str()) => {}
+                "SMTPUTF8" if value.is_empty() => {}
+                "SIZE" => match value.parse::<usize>() {
+                    Ok(size) if size > MAX_MESSAGE_SIZE => {
+                        return self
+                            .reply(552, "5.3.4 Message size exceeds fixed limit")
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return self.reply(501, "5.5.4 Bad SIZE parameter").await,
+                },
+                _ => {
+                    return self
+                        .reply(555, &format!("5.5.4 Unsupported option: {param}"))
+                        .await;
+                }
+            }
+        }
+        self.tx = Some(Transaction {
+            mail_from: from,
+            rcpts: Vec::new(),
+        });
+        self.reply(250, "2.1.0 Ok").await
+    }
+
+    /// Returns false when the connection is to be closed (throttling).
+    async fn rcpt(&mut self, arg: &str) -> io::Result<bool> {
+        if self.tx.is_none() {
+            self.reply(503, "5.5.1 Error: need MAIL command").await?;
+            return Ok(true);
+        }
+        let Some((rcpt, _params)) = parse_path(arg, "TO:").filter(|(r, _)| !r.is_empty()) else {
+            self.reply(501, "5.5.4 Syntax: RCPT TO:<address>").await?;
+            return Ok(true);
+        };
+        let key = rcpt.to_lowercase();
+        let behaviour = self.shared.behaviour(&key);
+        let attempt = self.shared.update(|s| {
+            let n = s.attempts.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        });
+        match &behaviour {
+            Behaviour::TempFail { times, code, text } if attempt <= *times => {
+                self.reply(*code, text).await?
+            }
+            Behaviour::TempFailForever { code, text } | Behaviour::Reject { code, text } => {
+                self.reply(*code, text).await?
+            }
+            Behaviour::Throttle { times } if attempt <= *times => {
+                self.reply(
+                    421,
+                    "4.7.0 Too many connections / rate limited, closing channel",
+                )
+                .await?;
+                return Ok(false);
+            }
+            _ => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.rcpts.push((rcpt, key, behaviour));
+                }
+                self.reply(250, "2.1.5 Ok").await?
+            }
+        }
+        Ok(true)
+    }
+
+    /// Returns false when the connection is to be closed.
+    async fn data(&mut self) -> io::Result<bool> {
+        match &self.tx {
+            None => {
+                self.reply(503, "5.5.1 Error: need MAIL command").await?;
+                return Ok(true);
+            }
+            Some(tx) if tx.rcpts.is_empty() => {
+                self.reply(554, "5.5.1 Error: no valid recipients").await?;
+                return Ok(true);
+            }
+            Some(_) => {}
+        }
+        self.reply(354, "End data with <CR><LF>.<CR><LF>").await?;
+        let Some((data, too_big)) = self.read_data().await? else {
+            return Ok(false); // the client went away mid-message: nothing received
+        };
+        let at = Instant::now();
+        let tx = self.tx.take().expect("checked above");
+        if too_big {
+            self.reply(552, "5.3.4 Message size exceeds fixed limit")
+                .await?;
+            return Ok(true);
+        }
+        match self.after_data(tx, data, at) {
+            AfterData::Reply(reply) => {
+                let (code, text) = reply.split_at(3);
+                self.reply(code.parse().expect("3-digit code"), &text[1..])
+                    .await?;
+                Ok(true)
+            }
+            AfterData::HangUp => Ok(false),
+            AfterData::Stall => {
+                // Never answer; hold the socket until the client gives up.
+                // Anything it sends meanwhile (NOOP, QUIT) goes unanswered too.
+                let mut sink = [0u8; 4096];
+                while self.conn.read(&mut sink).await? > 0 {}
+                Ok(false)
+            }
+        }
+    }
+
+    /// Decides and records the outcome of a complete message. The first
+    /// recipient (in RCPT order) with an active after-data fault decides for
+    /// the whole transaction, since SMTP has one reply per message.
+    fn after_data(&self, tx: Transaction, data: Vec<u8>, at: Instant) -> AfterData {
+        let shared = self.shared;
+        shared.update(|s| {
+            let mut outcome = None;
+            for (_, key, behaviour) in &tx.rcpts {
+                let fired = s.data_faults.get(key).copied().unwrap_or(0);
+                outcome = match behaviour {
+                    Behaviour::RejectAfterData { code, text } => {
+                        Some(AfterData::Reply(format!("{code} {text}")))
+                    }
+                    Behaviour::HangUpAfterData { times } if fired < *times => {
+                        Some(AfterData::HangUp)
+                    }
+                    Behaviour::StallAfterData { times } if fired < *times => Some(AfterData::Stall),
+                    _ => None,
+                };
+                if outcome.is_some() {
+                    if !matches!(outcome, Some(AfterData::Reply(_))) {
+                        *s.data_faults.entry(key.clone()).or_insert(0) += 1;
+                    }
+                    break;
+                }
+            }
+            let queue_id = shared.queue_id(s);
+            let received = Received {
+                mail_from: tx.mail_from,
+                rcpt_to: tx.rcpts.into_iter().map(|(r, _, _)| r).collect(),
+                data,
+                at,
+                queue_id: queue_id.clone(),
+            };
+            match outcome {
+                Some(AfterData::Reply(reply)) => AfterData::Reply(reply),
+                Some(fault) => {
+                    s.unconfirmed.push(received);
+                    fault
+                }
+                None => {
+                    s.accepted.push(received);
+                    AfterData::Reply(format!("250 2.0.0 Ok: queued as {queue_id}"))
+                }
+            }
+        })
+    }
+
+    /// Reads the message up to the line holding a lone dot, undoing dot-stuffing.
+    /// Reading line by line from the buffered stream finds CRLF.CRLF however
+    /// the client's writes were split. None if the client closed mid-message;
+    /// the flag is set if it exceeded [`MAX_MESSAGE_SIZE`] (then it is dropped).
+    async fn read_data(&mut self) -> io::Result<Option<(Vec<u8>, bool)>> {
+        let mut data = Vec::new();
+        let mut too_big = false;
+        let mut line = Vec::new();
+        // Overlong lines arrive in pieces; only a piece that starts a line can
+        // be the terminator or carry a stuffed dot.
+        let mut at_line_start = true;
+        loop {
+            line.clear();
+            let n = (&mut self.conn)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut line)
+                .await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            // A bare-LF terminator is tolerated, as most servers do.
+            if at_line_start && (line == b".\r\n" || line == b".\n") {
+                return Ok(Some((data, too_big)));
+            }
+            let content = if at_line_start && line.starts_with(b".") {
+                &line[1..]
+            } else {
+                &line[..]
+            };
+            at_line_start = line.ends_with(b"\n");
+            if data.len() + content.len() > MAX_MESSAGE_SIZE {
+                too_big = true;
+                data.clear();
+            } else if !too_big {
+                data.extend_from_slice(content);
+            }
+        }
+    }
+}
+
+/// Parses `FROM:<addr> params` / `TO:<addr> params` (prefix case-insensitive,
+/// a space before `<` tolerated). Returns the address without brackets.
+fn parse_path(arg: &str, prefix: &str) -> Option<(String, String)> {
+    let head = arg.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let rest = arg[prefix.len()..].trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let end = rest.find('>')?;
+    Some((rest[..end].to_string(), rest[end + 1..].trim().to_string()))
+}
+
+/// Standard base64 (RFC 4648), padding optional; None on a bad character.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.trim().bytes().take_while(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
