@@ -17,6 +17,7 @@ pub mod files;
 pub mod import;
 pub mod init;
 pub mod ledger;
+pub mod person;
 pub mod status;
 pub mod verp;
 
