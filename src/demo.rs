@@ -243,6 +243,18 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
         strict: false,
     };
     crate::import::run(&config, &import).await?;
+    // The demo has nothing to protect from a flood: send as fast as the folder takes it.
+    let mut unlimited = config.clone();
+    unlimited.rate.per_second = 0;
+    let send = crate::cli::SendArgs {
+        limit: None,
+        max_duration: None,
+    };
+    crate::send::run(&unlimited, &send).await?;
+    println!(
+        "demo: the letters are in {} (one .eml each)",
+        dir.join("outbox").display()
+    );
     crate::status::run(&config, false).await?;
     Ok(Exit::Ok)
 }

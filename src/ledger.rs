@@ -251,3 +251,291 @@ pub async fn append_event(
     .await?;
     Ok(())
 }
+
+/// A delivery claimed by a send run: the person and what the retry rules need.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub person: crate::person::Person,
+    pub attempts: i64,
+    pub first_attempt_at: Option<i64>,
+    pub generation_started_at: i64,
+    pub email_domain: String,
+}
+
+/// Moves up to `limit` due deliveries (pending, or deferred whose time has come) to `sending`
+/// for this run, in one statement, with a `claimed` event each, and returns them. A crash after
+/// this leaves them in `sending`, which the next run takes back (`recover_abandoned`).
+/// Domains in `exclude` (their queue is full) are left for later.
+pub async fn claim(
+    pool: &sqlx::SqlitePool,
+    run_id: i64,
+    limit: i64,
+    now: i64,
+    exclude: &[String],
+) -> anyhow::Result<Vec<Claimed>> {
+    let exclusion = if exclude.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " AND email_domain NOT IN ({})",
+            vec!["?"; exclude.len()].join(",")
+        )
+    };
+    let sql = format!(
+        "UPDATE deliveries SET state = 'sending', claimed_by = ?1, claimed_from = state, updated_at = ?2
+         WHERE person_id IN (
+             SELECT person_id FROM (
+                 SELECT person_id FROM deliveries WHERE state = 'pending'{exclusion}
+                 UNION ALL
+                 SELECT person_id FROM deliveries
+                 WHERE state = 'deferred' AND next_attempt_at <= ?2{exclusion}
+             ) LIMIT ?3)
+         RETURNING person_id"
+    );
+    let mut tx = pool.begin().await?;
+    let mut query = sqlx::query_scalar::<_, i64>(&sql)
+        .bind(run_id)
+        .bind(now)
+        .bind(limit);
+    for _ in 0..2 {
+        for domain in exclude {
+            query = query.bind(domain);
+        }
+    }
+    let ids = query.fetch_all(&mut *tx).await?;
+    if ids.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let list = vec!["?"; ids.len()].join(",");
+    let events_sql = format!(
+        "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation)
+         SELECT person_id, ?, ?, 'claimed', claimed_from, 'sending', generation
+         FROM deliveries WHERE person_id IN ({list})"
+    );
+    let mut events = sqlx::query(&events_sql).bind(now).bind(run_id);
+    for id in &ids {
+        events = events.bind(id);
+    }
+    events.execute(&mut *tx).await?;
+    let select_sql = format!(
+        "SELECT {}, d.attempts, d.first_attempt_at, d.generation_started_at, d.email_domain
+         FROM people p JOIN deliveries d ON d.person_id = p.id WHERE p.id IN ({list})",
+        crate::person::PERSON_COLUMNS
+    );
+    let mut select = sqlx::query(&select_sql);
+    for id in &ids {
+        select = select.bind(id);
+    }
+    let rows = select.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|row| {
+            use sqlx::Row;
+            Ok(Claimed {
+                person: crate::person::Person::from_row(row)?,
+                attempts: row.try_get(18)?,
+                first_attempt_at: row.try_get(19)?,
+                generation_started_at: row.try_get(20)?,
+                email_domain: row.try_get::<Option<String>, _>(21)?.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// What became of one claimed delivery, as the writer records it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Sent {
+        reply: String,
+        message_id: String,
+        fingerprint: String,
+        sha256: String,
+        email: String,
+    },
+    /// Try again at `next_attempt_at`; `possible_duplicate` after an unknown outcome.
+    Deferred {
+        reason: String,
+        next_attempt_at: i64,
+        possible_duplicate: bool,
+        message_id: String,
+    },
+    Failed {
+        reason: String,
+        smtp_code: Option<i64>,
+        message_id: Option<String>,
+        possible_duplicate: bool,
+    },
+    /// Not attempted (relay unreachable, run stopping, letter did not render): back to where
+    /// it was, no attempt counted.
+    Released { reason: String },
+}
+
+/// Records a batch of outcomes of one run in one transaction: each state change with its event.
+pub async fn record_outcomes(
+    pool: &sqlx::SqlitePool,
+    run_id: i64,
+    outcomes: &[(i64, i64, Outcome)],
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    for (person_id, generation, outcome) in outcomes {
+        record_outcome(&mut tx, run_id, *person_id, *generation, outcome).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn record_outcome(
+    tx: &mut Transaction<'_, Sqlite>,
+    run_id: i64,
+    person_id: i64,
+    generation: i64,
+    outcome: &Outcome,
+) -> anyhow::Result<()> {
+    let now = crate::db::now_ms();
+    let (to, detail) = match outcome {
+        Outcome::Sent {
+            reply,
+            message_id,
+            fingerprint,
+            sha256,
+            email,
+        } => {
+            sqlx::query(
+                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1, sent_at = ?1,
+                   smtp_code = CAST(substr(?2, 1, 3) AS INTEGER), smtp_reply = ?2, last_error = NULL,
+                   message_id = ?3, letters_fingerprint = ?4, content_sha256 = ?5, email = ?6,
+                   next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
+                 WHERE person_id = ?7 AND state = 'sending' AND claimed_by = ?8",
+            )
+            .bind(now)
+            .bind(reply)
+            .bind(message_id)
+            .bind(fingerprint)
+            .bind(sha256)
+            .bind(email)
+            .bind(person_id)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+            (DeliveryState::Sent, reply.clone())
+        }
+        Outcome::Deferred {
+            reason,
+            next_attempt_at,
+            possible_duplicate,
+            message_id,
+        } => {
+            sqlx::query(
+                "UPDATE deliveries SET state = 'deferred', attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
+                   last_error = ?2, smtp_code = CAST(NULLIF(substr(?2, 1, 3), '') AS INTEGER),
+                   next_attempt_at = ?3, possible_duplicate = MAX(possible_duplicate, ?4),
+                   message_id = ?5, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
+                 WHERE person_id = ?6 AND state = 'sending' AND claimed_by = ?7",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(next_attempt_at)
+            .bind(*possible_duplicate as i64)
+            .bind(message_id)
+            .bind(person_id)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+            (DeliveryState::Deferred, reason.clone())
+        }
+        Outcome::Failed {
+            reason,
+            smtp_code,
+            message_id,
+            possible_duplicate,
+        } => {
+            sqlx::query(
+                "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
+                   last_error = ?2, smtp_code = ?3, smtp_reply = ?2, failed_email = email,
+                   message_id = COALESCE(?4, message_id), possible_duplicate = MAX(possible_duplicate, ?5),
+                   next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
+                 WHERE person_id = ?6 AND state = 'sending' AND claimed_by = ?7",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(smtp_code)
+            .bind(message_id)
+            .bind(*possible_duplicate as i64)
+            .bind(person_id)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+            (DeliveryState::Failed, reason.clone())
+        }
+        Outcome::Released { reason } => {
+            let from: Option<String> = sqlx::query_scalar(
+                "UPDATE deliveries SET state = COALESCE(claimed_from, 'pending'), claimed_by = NULL,
+                   claimed_from = NULL, updated_at = ?1
+                 WHERE person_id = ?2 AND state = 'sending' AND claimed_by = ?3
+                 RETURNING state",
+            )
+            .bind(now)
+            .bind(person_id)
+            .bind(run_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let to = from
+                .as_deref()
+                .unwrap_or("pending")
+                .parse()
+                .unwrap_or(DeliveryState::Pending);
+            (to, reason.clone())
+        }
+    };
+    let kind = match outcome {
+        Outcome::Sent { .. } => "sent",
+        Outcome::Deferred { .. } => "deferred",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Released { .. } => "released",
+    };
+    append_event(
+        &mut *tx,
+        Event {
+            person_id,
+            run_id: Some(run_id),
+            kind,
+            from_state: Some(DeliveryState::Sending),
+            to_state: Some(to),
+            generation: Some(generation),
+            detail: Some(detail),
+        },
+        now,
+    )
+    .await
+}
+
+/// Deliveries a dead run left in `sending`: their outcome is unknown, so they are sent again,
+/// flagged as possible duplicates. Only called by the holder of the sender lease.
+pub async fn recover_abandoned(pool: &sqlx::SqlitePool, run_id: i64) -> anyhow::Result<u64> {
+    let now = crate::db::now_ms();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
+         SELECT person_id, ?, ?, 'recovered', 'sending', 'pending', generation,
+                'left in sending by run ' || COALESCE(claimed_by, '?') || ' that did not finish: sent again, a duplicate is possible'
+         FROM deliveries WHERE state = 'sending'",
+    )
+    .bind(now)
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?;
+    let recovered = sqlx::query(
+        "UPDATE deliveries SET state = 'pending', possible_duplicate = 1, claimed_by = NULL,
+           claimed_from = NULL, updated_at = ? WHERE state = 'sending'",
+    )
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(recovered)
+}

@@ -16,9 +16,14 @@ pub mod export;
 pub mod files;
 pub mod import;
 pub mod init;
+pub mod lease;
 pub mod ledger;
+pub mod message;
 pub mod person;
+pub mod render;
+pub mod send;
 pub mod status;
+pub mod transport;
 pub mod verp;
 
 use std::process::ExitCode;
@@ -119,6 +124,7 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
     match command {
         Command::Import(args) => import::run(config, &args).await,
         Command::Status { json } => status::run(config, json).await,
+        Command::Send(args) => send::run(config, &args).await,
         Command::Init { .. } | Command::Demo { .. } => {
             unreachable!("handled before loading a config")
         }

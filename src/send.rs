@@ -1,0 +1,803 @@
+//! `send`: the cron job. Claims what is due, renders, paces, sends, records, exits.
+//!
+//! The pipeline, one way: the dispatcher claims batches of due deliveries (one statement moves
+//! them to `sending`), holds them in per-domain queues, and releases each one when the global and
+//! per-domain rate limiters allow; `smtp.max_connections` workers each own one relay session,
+//! build the message and hand it over; one writer records the outcomes in batched transactions.
+//! Memory holds at most a few batches, whatever the number of people.
+//!
+//! Anything claimed but not attempted (the run stops, the relay cannot be reached, a letter does
+//! not render) is released to the state it came from without counting an attempt. A run that
+//! dies leaves its in-flight deliveries in `sending`; the next run sends them again and flags
+//! them as possible duplicates.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use backon::BackoffBuilder;
+use governor::{Quota, RateLimiter};
+use sqlx::SqlitePool;
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::Exit;
+use crate::cli::SendArgs;
+use crate::config::{Config, Retry};
+use crate::lease::{HEARTBEAT, Lease};
+use crate::ledger::{self, Claimed, Outcome};
+use crate::message::MessageBuilder;
+use crate::render::Letters;
+use crate::transport::{Attempt, Relayer};
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// After this many connection failures in a row, with no success between them, the relay is
+/// taken as unreachable and the run ends with 75.
+const UNREACHABLE_AFTER: u64 = 3;
+
+/// What one run did, for the summary line, the runs table and tests.
+#[derive(Debug, Default)]
+pub struct RunTotals {
+    pub sent: AtomicU64,
+    pub deferred: AtomicU64,
+    pub failed: AtomicU64,
+    pub released: AtomicU64,
+    pub duplicates_possible: AtomicU64,
+    pub render_failures: AtomicU64,
+}
+
+impl RunTotals {
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Why the dispatcher stopped claiming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    NothingDue,
+    Limit,
+    Deadline,
+    Signal,
+    Unreachable,
+    LeaseLost,
+}
+
+pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
+    let pool = crate::db::open(&config.campaign.database, false).await?;
+    let letters = Arc::new(Letters::load(config)?);
+    let key = crate::db::signing_key(&pool).await?;
+    let builder = Arc::new(MessageBuilder::new(config, &key)?);
+    let relayer = Relayer::from_config(config)?;
+    let run_id = crate::db::start_run(&pool, "send").await?;
+    let lease = match Lease::acquire(&pool, run_id).await? {
+        Ok(lease) => lease,
+        Err(holder) => {
+            eprintln!(
+                "send: another send is running (run {} on {}, pid {}); nothing sent",
+                holder.run_id, holder.host, holder.pid
+            );
+            crate::db::finish_run(&pool, run_id, "lock held", "").await?;
+            return Ok(Exit::TryLater);
+        }
+    };
+    let recovered = ledger::recover_abandoned(&pool, run_id).await?;
+    if recovered > 0 {
+        tracing::warn!(
+            recovered,
+            "deliveries left in sending by a run that died are sent again (possible duplicates)"
+        );
+    }
+    let stop = StopSignal::install();
+    let started = Instant::now();
+    let job = SendJob {
+        config: config.clone(),
+        pool: pool.clone(),
+        run_id,
+        letters,
+        builder,
+        relayer,
+        limit: args.limit,
+        deadline: args.max_duration.map(|d| started + d),
+        stop: stop.receiver(),
+        totals: Arc::new(RunTotals::default()),
+    };
+    let result = job.run(&lease).await;
+    lease.release().await?;
+    let (reason, totals) = result?;
+    let elapsed = started.elapsed();
+    let summary = format!(
+        "send: {} sent, {} deferred, {} failed, {} possible duplicates, {} released; {:.1}s; stopped: {}",
+        RunTotals::get(&totals.sent),
+        RunTotals::get(&totals.deferred),
+        RunTotals::get(&totals.failed),
+        RunTotals::get(&totals.duplicates_possible),
+        RunTotals::get(&totals.released),
+        elapsed.as_secs_f64(),
+        describe(reason),
+    );
+    sqlx::query("UPDATE runs SET sent = ?, deferred = ?, failed = ?, duplicates = ? WHERE id = ?")
+        .bind(RunTotals::get(&totals.sent) as i64)
+        .bind(RunTotals::get(&totals.deferred) as i64)
+        .bind(RunTotals::get(&totals.failed) as i64)
+        .bind(RunTotals::get(&totals.duplicates_possible) as i64)
+        .bind(run_id)
+        .execute(&pool)
+        .await?;
+    crate::db::finish_run(&pool, run_id, describe(reason), &summary).await?;
+    println!("{summary}");
+    let render_failures = RunTotals::get(&totals.render_failures);
+    if render_failures > 0 {
+        eprintln!(
+            "send: {render_failures} letters did not render and were not sent; run `breachmail check` to see why"
+        );
+        return Ok(Exit::Failed);
+    }
+    Ok(match reason {
+        StopReason::Unreachable | StopReason::LeaseLost => Exit::TryLater,
+        _ => Exit::Ok,
+    })
+}
+
+fn describe(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::NothingDue => "nothing more due",
+        StopReason::Limit => "--limit reached",
+        StopReason::Deadline => "--max-duration reached",
+        StopReason::Signal => "signal",
+        StopReason::Unreachable => "relay unreachable",
+        StopReason::LeaseLost => "sender lease lost",
+    }
+}
+
+/// SIGTERM or SIGINT: stop claiming, finish what is in flight. A second one aborts at once.
+struct StopSignal {
+    receiver: watch::Receiver<bool>,
+}
+
+impl StopSignal {
+    fn install() -> StopSignal {
+        let (sender, receiver) = watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            for count in 0.. {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                if count > 0 {
+                    eprintln!(
+                        "send: second signal: aborting; the next run sends what was in flight again"
+                    );
+                    std::process::exit(130);
+                }
+                tracing::warn!(
+                    "signal received: finishing what is in flight, claiming nothing new"
+                );
+                let _ = sender.send(true);
+            }
+        });
+        StopSignal { receiver }
+    }
+
+    fn receiver(&self) -> watch::Receiver<bool> {
+        self.receiver.clone()
+    }
+}
+
+struct SendJob {
+    config: Config,
+    pool: SqlitePool,
+    run_id: i64,
+    letters: Arc<Letters>,
+    builder: Arc<MessageBuilder>,
+    relayer: Relayer,
+    limit: Option<u64>,
+    deadline: Option<Instant>,
+    stop: watch::Receiver<bool>,
+    totals: Arc<RunTotals>,
+}
+
+/// A claimed delivery on its way to a worker.
+struct Job {
+    claimed: Claimed,
+}
+
+/// What workers tell the dispatcher besides outcomes.
+#[derive(Debug)]
+enum Signal {
+    Reached,
+    Unreachable(String),
+    Throttled,
+}
+
+impl SendJob {
+    async fn run(self, lease: &Lease) -> anyhow::Result<(StopReason, Arc<RunTotals>)> {
+        let workers = self.config.smtp.max_connections;
+        let (job_sender, job_receiver) = mpsc::channel::<Job>(workers);
+        let job_receiver = Arc::new(Mutex::new(job_receiver));
+        let (outcome_sender, outcome_receiver) = mpsc::channel::<(i64, i64, Outcome)>(4096);
+        let (signal_sender, mut signal_receiver) = mpsc::unbounded_channel::<Signal>();
+        // Set when claimed work must be given back instead of sent.
+        let draining = Arc::new(AtomicBool::new(false));
+
+        let writer = tokio::spawn(write_outcomes(
+            self.pool.clone(),
+            self.run_id,
+            outcome_receiver,
+            self.totals.clone(),
+        ));
+        let mut worker_handles = Vec::new();
+        for _ in 0..workers {
+            let worker = Worker {
+                connection: self.relayer.connection(),
+                jobs: job_receiver.clone(),
+                outcomes: outcome_sender.clone(),
+                signals: signal_sender.clone(),
+                letters: self.letters.clone(),
+                builder: self.builder.clone(),
+                retry: self.config.retry.clone(),
+                draining: draining.clone(),
+                totals: self.totals.clone(),
+            };
+            worker_handles.push(tokio::spawn(worker.run()));
+        }
+        drop(signal_sender);
+
+        let mut dispatcher = Dispatcher::new(&self.config);
+        let mut dispatched: u64 = 0;
+        let mut failures_in_a_row: u64 = 0;
+        let mut last_heartbeat = Instant::now();
+        let mut progress = Progress::new(&self.pool).await;
+        let mut stop = self.stop.clone();
+        let reason = loop {
+            while let Ok(signal) = signal_receiver.try_recv() {
+                match signal {
+                    Signal::Reached => failures_in_a_row = 0,
+                    Signal::Unreachable(reason) => {
+                        failures_in_a_row += 1;
+                        tracing::warn!(%reason, "relay not reached");
+                    }
+                    Signal::Throttled => dispatcher.pacer.slow_down(),
+                }
+            }
+            if failures_in_a_row >= UNREACHABLE_AFTER {
+                break StopReason::Unreachable;
+            }
+            if *stop.borrow() {
+                break StopReason::Signal;
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                break StopReason::Deadline;
+            }
+            if self.limit.is_some_and(|l| dispatched >= l) {
+                break StopReason::Limit;
+            }
+            if last_heartbeat.elapsed() >= HEARTBEAT {
+                if !lease.heartbeat().await? {
+                    break StopReason::LeaseLost;
+                }
+                last_heartbeat = Instant::now();
+            }
+            progress.tick(&self.totals);
+            if dispatcher.needs_more() {
+                let room = self.limit.map_or(i64::MAX, |l| {
+                    (l - dispatched) as i64 - dispatcher.held() as i64
+                });
+                if room > 0 {
+                    let claimed = ledger::claim(
+                        &self.pool,
+                        self.run_id,
+                        room.min(dispatcher.batch_size()),
+                        crate::db::now_ms(),
+                        &dispatcher.full_domains(),
+                    )
+                    .await
+                    .context("while claiming due deliveries")?;
+                    if claimed.is_empty() && dispatcher.held() == 0 {
+                        break StopReason::NothingDue;
+                    }
+                    dispatcher.hold(claimed);
+                }
+            }
+            // Picking is synchronous and waiting happens after it, so nothing picked can be
+            // lost to a cancelled future.
+            let claimed = match dispatcher.pick() {
+                Pick::Ready(claimed) => *claimed,
+                Pick::Wait(wait) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+                Pick::Empty => continue,
+            };
+            dispatcher.wait_for_global_rate().await;
+            if job_sender.send(Job { claimed }).await.is_err() {
+                anyhow::bail!("every send worker stopped");
+            }
+            dispatched += 1;
+        };
+        // Whatever is still held was claimed but never attempted: give it back.
+        if reason == StopReason::Unreachable {
+            draining.store(true, Ordering::Relaxed);
+        }
+        for claimed in dispatcher.drain() {
+            let person = &claimed.person;
+            outcome_sender
+                .send((
+                    person.id,
+                    person.generation,
+                    Outcome::Released {
+                        reason: format!("not attempted: {}", describe(reason)),
+                    },
+                ))
+                .await
+                .ok();
+            self.totals.released.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(job_sender);
+        for handle in worker_handles {
+            handle.await.context("a send worker failed")?;
+        }
+        drop(outcome_sender);
+        writer.await.context("the outcome writer failed")??;
+        progress.finish(&self.totals);
+        Ok((reason, self.totals))
+    }
+}
+
+enum Pick {
+    Ready(Box<Claimed>),
+    Wait(Duration),
+    Empty,
+}
+
+/// Holds claimed deliveries until the rate limiters let them go.
+struct Dispatcher {
+    global: Option<Limiter>,
+    domains: HashMap<String, (Limiter, VecDeque<Claimed>, usize)>,
+    general: VecDeque<Claimed>,
+    batch: i64,
+    pacer: Pacer,
+}
+
+impl Dispatcher {
+    fn new(config: &Config) -> Dispatcher {
+        let per_second = config.rate.per_second;
+        let domains = config
+            .rate
+            .per_domain
+            .iter()
+            .filter_map(|(domain, rate)| {
+                let rate = NonZeroU32::new(*rate)?;
+                // Hold at most two seconds' worth per throttled domain.
+                let cap = (rate.get() as usize * 2).max(4);
+                Some((domain.clone(), (limiter(rate), VecDeque::new(), cap)))
+            })
+            .collect();
+        Dispatcher {
+            global: NonZeroU32::new(per_second).map(limiter),
+            domains,
+            general: VecDeque::new(),
+            batch: (config.smtp.max_connections as i64 * 32).clamp(64, 1000),
+            pacer: Pacer::new(per_second),
+        }
+    }
+
+    fn batch_size(&self) -> i64 {
+        self.batch
+    }
+
+    fn held(&self) -> usize {
+        self.general.len()
+            + self
+                .domains
+                .values()
+                .map(|(_, q, _)| q.len())
+                .sum::<usize>()
+    }
+
+    fn needs_more(&self) -> bool {
+        self.general.len() < (self.batch as usize / 2).max(1)
+    }
+
+    /// Domains whose queue is full: the next claim leaves their people in the database.
+    fn full_domains(&self) -> Vec<String> {
+        self.domains
+            .iter()
+            .filter(|(_, (_, queue, cap))| queue.len() >= *cap)
+            .map(|(domain, _)| domain.clone())
+            .collect()
+    }
+
+    fn hold(&mut self, claimed: Vec<Claimed>) {
+        for item in claimed {
+            match self.domains.get_mut(&item.email_domain) {
+                Some((_, queue, _)) => queue.push_back(item),
+                None => self.general.push_back(item),
+            }
+        }
+    }
+
+    /// The next delivery whose domain limiter allows it now, or how long until one does.
+    fn pick(&mut self) -> Pick {
+        let mut earliest: Option<Duration> = None;
+        for (limiter, queue, _) in self.domains.values_mut() {
+            if queue.is_empty() {
+                continue;
+            }
+            match limiter.check() {
+                Ok(()) => {
+                    if let Some(item) = queue.pop_front() {
+                        return Pick::Ready(Box::new(item));
+                    }
+                }
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ));
+                    earliest = Some(earliest.map_or(wait, |e: Duration| e.min(wait)));
+                }
+            }
+        }
+        if let Some(item) = self.general.pop_front() {
+            return Pick::Ready(Box::new(item));
+        }
+        earliest.map_or(Pick::Empty, Pick::Wait)
+    }
+
+    /// The global ceiling and the throttle pacer, after a delivery was picked.
+    async fn wait_for_global_rate(&mut self) {
+        if let Some(global) = &self.global {
+            global.until_ready().await;
+        }
+        self.pacer.wait().await;
+    }
+
+    fn drain(&mut self) -> Vec<Claimed> {
+        let mut all: Vec<Claimed> = self.general.drain(..).collect();
+        for (_, queue, _) in self.domains.values_mut() {
+            all.extend(queue.drain(..));
+        }
+        all
+    }
+}
+
+/// A rate of N per second with a burst of one: cells are spaced 1/N apart, so no one-second
+/// window ever holds more than N.
+fn limiter(rate: NonZeroU32) -> Limiter {
+    RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN))
+}
+
+/// Slows the whole run down when the relay says so (421, 4.7.x), and recovers gradually:
+/// each throttle halves the pace, each quiet ten seconds gives back a quarter.
+struct Pacer {
+    base_interval: Duration,
+    interval: Option<Duration>,
+    next: Instant,
+    last_change: Instant,
+}
+
+impl Pacer {
+    fn new(per_second: u32) -> Pacer {
+        let base_interval = if per_second == 0 {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_secs_f64(1.0 / per_second as f64)
+        };
+        Pacer {
+            base_interval,
+            interval: None,
+            next: Instant::now(),
+            last_change: Instant::now(),
+        }
+    }
+
+    fn slow_down(&mut self) {
+        let current = self.interval.unwrap_or(self.base_interval);
+        let slower = (current * 2).min(Duration::from_secs(10));
+        tracing::warn!(
+            interval_ms = slower.as_millis() as u64,
+            "the relay asks to slow down: lowering the rate"
+        );
+        self.interval = Some(slower);
+        self.last_change = Instant::now();
+    }
+
+    async fn wait(&mut self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        if self.last_change.elapsed() >= Duration::from_secs(10) {
+            let faster = interval.mul_f64(0.75);
+            self.interval = (faster > self.base_interval).then_some(faster);
+            self.last_change = Instant::now();
+        }
+        let now = Instant::now();
+        if self.next > now {
+            tokio::time::sleep_until(self.next.into()).await;
+        }
+        self.next = Instant::now() + self.interval.unwrap_or(Duration::ZERO);
+    }
+}
+
+/// One relay session: builds each message and hands it over.
+struct Worker {
+    connection: crate::transport::Connection,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    outcomes: mpsc::Sender<(i64, i64, Outcome)>,
+    signals: mpsc::UnboundedSender<Signal>,
+    letters: Arc<Letters>,
+    builder: Arc<MessageBuilder>,
+    retry: Retry,
+    draining: Arc<AtomicBool>,
+    totals: Arc<RunTotals>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        loop {
+            let job = { self.jobs.lock().await.recv().await };
+            let Some(job) = job else { break };
+            let person = &job.claimed.person;
+            let outcome = self.attempt(&job.claimed).await;
+            if self
+                .outcomes
+                .send((person.id, person.generation, outcome))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        self.connection.close().await;
+    }
+
+    async fn attempt(&mut self, claimed: &Claimed) -> Outcome {
+        if self.draining.load(Ordering::Relaxed) {
+            self.totals.released.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Released {
+                reason: "not attempted: the relay is unreachable".into(),
+            };
+        }
+        let letters = self.letters.clone();
+        let builder = self.builder.clone();
+        let person = claimed.person.clone();
+        // Rendering and signing are CPU work: keep them off the I/O threads.
+        let built = tokio::task::spawn_blocking(move || {
+            let letter = letters.render(&person)?;
+            builder.build(&person, &letter, chrono::Utc::now())
+        })
+        .await;
+        let message = match built {
+            Ok(Ok(message)) => message,
+            Ok(Err(error)) => {
+                tracing::error!(person = %claimed.person.person_ref, %error, "the letter did not render");
+                self.totals.render_failures.fetch_add(1, Ordering::Relaxed);
+                self.totals.released.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Released {
+                    reason: format!("the letter did not render: {error}"),
+                };
+            }
+            Err(error) => {
+                self.totals.render_failures.fetch_add(1, Ordering::Relaxed);
+                self.totals.released.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Released {
+                    reason: format!("the letter could not be built: {error}"),
+                };
+            }
+        };
+        let attempt = self.connection.deliver(&message).await;
+        let signal = match &attempt {
+            Attempt::Unreachable { reason } => Signal::Unreachable(reason.clone()),
+            Attempt::Deferred { throttle: true, .. } => Signal::Throttled,
+            _ => Signal::Reached,
+        };
+        let _ = self.signals.send(signal);
+        let fingerprint = self.letters.fingerprint().to_owned();
+        outcome_of(
+            attempt,
+            claimed,
+            message,
+            fingerprint,
+            &self.retry,
+            &self.totals,
+        )
+    }
+}
+
+/// Turns what the relay said into the delivery's next state, applying the retry rules.
+fn outcome_of(
+    attempt: Attempt,
+    claimed: &Claimed,
+    message: crate::message::Outgoing,
+    fingerprint: String,
+    retry: &Retry,
+    totals: &RunTotals,
+) -> Outcome {
+    let now = crate::db::now_ms();
+    let (reason, possible_duplicate) = match attempt {
+        Attempt::Accepted { reply } => {
+            totals.sent.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Sent {
+                reply,
+                message_id: message.message_id,
+                fingerprint,
+                sha256: message.sha256,
+                email: message.recipient,
+            };
+        }
+        Attempt::Rejected { reply } => {
+            totals.failed.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Failed {
+                smtp_code: reply.get(..3).and_then(|c| c.parse().ok()),
+                reason: reply,
+                message_id: Some(message.message_id),
+                possible_duplicate: false,
+            };
+        }
+        Attempt::Unreachable { reason } => {
+            totals.released.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Released {
+                reason: format!("not attempted: {reason}"),
+            };
+        }
+        Attempt::Deferred { reply, .. } => (reply, false),
+        Attempt::Unknown { reason } => {
+            totals.duplicates_possible.fetch_add(1, Ordering::Relaxed);
+            (reason, true)
+        }
+    };
+    let attempts = claimed.attempts + 1;
+    let first = claimed.first_attempt_at.unwrap_or(now);
+    let given_up = attempts >= i64::from(retry.max_attempts)
+        || now - first >= retry.give_up_after.as_millis() as i64;
+    if given_up {
+        totals.failed.fetch_add(1, Ordering::Relaxed);
+        return Outcome::Failed {
+            reason: format!("gave up after {attempts} attempts: {reason}"),
+            smtp_code: reason.get(..3).and_then(|c| c.parse().ok()),
+            message_id: Some(message.message_id),
+            possible_duplicate,
+        };
+    }
+    totals.deferred.fetch_add(1, Ordering::Relaxed);
+    Outcome::Deferred {
+        next_attempt_at: now + retry_delay(retry, attempts).as_millis() as i64,
+        reason,
+        possible_duplicate,
+        message_id: message.message_id,
+    }
+}
+
+/// Exponential from `first_delay`, doubling, with jitter, capped at `max_delay`.
+pub fn retry_delay(retry: &Retry, attempts: i64) -> Duration {
+    let delay = backon::ExponentialBuilder::default()
+        .with_min_delay(retry.first_delay)
+        .with_max_delay(retry.max_delay)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempts.saturating_sub(1).max(0) as usize)
+        .unwrap_or(retry.max_delay);
+    delay.min(retry.max_delay)
+}
+
+/// The one writer: records outcomes in batches, so the database sees a few transactions a
+/// second however fast the relay is.
+async fn write_outcomes(
+    pool: SqlitePool,
+    run_id: i64,
+    mut outcomes: mpsc::Receiver<(i64, i64, Outcome)>,
+    _totals: Arc<RunTotals>,
+) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(512);
+    loop {
+        let Some(first) = outcomes.recv().await else {
+            break;
+        };
+        batch.push(first);
+        // Take whatever else is already waiting, up to a batch, without waiting for more.
+        while batch.len() < 512 {
+            match outcomes.try_recv() {
+                Ok(outcome) => batch.push(outcome),
+                Err(_) => break,
+            }
+        }
+        ledger::record_outcomes(&pool, run_id, &batch)
+            .await
+            .context("while recording delivery outcomes")?;
+        batch.clear();
+    }
+    Ok(())
+}
+
+/// A log line every few seconds on cron, with the rate and the estimated time left.
+struct Progress {
+    started: Instant,
+    last: Instant,
+    due_at_start: i64,
+}
+
+impl Progress {
+    async fn new(pool: &SqlitePool) -> Progress {
+        let due_at_start: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE state IN ('pending', 'deferred', 'sending')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0);
+        Progress {
+            started: Instant::now(),
+            last: Instant::now(),
+            due_at_start,
+        }
+    }
+
+    fn tick(&mut self, totals: &RunTotals) {
+        if self.last.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        self.last = Instant::now();
+        let done = RunTotals::get(&totals.sent)
+            + RunTotals::get(&totals.deferred)
+            + RunTotals::get(&totals.failed);
+        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        let left = (self.due_at_start - done as i64).max(0);
+        let eta = if rate > 0.0 {
+            left as f64 / rate
+        } else {
+            f64::INFINITY
+        };
+        tracing::info!(
+            sent = RunTotals::get(&totals.sent),
+            deferred = RunTotals::get(&totals.deferred),
+            failed = RunTotals::get(&totals.failed),
+            rate_per_s = format!("{rate:.0}"),
+            eta_s = format!("{eta:.0}"),
+            "sending"
+        );
+    }
+
+    fn finish(&self, totals: &RunTotals) {
+        tracing::debug!(
+            sent = RunTotals::get(&totals.sent),
+            seconds = self.started.elapsed().as_secs_f64(),
+            "send finished"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_stay_within_the_cap() {
+        let retry = Retry {
+            max_attempts: 8,
+            first_delay: Duration::from_secs(300),
+            max_delay: Duration::from_secs(6 * 3600),
+            give_up_after: Duration::from_secs(5 * 86400),
+        };
+        let first = retry_delay(&retry, 1);
+        assert!(first >= Duration::from_secs(300) && first <= Duration::from_secs(600));
+        let third = retry_delay(&retry, 3);
+        assert!(third >= Duration::from_secs(1200), "{third:?}");
+        for attempts in 1..40 {
+            assert!(retry_delay(&retry, attempts) <= retry.max_delay);
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! Where a finished message goes: an SMTP relay (one session per connection worker) or a folder
+//! of `.eml` files. Both sit behind `Connection::deliver`, so `send` has one code path.
+//!
+//! The SMTP side drives lettre's `AsyncSmtpConnection` step by step (MAIL, RCPT, DATA, the
+//! message) instead of its pooled transport: the step that failed decides the outcome. A failure
+//! before the final dot means "not delivered"; a timeout or hang-up after it means "maybe
+//! delivered", which the audit must flag as a possible duplicate when it is retried. Every step
+//! is bounded by `smtp.timeout` here, because lettre's own timeout only covers the connect.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{Config, Relay};
+
+pub use crate::message::Outgoing;
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// 2xx after the final dot: the relay has it. The reply holds its queue id.
+    Accepted { reply: String },
+    /// 4xx, or the connection broke before the final dot: try again later.
+    Deferred {
+        reply: String,
+        /// The relay asked us to slow down (421, 4.7.x, rate wording).
+        throttle: bool,
+    },
+    /// 5xx: the relay will never take it.
+    Rejected { reply: String },
+    /// Timeout or hang-up after the final dot: it may have been delivered.
+    Unknown { reason: String },
+    /// The relay could not be reached at all: nothing was attempted for this person.
+    Unreachable { reason: String },
+}
+
+/// How to reach the relay, shared by every connection worker.
+#[derive(Clone)]
+pub struct Relayer {
+    relay: Relay,
+    timeout: Duration,
+    credentials: Option<(String, Arc<SecretString>)>,
+    hello: ClientId,
+    /// Extra trusted roots, for tests against a local TLS server only.
+    extra_root: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Relayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password, not even its length.
+        f.debug_struct("Relayer")
+            .field("relay", &self.relay.to_string())
+            .field("timeout", &self.timeout)
+            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+/// Reads the SMTP password from `BREACHMAIL_SMTP_PASSWORD`, or the file named by
+/// `BREACHMAIL_SMTP_PASSWORD_FILE`. Never from the configuration file.
+pub fn password_from_environment() -> Result<Option<SecretString>, crate::UsageError> {
+    if let Ok(password) = std::env::var("BREACHMAIL_SMTP_PASSWORD")
+        && !password.is_empty()
+    {
+        return Ok(Some(SecretString::from(password)));
+    }
+    if let Some(path) = std::env::var_os("BREACHMAIL_SMTP_PASSWORD_FILE") {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            crate::UsageError::new(format!(
+                "BREACHMAIL_SMTP_PASSWORD_FILE: cannot read {}: {e}",
+                Path::new(&path).display()
+            ))
+        })?;
+        return Ok(Some(SecretString::from(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+        )));
+    }
+    Ok(None)
+}
+
+impl Relayer {
+    pub fn from_config(config: &Config) -> Result<Relayer, crate::UsageError> {
+        let password = password_from_environment()?;
+        let credentials = match (&config.smtp.username, password) {
+            (Some(user), Some(password)) => Some((user.clone(), Arc::new(password))),
+            (Some(_), None) => {
+                return Err(crate::UsageError::new(
+                    "smtp.username is set but BREACHMAIL_SMTP_PASSWORD is not: set the password in the environment",
+                ));
+            }
+            (None, _) => None,
+        };
+        if credentials.is_some() && matches!(config.smtp.relay, Relay::File(_)) {
+            tracing::warn!("smtp.username is set but the transport is file://: no login happens");
+        }
+        let extra_root = match std::env::var_os("BREACHMAIL_TEST_CA_FILE") {
+            Some(path) if cfg!(debug_assertions) => std::fs::read(&path).ok(),
+            _ => None,
+        };
+        Ok(Relayer {
+            relay: config.smtp.relay.clone(),
+            timeout: config.smtp.timeout,
+            credentials,
+            hello: ClientId::default(),
+            extra_root,
+        })
+    }
+
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// A connection that is not opened until the first message.
+    pub fn connection(&self) -> Connection {
+        match &self.relay {
+            Relay::File(dir) => Connection::File(dir.clone()),
+            _ => Connection::Smtp {
+                relayer: self.clone(),
+                session: None,
+            },
+        }
+    }
+
+    fn tls_parameters(&self, host: &str) -> Result<TlsParameters, String> {
+        let mut builder = TlsParameters::builder(host.to_owned());
+        if let Some(pem) = &self.extra_root {
+            let certificate = lettre::transport::smtp::client::Certificate::from_pem(pem)
+                .map_err(|e| format!("BREACHMAIL_TEST_CA_FILE: {e}"))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        builder
+            .build_rustls()
+            .map_err(|e| format!("TLS setup: {e}"))
+    }
+
+    /// Opens a session: TCP (or TLS), EHLO, STARTTLS when offered (required unless loopback),
+    /// AUTH (never over plain text to a host that is not loopback).
+    async fn open(&self) -> Result<AsyncSmtpConnection, String> {
+        let (host, port, implicit_tls) = match &self.relay {
+            Relay::Smtp { host, port } => (host.as_str(), *port, false),
+            Relay::Smtps { host, port } => (host.as_str(), *port, true),
+            Relay::File(_) => return Err("not an SMTP relay".into()),
+        };
+        let loopback = self.relay.is_loopback();
+        let tls = if implicit_tls {
+            Some(self.tls_parameters(host)?)
+        } else {
+            None
+        };
+        let connect = AsyncSmtpConnection::connect_tokio1(
+            (host, port),
+            Some(self.timeout),
+            &self.hello,
+            tls,
+            None,
+        );
+        let mut session = bounded(self.timeout, connect)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", self.relay))?;
+        if !implicit_tls {
+            if session.can_starttls() {
+                let tls = self.tls_parameters(host)?;
+                bounded(self.timeout, session.starttls(tls, &self.hello))
+                    .await
+                    .map_err(|e| format!("STARTTLS with {} failed: {e}", self.relay))?;
+            } else if !loopback {
+                return Err(format!(
+                    "{} does not offer STARTTLS: refusing to send personal data in clear to a host that is not loopback",
+                    self.relay
+                ));
+            }
+        }
+        if let Some((user, password)) = &self.credentials {
+            if !session.is_encrypted() && !loopback {
+                return Err(
+                    "refusing to send the SMTP password over an unencrypted connection".into(),
+                );
+            }
+            let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());
+            bounded(
+                self.timeout,
+                session.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
+            )
+            .await
+            .map_err(|e| format!("{} refused the login for {user}: {e}", self.relay))?;
+        }
+        Ok(session)
+    }
+}
+
+/// Runs one SMTP step within the timeout, folding a timeout into lettre's error shape.
+async fn bounded<T>(
+    timeout: Duration,
+    step: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, StepError> {
+    match tokio::time::timeout(timeout, step).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(StepError::Smtp(e)),
+        Err(_) => Err(StepError::Timeout(timeout)),
+    }
+}
+
+#[derive(Debug)]
+enum StepError {
+    Smtp(lettre::transport::smtp::Error),
+    Timeout(Duration),
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Smtp(e) => write!(f, "{e}"),
+            StepError::Timeout(d) => write!(f, "no answer within {}s", d.as_secs_f32()),
+        }
+    }
+}
+
+impl StepError {
+    /// An SMTP reply (as opposed to a broken connection or a timeout).
+    fn reply_code(&self) -> Option<u16> {
+        match self {
+            StepError::Smtp(e) => e.status().map(|code| code.to_string().parse().unwrap_or(0)),
+            StepError::Timeout(_) => None,
+        }
+    }
+}
+
+/// One connection worker's link to where messages go.
+pub enum Connection {
+    Smtp {
+        relayer: Relayer,
+        session: Option<Box<AsyncSmtpConnection>>,
+    },
+    File(PathBuf),
+}
+
+impl Connection {
+    /// Hands one message over and says what became of it. Never panics, never returns early
+    /// without a verdict: every claimed delivery gets exactly one outcome.
+    pub async fn deliver(&mut self, message: &Outgoing) -> Attempt {
+        match self {
+            Connection::File(dir) => deliver_to_folder(dir, message).await,
+            Connection::Smtp { relayer, session } => {
+                deliver_over_smtp(relayer, session, message).await
+            }
+        }
+    }
+
+    /// Says goodbye politely; errors do not matter any more.
+    pub async fn close(&mut self) {
+        if let Connection::Smtp {
+            relayer,
+            session: Some(session),
+        } = self
+        {
+            let _ = tokio::time::timeout(relayer.timeout, session.command(Quit)).await;
+        }
+    }
+}
+
+async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
+    let name = message
+        .message_id
+        .split('@')
+        .next()
+        .unwrap_or("message")
+        .to_owned();
+    let path = dir.join(format!("{name}.eml"));
+    let bytes = message.bytes.clone();
+    let dir = dir.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        crate::files::create_private_dir(&dir)?;
+        crate::files::write_private(&path, &bytes)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => Attempt::Accepted {
+            reply: format!("written to {}", dir_display(message, &name)),
+        },
+        Ok(Err(e)) => Attempt::Unreachable {
+            reason: format!("cannot write to the outbox: {e}"),
+        },
+        Err(e) => Attempt::Unreachable {
+            reason: format!("cannot write to the outbox: {e}"),
+        },
+    }
+}
+
+fn dir_display(_message: &Outgoing, name: &str) -> String {
+    format!("{name}.eml")
+}
+
+async fn deliver_over_smtp(
+    relayer: &Relayer,
+    session: &mut Option<Box<AsyncSmtpConnection>>,
+    message: &Outgoing,
+) -> Attempt {
+    // A session the relay closed (or that broke on the last message) is replaced.
+    if session.as_ref().is_some_and(|s| s.has_broken()) {
+        *session = None;
+    }
+    if session.is_none() {
+        match relayer.open().await {
+            Ok(opened) => *session = Some(Box::new(opened)),
+            Err(reason) => return Attempt::Unreachable { reason },
+        }
+    }
+    let Some(smtp) = session.as_mut() else {
+        return Attempt::Unreachable {
+            reason: "no session".into(),
+        };
+    };
+    let attempt = transaction(relayer.timeout, smtp, message).await;
+    match &attempt {
+        Attempt::Accepted { .. } | Attempt::Rejected { .. } => {}
+        Attempt::Deferred { throttle, .. } => {
+            // After a 4xx the session may still be fine, but a throttling relay usually closes
+            // it; a clean RSET tells which.
+            if *throttle || bounded(relayer.timeout, smtp.command(Rset)).await.is_err() {
+                *session = None;
+            }
+        }
+        Attempt::Unknown { .. } | Attempt::Unreachable { .. } => *session = None,
+    }
+    attempt
+}
+
+/// MAIL, RCPT, DATA, message: the step that failed says what it means.
+async fn transaction(
+    timeout: Duration,
+    smtp: &mut AsyncSmtpConnection,
+    message: &Outgoing,
+) -> Attempt {
+    let (Ok(from), Ok(to)) = (
+        message.envelope_from.parse::<lettre::Address>(),
+        message.recipient.parse::<lettre::Address>(),
+    ) else {
+        return Attempt::Rejected {
+            reply: format!("invalid envelope address for {}", message.recipient),
+        };
+    };
+    let envelope = match Envelope::new(Some(from), vec![to.clone()]) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            return Attempt::Rejected {
+                reply: format!("invalid envelope: {e}"),
+            };
+        }
+    };
+    let mut parameters = Vec::new();
+    if !message.recipient.is_ascii() || !message.envelope_from.is_ascii() {
+        if !smtp.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Attempt::Rejected {
+                reply: "the address needs SMTPUTF8, which the relay does not offer".into(),
+            };
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !message.bytes.is_ascii() && smtp.server_info().supports_feature(Extension::EightBitMime) {
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let steps: [(&str, Box<dyn std::fmt::Display + Send>); 3] = [
+        (
+            "MAIL FROM",
+            Box::new(Mail::new(envelope.from().cloned(), parameters)),
+        ),
+        ("RCPT TO", Box::new(Rcpt::new(to, vec![]))),
+        ("DATA", Box::new(Data)),
+    ];
+    for (step, command) in steps {
+        if let Err(error) = bounded(timeout, smtp.command(command)).await {
+            return before_final_dot(step, &error);
+        }
+    }
+    match bounded(timeout, smtp.message(&message.bytes)).await {
+        Ok(response) => Attempt::Accepted {
+            reply: reply_text(response.code().to_string(), response.message()),
+        },
+        Err(error) => match error.reply_code() {
+            Some(code) => classify_reply(code, &format!("after the message: {error}")),
+            // The message was (maybe fully) written and no verdict came back.
+            None => Attempt::Unknown {
+                reason: format!("no reply after the message: {error}"),
+            },
+        },
+    }
+}
+
+fn before_final_dot(step: &str, error: &StepError) -> Attempt {
+    match error.reply_code() {
+        Some(code) => classify_reply(code, &format!("{step}: {error}")),
+        None => Attempt::Deferred {
+            reply: format!("{step}: {error}"),
+            throttle: false,
+        },
+    }
+}
+
+fn reply_text<'a>(code: String, lines: impl Iterator<Item = &'a str>) -> String {
+    let text: Vec<&str> = lines.collect();
+    format!("{code} {}", text.join(" ")).trim().to_owned()
+}
+
+/// 5xx is final, 4xx is temporary; some 4xx mean "slow down".
+pub fn classify_reply(code: u16, reply: &str) -> Attempt {
+    let reply = reply.chars().take(500).collect::<String>();
+    match code {
+        500..=599 => Attempt::Rejected { reply },
+        _ => Attempt::Deferred {
+            throttle: is_throttle(code, &reply),
+            reply,
+        },
+    }
+}
+
+fn is_throttle(code: u16, reply: &str) -> bool {
+    let lower = reply.to_lowercase();
+    code == 421
+        || lower.contains(" 4.7.")
+        || ((code == 450 || code == 451)
+            && [
+                "rate",
+                "too many",
+                "throttl",
+                "connection",
+                "slow down",
+                "try again later",
+            ]
+            .iter()
+            .any(|w| lower.contains(w)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_classified() {
+        assert!(matches!(
+            classify_reply(550, "550 5.1.1 unknown"),
+            Attempt::Rejected { .. }
+        ));
+        assert!(matches!(
+            classify_reply(451, "451 4.3.0 try later"),
+            Attempt::Deferred {
+                throttle: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify_reply(421, "421 4.7.0 too many connections"),
+            Attempt::Deferred { throttle: true, .. }
+        ));
+        assert!(matches!(
+            classify_reply(450, "450 4.2.1 rate limited, slow down"),
+            Attempt::Deferred { throttle: true, .. }
+        ));
+        assert!(matches!(
+            classify_reply(452, "452 4.7.1 too much mail"),
+            Attempt::Deferred { throttle: true, .. }
+        ));
+    }
+}
