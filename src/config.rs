@@ -20,10 +20,12 @@ const SECTIONS: [&str; 7] = [
 ];
 
 /// Variables that look like overrides but are not config keys.
-const NOT_OVERRIDES: [&str; 3] = [
+const NOT_OVERRIDES: [&str; 5] = [
     "BREACHMAIL_CONFIG",
+    "BREACHMAIL_LOG",
     "BREACHMAIL_SMTP_PASSWORD",
     "BREACHMAIL_SMTP_PASSWORD_FILE",
+    "BREACHMAIL_TEST_CA_FILE",
 ];
 
 #[derive(Debug, Clone)]

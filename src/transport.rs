@@ -223,6 +223,18 @@ impl std::fmt::Display for StepError {
 }
 
 impl StepError {
+    /// "550 5.1.1 User unknown (at RCPT TO)": the code first, so it can be read back.
+    fn reply(&self, step: &str) -> String {
+        let text = self.to_string();
+        let text = text
+            .split_once("): ")
+            .map_or(text.as_str(), |(_, rest)| rest);
+        match self.reply_code() {
+            Some(code) => format!("{code} {} (at {step})", text.trim()),
+            None => format!("{} (at {step})", text.trim()),
+        }
+    }
+
     /// An SMTP reply (as opposed to a broken connection or a timeout).
     fn reply_code(&self) -> Option<u16> {
         match self {
@@ -384,7 +396,7 @@ async fn transaction(
             reply: reply_text(response.code().to_string(), response.message()),
         },
         Err(error) => match error.reply_code() {
-            Some(code) => classify_reply(code, &format!("after the message: {error}")),
+            Some(code) => classify_reply(code, &error.reply("after the message")),
             // The message was (maybe fully) written and no verdict came back.
             None => Attempt::Unknown {
                 reason: format!("no reply after the message: {error}"),
@@ -395,7 +407,7 @@ async fn transaction(
 
 fn before_final_dot(step: &str, error: &StepError) -> Attempt {
     match error.reply_code() {
-        Some(code) => classify_reply(code, &format!("{step}: {error}")),
+        Some(code) => classify_reply(code, &error.reply(step)),
         None => Attempt::Deferred {
             reply: format!("{step}: {error}"),
             throttle: false,
