@@ -28,7 +28,7 @@ use crate::cli::SendArgs;
 use crate::config::{Config, Retry};
 use crate::lease::{HEARTBEAT, Lease};
 use crate::ledger::{self, Claimed, Outcome};
-use crate::message::MessageBuilder;
+use crate::message::{MessageBuilder, Outgoing};
 use crate::render::Letters;
 use crate::transport::{Attempt, Relayer};
 
@@ -63,6 +63,7 @@ enum StopReason {
     Deadline,
     Signal,
     Unreachable,
+    Misconfigured,
     LeaseLost,
 }
 
@@ -138,6 +139,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     }
     Ok(match reason {
         StopReason::Unreachable | StopReason::LeaseLost => Exit::TryLater,
+        StopReason::Misconfigured => Exit::Failed,
         _ => Exit::Ok,
     })
 }
@@ -149,6 +151,7 @@ fn describe(reason: StopReason) -> &'static str {
         StopReason::Deadline => "--max-duration reached",
         StopReason::Signal => "signal",
         StopReason::Unreachable => "relay unreachable",
+        StopReason::Misconfigured => "relay refuses this configuration",
         StopReason::LeaseLost => "sender lease lost",
     }
 }
@@ -207,9 +210,16 @@ struct SendJob {
     totals: Arc<RunTotals>,
 }
 
-/// A claimed delivery on its way to a worker.
-struct Job {
+/// A claimed delivery with its message built, waiting for the rate limiters.
+struct Prepared {
     claimed: Claimed,
+    message: Outgoing,
+}
+
+/// A prepared delivery handed to a free worker, with the permit that says it is free.
+struct Job {
+    prepared: Prepared,
+    _worker_free: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// What workers tell the dispatcher besides outcomes.
@@ -217,10 +227,67 @@ struct Job {
 enum Signal {
     Reached,
     Unreachable(String),
+    Misconfigured(String),
     Throttled,
 }
 
 impl SendJob {
+    /// Renders and builds the messages of a claimed batch, on both cores, off the I/O threads.
+    /// A letter that does not render is released (no attempt counted) and makes the run end
+    /// with exit 1, so `check` is run before anything else goes.
+    async fn prepare(
+        &self,
+        claimed: Vec<Claimed>,
+        outcomes: &mpsc::Sender<(i64, i64, Outcome)>,
+    ) -> anyhow::Result<Vec<Prepared>> {
+        let halves = claimed.len().div_ceil(2).max(1);
+        let mut chunks = Vec::new();
+        let mut rest = claimed;
+        while !rest.is_empty() {
+            let tail = rest.split_off(halves.min(rest.len()));
+            chunks.push(std::mem::replace(&mut rest, tail));
+        }
+        let mut tasks = Vec::new();
+        for chunk in chunks {
+            let letters = self.letters.clone();
+            let builder = self.builder.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let now = chrono::Utc::now();
+                chunk
+                    .into_iter()
+                    .map(|claimed| {
+                        let built = letters
+                            .render(&claimed.person)
+                            .and_then(|letter| builder.build(&claimed.person, &letter, now));
+                        (claimed, built)
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut prepared = Vec::new();
+        for task in tasks {
+            for (claimed, built) in task.await.context("a rendering task failed")? {
+                match built {
+                    Ok(message) => prepared.push(Prepared { claimed, message }),
+                    Err(error) => {
+                        let person = &claimed.person;
+                        tracing::error!(person = %person.person_ref, %error, "the letter did not render");
+                        self.totals.render_failures.fetch_add(1, Ordering::Relaxed);
+                        self.totals.released.fetch_add(1, Ordering::Relaxed);
+                        let released = Outcome::Released {
+                            reason: format!("the letter did not render: {error}"),
+                        };
+                        outcomes
+                            .send((person.id, person.generation, released))
+                            .await
+                            .context("the outcome writer stopped")?;
+                    }
+                }
+            }
+        }
+        Ok(prepared)
+    }
+
     async fn run(self, lease: &Lease) -> anyhow::Result<(StopReason, Arc<RunTotals>)> {
         let workers = self.config.smtp.max_connections;
         let (job_sender, job_receiver) = mpsc::channel::<Job>(workers);
@@ -236,6 +303,8 @@ impl SendJob {
             outcome_receiver,
             self.totals.clone(),
         ));
+        let global = NonZeroU32::new(self.config.rate.per_second).map(limiter);
+        let free_workers = Arc::new(tokio::sync::Semaphore::new(workers));
         let mut worker_handles = Vec::new();
         for _ in 0..workers {
             let worker = Worker {
@@ -243,8 +312,7 @@ impl SendJob {
                 jobs: job_receiver.clone(),
                 outcomes: outcome_sender.clone(),
                 signals: signal_sender.clone(),
-                letters: self.letters.clone(),
-                builder: self.builder.clone(),
+                fingerprint: self.letters.fingerprint().to_owned(),
                 retry: self.config.retry.clone(),
                 draining: draining.clone(),
                 totals: self.totals.clone(),
@@ -256,6 +324,7 @@ impl SendJob {
         let mut dispatcher = Dispatcher::new(&self.config);
         let mut dispatched: u64 = 0;
         let mut failures_in_a_row: u64 = 0;
+        let mut misconfigured: Option<String> = None;
         let mut last_heartbeat = Instant::now();
         let mut progress = Progress::new(&self.pool).await;
         let mut stop = self.stop.clone();
@@ -267,8 +336,13 @@ impl SendJob {
                         failures_in_a_row += 1;
                         tracing::warn!(%reason, "relay not reached");
                     }
+                    Signal::Misconfigured(reason) => misconfigured = Some(reason),
                     Signal::Throttled => dispatcher.pacer.slow_down(),
                 }
+            }
+            if let Some(reason) = &misconfigured {
+                tracing::error!(%reason, "stopping: the relay cannot be used as configured");
+                break StopReason::Misconfigured;
             }
             if failures_in_a_row >= UNREACHABLE_AFTER {
                 break StopReason::Unreachable;
@@ -306,13 +380,14 @@ impl SendJob {
                     if claimed.is_empty() && dispatcher.held() == 0 {
                         break StopReason::NothingDue;
                     }
-                    dispatcher.hold(claimed);
+                    let prepared = self.prepare(claimed, &outcome_sender).await?;
+                    dispatcher.hold(prepared);
                 }
             }
             // Picking is synchronous and waiting happens after it, so nothing picked can be
             // lost to a cancelled future.
-            let claimed = match dispatcher.pick() {
-                Pick::Ready(claimed) => *claimed,
+            let prepared = match dispatcher.pick() {
+                Pick::Ready(prepared) => *prepared,
                 Pick::Wait(wait) => {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -322,18 +397,32 @@ impl SendJob {
                 }
                 Pick::Empty => continue,
             };
-            dispatcher.wait_for_global_rate().await;
-            if job_sender.send(Job { claimed }).await.is_err() {
+            // A free worker first, then the global ceiling: the message leaves the moment the
+            // limiter allows it, so the relay sees the configured spacing.
+            let worker_free = free_workers
+                .clone()
+                .acquire_owned()
+                .await
+                .context("the send workers stopped")?;
+            if let Some(global) = &global {
+                global.until_ready().await;
+            }
+            dispatcher.pacer.wait().await;
+            let job = Job {
+                prepared,
+                _worker_free: worker_free,
+            };
+            if job_sender.send(job).await.is_err() {
                 anyhow::bail!("every send worker stopped");
             }
             dispatched += 1;
         };
         // Whatever is still held was claimed but never attempted: give it back.
-        if reason == StopReason::Unreachable {
+        if matches!(reason, StopReason::Unreachable | StopReason::Misconfigured) {
             draining.store(true, Ordering::Relaxed);
         }
-        for claimed in dispatcher.drain() {
-            let person = &claimed.person;
+        for prepared in dispatcher.drain() {
+            let person = &prepared.claimed.person;
             outcome_sender
                 .send((
                     person.id,
@@ -352,22 +441,40 @@ impl SendJob {
         }
         drop(outcome_sender);
         writer.await.context("the outcome writer failed")??;
+        // Signals from the last messages: a relay that failed every session after the last
+        // success was not reached, even when fewer people were due than it takes to notice.
+        let mut reason = reason;
+        while let Ok(signal) = signal_receiver.try_recv() {
+            match signal {
+                Signal::Reached => failures_in_a_row = 0,
+                Signal::Unreachable(_) => failures_in_a_row += 1,
+                Signal::Misconfigured(reason) => misconfigured = Some(reason),
+                Signal::Throttled => {}
+            }
+        }
+        if reason == StopReason::NothingDue {
+            if let Some(why) = &misconfigured {
+                tracing::error!(reason = %why, "the relay cannot be used as configured");
+                reason = StopReason::Misconfigured;
+            } else if failures_in_a_row > 0 {
+                reason = StopReason::Unreachable;
+            }
+        }
         progress.finish(&self.totals);
         Ok((reason, self.totals))
     }
 }
 
 enum Pick {
-    Ready(Box<Claimed>),
+    Ready(Box<Prepared>),
     Wait(Duration),
     Empty,
 }
 
 /// Holds claimed deliveries until the rate limiters let them go.
 struct Dispatcher {
-    global: Option<Limiter>,
-    domains: HashMap<String, (Limiter, VecDeque<Claimed>, usize)>,
-    general: VecDeque<Claimed>,
+    domains: HashMap<String, (Limiter, VecDeque<Prepared>, usize)>,
+    general: VecDeque<Prepared>,
     batch: i64,
     pacer: Pacer,
 }
@@ -387,7 +494,6 @@ impl Dispatcher {
             })
             .collect();
         Dispatcher {
-            global: NonZeroU32::new(per_second).map(limiter),
             domains,
             general: VecDeque::new(),
             batch: (config.smtp.max_connections as i64 * 32).clamp(64, 1000),
@@ -421,9 +527,9 @@ impl Dispatcher {
             .collect()
     }
 
-    fn hold(&mut self, claimed: Vec<Claimed>) {
-        for item in claimed {
-            match self.domains.get_mut(&item.email_domain) {
+    fn hold(&mut self, prepared: Vec<Prepared>) {
+        for item in prepared {
+            match self.domains.get_mut(&item.claimed.email_domain) {
                 Some((_, queue, _)) => queue.push_back(item),
                 None => self.general.push_back(item),
             }
@@ -457,16 +563,8 @@ impl Dispatcher {
         earliest.map_or(Pick::Empty, Pick::Wait)
     }
 
-    /// The global ceiling and the throttle pacer, after a delivery was picked.
-    async fn wait_for_global_rate(&mut self) {
-        if let Some(global) = &self.global {
-            global.until_ready().await;
-        }
-        self.pacer.wait().await;
-    }
-
-    fn drain(&mut self) -> Vec<Claimed> {
-        let mut all: Vec<Claimed> = self.general.drain(..).collect();
+    fn drain(&mut self) -> Vec<Prepared> {
+        let mut all: Vec<Prepared> = self.general.drain(..).collect();
         for (_, queue, _) in self.domains.values_mut() {
             all.extend(queue.drain(..));
         }
@@ -474,10 +572,14 @@ impl Dispatcher {
     }
 }
 
-/// A rate of N per second with a burst of one: cells are spaced 1/N apart, so no one-second
-/// window ever holds more than N.
+/// A rate of N per second with a burst of one: messages are spaced just over 1/N apart (1 %
+/// more, to absorb scheduling jitter), so no one-second window ever holds more than N.
 fn limiter(rate: NonZeroU32) -> Limiter {
-    RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN))
+    let period = Duration::from_secs_f64(1.01 / f64::from(rate.get()));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(rate))
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
 }
 
 /// Slows the whole run down when the relay says so (421, 4.7.x), and recovers gradually:
@@ -538,8 +640,7 @@ struct Worker {
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     outcomes: mpsc::Sender<(i64, i64, Outcome)>,
     signals: mpsc::UnboundedSender<Signal>,
-    letters: Arc<Letters>,
-    builder: Arc<MessageBuilder>,
+    fingerprint: String,
     retry: Retry,
     draining: Arc<AtomicBool>,
     totals: Arc<RunTotals>,
@@ -550,11 +651,12 @@ impl Worker {
         loop {
             let job = { self.jobs.lock().await.recv().await };
             let Some(job) = job else { break };
-            let person = &job.claimed.person;
-            let outcome = self.attempt(&job.claimed).await;
+            let person_id = job.prepared.claimed.person.id;
+            let generation = job.prepared.claimed.person.generation;
+            let outcome = self.attempt(job.prepared).await;
             if self
                 .outcomes
-                .send((person.id, person.generation, outcome))
+                .send((person_id, generation, outcome))
                 .await
                 .is_err()
             {
@@ -564,53 +666,26 @@ impl Worker {
         self.connection.close().await;
     }
 
-    async fn attempt(&mut self, claimed: &Claimed) -> Outcome {
+    async fn attempt(&mut self, prepared: Prepared) -> Outcome {
         if self.draining.load(Ordering::Relaxed) {
             self.totals.released.fetch_add(1, Ordering::Relaxed);
             return Outcome::Released {
                 reason: "not attempted: the relay is unreachable".into(),
             };
         }
-        let letters = self.letters.clone();
-        let builder = self.builder.clone();
-        let person = claimed.person.clone();
-        // Rendering and signing are CPU work: keep them off the I/O threads.
-        let built = tokio::task::spawn_blocking(move || {
-            let letter = letters.render(&person)?;
-            builder.build(&person, &letter, chrono::Utc::now())
-        })
-        .await;
-        let message = match built {
-            Ok(Ok(message)) => message,
-            Ok(Err(error)) => {
-                tracing::error!(person = %claimed.person.person_ref, %error, "the letter did not render");
-                self.totals.render_failures.fetch_add(1, Ordering::Relaxed);
-                self.totals.released.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Released {
-                    reason: format!("the letter did not render: {error}"),
-                };
-            }
-            Err(error) => {
-                self.totals.render_failures.fetch_add(1, Ordering::Relaxed);
-                self.totals.released.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Released {
-                    reason: format!("the letter could not be built: {error}"),
-                };
-            }
-        };
-        let attempt = self.connection.deliver(&message).await;
+        let attempt = self.connection.deliver(&prepared.message).await;
         let signal = match &attempt {
             Attempt::Unreachable { reason } => Signal::Unreachable(reason.clone()),
+            Attempt::Misconfigured { reason } => Signal::Misconfigured(reason.clone()),
             Attempt::Deferred { throttle: true, .. } => Signal::Throttled,
             _ => Signal::Reached,
         };
         let _ = self.signals.send(signal);
-        let fingerprint = self.letters.fingerprint().to_owned();
         outcome_of(
             attempt,
-            claimed,
-            message,
-            fingerprint,
+            &prepared.claimed,
+            prepared.message,
+            self.fingerprint.clone(),
             &self.retry,
             &self.totals,
         )
@@ -621,7 +696,7 @@ impl Worker {
 fn outcome_of(
     attempt: Attempt,
     claimed: &Claimed,
-    message: crate::message::Outgoing,
+    message: Outgoing,
     fingerprint: String,
     retry: &Retry,
     totals: &RunTotals,
@@ -647,7 +722,7 @@ fn outcome_of(
                 possible_duplicate: false,
             };
         }
-        Attempt::Unreachable { reason } => {
+        Attempt::Unreachable { reason } | Attempt::Misconfigured { reason } => {
             totals.released.fetch_add(1, Ordering::Relaxed);
             return Outcome::Released {
                 reason: format!("not attempted: {reason}"),

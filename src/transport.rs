@@ -39,6 +39,9 @@ pub enum Attempt {
     Unknown { reason: String },
     /// The relay could not be reached at all: nothing was attempted for this person.
     Unreachable { reason: String },
+    /// The relay was reached but will not work as configured (login refused, no STARTTLS on a
+    /// remote host, certificate not trusted): nothing was attempted, and retrying cannot help.
+    Misconfigured { reason: String },
 }
 
 /// How to reach the relay, shared by every connection worker.
@@ -142,15 +145,17 @@ impl Relayer {
 
     /// Opens a session: TCP (or TLS), EHLO, STARTTLS when offered (required unless loopback),
     /// AUTH (never over plain text to a host that is not loopback).
-    async fn open(&self) -> Result<AsyncSmtpConnection, String> {
+    async fn open(&self) -> Result<AsyncSmtpConnection, Attempt> {
+        let unreachable = |reason: String| Attempt::Unreachable { reason };
+        let misconfigured = |reason: String| Attempt::Misconfigured { reason };
         let (host, port, implicit_tls) = match &self.relay {
             Relay::Smtp { host, port } => (host.as_str(), *port, false),
             Relay::Smtps { host, port } => (host.as_str(), *port, true),
-            Relay::File(_) => return Err("not an SMTP relay".into()),
+            Relay::File(_) => return Err(misconfigured("not an SMTP relay".into())),
         };
         let loopback = self.relay.is_loopback();
         let tls = if implicit_tls {
-            Some(self.tls_parameters(host)?)
+            Some(self.tls_parameters(host).map_err(misconfigured)?)
         } else {
             None
         };
@@ -161,27 +166,29 @@ impl Relayer {
             tls,
             None,
         );
-        let mut session = bounded(self.timeout, connect)
-            .await
-            .map_err(|e| format!("cannot connect to {}: {e}", self.relay))?;
+        let mut session = bounded(self.timeout, connect).await.map_err(|e| {
+            classify_open_error(&e, format!("cannot connect to {}: {e}", self.relay))
+        })?;
         if !implicit_tls {
             if session.can_starttls() {
-                let tls = self.tls_parameters(host)?;
+                let tls = self.tls_parameters(host).map_err(misconfigured)?;
                 bounded(self.timeout, session.starttls(tls, &self.hello))
                     .await
-                    .map_err(|e| format!("STARTTLS with {} failed: {e}", self.relay))?;
+                    .map_err(|e| {
+                        classify_open_error(&e, format!("STARTTLS with {} failed: {e}", self.relay))
+                    })?;
             } else if !loopback {
-                return Err(format!(
+                return Err(misconfigured(format!(
                     "{} does not offer STARTTLS: refusing to send personal data in clear to a host that is not loopback",
                     self.relay
-                ));
+                )));
             }
         }
         if let Some((user, password)) = &self.credentials {
             if !session.is_encrypted() && !loopback {
-                return Err(
+                return Err(misconfigured(
                     "refusing to send the SMTP password over an unencrypted connection".into(),
-                );
+                ));
             }
             let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());
             bounded(
@@ -189,7 +196,13 @@ impl Relayer {
                 session.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
             )
             .await
-            .map_err(|e| format!("{} refused the login for {user}: {e}", self.relay))?;
+            .map_err(|e| {
+                let reason = format!("{} refused the login for {user}: {e}", self.relay);
+                match e.reply_code() {
+                    Some(500..=599) => misconfigured(reason),
+                    _ => unreachable(reason),
+                }
+            })?;
         }
         Ok(session)
     }
@@ -211,6 +224,14 @@ async fn bounded<T>(
 enum StepError {
     Smtp(lettre::transport::smtp::Error),
     Timeout(Duration),
+}
+
+/// A TLS failure (untrusted certificate, wrong name) is configuration, not weather.
+fn classify_open_error(error: &StepError, reason: String) -> Attempt {
+    match error {
+        StepError::Smtp(e) if e.is_tls() => Attempt::Misconfigured { reason },
+        _ => Attempt::Unreachable { reason },
+    }
 }
 
 impl std::fmt::Display for StepError {
@@ -321,7 +342,7 @@ async fn deliver_over_smtp(
     if session.is_none() {
         match relayer.open().await {
             Ok(opened) => *session = Some(Box::new(opened)),
-            Err(reason) => return Attempt::Unreachable { reason },
+            Err(attempt) => return attempt,
         }
     }
     let Some(smtp) = session.as_mut() else {
@@ -339,7 +360,9 @@ async fn deliver_over_smtp(
                 *session = None;
             }
         }
-        Attempt::Unknown { .. } | Attempt::Unreachable { .. } => *session = None,
+        Attempt::Unknown { .. } | Attempt::Unreachable { .. } | Attempt::Misconfigured { .. } => {
+            *session = None
+        }
     }
     attempt
 }

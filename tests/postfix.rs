@@ -39,7 +39,10 @@ impl Sink {
         // Wait until it listens: connect attempts, bounded, no fixed sleep.
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start listening");
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not start listening"
+            );
             std::thread::yield_now();
         }
         Sink { child, port }
@@ -71,7 +74,10 @@ fn every_letter_reaches_postfix_smtp_sink() {
         .collect();
     let mut campaign = Campaign::with_people(&rows);
     campaign
-        .set("BREACHMAIL_SMTP_URL", &format!("smtp://127.0.0.1:{}", sink.port))
+        .set(
+            "BREACHMAIL_SMTP_URL",
+            &format!("smtp://127.0.0.1:{}", sink.port),
+        )
         .set("BREACHMAIL_RATE_PER_SECOND", "0")
         .set("BREACHMAIL_SMTP_MAX_CONNECTIONS", "8");
     let output = campaign.run(&["send"]);

@@ -409,3 +409,44 @@ async fn connections_are_bounded_by_max_connections() {
     assert!(server.max_concurrent_connections() <= 3);
     assert!(server.max_concurrent_connections() >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_in_with_the_password_from_the_environment_and_never_prints_it() {
+    let secret = "s3cr3t-Pa55-word";
+    let server = SmtpServer::start(Script {
+        require_auth: Some(("relay-user".into(), secret.into())),
+        ..Script::default()
+    })
+    .await;
+    let mut campaign = campaign_for(&server, &people(3, "example.fr"));
+    campaign
+        .set("BREACHMAIL_SMTP_USERNAME", "relay-user")
+        .set("BREACHMAIL_SMTP_PASSWORD", secret);
+    let output = campaign.run_async(&["-vv", "send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(server.accepted().len(), 3);
+    assert!(!stderr(&output).contains(secret) && !stdout(&output).contains(secret));
+
+    // A wrong password: the relay refuses the login, which no retry can mend: exit 1, and
+    // nothing is counted against anyone.
+    let mut wrong = campaign_for(&server, &people(2, "example.fr"));
+    wrong
+        .set("BREACHMAIL_SMTP_USERNAME", "relay-user")
+        .set("BREACHMAIL_SMTP_PASSWORD", "wrong-password");
+    let output = wrong.run_async(&["-vv", "send"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("refused the login"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("wrong-password"));
+    assert!(wrong.states().await.values().all(|s| s == "pending"));
+
+    // A username without a password is a configuration error.
+    let mut missing = campaign_for(&server, &people(1, "example.fr"));
+    missing.set("BREACHMAIL_SMTP_USERNAME", "relay-user");
+    let output = missing.run_async(&["send"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("BREACHMAIL_SMTP_PASSWORD"));
+}
