@@ -243,6 +243,19 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
         strict: false,
     };
     crate::import::run(&config, &import).await?;
+    // The demo's people all render; a failure here would be a bug in the default letters.
+    let checked = crate::check::run(&config, false).await?;
+    let preview = crate::cli::PreviewArgs {
+        out: dir.join("preview"),
+        limit: None,
+        all: false,
+        refs: Vec::new(),
+    };
+    crate::preview::run(&config, &preview).await?;
+    println!(
+        "demo: open the letters in {} (one per language and set of exposed data; manifest.csv lists them)",
+        preview.out.display()
+    );
     // The demo has nothing to protect from a flood: send as fast as the folder takes it.
     let mut unlimited = config.clone();
     unlimited.rate.per_second = 0;
@@ -252,9 +265,12 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
     };
     crate::send::run(&unlimited, &send).await?;
     println!(
-        "demo: the letters are in {} (one .eml each)",
+        "demo: every letter sent is in {} (one .eml each)",
         dir.join("outbox").display()
     );
     crate::status::run(&config, false).await?;
+    if checked != Exit::Ok {
+        return Ok(checked);
+    }
     Ok(Exit::Ok)
 }

@@ -7,6 +7,7 @@
 //! show the evidence. `ledger` is the one place where a delivery changes state, and it writes the
 //! event that records the change in the same statement batch.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -20,6 +21,7 @@ pub mod lease;
 pub mod ledger;
 pub mod message;
 pub mod person;
+pub mod preview;
 pub mod render;
 pub mod send;
 pub mod status;
@@ -124,6 +126,8 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
     match command {
         Command::Import(args) => import::run(config, &args).await,
         Command::Status { json } => status::run(config, json).await,
+        Command::Check { json } => check::run(config, json).await,
+        Command::Preview(args) => preview::run(config, &args).await,
         Command::Send(args) => send::run(config, &args).await,
         Command::Init { .. } | Command::Demo { .. } => {
             unreachable!("handled before loading a config")

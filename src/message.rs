@@ -1,54 +1,275 @@
-//! Placeholder for the message builder (replaced by the real one).
+//! `message`: a rendered letter made into the exact bytes that go out, once per person.
+//!
+//! `preview`, `check` and `send` all call `MessageBuilder::build`, so what the operator reads in a
+//! preview is byte for byte what a person receives (only the Date, the MIME boundary and the DKIM
+//! timestamp differ between two builds). Headers are built by lettre from typed values: a display
+//! name is encoded, never pasted, and any control character in a value that reaches a header is
+//! refused here even though the import already refuses them, because a header injection in a
+//! mass mailing would be a disaster no earlier check should be trusted to prevent alone.
 
-use crate::config::Config;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use lettre::Address;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use sha2::{Digest, Sha256};
+
+use crate::UsageError;
+use crate::config::{Config, Dkim};
 use crate::person::Person;
 use crate::render::{Letter, RenderError};
+use crate::verp::{self, DeliveryRef};
 
+/// One message ready for the transport: its envelope and its exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
+    /// The Message-ID without angle brackets.
     pub message_id: String,
+    /// The SMTP envelope sender (`MAIL FROM`): the VERP address or the From address.
     pub envelope_from: String,
+    /// The SMTP envelope recipient (`RCPT TO`).
     pub recipient: String,
     pub bytes: Vec<u8>,
+    /// SHA-256 (hex) of `bytes`, recorded as the evidence of what was sent.
     pub sha256: String,
 }
 
+/// Builds every person's message the same way: sender, signing key and DKIM key loaded once.
 pub struct MessageBuilder {
-    key: Vec<u8>,
-    from: String,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    bounce_domain: Option<String>,
+    signing_key: Vec<u8>,
+    dkim: Option<DkimConfig>,
 }
 
 impl MessageBuilder {
+    /// `signing_key` is the campaign's secret (see `db::signing_key`): it derives the Message-ID
+    /// and signs the VERP envelope sender.
     pub fn new(config: &Config, signing_key: &[u8]) -> anyhow::Result<Self> {
+        let reply_to = config.sender.reply_to.is_some();
+        let dkim = config
+            .dkim
+            .as_ref()
+            .map(|dkim| dkim_config(dkim, reply_to))
+            .transpose()?;
         Ok(Self {
-            key: signing_key.to_vec(),
-            from: config.sender.from.email.to_string(),
+            from: config.sender.from.clone(),
+            reply_to: config.sender.reply_to.clone(),
+            bounce_domain: config.sender.bounce_domain.clone(),
+            signing_key: signing_key.to_vec(),
+            dkim,
         })
     }
+
+    /// Whether messages are DKIM-signed.
+    pub fn signs(&self) -> bool {
+        self.dkim.is_some()
+    }
+
+    /// The message exactly as it goes out to `person`.
     pub fn build(
         &self,
         person: &Person,
         letter: &Letter,
-        _date: chrono::DateTime<chrono::Utc>,
+        date: DateTime<Utc>,
     ) -> Result<Outgoing, RenderError> {
-        let id = crate::verp::message_id(
-            &self.key,
-            crate::verp::DeliveryRef {
-                person_id: person.id,
-                generation: person.generation,
-            },
-            "x.fr",
-        );
-        let bytes = format!(
-            "Message-ID: <{id}>\r\nSubject: {}\r\n\r\n{}\r\n",
-            letter.subject, letter.text
-        )
-        .into_bytes();
+        let refuse = |reason: String| RenderError::new("message", reason);
+        let email = person
+            .email
+            .as_deref()
+            .ok_or_else(|| refuse(format!("{} has no e-mail address", person.person_ref)))?;
+        header_safe("the e-mail address", email).map_err(refuse)?;
+        let address: Address = email
+            .parse()
+            .map_err(|e| refuse(format!("{email:?} is not a usable e-mail address: {e}")))?;
+        let name = person.display_name();
+        if let Some(name) = &name {
+            header_safe("the name", name).map_err(refuse)?;
+        }
+        header_safe("the subject", &letter.subject).map_err(refuse)?;
+        header_safe("the notice id", &person.notice_id).map_err(refuse)?;
+
+        let delivery = DeliveryRef {
+            person_id: person.id,
+            generation: person.generation,
+        };
+        let message_id = verp::message_id(&self.signing_key, delivery, self.from.email.domain());
+        let envelope_from = match &self.bounce_domain {
+            Some(domain) => verp::envelope_sender(&self.signing_key, delivery, domain),
+            None => self.from.email.to_string(),
+        };
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(name, address.clone()))
+            .subject(letter.subject.clone())
+            .date(SystemTime::from(date))
+            .message_id(Some(format!("<{message_id}>")))
+            .header(NoticeIdHeader(person.notice_id.clone()))
+            .header(AutoSubmitted);
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        let mut message = builder
+            .multipart(MultiPart::alternative_plain_html(
+                letter.text.clone(),
+                letter.html.clone(),
+            ))
+            .map_err(|e| refuse(format!("cannot assemble the message: {e}")))?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        let bytes = message.formatted();
+        let sha256 = hex::encode(Sha256::digest(&bytes));
         Ok(Outgoing {
-            message_id: id,
-            envelope_from: self.from.clone(),
-            recipient: person.email.clone().unwrap_or_default(),
-            sha256: String::new(),
+            message_id,
+            envelope_from,
+            recipient: address.to_string(),
             bytes,
+            sha256,
         })
+    }
+}
+
+fn header_safe(what: &str, value: &str) -> Result<(), String> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "{what} contains the control character U+{:04X}, which could add a header",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The headers DKIM covers: those a reader trusts (who, what, when) and the ids the helpline
+/// and the bounce matching rely on.
+fn signed_headers(reply_to: bool) -> Vec<HeaderName> {
+    let mut names = vec!["From", "To", "Subject", "Date", "Message-ID", "X-Notice-Id"];
+    if reply_to {
+        names.push("Reply-To");
+    }
+    names
+        .into_iter()
+        .map(HeaderName::new_from_ascii_str)
+        .collect()
+}
+
+/// Reply-To is signed only when the configuration has one: lettre's DKIM header list is fixed
+/// at load, and every message of a campaign has the same headers.
+fn dkim_config(dkim: &Dkim, reply_to: bool) -> anyhow::Result<DkimConfig> {
+    let key = read_private_key(dkim)?;
+    // relaxed/relaxed survives the header refolding and whitespace changes relays are allowed
+    // to make, where simple would break the signature.
+    Ok(DkimConfig::new(
+        dkim.selector.clone(),
+        dkim.domain.clone(),
+        key,
+        signed_headers(reply_to),
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
+}
+
+/// Reads a DKIM key: RSA (PKCS#1 or PKCS#8 PEM) or Ed25519 (PKCS#8 PEM). Refuses a file others
+/// can read, since whoever holds it can sign mail as the organisation.
+fn read_private_key(dkim: &Dkim) -> anyhow::Result<DkimSigningKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = &dkim.private_key;
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        UsageError::new(format!(
+            "dkim.private_key: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(UsageError::new(format!(
+            "dkim.private_key: {} is readable by others (mode {mode:03o}); make it owner-only with `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ))
+        .into());
+    }
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        UsageError::new(format!(
+            "dkim.private_key: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    parse_private_key(&pem).map_err(|reason| {
+        UsageError::new(format!("dkim.private_key: {}: {reason}", path.display())).into()
+    })
+}
+
+/// The PEM forms a DKIM key comes in, turned into what lettre takes (PKCS#1 PEM for RSA, the
+/// base64 seed for Ed25519).
+pub fn parse_private_key(pem: &str) -> Result<DkimSigningKey, String> {
+    use base64::Engine as _;
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+
+    if pem.contains("BEGIN RSA PRIVATE KEY") {
+        return DkimSigningKey::new(pem, DkimSigningAlgorithm::Rsa)
+            .map_err(|e| format!("not a valid RSA private key: {e}"));
+    }
+    if !pem.contains("BEGIN PRIVATE KEY") {
+        return Err(
+            "not a PEM private key (expected BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY)".into(),
+        );
+    }
+    if let Ok(rsa) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
+        let pkcs1 = rsa
+            .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+            .map_err(|e| format!("cannot convert the RSA key: {e}"))?;
+        return DkimSigningKey::new(&pkcs1, DkimSigningAlgorithm::Rsa)
+            .map_err(|e| format!("not a valid RSA private key: {e}"));
+    }
+    let ed25519 = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+        .map_err(|e| format!("neither an RSA nor an Ed25519 private key: {e}"))?;
+    let seed = base64::engine::general_purpose::STANDARD.encode(ed25519.to_bytes());
+    DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519)
+        .map_err(|e| format!("not a valid Ed25519 private key: {e}"))
+}
+
+/// `X-Notice-Id`: the public reference the person quotes to the helpline.
+#[derive(Debug, Clone)]
+struct NoticeIdHeader(String);
+
+impl Header for NoticeIdHeader {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Notice-Id")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.trim().to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): tells autoresponders not to answer.
+#[derive(Debug, Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_owned())
     }
 }

@@ -1,38 +1,658 @@
-//! Placeholder for the letters engine (replaced by the real one).
+//! `render`: turns a person into their letter (subject, text body, HTML body), strictly.
+//!
+//! The templates are read once, at start, from the campaign's `letters/` folder: one folder per
+//! language holding `subject.hbs`, `body.txt.hbs` and `body.html.hbs`, and `partials/*.hbs` shared
+//! by every language. Two handlebars registries hold them: the text one never escapes (subject and
+//! plain-text body), the HTML one escapes every value. Both are strict, so a name that does not
+//! resolve fails that person's letter instead of leaving a hole in a legally required notice. The
+//! helpers only compute values (labels, dates, numbers) and return them, so the HTML registry
+//! escapes what they produce too; nothing a template does can read a file or run a program.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderErrorReason, ScopedJson,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::UsageError;
 use crate::config::Config;
 use crate::person::Person;
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RenderError(pub String);
+/// The three templates every language folder holds.
+const SUBJECT: &str = "subject.hbs";
+const TEXT_BODY: &str = "body.txt.hbs";
+const HTML_BODY: &str = "body.html.hbs";
+const PARTS: [&str; 3] = [SUBJECT, TEXT_BODY, HTML_BODY];
 
+/// RFC 5322 caps a header line at 998 bytes; a longer subject could not go out unfolded.
+const MAX_SUBJECT_BYTES: usize = 998;
+
+/// One person's letter, rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Letter {
+    /// The language actually used: the person's when letters exist for it, else the default.
     pub language: String,
     pub subject: String,
     pub text: String,
     pub html: String,
 }
 
+/// Why one person's letter could not be made: the template (or header) at fault and the reason,
+/// e.g. `letters/fr/body.txt.hbs: Variable "incident.helpline_phone" not found in strict mode`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{template}: {reason}")]
+pub struct RenderError {
+    pub template: String,
+    pub reason: String,
+}
+
+impl RenderError {
+    pub fn new(template: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            template: template.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The campaign's letters, compiled once and shared by every thread that renders.
 pub struct Letters {
+    text: Handlebars<'static>,
+    html: Handlebars<'static>,
+    languages: BTreeSet<String>,
+    default_language: String,
+    /// Template name → the file it came from, for error messages.
+    files: HashMap<String, String>,
+    incident: Value,
+    sender: Value,
     fingerprint: String,
 }
 
 impl Letters {
-    pub fn load(_config: &Config) -> anyhow::Result<Letters> {
+    /// Reads and compiles every letter and partial; a syntax error names the file.
+    pub fn load(config: &Config) -> anyhow::Result<Letters> {
+        let root = &config.campaign.letters;
+        let shown = |path: &Path| -> String {
+            path.strip_prefix(&config.dir)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        };
+        let mut text = strict_registry(false);
+        let mut html = strict_registry(true);
+        let mut files = HashMap::new();
+        let mut hashed: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut languages = BTreeSet::new();
+
+        let entries = std::fs::read_dir(root).map_err(|e| {
+            UsageError::new(format!(
+                "campaign.letters: cannot read the letters folder {}: {e}",
+                root.display()
+            ))
+        })?;
+        let mut folders: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        folders.sort();
+        for folder in folders {
+            let Some(name) = folder
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            if name == "partials" {
+                for partial in hbs_files(&folder)? {
+                    let Some(stem) = partial
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .map(str::to_owned)
+                    else {
+                        continue;
+                    };
+                    let source = read_template(&partial, &shown(&partial), &mut hashed)?;
+                    register_partial(&mut text, &stem, &source, &shown(&partial))?;
+                    register_partial(&mut html, &stem, &source, &shown(&partial))?;
+                    files.insert(stem, shown(&partial));
+                }
+                continue;
+            }
+            let present: Vec<&str> = PARTS
+                .into_iter()
+                .filter(|part| folder.join(part).is_file())
+                .collect();
+            if present.is_empty() {
+                continue;
+            }
+            if present.len() != PARTS.len() {
+                let missing: Vec<&str> =
+                    PARTS.into_iter().filter(|p| !present.contains(p)).collect();
+                return Err(UsageError::new(format!(
+                    "{}: the letters for {name:?} lack {}",
+                    shown(&folder),
+                    missing.join(", ")
+                ))
+                .into());
+            }
+            for part in PARTS {
+                let path = folder.join(part);
+                let source = read_template(&path, &shown(&path), &mut hashed)?;
+                let template = template_name(&name, part);
+                let registry = if part == HTML_BODY {
+                    &mut html
+                } else {
+                    &mut text
+                };
+                registry
+                    .register_template_string(&template, &source)
+                    .map_err(|e| {
+                        UsageError::new(format!("{}: template syntax error: {e}", shown(&path)))
+                    })?;
+                files.insert(template, shown(&path));
+            }
+            languages.insert(name);
+        }
+        let default_language = config.campaign.default_language.clone();
+        if !languages.contains(&default_language) {
+            return Err(UsageError::new(format!(
+                "campaign.default_language is {default_language:?} but {} has no letters for it (need {}/{default_language}/{{{}}})",
+                root.display(),
+                shown(root),
+                PARTS.join(",")
+            ))
+            .into());
+        }
+        let incident = Value::Object(config.incident.clone());
+        let sender = sender_view(config);
+        let fingerprint = fingerprint_of(&hashed, &incident, &sender);
         Ok(Letters {
-            fingerprint: "stub".into(),
+            text,
+            html,
+            languages,
+            default_language,
+            files,
+            incident,
+            sender,
+            fingerprint,
         })
     }
+
+    /// SHA-256 (hex) of every template file (by path, then bytes) and of the incident facts and
+    /// sender, so the audit can prove which letters each person was sent.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
+
+    /// The languages that have letters, sorted.
+    pub fn languages(&self) -> impl Iterator<Item = &str> {
+        self.languages.iter().map(String::as_str)
+    }
+
+    /// The language of people whose own language has no letters.
+    pub fn default_language(&self) -> &str {
+        &self.default_language
+    }
+
+    /// The language a person's letter is written in.
+    pub fn language_for<'a>(&'a self, person: &'a Person) -> &'a str {
+        if self.languages.contains(&person.language) {
+            &person.language
+        } else {
+            &self.default_language
+        }
+    }
+
+    /// Renders one person's letter, strictly.
     pub fn render(&self, person: &Person) -> Result<Letter, RenderError> {
+        let language = self.language_for(person).to_owned();
+        let context = Context::wraps(self.context_for(person, &language)).map_err(|e| {
+            RenderError::new(
+                person.person_ref.clone(),
+                format!("cannot build context: {e}"),
+            )
+        })?;
+        let subject = self.render_one(&self.text, &language, SUBJECT, &context)?;
+        let text = self.render_one(&self.text, &language, TEXT_BODY, &context)?;
+        let html = self.render_one(&self.html, &language, HTML_BODY, &context)?;
+        let subject = subject.trim().to_owned();
+        let subject_file = self.file_of(&template_name(&language, SUBJECT));
+        if let Some(c) = subject.chars().find(|c| c.is_control()) {
+            return Err(RenderError::new(
+                subject_file,
+                format!(
+                    "the subject contains the control character U+{:04X}",
+                    c as u32
+                ),
+            ));
+        }
+        if subject.len() > MAX_SUBJECT_BYTES {
+            return Err(RenderError::new(
+                subject_file,
+                format!(
+                    "the subject is {} bytes long, over the {MAX_SUBJECT_BYTES} a header line may hold",
+                    subject.len()
+                ),
+            ));
+        }
+        if subject.is_empty() {
+            return Err(RenderError::new(subject_file, "the subject is empty"));
+        }
+        if text.trim().is_empty() {
+            return Err(RenderError::new(
+                self.file_of(&template_name(&language, TEXT_BODY)),
+                "the text body is empty",
+            ));
+        }
         Ok(Letter {
-            language: person.language.clone(),
-            subject: format!("Notice {}", person.notice_id),
-            text: format!("Hello {}", person.person_ref),
-            html: String::new(),
+            language,
+            subject,
+            text,
+            html,
         })
+    }
+
+    fn render_one(
+        &self,
+        registry: &Handlebars<'static>,
+        language: &str,
+        part: &str,
+        context: &Context,
+    ) -> Result<String, RenderError> {
+        let name = template_name(language, part);
+        registry
+            .render_with_context(&name, context)
+            .map_err(|e| self.describe(&name, &e))
+    }
+
+    fn file_of(&self, template: &str) -> String {
+        self.files
+            .get(template)
+            .cloned()
+            .unwrap_or_else(|| template.to_owned())
+    }
+
+    /// Handlebars' own messages print `Some("x")`; the operator wants the name and the place.
+    fn describe(&self, template: &str, error: &handlebars::RenderError) -> RenderError {
+        let file = self.file_of(error.template_name.as_deref().unwrap_or(template));
+        let reason = match error.reason() {
+            RenderErrorReason::MissingVariable(Some(path)) => {
+                format!("Variable {path:?} not found in strict mode")
+            }
+            RenderErrorReason::MissingVariable(None) => {
+                "a variable was not found in strict mode".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let place = match (error.line_no, error.column_no) {
+            (Some(line), Some(column)) => format!(" (line {line}, column {column})"),
+            _ => String::new(),
+        };
+        RenderError::new(file, format!("{reason}{place}"))
+    }
+
+    /// The context the letters see. Every key is present (null when unknown), because strict
+    /// mode refuses a missing key even where a template only tests it.
+    fn context_for(&self, person: &Person, language: &str) -> Value {
+        let exposed: Vec<&str> = person.exposed.iter().map(|c| c.code()).collect();
+        json!({
+            "person": {
+                "ref": person.person_ref,
+                "notice_id": person.notice_id,
+                "civility": person.civility,
+                "first_name": person.first_name,
+                "last_name": person.last_name,
+                "display_name": person.display_name(),
+                "email": person.email,
+                "language": language,
+                "address_line1": person.address_line1,
+                "address_line2": person.address_line2,
+                "postcode": person.postcode,
+                "city": person.city,
+                "country": person.country,
+                "identifier_masked": person.identifier_masked,
+                "phone_masked": person.phone_masked,
+                "exposed": exposed,
+            },
+            "extra": person.extra,
+            "incident": self.incident,
+            "sender": self.sender,
+            "letter": { "language": language },
+        })
+    }
+}
+
+fn template_name(language: &str, part: &str) -> String {
+    format!("{language}/{part}")
+}
+
+fn strict_registry(escape_html: bool) -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    if !escape_html {
+        registry.register_escape_fn(handlebars::no_escape);
+    }
+    registry.register_helper("category_label", Box::new(CategoryLabel));
+    registry.register_helper("date", Box::new(LongDate));
+    registry.register_helper("number", Box::new(GroupedNumber));
+    registry.register_helper("exposed", Box::new(IsExposed));
+    registry
+}
+
+fn register_partial(
+    registry: &mut Handlebars<'static>,
+    name: &str,
+    source: &str,
+    shown: &str,
+) -> anyhow::Result<()> {
+    registry
+        .register_partial(name, source)
+        .map_err(|e| UsageError::new(format!("{shown}: template syntax error: {e}")).into())
+}
+
+fn hbs_files(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("while reading {}", folder.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "hbs"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn read_template(
+    path: &Path,
+    shown: &str,
+    hashed: &mut BTreeMap<String, Vec<u8>>,
+) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| UsageError::new(format!("{shown}: {e}")))?;
+    let source = String::from_utf8(bytes.clone())
+        .map_err(|_| UsageError::new(format!("{shown}: not UTF-8")))?;
+    hashed.insert(shown.to_owned(), bytes);
+    Ok(source)
+}
+
+fn sender_view(config: &Config) -> Value {
+    json!({
+        "address": config.sender.from.email.to_string(),
+        "name": config.sender.from.name,
+        "reply_to": config.sender.reply_to.as_ref().map(|m| m.email.to_string()),
+    })
+}
+
+fn fingerprint_of(files: &BTreeMap<String, Vec<u8>>, incident: &Value, sender: &Value) -> String {
+    let mut hash = Sha256::new();
+    for (path, bytes) in files {
+        hash.update(b"file\0");
+        hash.update(path.as_bytes());
+        hash.update(b"\0");
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(bytes);
+    }
+    hash.update(b"incident\0");
+    hash.update(canonical_json(incident).as_bytes());
+    hash.update(b"\0sender\0");
+    hash.update(canonical_json(sender).as_bytes());
+    hex::encode(hash.finalize())
+}
+
+/// JSON with object keys sorted at every depth, so the same facts always hash the same,
+/// whatever order the configuration file listed them in.
+pub fn canonical_json(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let ordered: BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                Value::Object(ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+// Helpers. Each returns a value (never writes), so the HTML registry escapes the result.
+
+/// The letter's language, from the root context (`letter.language`).
+fn letter_language(ctx: &Context) -> &str {
+    ctx.data()
+        .get("letter")
+        .and_then(|l| l.get("language"))
+        .and_then(Value::as_str)
+        .unwrap_or("en")
+}
+
+fn is_french(ctx: &Context) -> bool {
+    letter_language(ctx) == "fr"
+}
+
+fn param<'a>(
+    h: &'a Helper<'_>,
+    helper: &'static str,
+) -> Result<&'a Value, handlebars::RenderError> {
+    let param = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex(helper, 0))?;
+    if param.is_value_missing() {
+        let path = param.relative_path().cloned();
+        return Err(RenderErrorReason::MissingVariable(path).into());
+    }
+    Ok(param.value())
+}
+
+fn helper_error(message: String) -> handlebars::RenderError {
+    RenderErrorReason::Other(message).into()
+}
+
+/// `{{category_label code}}`: "votre numéro de téléphone" / "your phone number".
+struct CategoryLabel;
+
+impl HelperDef for CategoryLabel {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let code = param(h, "category_label")?;
+        let code = code.as_str().ok_or_else(|| {
+            helper_error(format!("category_label: {code} is not a category code"))
+        })?;
+        let label = category_label(code, is_french(ctx))
+            .ok_or_else(|| helper_error(format!("category_label: unknown category {code:?}")))?;
+        Ok(ScopedJson::Derived(Value::String(label.to_owned())))
+    }
+}
+
+pub fn category_label(code: &str, french: bool) -> Option<&'static str> {
+    let (fr, en) = match code {
+        "name" => ("vos nom et prénom", "your first and last name"),
+        "email" => ("votre adresse électronique", "your email address"),
+        "postal" => ("votre adresse postale", "your postal address"),
+        "phone" => ("votre numéro de téléphone", "your phone number"),
+        "identifier" => ("votre identifiant personnel", "your personal identifier"),
+        "status" => ("votre situation d'inscription", "your registration status"),
+        "birthdate" => ("votre date de naissance", "your date of birth"),
+        _ => return None,
+    };
+    Some(if french { fr } else { en })
+}
+
+/// `{{date "2025-07-11"}}`: "11 juillet 2025" / "11 July 2025".
+struct LongDate;
+
+impl HelperDef for LongDate {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let value = param(h, "date")?;
+        let text = value
+            .as_str()
+            .and_then(|iso| long_date(iso, is_french(ctx)));
+        let text = text.ok_or_else(|| {
+            helper_error(format!("date: {value} is not a date written YYYY-MM-DD"))
+        })?;
+        Ok(ScopedJson::Derived(Value::String(text)))
+    }
+}
+
+const MONTHS_FR: [&str; 12] = [
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+];
+const MONTHS_EN: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+pub fn long_date(iso: &str, french: bool) -> Option<String> {
+    let date = chrono::NaiveDate::parse_from_str(iso.trim(), "%Y-%m-%d").ok()?;
+    use chrono::Datelike;
+    let month = date.month0() as usize;
+    let day = date.day();
+    Some(if french {
+        let day = if day == 1 {
+            "1er".to_owned()
+        } else {
+            day.to_string()
+        };
+        format!("{day} {} {}", MONTHS_FR[month], date.year())
+    } else {
+        format!("{day} {} {}", MONTHS_EN[month], date.year())
+    })
+}
+
+/// `{{number 340000}}`: "340 000" (narrow no-break space) / "340,000".
+struct GroupedNumber;
+
+impl HelperDef for GroupedNumber {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let value = param(h, "number")?;
+        let whole = match value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        let whole =
+            whole.ok_or_else(|| helper_error(format!("number: {value} is not a whole number")))?;
+        Ok(ScopedJson::Derived(Value::String(grouped_number(
+            whole,
+            is_french(ctx),
+        ))))
+    }
+}
+
+pub fn grouped_number(value: i64, french: bool) -> String {
+    let separator = if french { '\u{202F}' } else { ',' };
+    let digits = value.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 * 3 + 1);
+    if value < 0 {
+        out.push('-');
+    }
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(separator);
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// `{{#if (exposed "phone")}}`: whether this person's phone number was among the exposed data.
+struct IsExposed;
+
+impl HelperDef for IsExposed {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let code = param(h, "exposed")?;
+        let code = code
+            .as_str()
+            .ok_or_else(|| helper_error(format!("exposed: {code} is not a category code")))?;
+        if category_label(code, false).is_none() {
+            return Err(helper_error(format!("exposed: unknown category {code:?}")));
+        }
+        let exposed = ctx
+            .data()
+            .get("person")
+            .and_then(|p| p.get("exposed"))
+            .and_then(Value::as_array)
+            .is_some_and(|list| list.iter().any(|c| c.as_str() == Some(code)));
+        Ok(ScopedJson::Derived(Value::Bool(exposed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_as_people_write_them() {
+        assert_eq!(long_date("2025-07-11", true).unwrap(), "11 juillet 2025");
+        assert_eq!(long_date("2025-08-01", true).unwrap(), "1er août 2025");
+        assert_eq!(long_date("2025-07-11", false).unwrap(), "11 July 2025");
+        assert_eq!(long_date("2025-08-01", false).unwrap(), "1 August 2025");
+        assert!(long_date("11/07/2025", true).is_none());
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped_number(340_000, true), "340\u{202F}000");
+        assert_eq!(grouped_number(340_000, false), "340,000");
+        assert_eq!(grouped_number(43_000_000, false), "43,000,000");
+        assert_eq!(grouped_number(999, true), "999");
+        assert_eq!(grouped_number(-1234, false), "-1,234");
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":2,"c":3}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"c":3,"d":2},"b":1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(canonical_json(&a), r#"{"a":{"c":3,"d":2},"b":1}"#);
     }
 }

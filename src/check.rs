@@ -1,0 +1,234 @@
+//! `check`: renders every letter still to send, in memory and strictly, and says which fail.
+//!
+//! People are read from the database in pages (so 340,000 people never sit in memory at once) and
+//! each page is rendered and built into the full message on every core. A person whose letter fails
+//! is reported by ref and reason and the check goes on; the exit code says whether any failed. The
+//! paging and the parallel build are shared with `preview`, so both see exactly what `send` would.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde::Serialize;
+use sqlx::SqlitePool;
+
+use crate::Exit;
+use crate::config::Config;
+use crate::message::{MessageBuilder, Outgoing};
+use crate::person::{PERSON_COLUMNS, Person};
+use crate::render::{Letter, Letters, RenderError};
+
+/// Deliveries whose letter has not gone yet (a `sending` one may be sent again by the next run).
+pub const STILL_TO_SEND: &str = "d.state IN ('pending', 'deferred', 'sending')";
+
+/// People read per database round trip.
+const PAGE: i64 = 4096;
+
+/// Calls `each` with successive pages of the people matching `filter` (an SQL condition on `p`
+/// and `d`), in id order.
+pub async fn for_each_page<F>(pool: &SqlitePool, filter: &str, mut each: F) -> anyhow::Result<()>
+where
+    F: FnMut(Vec<Person>) -> anyhow::Result<()>,
+{
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM people p JOIN deliveries d ON d.person_id = p.id
+         WHERE ({filter}) AND p.id > ? ORDER BY p.id LIMIT ?"
+    );
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(pool)
+            .await?;
+        let people = rows
+            .iter()
+            .map(Person::from_row)
+            .collect::<anyhow::Result<Vec<Person>>>()?;
+        let Some(last) = people.last() else {
+            return Ok(());
+        };
+        after = last.id;
+        let full = people.len() as i64 == PAGE;
+        // Rendering is CPU work: keep it off the async workers' backs.
+        tokio::task::block_in_place(|| each(people))?;
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// One person's letter and message, or why they could not be made.
+pub type Built = Result<(Letter, Outgoing), RenderError>;
+
+/// Renders and builds each person's message on every core; results in the people's order.
+/// `finish` runs on the worker right after each build (e.g. to write the file), so the bytes
+/// need not wait for the whole page.
+pub fn build_all<T, F>(
+    letters: &Letters,
+    builder: &MessageBuilder,
+    people: &[Person],
+    finish: F,
+) -> Vec<T>
+where
+    T: Send,
+    F: Fn(&Person, Built) -> T + Sync,
+{
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(people.len().max(1));
+    let chunk = people.len().div_ceil(threads).max(1);
+    let now = Utc::now();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = people
+            .chunks(chunk)
+            .map(|chunk| {
+                let finish = &finish;
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|person| {
+                            let built = letters.render(person).and_then(|letter| {
+                                let outgoing = builder.build(person, &letter, now)?;
+                                Ok((letter, outgoing))
+                            });
+                            finish(person, built)
+                        })
+                        .collect::<Vec<T>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// The letters and the message builder, as `send` would load them.
+pub async fn load_pipeline(
+    config: &Config,
+    pool: &SqlitePool,
+) -> anyhow::Result<(Letters, MessageBuilder)> {
+    let letters = Letters::load(config)?;
+    let key = crate::db::signing_key(pool).await?;
+    let builder = MessageBuilder::new(config, &key)?;
+    Ok((letters, builder))
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub checked: u64,
+    pub failed: u64,
+    pub letters_fingerprint: String,
+    pub languages: BTreeMap<String, u64>,
+    pub size: Option<Sizes>,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Sizes {
+    pub min: usize,
+    pub median: usize,
+    pub max: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Failure {
+    #[serde(rename = "ref")]
+    pub person_ref: String,
+    pub reason: String,
+}
+
+pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
+    let pool = crate::db::open(&config.campaign.database, false).await?;
+    let (letters, builder) = load_pipeline(config, &pool).await?;
+    let report = check(&pool, &letters, &builder).await?;
+    pool.close().await;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", render_report(&report));
+    }
+    Ok(if report.failed > 0 {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    })
+}
+
+pub async fn check(
+    pool: &SqlitePool,
+    letters: &Letters,
+    builder: &MessageBuilder,
+) -> anyhow::Result<CheckReport> {
+    let mut report = CheckReport {
+        letters_fingerprint: letters.fingerprint().to_owned(),
+        ..CheckReport::default()
+    };
+    let mut sizes = Vec::new();
+    for_each_page(pool, STILL_TO_SEND, |people| {
+        let results = build_all(letters, builder, &people, |person, built| match built {
+            Ok((letter, outgoing)) => Ok((letter.language, outgoing.bytes.len())),
+            Err(error) => Err(Failure {
+                person_ref: person.person_ref.clone(),
+                reason: error.to_string(),
+            }),
+        });
+        for result in results {
+            report.checked += 1;
+            match result {
+                Ok((language, size)) => {
+                    *report.languages.entry(language).or_default() += 1;
+                    sizes.push(size);
+                }
+                Err(failure) => {
+                    report.failed += 1;
+                    report.failures.push(failure);
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    sizes.sort_unstable();
+    if let (Some(min), Some(max)) = (sizes.first(), sizes.last()) {
+        report.size = Some(Sizes {
+            min: *min,
+            median: sizes[sizes.len() / 2],
+            max: *max,
+        });
+    }
+    Ok(report)
+}
+
+pub fn render_report(report: &CheckReport) -> String {
+    let mut out = String::new();
+    for failure in &report.failures {
+        out.push_str(&format!(
+            "FAILED {}: {}\n",
+            failure.person_ref, failure.reason
+        ));
+    }
+    out.push_str(&format!(
+        "check: {} letters rendered, {} failed\n",
+        report.checked, report.failed
+    ));
+    for (language, count) in &report.languages {
+        out.push_str(&format!("  {language:<5} {count:>10}\n"));
+    }
+    if let Some(size) = &report.size {
+        out.push_str(&format!(
+            "  message size: min {} B, median {} B, max {} B\n",
+            size.min, size.median, size.max
+        ));
+    }
+    out.push_str(&format!(
+        "  letters fingerprint: {}\n",
+        report.letters_fingerprint
+    ));
+    out
+}

@@ -1,0 +1,378 @@
+//! The letters and the message as a person receives them: golden files for fixed people in
+//! French and English, escaping, header safety, MIME structure and DKIM signatures.
+//!
+//! Golden files live in tests/golden/; on a mismatch the test prints a line diff, and
+//! `UPDATE_GOLDEN=1 cargo test --test letters` rewrites them after a deliberate change.
+
+use std::path::{Path, PathBuf};
+
+use breachmail::config::Config;
+use breachmail::domain::Category;
+use breachmail::message::MessageBuilder;
+use breachmail::person::Person;
+use breachmail::render::Letters;
+use chrono::TimeZone;
+use mail_parser::{MessageParser, MimeHeaders};
+
+const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project's letters and example incident, with a fixed sender.
+fn config_with(dir: &Path, extra: &str) -> Config {
+    let incident = std::fs::read_to_string(manifest_dir().join("letters/incident.example.toml"))
+        .expect("example incident");
+    let text = format!(
+        "[campaign]\nletters = {:?}\ndefault_language = \"fr\"\n\n[sender]\nfrom = \"France Emploi (exemple) <ne-pas-repondre@notification.example.fr>\"\nreply_to = \"dpo@france-emploi.example.fr\"\n\n{extra}\n{incident}",
+        manifest_dir().join("letters").display().to_string()
+    );
+    Config::from_toml(&text, dir, &[]).expect("valid config")
+}
+
+fn config() -> Config {
+    config_with(&manifest_dir(), "")
+}
+
+fn person(person_ref: &str, language: &str) -> Person {
+    Person {
+        id: 42,
+        person_ref: person_ref.to_owned(),
+        notice_id: "K7QF-3MZ9-P2XH".to_owned(),
+        email: Some("marie.dupont@exemple.fr".to_owned()),
+        civility: Some("ms".to_owned()),
+        first_name: Some("Marie".to_owned()),
+        last_name: Some("Dupont".to_owned()),
+        language: language.to_owned(),
+        address_line1: Some("12 rue Pasteur".to_owned()),
+        address_line2: None,
+        postcode: Some("69003".to_owned()),
+        city: Some("Lyon".to_owned()),
+        country: Some("France".to_owned()),
+        phone_masked: Some("•• •• •• •• 78".to_owned()),
+        identifier_masked: Some("…4821".to_owned()),
+        exposed: Category::parse_list("name;email;postal;phone;identifier").expect("categories"),
+        extra: serde_json::Map::new(),
+        generation: 1,
+    }
+}
+
+/// The fixed people of the golden files, each a different greeting or set of data.
+fn golden_people() -> Vec<(&'static str, Person)> {
+    let mut people = Vec::new();
+    for language in ["fr", "en"] {
+        people.push(("civility_all_categories", person("G-1", language)));
+        let mut mr = person("G-2", language);
+        mr.civility = Some("mr".into());
+        mr.first_name = Some("Théo".into());
+        mr.last_name = Some("N'Diaye".into());
+        mr.exposed = Category::parse_list("name;email;identifier").expect("categories");
+        mr.identifier_masked = None;
+        people.push(("mr_no_identifier", mr));
+        let mut plain = person("G-3", language);
+        plain.civility = None;
+        plain.exposed = Category::ALL.to_vec();
+        people.push(("no_civility_every_category", plain));
+        let mut anonymous = person("G-4", language);
+        anonymous.civility = None;
+        anonymous.first_name = None;
+        anonymous.last_name = None;
+        anonymous.phone_masked = None;
+        anonymous.exposed = Vec::new();
+        people.push(("no_name_no_category", anonymous));
+    }
+    people
+}
+
+fn compare_golden(name: &str, actual: &str, failures: &mut Vec<String>) {
+    let path = manifest_dir().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("golden folder");
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if expected == actual {
+        return;
+    }
+    let mut diff = format!("--- {name} (expected)\n+++ {name} (rendered)\n");
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    for i in 0..e.len().max(a.len()) {
+        match (e.get(i), a.get(i)) {
+            (Some(x), Some(y)) if x == y => {}
+            (x, y) => {
+                if let Some(x) = x {
+                    diff.push_str(&format!("{:>4} - {x}\n", i + 1));
+                }
+                if let Some(y) = y {
+                    diff.push_str(&format!("{:>4} + {y}\n", i + 1));
+                }
+            }
+        }
+    }
+    failures.push(diff);
+}
+
+#[test]
+fn letters_match_the_golden_files() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let mut failures = Vec::new();
+    for (variant, person) in golden_people() {
+        let letter = letters.render(&person).expect("renders");
+        let stem = format!("{}_{variant}", person.language);
+        compare_golden(&format!("{stem}.subject"), &letter.subject, &mut failures);
+        compare_golden(&format!("{stem}.txt"), &letter.text, &mut failures);
+        compare_golden(&format!("{stem}.html"), &letter.html, &mut failures);
+    }
+    assert!(
+        failures.is_empty(),
+        "letters differ from tests/golden (UPDATE_GOLDEN=1 to accept):\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn a_language_without_letters_gets_the_default_one() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let letter = letters.render(&person("X", "de")).expect("renders");
+    assert_eq!(letter.language, "fr");
+    assert!(letter.text.contains("Madame Dupont,"));
+}
+
+#[test]
+fn a_name_is_escaped_in_html_and_verbatim_in_text() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let mut p = person("X", "en");
+    p.civility = None;
+    p.first_name = Some("<script>alert(1)</script>".into());
+    p.last_name = None;
+    let letter = letters.render(&p).expect("renders");
+    assert!(letter.text.contains("Dear <script>alert(1)</script>,"));
+    assert!(!letter.html.contains("<script>"));
+    assert!(
+        letter
+            .html
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+    );
+}
+
+#[test]
+fn a_name_with_a_line_break_cannot_add_a_header() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let builder = MessageBuilder::new(&config(), KEY).expect("builder");
+    let mut p = person("X", "fr");
+    p.last_name = Some("Dupont\r\nBcc: everyone@exemple.fr".into());
+    let letter = letters.render(&p).expect("renders");
+    let error = builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect_err("refused");
+    assert!(error.to_string().contains("control character"), "{error}");
+}
+
+#[test]
+fn names_with_quotes_accents_and_angle_brackets_stay_in_the_to_header() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let builder = MessageBuilder::new(&config(), KEY).expect("builder");
+    let mut p = person("X", "fr");
+    p.first_name = Some("Zoë \"la <boss>\"".into());
+    p.last_name = Some("O'Brien-Müller, Jr.".into());
+    let letter = letters.render(&p).expect("renders");
+    let outgoing = builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect("builds");
+    let parsed = MessageParser::default()
+        .parse(&outgoing.bytes)
+        .expect("parses");
+    let to = parsed.to().and_then(|a| a.first()).expect("one To");
+    assert_eq!(to.address(), Some("marie.dupont@exemple.fr"));
+    assert_eq!(to.name(), Some("Zoë \"la <boss>\" O'Brien-Müller, Jr."));
+    assert_eq!(parsed.to().map(|a| a.iter().count()), Some(1));
+    assert!(parsed.header_raw("Bcc").is_none());
+}
+
+#[test]
+fn the_message_is_multipart_alternative_with_text_first() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let builder = MessageBuilder::new(&config(), KEY).expect("builder");
+    let p = person("X", "fr");
+    let letter = letters.render(&p).expect("renders");
+    let date = chrono::Utc.with_ymd_and_hms(2025, 7, 11, 9, 0, 0).unwrap();
+    let outgoing = builder.build(&p, &letter, date).expect("builds");
+    let parsed = MessageParser::default()
+        .parse(&outgoing.bytes)
+        .expect("parses");
+    assert!(parsed.is_content_type("multipart", "alternative"));
+    assert_eq!(parsed.parts.len(), 3);
+    assert!(parsed.parts[1].is_content_type("text", "plain"));
+    assert!(parsed.parts[2].is_content_type("text", "html"));
+    // On the wire every line ends in CRLF, as MIME requires.
+    let received = parsed
+        .body_text(0)
+        .expect("text part")
+        .replace("\r\n", "\n");
+    assert_eq!(received, letter.text);
+    assert_eq!(parsed.subject(), Some(letter.subject.as_str()));
+    assert_eq!(
+        parsed.header_raw("X-Notice-Id").map(str::trim),
+        Some("K7QF-3MZ9-P2XH")
+    );
+    assert_eq!(
+        parsed.header_raw("Auto-Submitted").map(str::trim),
+        Some("auto-generated")
+    );
+    assert_eq!(
+        parsed.message_id(),
+        Some(outgoing.message_id.as_str()),
+        "Message-ID without brackets"
+    );
+    assert_eq!(
+        outgoing.envelope_from,
+        "ne-pas-repondre@notification.example.fr"
+    );
+    assert_eq!(outgoing.recipient, "marie.dupont@exemple.fr");
+    use sha2::Digest;
+    assert_eq!(
+        outgoing.sha256,
+        hex::encode(sha2::Sha256::digest(&outgoing.bytes))
+    );
+    // The same person and generation keep the Message-ID across builds (retries).
+    let again = builder.build(&p, &letter, date).expect("builds");
+    assert_eq!(again.message_id, outgoing.message_id);
+}
+
+#[test]
+fn a_bounce_domain_gives_a_verp_envelope_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_with(dir.path(), "");
+    config.sender.bounce_domain = Some("bounces.example.fr".into());
+    let builder = MessageBuilder::new(&config, KEY).expect("builder");
+    let letters = Letters::load(&config).expect("letters load");
+    let p = person("X", "fr");
+    let letter = letters.render(&p).expect("renders");
+    let outgoing = builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect("builds");
+    let verified = breachmail::verp::verify_address(KEY, &outgoing.envelope_from);
+    assert_eq!(
+        verified,
+        Some(Ok(breachmail::verp::DeliveryRef {
+            person_id: 42,
+            generation: 1
+        }))
+    );
+}
+
+/// Relaxed body canonicalisation (RFC 6376 3.4.4), to recompute the body hash independently.
+fn relaxed_body(body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    let mut lines: Vec<String> = text
+        .split("\r\n")
+        .map(|line| {
+            let collapsed: Vec<&str> = line.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
+            let leading = line.starts_with([' ', '\t']) && !collapsed.is_empty();
+            format!("{}{}", if leading { " " } else { "" }, collapsed.join(" "))
+        })
+        .collect();
+    while lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    let mut out = lines.join("\r\n").into_bytes();
+    if !out.is_empty() {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn signed_message(key_file: &str) -> Vec<u8> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.pem");
+    std::fs::copy(manifest_dir().join("tests/keys").join(key_file), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = config_with(
+        dir.path(),
+        "[dkim]\nselector = \"s2025\"\ndomain = \"notification.example.fr\"\nprivate_key = \"dkim.pem\"\n",
+    );
+    let builder = MessageBuilder::new(&config, KEY).expect("builder with DKIM");
+    assert!(builder.signs());
+    let letters = Letters::load(&config).expect("letters load");
+    let p = person("X", "fr");
+    let letter = letters.render(&p).expect("renders");
+    builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect("builds")
+        .bytes
+}
+
+fn check_dkim(bytes: &[u8], algorithm: &str) {
+    use base64::Engine as _;
+    use sha2::Digest;
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let (_, body) = text.split_once("\r\n\r\n").expect("headers then body");
+    let parsed = MessageParser::default().parse(bytes).expect("parses");
+    let signature: String = parsed
+        .header_raw("DKIM-Signature")
+        .expect("signed")
+        .split_whitespace()
+        .collect();
+    let tag = |name: &str| {
+        signature
+            .split(';')
+            .find_map(|t| t.trim().strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(tag("a"), format!("{algorithm}-sha256"));
+    assert_eq!(tag("d"), "notification.example.fr");
+    assert_eq!(tag("c"), "relaxed/relaxed");
+    let signed: Vec<String> = tag("h").split(':').map(str::to_ascii_lowercase).collect();
+    for required in [
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "x-notice-id",
+        "reply-to",
+    ] {
+        assert!(
+            signed.iter().any(|h| h == required),
+            "h= lacks {required}: {signed:?}"
+        );
+    }
+    // The body hash covers the whole MIME body (after the top-level Content-Type header).
+    let mime_body = body;
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(relaxed_body(mime_body.as_bytes())));
+    assert_eq!(tag("bh"), expected, "body hash");
+    assert!(!tag("b").is_empty());
+}
+
+#[test]
+fn dkim_signs_with_an_rsa_key() {
+    check_dkim(&signed_message("rsa.pem"), "rsa");
+}
+
+#[test]
+fn dkim_signs_with_an_ed25519_key() {
+    check_dkim(&signed_message("ed25519.pem"), "ed25519");
+}
+
+#[test]
+fn a_dkim_key_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.pem");
+    std::fs::copy(manifest_dir().join("tests/keys/rsa.pem"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = config_with(
+        dir.path(),
+        "[dkim]\nselector = \"s\"\ndomain = \"notification.example.fr\"\nprivate_key = \"dkim.pem\"\n",
+    );
+    let error = MessageBuilder::new(&config, KEY).err().expect("refused");
+    let usage = error
+        .downcast_ref::<breachmail::UsageError>()
+        .expect("usage error");
+    assert!(usage.to_string().contains("dkim.private_key"), "{usage}");
+}
