@@ -37,10 +37,16 @@ fn errors_in_the_file_exit_2_and_name_the_key() {
     let cases = [
         ("[smtp]\ntimout = \"30s\"\n", "timout"),
         ("[campaign]\ndatabse = \"x.db\"\n", "databse"),
-        ("[retry]\nfirst_delay = \"5 minutes\"\n", "retry.first_delay"),
+        (
+            "[retry]\nfirst_delay = \"5 minutes\"\n",
+            "retry.first_delay",
+        ),
         ("[smtp]\ntimeout = \"30\"\n", "smtp.timeout"),
         ("[sender]\nfrom = \"not an address\"\n", "sender.from"),
-        ("[sender]\nreply_to = \"dpo@@example.fr\"\n", "sender.reply_to"),
+        (
+            "[sender]\nreply_to = \"dpo@@example.fr\"\n",
+            "sender.reply_to",
+        ),
         ("[smtp]\nurl = \"http://relay.example.fr\"\n", "smtp.url"),
         ("[rate]\nper_second = -3\n", "rate.per_second"),
         ("[rate]\nper_second = \"fast\"\n", "rate.per_second"),
@@ -65,7 +71,10 @@ fn a_password_in_the_file_is_refused_and_never_printed() {
     assert_config_error(&output, "password");
     assert!(stderr(&output).contains("BREACHMAIL_SMTP_PASSWORD"));
     let everything = format!("{}{}", common::stdout(&output), stderr(&output));
-    assert!(!everything.contains(secret), "the password leaked: {everything}");
+    assert!(
+        !everything.contains(secret),
+        "the password leaked: {everything}"
+    );
 }
 
 #[test]

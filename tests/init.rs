@@ -10,7 +10,11 @@ fn init_creates_a_private_campaign_that_works_as_it_is() {
     let campaign = Campaign::new();
     let dir = &campaign.dir;
     assert_eq!(mode(dir), 0o700, "the campaign folder is owner-only");
-    assert_eq!(mode(&campaign.database()), 0o600, "the database is owner-only");
+    assert_eq!(
+        mode(&campaign.database()),
+        0o600,
+        "the database is owner-only"
+    );
     assert!(campaign.config().is_file());
     for language in ["fr", "en"] {
         for template in ["subject.hbs", "body.txt.hbs", "body.html.hbs"] {
@@ -20,7 +24,10 @@ fn init_creates_a_private_campaign_that_works_as_it_is() {
     }
     assert!(dir.join("letters/partials").is_dir());
     let config = std::fs::read_to_string(campaign.config()).unwrap();
-    assert!(config.contains("[incident]"), "the incident facts are in the config");
+    assert!(
+        config.contains("[incident]"),
+        "the incident facts are in the config"
+    );
     assert!(!config.contains("password ="), "no secret in the file");
 
     // The generated configuration loads as it is, and the database is migrated and empty.
@@ -68,7 +75,11 @@ fn init_refuses_a_folder_that_holds_files_with_exit_1() {
 fn init_twice_does_not_overwrite_a_campaign() {
     let campaign = Campaign::new();
     let before = std::fs::read(campaign.database()).unwrap();
-    let output = breachmail().arg("init").arg(&campaign.dir).output().unwrap();
+    let output = breachmail()
+        .arg("init")
+        .arg(&campaign.dir)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(std::fs::read(campaign.database()).unwrap(), before);
 }

@@ -33,7 +33,11 @@ impl Campaign {
     pub fn new() -> Campaign {
         let tmp = tempfile::tempdir().expect("a temporary folder");
         let dir = tmp.path().join("campaign");
-        let output = breachmail().arg("init").arg(&dir).output().expect("init runs");
+        let output = breachmail()
+            .arg("init")
+            .arg(&dir)
+            .output()
+            .expect("init runs");
         assert_success(&output, "init");
         Campaign { tmp, dir }
     }
@@ -144,6 +148,11 @@ pub fn read_rejects(path: &Path) -> Vec<Vec<String>> {
     assert_eq!(header, ["line", "ref", "field", "reason", "action"]);
     reader
         .records()
-        .map(|r| r.expect("a rejects row").iter().map(str::to_owned).collect())
+        .map(|r| {
+            r.expect("a rejects row")
+                .iter()
+                .map(str::to_owned)
+                .collect()
+        })
         .collect()
 }
