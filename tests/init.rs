@@ -91,3 +91,32 @@ fn a_usage_error_still_exits_2() {
     let output = breachmail().args(["import"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn demo_builds_a_campaign_with_people_and_shows_the_rejects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let output = breachmail()
+        .current_dir(tmp.path())
+        .args(["demo", "demo", "--people", "100"])
+        .output()
+        .unwrap();
+    assert_success(&output, "demo");
+    let rejects = dir.join("people.csv.rejects.csv");
+    assert!(rejects.is_file(), "the demo shows a rejects file");
+    let refused = common::read_rejects(&rejects)
+        .iter()
+        .filter(|r| r[4] == "refused")
+        .count();
+    assert!(refused >= 3, "a few rows are broken on purpose");
+
+    let output = breachmail()
+        .current_dir(&dir)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert_success(&output, "status in the demo folder");
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["total"].as_u64(), Some(100 - refused as u64));
+    assert!(status["states"]["no_email"].as_u64().unwrap_or(0) >= 1);
+}
