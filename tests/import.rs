@@ -360,19 +360,31 @@ async fn the_rejects_file_can_be_named() {
 
 #[tokio::test]
 async fn many_rows_are_imported_across_batches() {
+    // More than one transaction (5,000 rows) and several INSERT statements (1,000 rows) each.
+    const ROWS: usize = 6_100;
     let campaign = Campaign::new();
     let mut csv = String::from("ref,email,exposed\n");
-    for n in 0..1_234 {
+    for n in 0..ROWS {
         csv.push_str(&format!("R{n:05},r{n}@exemple.fr,email\n"));
     }
     // A duplicate far from its first appearance, in another batch.
     csv.push_str("R00007,again@exemple.fr,email\n");
     let export = campaign.write("big.csv", csv);
     campaign.import(&export, &[]);
-    assert_eq!(campaign.status()["total"], 1_234);
+    // status fails unless every person has exactly one delivery.
+    assert_eq!(campaign.status()["total"], ROWS);
+    let pool = campaign.pool().await;
+    let imported = count(&pool, "SELECT count(*) FROM events WHERE kind = 'imported'").await;
+    assert_eq!(imported, ROWS as i64);
+    let mismatched = count(
+        &pool,
+        "SELECT count(*) FROM deliveries d JOIN people p ON p.id = d.person_id WHERE d.email IS NOT p.email",
+    )
+    .await;
+    assert_eq!(mismatched, 0, "each delivery belongs to its own person");
     let rejects = read_rejects(&campaign.path("big.csv.rejects.csv"));
     assert_eq!(rejects.len(), 1);
-    assert_eq!(rejects[0][0], "1236");
+    assert_eq!(rejects[0][0], (ROWS + 2).to_string());
     assert_eq!(rejects[0][1], "R00007");
 }
 
