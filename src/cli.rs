@@ -94,6 +94,19 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Write a CSV of synthetic people, for benchmarks (no campaign needed)
+    #[command(hide = true)]
+    GeneratePeople {
+        /// How many people
+        #[arg(long, default_value_t = 340_000)]
+        people: u64,
+        /// The CSV file to write
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The random seed: the same seed gives the same file
+        #[arg(long, default_value_t = 2025)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -30,12 +30,13 @@ pub async fn create_campaign(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir)
             .map_err(|e| UsageError::new(format!("{}: {e}", dir.display())))?;
+        // Not a usage error (exit 2) but a refusal (exit 1, as the spec says): the command line
+        // was right, the folder is not, and overwriting a campaign would lose its evidence.
         if entries.next().is_some() {
-            return Err(UsageError::new(format!(
+            anyhow::bail!(
                 "{} already holds files: init only creates a new campaign in an empty or new folder",
                 dir.display()
-            ))
-            .into());
+            );
         }
     }
     crate::files::create_private_dir(dir)

@@ -115,6 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Init { dir } => init::run(&dir).await,
         Command::Demo { dir, people } => demo::run(dir.as_deref(), people).await,
+        Command::GeneratePeople { people, out, seed } => {
+            demo::write_people_csv(&out, people, false, seed)?;
+            Ok(Exit::Ok)
+        }
         command => {
             let config = config::Config::load(&config_path)?;
             run_in_campaign(&config, command).await
@@ -129,7 +133,7 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         Command::Check { json } => check::run(config, json).await,
         Command::Preview(args) => preview::run(config, &args).await,
         Command::Send(args) => send::run(config, &args).await,
-        Command::Init { .. } | Command::Demo { .. } => {
+        Command::Init { .. } | Command::Demo { .. } | Command::GeneratePeople { .. } => {
             unreachable!("handled before loading a config")
         }
         other => Err(UsageError::new(format!("{other:?} is not available in this build")).into()),
