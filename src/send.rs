@@ -799,11 +799,13 @@ async fn write_outcomes(
     Ok(())
 }
 
-/// A log line every few seconds on cron, with the rate and the estimated time left.
+/// What the operator sees while a run goes: a progress bar with the rate and the time left on a
+/// terminal, a log line every five seconds elsewhere (cron, systemd, a log collector).
 struct Progress {
     started: Instant,
     last: Instant,
     due_at_start: i64,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
@@ -814,21 +816,44 @@ impl Progress {
         .fetch_one(pool)
         .await
         .unwrap_or(0);
+        use std::io::IsTerminal;
+        let bar = (std::io::stderr().is_terminal() && tracing::enabled!(tracing::Level::INFO))
+            .then(|| {
+                let bar = indicatif::ProgressBar::new(due_at_start.max(0) as u64);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} letters  {per_sec}  {msg}  time left {eta}",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            });
         Progress {
             started: Instant::now(),
             last: Instant::now(),
             due_at_start,
+            bar,
         }
     }
 
     fn tick(&mut self, totals: &RunTotals) {
-        if self.last.elapsed() < Duration::from_secs(5) {
+        let every = if self.bar.is_some() {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
+        if self.last.elapsed() < every {
             return;
         }
         self.last = Instant::now();
-        let done = RunTotals::get(&totals.sent)
-            + RunTotals::get(&totals.deferred)
-            + RunTotals::get(&totals.failed);
+        let sent = RunTotals::get(&totals.sent);
+        let deferred = RunTotals::get(&totals.deferred);
+        let failed = RunTotals::get(&totals.failed);
+        let done = sent + deferred + failed;
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            bar.set_message(format!("{sent} sent, {deferred} deferred, {failed} failed"));
+            return;
+        }
         let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
         let left = (self.due_at_start - done as i64).max(0);
         let eta = if rate > 0.0 {
@@ -837,9 +862,9 @@ impl Progress {
             f64::INFINITY
         };
         tracing::info!(
-            sent = RunTotals::get(&totals.sent),
-            deferred = RunTotals::get(&totals.deferred),
-            failed = RunTotals::get(&totals.failed),
+            sent,
+            deferred,
+            failed,
             rate_per_s = format!("{rate:.0}"),
             eta_s = format!("{eta:.0}"),
             "sending"
@@ -847,6 +872,9 @@ impl Progress {
     }
 
     fn finish(&self, totals: &RunTotals) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
         tracing::debug!(
             sent = RunTotals::get(&totals.sent),
             seconds = self.started.elapsed().as_secs_f64(),
