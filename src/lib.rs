@@ -7,6 +7,7 @@
 //! show the evidence. `ledger` is the one place where a delivery changes state, and it writes the
 //! event that records the change in the same statement batch.
 
+pub mod bounces;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -119,6 +120,7 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
     match command {
         Command::Import(args) => import::run(config, &args).await,
         Command::Status { json } => status::run(config, json).await,
+        Command::Bounces { paths, json } => bounces::run(config, &paths, json).await,
         Command::Init { .. } | Command::Demo { .. } => {
             unreachable!("handled before loading a config")
         }
