@@ -20,6 +20,7 @@ pub mod init;
 pub mod ledger;
 pub mod person;
 pub mod postal;
+pub mod resend;
 pub mod status;
 pub mod verp;
 
@@ -122,6 +123,7 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         Command::Import(args) => import::run(config, &args).await,
         Command::Status { json } => status::run(config, json).await,
         Command::Bounces { paths, json } => bounces::run(config, &paths, json).await,
+        Command::Resend(args) => resend::run(config, &args).await,
         // The letters engine is wired in here once it lands: `--letters` needs it.
         Command::Export(cli::ExportCommand::Postal { out, letters }) => {
             postal::run(config, out.as_deref(), letters.as_deref(), None).await
