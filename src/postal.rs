@@ -61,12 +61,20 @@ pub fn unreached_reason(state: DeliveryState, outcome: &DeliveryOutcome<'_>) -> 
     match state {
         DeliveryState::NoEmail => Some("no e-mail address".to_owned()),
         DeliveryState::Bounced => Some(
-            first(&[outcome.bounce_diagnostic, outcome.bounce_status, outcome.smtp_reply])
-                .unwrap_or_else(|| "bounced".to_owned()),
+            first(&[
+                outcome.bounce_diagnostic,
+                outcome.bounce_status,
+                outcome.smtp_reply,
+            ])
+            .unwrap_or_else(|| "bounced".to_owned()),
         ),
         DeliveryState::Failed => Some(
-            first(&[outcome.smtp_reply, outcome.last_error, outcome.bounce_diagnostic])
-                .unwrap_or_else(|| "refused by the relay".to_owned()),
+            first(&[
+                outcome.smtp_reply,
+                outcome.last_error,
+                outcome.bounce_diagnostic,
+            ])
+            .unwrap_or_else(|| "refused by the relay".to_owned()),
         ),
         _ => None,
     }
@@ -163,9 +171,11 @@ pub async fn export(
             bounce_diagnostic: row.try_get(22)?,
         };
         let reason = unreached_reason(state, &outcome).unwrap_or_default();
-        csv.write_record(postal_record(&person, state, &reason).iter().map(|cell| {
-            neutralise_formula(cell).into_owned()
-        }))?;
+        csv.write_record(
+            postal_record(&person, state, &reason)
+                .iter()
+                .map(|cell| neutralise_formula(cell).into_owned()),
+        )?;
         summary.people += 1;
         match state {
             DeliveryState::NoEmail => summary.no_email += 1,

@@ -261,12 +261,12 @@ async fn resend(
             "are resent to the address that already failed (fix it with `import --update`, or use --changed-only)"
         },
     );
-    warn_about(&no_address_refs, "have no e-mail address, skipped (see `export postal`)");
-    let not_eligible: Vec<&str> = not_eligible.iter().map(String::as_str).collect();
     warn_about(
-        &not_eligible,
-        "are not failed, bounced or sent, not resent",
+        &no_address_refs,
+        "have no e-mail address, skipped (see `export postal`)",
     );
+    let not_eligible: Vec<&str> = not_eligible.iter().map(String::as_str).collect();
+    warn_about(&not_eligible, "are not failed, bounced or sent, not resent");
     Ok(summary)
 }
 
@@ -355,7 +355,11 @@ mod tests {
         );
         // An explicit resend of a sent letter is never "unchanged": that address did not fail.
         assert!(matches!(
-            decide(&candidate(DeliveryState::Sent, Some("old@example.fr"), None)),
+            decide(&candidate(
+                DeliveryState::Sent,
+                Some("old@example.fr"),
+                None
+            )),
             Decision::Resend {
                 unchanged: false,
                 ..

@@ -120,7 +120,9 @@ pub async fn ingest(pool: &SqlitePool, paths: &[PathBuf]) -> anyhow::Result<Summ
     // Dropping the receiver makes a still-running reader stop at its next batch.
     drop(received);
     if reader.join().is_err() {
-        outcome = outcome.and(Err(anyhow::anyhow!("the bounce reader stopped unexpectedly")));
+        outcome = outcome.and(Err(anyhow::anyhow!(
+            "the bounce reader stopped unexpectedly"
+        )));
     }
     let detail = serde_json::to_string(&summary)?;
     match outcome {
@@ -154,10 +156,7 @@ fn read_all(paths: &[PathBuf], batches: &tokio::sync::mpsc::Sender<Vec<ReadMessa
     }
 }
 
-fn read_one(
-    path: &Path,
-    message: Result<mailbox::RawMessage, std::io::Error>,
-) -> ReadMessage {
+fn read_one(path: &Path, message: Result<mailbox::RawMessage, std::io::Error>) -> ReadMessage {
     let message = match message {
         Ok(message) => message,
         Err(error) => {
@@ -234,10 +233,11 @@ impl Matcher {
     ) -> anyhow::Result<&HashMap<String, Vec<i64>>> {
         if self.recipients.is_none() {
             let mut index: HashMap<String, Vec<i64>> = HashMap::new();
-            let rows = sqlx::query("SELECT person_id, email FROM deliveries WHERE email IS NOT NULL")
-                .fetch_all(&mut *conn)
-                .await
-                .context("while reading the recipients' addresses")?;
+            let rows =
+                sqlx::query("SELECT person_id, email FROM deliveries WHERE email IS NOT NULL")
+                    .fetch_all(&mut *conn)
+                    .await
+                    .context("while reading the recipients' addresses")?;
             for row in rows {
                 let email: String = row.get(1);
                 index
@@ -398,8 +398,15 @@ async fn resolve(
                 },
                 Some(Err(_)) => Match::Forged,
                 None => {
-                    match_without_token(conn, matcher, bounce, report, &by_message_id, &by_notice_id)
-                        .await?
+                    match_without_token(
+                        conn,
+                        matcher,
+                        bounce,
+                        report,
+                        &by_message_id,
+                        &by_notice_id,
+                    )
+                    .await?
                 }
             };
             reports.push(found);
@@ -546,11 +553,17 @@ async fn record_message(
     }
     for (index, (report, found)) in problem_reports(bounce).zip(matches).enumerate() {
         // Two reports without a recipient in one message must not collide on the unique key.
-        let recipient = report
-            .final_recipient
-            .clone()
-            .unwrap_or_else(|| if index == 0 { String::new() } else { format!("#{index}") });
-        record_report(conn, message, report, &recipient, *found, deliveries, summary).await?;
+        let recipient = report.final_recipient.clone().unwrap_or_else(|| {
+            if index == 0 {
+                String::new()
+            } else {
+                format!("#{index}")
+            }
+        });
+        record_report(
+            conn, message, report, &recipient, *found, deliveries, summary,
+        )
+        .await?;
     }
     Ok(())
 }
