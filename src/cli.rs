@@ -154,7 +154,10 @@ pub struct SendArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false, id = "who")]
+// The struct's own group would take in --changed-only too and forbid it next to --bounced:
+// only the three ways of naming people are exclusive.
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("who").required(true).multiple(false)))]
 pub struct ResendArgs {
     /// Everyone whose letter bounced
     #[arg(long, group = "who")]

@@ -559,3 +559,188 @@ pub async fn recover_abandoned(pool: &sqlx::SqlitePool, run_id: i64) -> anyhow::
     tx.commit().await?;
     Ok(recovered)
 }
+
+/// One recipient report of a bounce message, as the `bounces` table keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BounceRecord<'a> {
+    /// SHA-256 of the message's bytes: the same message read twice is the same bounce.
+    pub fingerprint: &'a str,
+    /// The reported recipient, or "" when the report names none.
+    pub recipient: &'a str,
+    pub person_id: Option<i64>,
+    pub generation: Option<i64>,
+    /// hard | soft | forged | unmatched | ignored
+    pub kind: &'a str,
+    pub status: Option<&'a str>,
+    pub diagnostic: Option<&'a str>,
+    /// token | message_id | notice_id | recipient
+    pub matched_by: Option<&'a str>,
+    pub source: &'a str,
+}
+
+/// Records one bounce report once. Returns false when the same message already gave this
+/// recipient's report (a second reading of a mailbox), so the caller changes nothing twice.
+pub async fn record_bounce(
+    conn: &mut SqliteConnection,
+    bounce: &BounceRecord<'_>,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO bounces (fingerprint, recipient, person_id, generation, kind, status,
+           diagnostic, matched_by, source, read_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (fingerprint, recipient) DO NOTHING",
+    )
+    .bind(bounce.fingerprint)
+    .bind(bounce.recipient)
+    .bind(bounce.person_id)
+    .bind(bounce.generation)
+    .bind(bounce.kind)
+    .bind(bounce.status)
+    .bind(bounce.diagnostic)
+    .bind(bounce.matched_by)
+    .bind(bounce.source)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// A hard bounce for a letter that was sent: `sent` → `bounced`, keeping the status, the
+/// diagnostic and the address that bounced. Changes nothing (and returns false) when the
+/// delivery is in another state or has moved on to a newer generation.
+pub async fn mark_bounced(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    generation: i64,
+    status: Option<&str>,
+    diagnostic: Option<&str>,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE deliveries SET state = 'bounced', bounced_at = ?, bounce_status = ?,
+           bounce_diagnostic = ?, failed_email = email, updated_at = ?
+         WHERE person_id = ? AND generation = ? AND state = 'sent'",
+    )
+    .bind(now)
+    .bind(status)
+    .bind(diagnostic)
+    .bind(now)
+    .bind(person_id)
+    .bind(generation)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    append_event(
+        conn,
+        Event {
+            person_id,
+            run_id: Some(run_id),
+            kind: "bounced",
+            from_state: Some(DeliveryState::Sent),
+            to_state: Some(DeliveryState::Bounced),
+            generation: Some(generation),
+            detail: Some(bounce_detail(status, diagnostic)),
+        },
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// A temporary failure reported after the letter left: evidence only, the state stays.
+pub async fn note_soft_bounce(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    generation: i64,
+    status: Option<&str>,
+    diagnostic: Option<&str>,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    append_event(
+        conn,
+        Event {
+            person_id,
+            run_id: Some(run_id),
+            kind: "soft_bounce",
+            from_state: None,
+            to_state: None,
+            generation: Some(generation),
+            detail: Some(bounce_detail(status, diagnostic)),
+        },
+        now,
+    )
+    .await
+}
+
+fn bounce_detail(status: Option<&str>, diagnostic: Option<&str>) -> String {
+    match (status, diagnostic) {
+        (Some(status), Some(diagnostic)) => format!("{status} {diagnostic}"),
+        (Some(only), None) | (None, Some(only)) => only.to_owned(),
+        (None, None) => "no status given".to_owned(),
+    }
+}
+
+/// What `resend` asks of one delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewGeneration<'a> {
+    pub person_id: i64,
+    /// The state the delivery was read in; if it changed since, nothing is done.
+    pub from_state: DeliveryState,
+    pub email: &'a str,
+    pub email_domain: &'a str,
+    /// Why, in the operator's words ("resend --bounced", "to the alternative address").
+    pub reason: &'a str,
+}
+
+/// Puts a delivery back to `pending` as a new attempt generation to `email`: a fresh start
+/// (attempts, Message-ID, content hash and relay reply cleared; the events keep the old ones).
+/// Returns the new generation, or None when the delivery was no longer in `from_state`.
+pub async fn start_new_generation(
+    conn: &mut SqliteConnection,
+    resend: &NewGeneration<'_>,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<Option<i64>> {
+    let generation: Option<i64> = sqlx::query_scalar(
+        "UPDATE deliveries SET state = 'pending', generation = generation + 1, attempts = 0,
+           generation_started_at = ?, email = ?, email_domain = ?, next_attempt_at = NULL,
+           first_attempt_at = NULL, last_attempt_at = NULL, sent_at = NULL, claimed_by = NULL,
+           claimed_from = NULL, last_error = NULL, smtp_code = NULL, smtp_reply = NULL,
+           message_id = NULL, content_sha256 = NULL, possible_duplicate = 0, updated_at = ?
+         WHERE person_id = ? AND state = ?
+         RETURNING generation",
+    )
+    .bind(now)
+    .bind(resend.email)
+    .bind(resend.email_domain)
+    .bind(now)
+    .bind(resend.person_id)
+    .bind(resend.from_state.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(generation) = generation else {
+        return Ok(None);
+    };
+    append_event(
+        conn,
+        Event {
+            person_id: resend.person_id,
+            run_id: Some(run_id),
+            kind: "resend",
+            from_state: Some(resend.from_state),
+            to_state: Some(DeliveryState::Pending),
+            generation: Some(generation),
+            detail: Some(resend.reason.to_owned()),
+        },
+        now,
+    )
+    .await?;
+    Ok(Some(generation))
+}

@@ -7,6 +7,7 @@
 //! show the evidence. `ledger` is the one place where a delivery changes state, and it writes the
 //! event that records the change in the same statement batch.
 
+pub mod bounces;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -21,8 +22,10 @@ pub mod lease;
 pub mod ledger;
 pub mod message;
 pub mod person;
+pub mod postal;
 pub mod preview;
 pub mod render;
+pub mod resend;
 pub mod send;
 pub mod status;
 pub mod transport;
@@ -133,9 +136,31 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         Command::Check { json } => check::run(config, json).await,
         Command::Preview(args) => preview::run(config, &args).await,
         Command::Send(args) => send::run(config, &args).await,
+        Command::Bounces { paths, json } => bounces::run(config, &paths, json).await,
+        Command::Resend(args) => resend::run(config, &args).await,
+        Command::Export(cli::ExportCommand::Postal { out, letters }) => {
+            export_postal(config, out.as_deref(), letters.as_deref()).await
+        }
         Command::Init { .. } | Command::Demo { .. } | Command::GeneratePeople { .. } => {
             unreachable!("handled before loading a config")
         }
         other => Err(UsageError::new(format!("{other:?} is not available in this build")).into()),
     }
+}
+
+/// `export postal`, with the text letters when `--letters` asks for them (the same engine as
+/// `send`, so the paper letter says what the e-mail would have said).
+async fn export_postal(
+    config: &config::Config,
+    out: Option<&std::path::Path>,
+    letters_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Exit> {
+    let Some(dir) = letters_dir else {
+        return postal::run(config, out, None, None).await;
+    };
+    let letters = render::Letters::load(config)?;
+    let text = |person: &person::Person| -> anyhow::Result<String> {
+        Ok(letters.render(person)?.text)
+    };
+    postal::run(config, out, Some(dir), Some(&text)).await
 }

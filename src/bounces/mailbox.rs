@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::parse::MAX_BOUNCE_BYTES;
+use super::parse::MAX_BOUNCE_BYTES;
 
 /// One message as stored, before any parsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
