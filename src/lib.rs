@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod message;
 pub mod person;
 pub mod render;
+pub mod report;
 pub mod send;
 pub mod status;
 pub mod transport;
@@ -28,7 +29,7 @@ pub mod verp;
 
 use std::process::ExitCode;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, ExportCommand};
 
 /// A usage or configuration error: exit 2, with a message that names the problem.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,21 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         Command::Import(args) => import::run(config, &args).await,
         Command::Status { json } => status::run(config, json).await,
         Command::Send(args) => send::run(config, &args).await,
+        Command::Export(ExportCommand::Audit {
+            format,
+            out,
+            events,
+            mask_email,
+        }) => {
+            let request = export::AuditRequest {
+                format,
+                out: out.as_deref(),
+                events,
+                mask_email,
+            };
+            export::audit(config, &request).await
+        }
+        Command::Report { html } => report::run(config, &html).await,
         Command::Init { .. } | Command::Demo { .. } => {
             unreachable!("handled before loading a config")
         }
