@@ -6,6 +6,7 @@
 //! the rows and the closing reconciliation describe the same snapshot. Files are owner-only;
 //! CSV cells cannot run as spreadsheet formulas.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -165,16 +166,16 @@ impl AuditRow {
         })
     }
 
-    fn cells(&self) -> [String; 19] {
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    fn cells(&self) -> [Cow<'_, str>; 19] {
+        let text = text_cell;
         [
-            self.person_ref.clone(),
-            self.notice_id.clone(),
+            Cow::from(self.person_ref.as_str()),
+            Cow::from(self.notice_id.as_str()),
             text(&self.email),
-            self.language.clone(),
-            self.state.clone(),
-            self.generation.to_string(),
-            self.attempts.to_string(),
+            Cow::from(self.language.as_str()),
+            Cow::from(self.state.as_str()),
+            self.generation.to_string().into(),
+            self.attempts.to_string().into(),
             text(&self.first_attempt_at),
             text(&self.last_attempt_at),
             text(&self.sent_at),
@@ -185,8 +186,8 @@ impl AuditRow {
             text(&self.bounced_at),
             text(&self.bounce_status),
             text(&self.bounce_diagnostic),
-            self.possible_duplicate.to_string(),
-            self.postal_fallback.to_string(),
+            bool_cell(self.possible_duplicate),
+            bool_cell(self.postal_fallback),
         ]
     }
 }
@@ -211,21 +212,31 @@ impl EventRow {
         })
     }
 
-    fn cells(&self) -> [String; 9] {
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
-        let number = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+    fn cells(&self) -> [Cow<'_, str>; 9] {
+        let text = text_cell;
+        let number = |v: Option<i64>| -> Cow<'_, str> {
+            v.map(|n| Cow::from(n.to_string())).unwrap_or_default()
+        };
         [
-            self.person_ref.clone(),
-            self.notice_id.clone(),
-            self.at.clone(),
+            Cow::from(self.person_ref.as_str()),
+            Cow::from(self.notice_id.as_str()),
+            Cow::from(self.at.as_str()),
             number(self.run_id),
-            self.kind.clone(),
+            Cow::from(self.kind.as_str()),
             text(&self.from_state),
             text(&self.to_state),
             number(self.generation),
             text(&self.detail),
         ]
     }
+}
+
+fn text_cell(value: &Option<String>) -> Cow<'_, str> {
+    Cow::from(value.as_deref().unwrap_or(""))
+}
+
+fn bool_cell(value: bool) -> Cow<'static, str> {
+    Cow::from(if value { "true" } else { "false" })
 }
 
 /// `j***@example.fr`: enough to recognise one's own address, not enough to harvest it.
@@ -278,9 +289,11 @@ trait RowSink {
 struct CsvSink<W: Write>(csv::Writer<W>);
 
 impl<W: Write> CsvSink<W> {
-    fn write_cells(&mut self, cells: &[String]) -> anyhow::Result<()> {
-        self.0
-            .write_record(cells.iter().map(|c| neutralise_formula(c).into_owned()))?;
+    fn write_cells(&mut self, cells: &[Cow<'_, str>]) -> anyhow::Result<()> {
+        for cell in cells {
+            self.0.write_field(neutralise_formula(cell).as_bytes())?;
+        }
+        self.0.write_record(None::<&[u8]>)?;
         Ok(())
     }
 }
@@ -385,11 +398,12 @@ pub async fn audit(config: &Config, request: &AuditRequest<'_>) -> anyhow::Resul
             .fetch_one(&mut *tx)
             .await?
     };
-    let status = crate::status::collect_on(&mut tx).await;
+    let reconciliation = crate::status::reconcile(&mut tx).await;
     tx.commit().await?;
     let what = if request.events { "events" } else { "people" };
-    let status = status.context("the export was written but the counts do not reconcile")?;
-    eprintln!("{}", status.reconciliation.line());
+    let reconciliation =
+        reconciliation.context("the export was written but the counts do not reconcile")?;
+    eprintln!("{}", reconciliation.line());
     if written != expected {
         eprintln!(
             "error: the export holds {written} rows but the database holds {expected} {what}: do not use it as evidence"

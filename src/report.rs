@@ -373,7 +373,7 @@ fn sent_over_time_section(facts: &ReportFacts) -> String {
     let plot_w = width - left - 10.0;
     let plot_h = height - bottom - top;
     let step = plot_w / count as f64;
-    let bar_w = (step * 0.8).max(1.0);
+    let bar_w = (step * 0.8).clamp(1.0, 48.0);
     let mut svg = format!(
         "<svg viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" \
          aria-label=\"Letters sent per {unit}\">\n"
