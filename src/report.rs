@@ -232,8 +232,8 @@ pub fn render(config: &Config, facts: &ReportFacts) -> String {
     page.push_str(&letters_section(facts));
     let _ = write!(
         page,
-        "<footer>Produced by breachmail {} from the campaign database. Every count above comes \
-         from the same snapshot; the per-person evidence is in <code>breachmail export audit</code>.</footer>\n\
+        "<footer>Produced by breachmail {} from the campaign database. The per-person evidence (what was \
+         sent to whom, when, and the outcome) is in <code>breachmail export audit</code>.</footer>\n\
          </body>\n</html>\n",
         escape_html(env!("CARGO_PKG_VERSION"))
     );

@@ -22,7 +22,9 @@ if [[ -z "$browser" ]]; then
 fi
 
 if [[ -n "${BREACHMAIL_BIN:-}" ]]; then
-    bin="$BREACHMAIL_BIN"
+    bin="$(realpath "$BREACHMAIL_BIN")"
+    # breachmail refuses BREACHMAIL_* variables that are not config keys: keep it to ourselves.
+    unset BREACHMAIL_BIN
 else
     (cd "$repo" && cargo build --quiet --bin breachmail)
     bin="$repo/target/debug/breachmail"
