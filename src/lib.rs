@@ -25,6 +25,7 @@ pub mod person;
 pub mod postal;
 pub mod preview;
 pub mod render;
+pub mod report;
 pub mod resend;
 pub mod send;
 pub mod status;
@@ -33,7 +34,7 @@ pub mod verp;
 
 use std::process::ExitCode;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, ExportCommand};
 
 /// A usage or configuration error: exit 2, with a message that names the problem.
 #[derive(Debug, thiserror::Error)]
@@ -138,9 +139,24 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         Command::Send(args) => send::run(config, &args).await,
         Command::Bounces { paths, json } => bounces::run(config, &paths, json).await,
         Command::Resend(args) => resend::run(config, &args).await,
-        Command::Export(cli::ExportCommand::Postal { out, letters }) => {
+        Command::Export(ExportCommand::Postal { out, letters }) => {
             export_postal(config, out.as_deref(), letters.as_deref()).await
         }
+        Command::Export(ExportCommand::Audit {
+            format,
+            out,
+            events,
+            mask_email,
+        }) => {
+            let request = export::AuditRequest {
+                format,
+                out: out.as_deref(),
+                events,
+                mask_email,
+            };
+            export::audit(config, &request).await
+        }
+        Command::Report { html } => report::run(config, &html).await,
         Command::Init { .. } | Command::Demo { .. } | Command::GeneratePeople { .. } => {
             unreachable!("handled before loading a config")
         }

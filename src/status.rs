@@ -1,21 +1,41 @@
 //! `status`: where the campaign stands: counts by state (always adding up to the number of
-//! people), the last send run, and the reconciliation that proves nobody was lost.
+//! people), progress, the last send runs, the commonest error reasons, the busiest recipient
+//! domains, who was not reached and why, and when the rest will have gone at the configured rate.
+//!
+//! Everything is read in one read transaction, so the figures are one consistent snapshot even
+//! while `send` is writing. `collect` needs only the database (other commands reuse it);
+//! `collect_for` adds what depends on the configuration (the estimated finish and the deadline).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::Exit;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::DeliveryState;
 
+/// How many send runs, error reasons and domains the status shows.
+const RUNS_SHOWN: i64 = 5;
+const ERRORS_SHOWN: usize = 5;
+const DOMAINS_SHOWN: i64 = 10;
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub total: i64,
     pub states: BTreeMap<&'static str, i64>,
     pub last_run: Option<LastRun>,
+    pub progress: Progress,
+    /// The last send runs, newest first.
+    pub runs: Vec<SendRun>,
+    /// Why letters failed or wait for a retry, grouped after taking out addresses and queue ids.
+    pub top_errors: Vec<ErrorReason>,
+    pub domains: Vec<DomainCounts>,
+    pub not_reached: NotReached,
+    pub estimated_finish: Option<EstimatedFinish>,
+    pub notify_by_warning: Option<String>,
+    pub reconciliation: Reconciliation,
 }
 
 #[derive(Debug, Serialize)]
@@ -27,50 +47,477 @@ pub struct LastRun {
     pub failed: i64,
 }
 
-/// Counts every delivery by state and checks them against the people: a person without a
-/// delivery, or a count that does not add up, is an error, never silence.
+#[derive(Debug, Serialize)]
+pub struct Progress {
+    /// People with an address: the ones e-mail can reach at all.
+    pub reachable: i64,
+    pub sent: i64,
+    /// sent / reachable, in percent (100 when nobody has an address).
+    pub reached_percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SendRun {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub sent: i64,
+    pub deferred: i64,
+    pub failed: i64,
+    /// How the run ended (`done`, `deadline`, `unreachable`, ...); null while it runs or after a
+    /// crash.
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorReason {
+    pub reason: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainCounts {
+    pub domain: String,
+    pub people: i64,
+    pub sent: i64,
+    pub deferred: i64,
+    pub failed: i64,
+    pub bounced: i64,
+}
+
+/// Everyone e-mail did not reach, for good: refused at sending (5xx), hard bounce, no address.
+/// They go to the postal fallback.
+#[derive(Debug, Serialize)]
+pub struct NotReached {
+    pub total: i64,
+    pub failed: i64,
+    pub bounced: i64,
+    pub no_email: i64,
+    /// The relay's refusals at sending time.
+    pub failed_reasons: Vec<ErrorReason>,
+    /// The bounce status and diagnostic of hard bounces.
+    pub bounce_reasons: Vec<ErrorReason>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EstimatedFinish {
+    /// Letters still to send: pending, deferred, and any left in sending.
+    pub still_due: i64,
+    pub seconds: u64,
+    /// RFC 3339: when the last letter should have gone (or went, when nothing is due).
+    pub at: String,
+    /// What sets the pace: the global rate, a domain's ceiling, or a scheduled retry.
+    pub limited_by: String,
+}
+
+/// people = sent + bounced + failed + no_email + pending + deferred + sending, checked.
+#[derive(Debug, Serialize)]
+pub struct Reconciliation {
+    pub ok: bool,
+    pub people: i64,
+    pub sent: i64,
+    pub bounced: i64,
+    pub failed: i64,
+    pub no_email: i64,
+    pub pending: i64,
+    pub deferred: i64,
+    pub sending: i64,
+}
+
+impl Reconciliation {
+    /// The sum spelled out, as `status` and `export audit` state it.
+    pub fn line(&self) -> String {
+        format!(
+            "reconciliation: {}, {} people = {} sent + {} bounced + {} failed + {} no_email + {} pending + {} deferred + {} sending",
+            if self.ok { "ok" } else { "MISMATCH" },
+            self.people,
+            self.sent,
+            self.bounced,
+            self.failed,
+            self.no_email,
+            self.pending,
+            self.deferred,
+            self.sending
+        )
+    }
+}
+
+impl Status {
+    pub fn count(&self, state: DeliveryState) -> i64 {
+        self.states.get(state.as_str()).copied().unwrap_or(0)
+    }
+}
+
+/// Everything the database alone can tell, in one snapshot. A person without a delivery, or
+/// counts that do not add up, is an error, never silence.
 pub async fn collect(pool: &SqlitePool) -> anyhow::Result<Status> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
-        .fetch_one(pool)
-        .await?;
-    let mut states: BTreeMap<&'static str, i64> =
-        DeliveryState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    for row in sqlx::query("SELECT state, count(*) FROM deliveries GROUP BY state")
-        .fetch_all(pool)
-        .await?
-    {
-        let state: DeliveryState = row.get::<String, _>(0).parse()?;
-        states.insert(state.as_str(), row.get(1));
-    }
-    let counted: i64 = states.values().sum();
-    if counted != total {
-        anyhow::bail!(
-            "reconciliation failed: {total} people but {counted} deliveries; the database is inconsistent, do not send before it is understood"
-        );
-    }
-    let last_run = sqlx::query(
-        "SELECT started_at, finished_at, sent, deferred, failed FROM runs WHERE command = 'send'
-         ORDER BY id DESC LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?
-    .map(|row| LastRun {
-        started_at: format_time(row.get(0)),
-        finished_at: row.get::<Option<i64>, _>(1).map(|t| format_time(Some(t))),
-        sent: row.get(2),
-        deferred: row.get(3),
-        failed: row.get(4),
+    let mut tx = pool.begin().await?;
+    let status = collect_on(&mut tx).await?;
+    tx.commit().await?;
+    Ok(status)
+}
+
+/// `collect`, plus the estimated finish at the configured rates and the deadline check.
+pub async fn collect_for(config: &Config, pool: &SqlitePool) -> anyhow::Result<Status> {
+    let mut tx = pool.begin().await?;
+    let mut status = collect_on(&mut tx).await?;
+    let estimate = estimate_finish(&mut tx, config, &status, crate::db::now_ms()).await?;
+    tx.commit().await?;
+    status.notify_by_warning = deadline_warning(config, estimate.as_ref());
+    status.estimated_finish = estimate;
+    Ok(status)
+}
+
+/// The same on a connection the caller holds (inside its own read transaction, as the audit
+/// export does, so the rows and the counts come from the same snapshot).
+pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
+    let reconciliation = reconcile(&mut *conn).await?;
+    let states: BTreeMap<&'static str, i64> = [
+        (DeliveryState::Pending, reconciliation.pending),
+        (DeliveryState::Sending, reconciliation.sending),
+        (DeliveryState::Sent, reconciliation.sent),
+        (DeliveryState::Deferred, reconciliation.deferred),
+        (DeliveryState::Failed, reconciliation.failed),
+        (DeliveryState::Bounced, reconciliation.bounced),
+        (DeliveryState::NoEmail, reconciliation.no_email),
+    ]
+    .into_iter()
+    .map(|(state, count)| (state.as_str(), count))
+    .collect();
+    let runs = send_runs(&mut *conn, RUNS_SHOWN).await?;
+    let last_run = runs.first().map(|run| LastRun {
+        started_at: run.started_at.clone(),
+        finished_at: run.finished_at.clone(),
+        sent: run.sent,
+        deferred: run.deferred,
+        failed: run.failed,
     });
+    let reachable = reconciliation.people - reconciliation.no_email;
+    let progress = Progress {
+        reachable,
+        sent: reconciliation.sent,
+        reached_percent: if reachable > 0 {
+            100.0 * reconciliation.sent as f64 / reachable as f64
+        } else {
+            100.0
+        },
+    };
+    let top_errors = reasons(
+        &mut *conn,
+        "SELECT COALESCE(last_error, smtp_reply, 'no reason recorded'), count(*) FROM deliveries
+         WHERE state IN ('failed', 'deferred') GROUP BY 1",
+        ERRORS_SHOWN,
+    )
+    .await?;
+    let not_reached = NotReached {
+        total: reconciliation.failed + reconciliation.bounced + reconciliation.no_email,
+        failed: reconciliation.failed,
+        bounced: reconciliation.bounced,
+        no_email: reconciliation.no_email,
+        failed_reasons: reasons(
+            &mut *conn,
+            "SELECT COALESCE(smtp_reply, last_error, 'no reason recorded'), count(*) FROM deliveries
+             WHERE state = 'failed' GROUP BY 1",
+            ERRORS_SHOWN,
+        )
+        .await?,
+        bounce_reasons: reasons(
+            &mut *conn,
+            "SELECT trim(COALESCE(bounce_status, '') || ' ' || COALESCE(bounce_diagnostic, '')),
+                    count(*)
+             FROM deliveries WHERE state = 'bounced' GROUP BY 1",
+            ERRORS_SHOWN,
+        )
+        .await?,
+    };
+    let domains = top_domains(&mut *conn, DOMAINS_SHOWN).await?;
     Ok(Status {
-        total,
+        total: reconciliation.people,
         states,
         last_run,
+        progress,
+        runs,
+        top_errors,
+        domains,
+        not_reached,
+        estimated_finish: None,
+        notify_by_warning: None,
+        reconciliation,
+    })
+}
+
+/// Counts people and deliveries by state and checks that they add up. Every delivery belongs to
+/// a distinct existing person (its key is the person's id, a foreign key), so equal totals mean
+/// every person has exactly one delivery; no slower person-by-person check is needed.
+pub async fn reconcile(conn: &mut SqliteConnection) -> anyhow::Result<Reconciliation> {
+    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut counts: HashMap<DeliveryState, i64> = HashMap::new();
+    for row in sqlx::query("SELECT state, count(*) FROM deliveries GROUP BY state")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let state: DeliveryState = row.try_get::<String, _>(0)?.parse()?;
+        counts.insert(state, row.try_get(1)?);
+    }
+    let count = |state| counts.get(&state).copied().unwrap_or(0);
+    let reconciliation = Reconciliation {
+        ok: true,
+        people,
+        sent: count(DeliveryState::Sent),
+        bounced: count(DeliveryState::Bounced),
+        failed: count(DeliveryState::Failed),
+        no_email: count(DeliveryState::NoEmail),
+        pending: count(DeliveryState::Pending),
+        deferred: count(DeliveryState::Deferred),
+        sending: count(DeliveryState::Sending),
+    };
+    let counted: i64 = counts.values().sum();
+    if counted != people {
+        anyhow::bail!(
+            "reconciliation failed: {people} people but {counted} deliveries; \
+             the database is inconsistent, do not send before it is understood ({})",
+            Reconciliation {
+                ok: false,
+                ..reconciliation
+            }
+            .line()
+        );
+    }
+    Ok(reconciliation)
+}
+
+/// The last `limit` send runs, newest first.
+pub async fn send_runs(conn: &mut SqliteConnection, limit: i64) -> anyhow::Result<Vec<SendRun>> {
+    let rows = sqlx::query(
+        "SELECT id, started_at, finished_at, sent, deferred, failed, outcome FROM runs
+         WHERE command = 'send' ORDER BY id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SendRun {
+                id: row.try_get(0)?,
+                started_at: format_time(row.try_get(1)?),
+                finished_at: row
+                    .try_get::<Option<i64>, _>(2)?
+                    .map(|t| format_time(Some(t))),
+                sent: row.try_get(3)?,
+                deferred: row.try_get(4)?,
+                failed: row.try_get(5)?,
+                outcome: row.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Runs a `SELECT reason, count(*) ... GROUP BY 1`, folds reasons that differ only by an
+/// address or a queue id together, and keeps the `limit` commonest.
+pub async fn reasons(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<ErrorReason>> {
+    let mut grouped: HashMap<String, i64> = HashMap::new();
+    for row in sqlx::query(sql).fetch_all(&mut *conn).await? {
+        let raw: Option<String> = row.try_get(0)?;
+        let reason = normalise_reason(raw.as_deref().unwrap_or(""));
+        *grouped.entry(reason).or_default() += row.try_get::<i64, _>(1)?;
+    }
+    let mut reasons: Vec<ErrorReason> = grouped
+        .into_iter()
+        .map(|(reason, count)| ErrorReason { reason, count })
+        .collect();
+    reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    reasons.truncate(limit);
+    Ok(reasons)
+}
+
+/// The domains with the most people, with how their letters fared.
+pub async fn top_domains(
+    conn: &mut SqliteConnection,
+    limit: i64,
+) -> anyhow::Result<Vec<DomainCounts>> {
+    let rows = sqlx::query(
+        "SELECT email_domain, count(*), sum(state = 'sent'), sum(state = 'deferred'),
+                sum(state = 'failed'), sum(state = 'bounced')
+         FROM deliveries WHERE email_domain IS NOT NULL AND email_domain <> ''
+         GROUP BY email_domain ORDER BY count(*) DESC, email_domain LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DomainCounts {
+                domain: row.try_get(0)?,
+                people: row.try_get(1)?,
+                sent: row.try_get(2)?,
+                deferred: row.try_get(3)?,
+                failed: row.try_get(4)?,
+                bounced: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// A relay's reply without what makes it unique to one letter: addresses, bracketed parts and
+/// queue ids become placeholders, so "550 5.1.1 <a@x.fr> unknown" and "550 5.1.1 <b@y.fr>
+/// unknown" count as one reason.
+pub fn normalise_reason(raw: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for word in raw.split_whitespace() {
+        let core = word.trim_matches(|c: char| "<>()[]{},;:\"'".contains(c));
+        let replaced = if core.contains('@') {
+            Some("<address>")
+        } else if looks_like_queue_id(core) {
+            Some("<id>")
+        } else {
+            None
+        };
+        let word = match replaced {
+            Some(placeholder) => {
+                // Keep a trailing colon or comma that belongs to the sentence.
+                let tail: String = word
+                    .chars()
+                    .rev()
+                    .take_while(|c| ":,;".contains(*c))
+                    .collect();
+                format!("{placeholder}{tail}")
+            }
+            None => word.to_owned(),
+        };
+        if words.last() != Some(&word) {
+            words.push(word);
+        }
+    }
+    let mut reason = words.join(" ");
+    if reason.is_empty() {
+        reason = "no reason recorded".to_owned();
+    }
+    if reason.chars().count() > 200 {
+        reason = reason.chars().take(199).chain(['…']).collect();
+    }
+    reason
+}
+
+/// A token that names one message rather than a kind of problem: a long mix of letters and
+/// digits (Postfix, Exim and Gmail queue ids), or a long number. SMTP codes (550, 5.1.1) stay.
+fn looks_like_queue_id(token: &str) -> bool {
+    let token = token
+        .split_once('=')
+        .map_or(token, |(_, value)| value)
+        .trim_end_matches('.');
+    let digits = token.chars().filter(char::is_ascii_digit).count();
+    let letters = token.chars().filter(char::is_ascii_alphabetic).count();
+    let idish = token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    idish && ((token.len() >= 8 && digits >= 2 && letters >= 1) || (digits >= 6 && letters == 0))
+}
+
+/// When the letters still due will have gone at the configured rates: the global rate over all
+/// of them, or the slowest domain's backlog at its own ceiling, or the last scheduled retry,
+/// whichever is latest. Nothing due: when the last letter went.
+async fn estimate_finish(
+    conn: &mut SqliteConnection,
+    config: &Config,
+    status: &Status,
+    now: i64,
+) -> anyhow::Result<Option<EstimatedFinish>> {
+    let still_due = status.count(DeliveryState::Pending)
+        + status.count(DeliveryState::Deferred)
+        + status.count(DeliveryState::Sending);
+    if still_due == 0 {
+        let last_sent: Option<i64> = sqlx::query_scalar("SELECT max(sent_at) FROM deliveries")
+            .fetch_one(&mut *conn)
+            .await?;
+        return Ok(last_sent.map(|at| EstimatedFinish {
+            still_due: 0,
+            seconds: 0,
+            at: format_time(Some(at)),
+            limited_by: "nothing left to send: the last letter went then".to_owned(),
+        }));
+    }
+    let mut seconds = 0.0_f64;
+    let mut limited_by = "unlimited rate".to_owned();
+    if config.rate.per_second > 0 {
+        seconds = still_due as f64 / f64::from(config.rate.per_second);
+        limited_by = format!("the global rate ({}/s)", config.rate.per_second);
+    }
+    for (domain, &per_second) in &config.rate.per_domain {
+        if per_second == 0 {
+            continue;
+        }
+        let backlog: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries
+             WHERE state IN ('pending', 'deferred', 'sending') AND email_domain = ?",
+        )
+        .bind(domain)
+        .fetch_one(&mut *conn)
+        .await?;
+        let domain_seconds = backlog as f64 / f64::from(per_second);
+        if domain_seconds > seconds {
+            seconds = domain_seconds;
+            limited_by = format!("{domain}: {backlog} due at {per_second}/s");
+        }
+    }
+    let mut finish = now + (seconds * 1000.0).ceil() as i64;
+    let last_retry: Option<i64> =
+        sqlx::query_scalar("SELECT max(next_attempt_at) FROM deliveries WHERE state = 'deferred'")
+            .fetch_one(&mut *conn)
+            .await?;
+    if let Some(retry_at) = last_retry.filter(|&at| at > finish) {
+        finish = retry_at;
+        limited_by = "the last scheduled retry".to_owned();
+    }
+    Ok(Some(EstimatedFinish {
+        still_due,
+        seconds: ((finish - now).max(0) / 1000) as u64,
+        at: format_time(Some(finish)),
+        limited_by,
+    }))
+}
+
+/// A warning when the letters will not all have gone by `incident.notify_by` (the end of that
+/// day, UTC), or when the deadline cannot be read.
+fn deadline_warning(config: &Config, estimate: Option<&EstimatedFinish>) -> Option<String> {
+    let notify_by = config.incident.get("notify_by")?;
+    let Some(text) = notify_by.as_str() else {
+        return Some(format!(
+            "incident.notify_by = {notify_by} is not a date (YYYY-MM-DD)"
+        ));
+    };
+    let Ok(day) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") else {
+        return Some(format!(
+            "incident.notify_by = {text:?} is not a date (YYYY-MM-DD)"
+        ));
+    };
+    let estimate = estimate?;
+    let deadline = day.and_hms_opt(23, 59, 59)?.and_utc();
+    let finish = chrono::DateTime::parse_from_rfc3339(&estimate.at).ok()?;
+    if finish <= deadline {
+        return None;
+    }
+    Some(if estimate.still_due == 0 {
+        format!(
+            "the last letter went at {}, after incident.notify_by ({text})",
+            estimate.at
+        )
+    } else {
+        format!(
+            "at the configured rate the last letter goes at {}, after incident.notify_by ({text})",
+            estimate.at
+        )
     })
 }
 
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let pool = crate::db::open(&config.campaign.database, false).await?;
-    let status = collect(&pool).await?;
+    let status = collect_for(config, &pool).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -79,35 +526,152 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The status for a person at a terminal.
 pub fn render_table(status: &Status) -> String {
     let mut out = String::new();
-    out.push_str(&format!("people        {:>10}\n", status.total));
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!("people          {:>10}", status.total));
     for state in DeliveryState::ALL {
-        let count = status.states.get(state.as_str()).copied().unwrap_or(0);
+        let count = status.count(state);
         let share = if status.total > 0 {
             100.0 * count as f64 / status.total as f64
         } else {
             0.0
         };
-        out.push_str(&format!(
-            "  {:<11} {:>10}  {:>5.1} %\n",
+        line(format!(
+            "  {:<13} {:>10}  {:>5.1} %",
             state.as_str(),
             count,
             share
         ));
     }
-    match &status.last_run {
-        Some(run) => out.push_str(&format!(
-            "last send     {} to {}: {} sent, {} deferred, {} failed\n",
-            run.started_at,
-            run.finished_at
-                .as_deref()
-                .unwrap_or("(running or interrupted)"),
-            run.sent,
-            run.deferred,
-            run.failed
+    line(status.reconciliation.line());
+    line(format!(
+        "progress        {:.1} % reached ({} sent of {} with an address)",
+        status.progress.reached_percent, status.progress.sent, status.progress.reachable
+    ));
+    line(String::new());
+    if status.runs.is_empty() {
+        line("send runs       never".to_owned());
+    } else {
+        line("send runs       started               finished                  sent  deferred    failed  outcome".to_owned());
+        for run in &status.runs {
+            line(format!(
+                "  #{:<12} {:<21} {:<21} {:>8}  {:>8}  {:>8}  {}",
+                run.id,
+                run.started_at,
+                run.finished_at.as_deref().unwrap_or("-"),
+                run.sent,
+                run.deferred,
+                run.failed,
+                run.outcome.as_deref().unwrap_or("running or interrupted")
+            ));
+        }
+    }
+    if !status.top_errors.is_empty() {
+        line(String::new());
+        line("top errors (failed and deferred)".to_owned());
+        for reason in &status.top_errors {
+            line(format!("  {:>8}  {}", reason.count, reason.reason));
+        }
+    }
+    let not_reached = &status.not_reached;
+    line(String::new());
+    line(format!(
+        "not reached     {} ({} refused at sending, {} bounced, {} without e-mail): the postal fallback",
+        not_reached.total, not_reached.failed, not_reached.bounced, not_reached.no_email
+    ));
+    for reason in &not_reached.failed_reasons {
+        line(format!("  failed  {:>8}  {}", reason.count, reason.reason));
+    }
+    for reason in &not_reached.bounce_reasons {
+        line(format!("  bounced {:>8}  {}", reason.count, reason.reason));
+    }
+    if !status.domains.is_empty() {
+        line(String::new());
+        line(format!(
+            "{:<32} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "top domains", "people", "sent", "deferred", "failed", "bounced"
+        ));
+        for domain in &status.domains {
+            line(format!(
+                "  {:<30} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                domain.domain,
+                domain.people,
+                domain.sent,
+                domain.deferred,
+                domain.failed,
+                domain.bounced
+            ));
+        }
+    }
+    line(String::new());
+    match &status.estimated_finish {
+        Some(estimate) if estimate.still_due == 0 => line(format!(
+            "finished        {} (nothing left to send)",
+            estimate.at
         )),
-        None => out.push_str("last send     never\n"),
+        Some(estimate) => line(format!(
+            "estimated finish {} ({} still due, in {}; limited by {})",
+            estimate.at,
+            estimate.still_due,
+            human_duration(estimate.seconds),
+            estimate.limited_by
+        )),
+        None => line("estimated finish unknown (nothing sent, nothing due)".to_owned()),
+    }
+    if let Some(warning) = &status.notify_by_warning {
+        line(format!("WARNING         {warning}"));
     }
     out
+}
+
+fn human_duration(seconds: u64) -> String {
+    let (days, hours, minutes) = (
+        seconds / 86_400,
+        (seconds % 86_400) / 3600,
+        (seconds % 3600) / 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h{m:02}m"),
+        (d, h, _) => format!("{d}d{h:02}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_that_differ_by_address_or_queue_id_group_together() {
+        let a = normalise_reason("550 5.1.1 <jean.dupont@orange.fr>: Recipient address rejected");
+        let b = normalise_reason("550 5.1.1 <l.moreau@orange.fr>: Recipient address rejected");
+        assert_eq!(a, b);
+        assert_eq!(
+            a, "550 5.1.1 <address>: Recipient address rejected",
+            "the code and the words stay"
+        );
+        let c = normalise_reason("451 4.3.0 queued as 4bX9kQ2mZ7z1 try later");
+        let d = normalise_reason("451 4.3.0 queued as 9ZpQ0aa81bcD try later");
+        assert_eq!(c, d);
+        assert!(c.contains("<id>"), "{c}");
+        assert_eq!(normalise_reason(""), "no reason recorded");
+        assert_eq!(
+            normalise_reason("421 4.7.0 Try again later"),
+            "421 4.7.0 Try again later"
+        );
+    }
+
+    #[test]
+    fn durations_read_like_a_person_would_say_them() {
+        assert_eq!(human_duration(42), "42s");
+        assert_eq!(human_duration(600), "10m");
+        assert_eq!(human_duration(3_900), "1h05m");
+        assert_eq!(human_duration(90_000), "1d01h");
+    }
 }

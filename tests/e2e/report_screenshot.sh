@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The report as a browser shows it: builds a small demo campaign, writes `report --html`, has
+# headless Chromium take a screenshot and dump the DOM, and checks that the page rendered
+# (a PNG with more than one colour, the incident ref and the reconciliation in the DOM).
+#
+# Usage: tests/e2e/report_screenshot.sh [OUT_DIR]
+# Needs chromium (Debian's package) and python3 on PATH; BREACHMAIL_BIN may name the binary to
+# use, otherwise it is built with cargo (debug). OUT_DIR keeps the PNG and the DOM for a look.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+work="$(mktemp -d)"
+out="${1:-$work/out}"
+mkdir -p "$out"
+profile="$(mktemp -d)"
+trap 'rm -rf "$work" "$profile"' EXIT
+
+browser="$(command -v chromium || command -v chromium-browser || true)"
+if [[ -z "$browser" ]]; then
+    echo "report_screenshot: chromium is not installed (apt-get install -y chromium)" >&2
+    exit 1
+fi
+
+if [[ -n "${BREACHMAIL_BIN:-}" ]]; then
+    bin="$(realpath "$BREACHMAIL_BIN")"
+    # breachmail refuses BREACHMAIL_* variables that are not config keys: keep it to ourselves.
+    unset BREACHMAIL_BIN
+else
+    (cd "$repo" && cargo build --quiet --bin breachmail)
+    bin="$repo/target/debug/breachmail"
+fi
+
+campaign="$work/campaign"
+"$bin" -q demo "$campaign" --people 50 >/dev/null
+"$bin" -q --config "$campaign/breachmail.toml" report --html "$out/report.html" >/dev/null
+incident_ref="$(sed -n 's/^ref = "\(.*\)"$/\1/p' "$campaign/breachmail.toml" | head -n 1)"
+
+# The same isolation for both runs: a throwaway profile, nothing fetched in the background.
+chrome=("$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run
+    --disable-background-networking --disable-component-update --disable-sync
+    --user-data-dir="$profile" --window-size=1200,1600)
+timeout 120 "${chrome[@]}" --screenshot="$out/report.png" "file://$out/report.html" \
+    >"$work/chromium-screenshot.log" 2>&1 || {
+    cat "$work/chromium-screenshot.log" >&2
+    exit 1
+}
+timeout 120 "${chrome[@]}" --dump-dom "file://$out/report.html" >"$out/report.dom.html" \
+    2>"$work/chromium-dom.log" || {
+    cat "$work/chromium-dom.log" >&2
+    exit 1
+}
+
+fail() {
+    echo "report_screenshot: $*" >&2
+    exit 1
+}
+
+[[ -s "$out/report.png" ]] || fail "no screenshot at $out/report.png"
+grep -q -- "$incident_ref" "$out/report.dom.html" || fail "the DOM lacks the incident ref $incident_ref"
+grep -q "reconciliation: ok" "$out/report.dom.html" || fail "the DOM lacks the reconciliation"
+grep -q "<svg" "$out/report.dom.html" || fail "the DOM lacks the charts"
+
+# Decode the PNG with zlib alone (no imaging library needed) and count distinct pixel colours:
+# a blank or failed render is a single colour.
+python3 - "$out/report.png" <<'PY'
+import struct, sys, zlib
+
+path = sys.argv[1]
+data = open(path, "rb").read()
+if data[:8] != b"\x89PNG\r\n\x1a\n":
+    sys.exit(f"report_screenshot: {path} is not a PNG")
+pos, idat, header = 8, b"", None
+while pos < len(data):
+    length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + length]
+    if kind == b"IHDR":
+        header = struct.unpack(">IIBBBBB", body)
+    elif kind == b"IDAT":
+        idat += body
+    pos += 12 + length
+width, height, depth, colour_type, _, _, interlace = header
+if depth != 8 or interlace != 0 or colour_type not in (2, 6):
+    sys.exit(f"report_screenshot: unexpected PNG format {header}")
+channels = 3 if colour_type == 2 else 4
+raw = zlib.decompress(idat)
+stride = width * channels
+previous = bytearray(stride)
+colours = set()
+offset = 0
+for _ in range(height):
+    kind = raw[offset]
+    line = bytearray(raw[offset + 1:offset + 1 + stride])
+    offset += 1 + stride
+    for i in range(stride):
+        left = line[i - channels] if i >= channels else 0
+        up = previous[i]
+        upper_left = previous[i - channels] if i >= channels else 0
+        if kind == 1:
+            line[i] = (line[i] + left) & 0xFF
+        elif kind == 2:
+            line[i] = (line[i] + up) & 0xFF
+        elif kind == 3:
+            line[i] = (line[i] + ((left + up) >> 1)) & 0xFF
+        elif kind == 4:
+            p = left + up - upper_left
+            pa, pb, pc = abs(p - left), abs(p - up), abs(p - upper_left)
+            pred = left if pa <= pb and pa <= pc else (up if pb <= pc else upper_left)
+            line[i] = (line[i] + pred) & 0xFF
+    for i in range(0, stride, channels * 4):
+        colours.add(bytes(line[i:i + 3]))
+    previous = line
+if len(colours) < 8:
+    sys.exit(f"report_screenshot: the screenshot is (nearly) blank: {len(colours)} colours")
+print(f"report_screenshot: {width}x{height} PNG, {len(colours)} distinct colours")
+PY
+
+echo "report_screenshot: ok ($out/report.png, $out/report.dom.html)"
