@@ -175,8 +175,7 @@ async fn export_postal(
         return postal::run(config, out, None, None).await;
     };
     let letters = render::Letters::load(config)?;
-    let text = |person: &person::Person| -> anyhow::Result<String> {
-        Ok(letters.render(person)?.text)
-    };
+    let text =
+        |person: &person::Person| -> anyhow::Result<String> { Ok(letters.render(person)?.text) };
     postal::run(config, out, Some(dir), Some(&text)).await
 }
