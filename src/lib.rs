@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod message;
 pub mod person;
 pub mod preview;
+pub mod purge;
 pub mod render;
 pub mod send;
 pub mod status;
@@ -133,6 +134,7 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         Command::Check { json } => check::run(config, json).await,
         Command::Preview(args) => preview::run(config, &args).await,
         Command::Send(args) => send::run(config, &args).await,
+        Command::Purge { yes } => purge::run(config, yes).await,
         Command::Init { .. } | Command::Demo { .. } | Command::GeneratePeople { .. } => {
             unreachable!("handled before loading a config")
         }
