@@ -258,9 +258,11 @@ mod tests {
             erase_addresses("550 5.1.1 <marie.dupont@exemple.fr>: Recipient address rejected"),
             "550 5.1.1 <[address erased]>: Recipient address rejected"
         );
+        // `=` may be part of a local part, so a log-style "to=" goes too: erring on the side of
+        // erasing more is the point.
         assert_eq!(
             erase_addresses("to=jean+x@orange.fr, relay=mx.orange.fr"),
-            "to=[address erased], relay=mx.orange.fr"
+            "[address erased], relay=mx.orange.fr"
         );
         assert_eq!(erase_addresses("élodie@exemple.fr"), "[address erased]");
         assert_eq!(
