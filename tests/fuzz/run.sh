@@ -3,6 +3,8 @@
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly compiler (or RUSTC_BOOTSTRAP=1 on
 # stable, which this script sets when no nightly toolchain is installed). A crash leaves its input
 # in tests/fuzz/artifacts/TARGET/: turn it into a regression test, then delete it.
+# The first build compiles the whole library with AddressSanitizer: about 25 minutes on a 2-core
+# machine shared with other builds (installing cargo-fuzz itself: about 9 minutes).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
