@@ -180,14 +180,24 @@ pub async fn import_csv(
         .flexible(true)
         .buffer_capacity(1 << 20)
         .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let header = csv_header(&mut reader, &path.display().to_string())?;
+    let mut source = Source::Csv {
+        records: reader.into_byte_records(),
+        name: path.display().to_string(),
+    };
+    let name = path.display().to_string();
+    import_rows(pool, &name, header, &mut source, options).await
+}
+
+/// The header row's column names, lowercased, a byte order mark dropped.
+fn csv_header<R: std::io::Read>(
+    reader: &mut csv::Reader<R>,
+    source: &str,
+) -> Result<Vec<String>, UsageError> {
     let header = reader
         .byte_headers()
-        .map_err(|e| {
-            UsageError::new(format!(
-                "{}: cannot read the header row: {e}",
-                path.display()
-            ))
-        })?
+        .map_err(|e| UsageError::new(format!("{source}: cannot read the header row: {e}")))?;
+    Ok(header
         .iter()
         .enumerate()
         .map(|(i, name)| {
@@ -200,13 +210,50 @@ pub async fn import_csv(
             };
             name.trim().to_lowercase()
         })
-        .collect::<Vec<_>>();
-    let mut source = Source::Csv {
-        records: reader.into_byte_records(),
-        name: path.display().to_string(),
+        .collect())
+}
+
+/// What [`validate_csv_bytes`] made of a CSV: how many rows would be imported, and why the
+/// others (or some of their values) would be refused.
+#[derive(Debug, Default)]
+pub struct CsvVerdict {
+    pub valid_rows: usize,
+    pub rejections: Vec<Rejection>,
+}
+
+/// Runs the import's CSV reader and row validation over `bytes`, without a database: the same
+/// code an `import` runs before writing. For fuzzing and tests; an unreadable header or
+/// column layout is an error, a bad row is a rejection.
+pub fn validate_csv_bytes(bytes: &[u8]) -> Result<CsvVerdict, UsageError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+    let header = csv_header(&mut reader, "CSV")?;
+    let columns = Columns::new(&header, "CSV")?;
+    let options = ImportOptions {
+        update: false,
+        strict: false,
+        rejects_path: PathBuf::new(),
+        languages: vec!["en".into(), "fr".into()],
+        default_language: "fr".into(),
     };
-    let name = path.display().to_string();
-    import_rows(pool, &name, header, &mut source, options).await
+    let mut verdict = CsvVerdict::default();
+    for record in reader.into_byte_records() {
+        let record = record.map_err(|e| UsageError::new(format!("CSV: {e}")))?;
+        let row = SourceRow {
+            line: record.position().map_or(0, |p| p.line()),
+            values: record
+                .iter()
+                .map(|v| std::str::from_utf8(v).map(str::to_owned).map_err(|_| ()))
+                .collect(),
+        };
+        match columns.validate(&row, &options) {
+            Ok((_, warnings)) => {
+                verdict.valid_rows += 1;
+                verdict.rejections.extend(warnings.rejections);
+            }
+            Err(problems) => verdict.rejections.extend(problems),
+        }
+    }
+    Ok(verdict)
 }
 
 pub async fn import_sqlite(

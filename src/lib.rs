@@ -24,6 +24,7 @@ pub mod message;
 pub mod person;
 pub mod postal;
 pub mod preview;
+pub mod purge;
 pub mod render;
 pub mod report;
 pub mod resend;
@@ -157,10 +158,10 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
             export::audit(config, &request).await
         }
         Command::Report { html } => report::run(config, &html).await,
+        Command::Purge { yes } => purge::run(config, yes).await,
         Command::Init { .. } | Command::Demo { .. } | Command::GeneratePeople { .. } => {
             unreachable!("handled before loading a config")
         }
-        other => Err(UsageError::new(format!("{other:?} is not available in this build")).into()),
     }
 }
 

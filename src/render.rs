@@ -87,6 +87,9 @@ impl Letters {
         let mut files = HashMap::new();
         let mut hashed: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut languages = BTreeSet::new();
+        // Every template's source, to check its partial calls once all partials are known.
+        let mut sources: Vec<(String, String)> = Vec::new();
+        let mut partials = BTreeSet::new();
 
         let entries = std::fs::read_dir(root).map_err(|e| {
             UsageError::new(format!(
@@ -120,7 +123,9 @@ impl Letters {
                     let source = read_template(&partial, &shown(&partial), &mut hashed)?;
                     register_partial(&mut text, &stem, &source, &shown(&partial))?;
                     register_partial(&mut html, &stem, &source, &shown(&partial))?;
-                    files.insert(stem, shown(&partial));
+                    files.insert(stem.clone(), shown(&partial));
+                    partials.insert(stem);
+                    sources.push((shown(&partial), source));
                 }
                 continue;
             }
@@ -156,8 +161,12 @@ impl Letters {
                         UsageError::new(format!("{}: template syntax error: {e}", shown(&path)))
                     })?;
                 files.insert(template, shown(&path));
+                sources.push((shown(&path), source));
             }
             languages.insert(name);
+        }
+        for (shown, source) in &sources {
+            check_partial_calls(shown, source, &partials)?;
         }
         let default_language = config.campaign.default_language.clone();
         if !languages.contains(&default_language) {
@@ -354,6 +363,69 @@ fn register_partial(
     registry
         .register_partial(name, source)
         .map_err(|e| UsageError::new(format!("{shown}: template syntax error: {e}")).into())
+}
+
+/// A template may only call the partials of `letters/partials/` (or its own inline ones), by a
+/// plain name. Handlebars would not read `{{> /etc/passwd}}` from disk anyway (no file-loading
+/// feature is built in), but refusing such a name at load says so to the operator at once
+/// rather than as a render failure for every person later.
+fn check_partial_calls(
+    shown: &str,
+    source: &str,
+    partials: &BTreeSet<String>,
+) -> Result<(), UsageError> {
+    let inline = inline_partials(source);
+    for name in partial_calls(source) {
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !plain {
+            return Err(UsageError::new(format!(
+                "{shown}: the partial {name:?} is not a plain name: a template may only use the partials in letters/partials/ by name (letters never read other files)"
+            )));
+        }
+        if !partials.contains(&name) && !inline.contains(&name) {
+            return Err(UsageError::new(format!(
+                "{shown}: the partial {name:?} does not exist (known: {})",
+                partials.iter().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The names after `{{>` and `{{#>` (with `~` and spaces tolerated), as written.
+fn partial_calls(source: &str) -> Vec<String> {
+    source
+        .split("{{")
+        .skip(1)
+        .filter_map(|tag| {
+            let tag = tag.trim_start_matches('~').trim_start();
+            let tag = tag
+                .strip_prefix("#>")
+                .or_else(|| tag.strip_prefix('>'))?
+                .trim_start();
+            let end = tag
+                .find(|c: char| c.is_whitespace() || c == '}' || c == '~')
+                .unwrap_or(tag.len());
+            Some(tag[..end].to_owned())
+        })
+        .collect()
+}
+
+/// The names defined by `{{#*inline "NAME"}}` in this template.
+fn inline_partials(source: &str) -> BTreeSet<String> {
+    source
+        .split("{{")
+        .skip(1)
+        .filter_map(|tag| {
+            let tag = tag.trim_start_matches('~').trim_start();
+            let rest = tag.strip_prefix("#*inline")?.trim_start();
+            let rest = rest.strip_prefix('"')?;
+            rest.split_once('"').map(|(name, _)| name.to_owned())
+        })
+        .collect()
 }
 
 fn hbs_files(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {

@@ -186,15 +186,17 @@ impl Relayer {
                 classify_open_error(&e, format!("{} did not greet: {e}", self.relay))
             })?
         };
-        if !implicit_tls {
-            if session.can_starttls() {
+        match encryption_step(implicit_tls, session.can_starttls(), loopback) {
+            EncryptionStep::AlreadyEncrypted | EncryptionStep::StayInClear => {}
+            EncryptionStep::StartTls => {
                 let tls = self.tls_parameters(host).map_err(misconfigured)?;
                 bounded(self.timeout, session.starttls(tls, &self.hello))
                     .await
                     .map_err(|e| {
                         classify_open_error(&e, format!("STARTTLS with {} failed: {e}", self.relay))
                     })?;
-            } else if !loopback {
+            }
+            EncryptionStep::Refuse => {
                 return Err(misconfigured(format!(
                     "{} does not offer STARTTLS: refusing to send personal data in clear to a host that is not loopback",
                     self.relay
@@ -202,7 +204,7 @@ impl Relayer {
             }
         }
         if let Some((user, password)) = &self.credentials {
-            if !session.is_encrypted() && !loopback {
+            if !may_log_in(session.is_encrypted(), loopback) {
                 return Err(misconfigured(
                     "refusing to send the SMTP password over an unencrypted connection".into(),
                 ));
@@ -223,6 +225,34 @@ impl Relayer {
         }
         Ok(session)
     }
+}
+
+/// What a freshly greeted session must do before it carries a letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EncryptionStep {
+    /// `smtps://`: TLS from the first byte.
+    AlreadyEncrypted,
+    /// The relay offers STARTTLS: always take it, loopback or not.
+    StartTls,
+    /// No STARTTLS on loopback (a local relay on the same machine): nothing crosses a network.
+    StayInClear,
+    /// No STARTTLS on a host that is not loopback: personal data would cross the network in
+    /// clear, so the session is refused. There is no option to allow it.
+    Refuse,
+}
+
+fn encryption_step(implicit_tls: bool, offers_starttls: bool, loopback: bool) -> EncryptionStep {
+    match (implicit_tls, offers_starttls, loopback) {
+        (true, _, _) => EncryptionStep::AlreadyEncrypted,
+        (false, true, _) => EncryptionStep::StartTls,
+        (false, false, true) => EncryptionStep::StayInClear,
+        (false, false, false) => EncryptionStep::Refuse,
+    }
+}
+
+/// The password goes only over TLS, or to loopback.
+fn may_log_in(encrypted: bool, loopback: bool) -> bool {
+    encrypted || loopback
 }
 
 /// Runs one SMTP step within the timeout, folding a timeout into lettre's error shape.
@@ -246,9 +276,31 @@ enum StepError {
 /// A TLS failure (untrusted certificate, wrong name) is configuration, not weather.
 fn classify_open_error(error: &StepError, reason: String) -> Attempt {
     match error {
-        StepError::Smtp(e) if e.is_tls() => Attempt::Misconfigured { reason },
+        StepError::Smtp(e) if e.is_tls() || is_tls_failure(e) => Attempt::Misconfigured { reason },
         _ => Attempt::Unreachable { reason },
     }
+}
+
+/// lettre reports a failed handshake (e.g. "invalid peer certificate: UnknownIssuer") as a
+/// connection error, with rustls' error inside an `io::Error` somewhere down the chain. Retrying
+/// cannot mend it, so it must not look like a relay that is merely down.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps: look inside it explicitly.
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 impl std::fmt::Display for StepError {
@@ -524,6 +576,54 @@ mod tests {
             payload,
             "Subject: x\r\n\r\n..hidden\r\nline\r\n...two\r\n.\r\n"
         );
+    }
+
+    #[test]
+    fn a_remote_relay_without_starttls_is_refused() {
+        use EncryptionStep::*;
+        // The rule the integration tests cannot reach: they only have loopback.
+        assert_eq!(encryption_step(false, false, false), Refuse);
+        assert_eq!(encryption_step(false, true, false), StartTls);
+        assert_eq!(encryption_step(true, false, false), AlreadyEncrypted);
+        // Loopback still upgrades when offered, and may stay in clear otherwise.
+        assert_eq!(encryption_step(false, true, true), StartTls);
+        assert_eq!(encryption_step(false, false, true), StayInClear);
+    }
+
+    #[test]
+    fn the_password_never_goes_in_clear_to_a_remote_relay() {
+        assert!(!may_log_in(false, false));
+        assert!(may_log_in(true, false));
+        assert!(may_log_in(false, true));
+        assert!(may_log_in(true, true));
+    }
+
+    #[test]
+    fn hosts_that_are_not_loopback_are_told_apart() {
+        use crate::config::is_loopback_host;
+        for host in ["localhost", "127.0.0.1", "127.5.6.7", "[::1]", "::1"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "smtp.example.fr",
+            "10.0.0.1",
+            "192.168.1.1",
+            "localhost.example.fr",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_refused_certificate_is_recognised_inside_an_io_error() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(is_tls_failure(&io));
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(!is_tls_failure(&plain));
     }
 
     #[test]

@@ -10,18 +10,30 @@
 //! tests can assert on delivery, retries and concurrency without a real relay.
 //! Waits are driven by a change notification, never by sleeping.
 //!
-//! It depends on tokio only (net, io-util, sync, time, rt, macros) so that it
-//! can be included as a module from any integration test.
+//! It speaks TLS too, with a certificate for `localhost` and `127.0.0.1` made
+//! when the server starts and signed by a throwaway CA ([`SmtpServer::ca_pem`]):
+//! STARTTLS when the script advertises it, or TLS from the first byte
+//! (`implicit_tls`, for `smtps://`). Each message records whether its session
+//! was encrypted, and the server counts logins attempted in clear.
+//!
+//! It depends on tokio, tokio-rustls and rcgen only, so that it can be included
+//! as a module from any integration test.
 
 use std::collections::HashMap;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
+};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 /// The SIZE advertised in EHLO. Messages above it get 552 after the final dot;
 /// the cap also keeps a runaway client from filling the test's memory.
@@ -115,8 +127,12 @@ impl Behaviour {
 pub struct Script {
     pub default: Behaviour,
     pub per_recipient: HashMap<String, Behaviour>,
-    /// Advertise STARTTLS in EHLO. TLS is not implemented: STARTTLS gets 454.
+    /// Advertise STARTTLS in EHLO (until the session is encrypted) and upgrade
+    /// the session with the server's test certificate when asked.
     pub advertise_starttls: bool,
+    /// TLS from the first byte, as an `smtps://` relay: [`SmtpServer::url`]
+    /// then says `smtps://`.
+    pub implicit_tls: bool,
     /// `Some((user, password))`: advertise AUTH PLAIN LOGIN and answer MAIL
     /// with 530 until the client has authenticated with these.
     pub require_auth: Option<(String, String)>,
@@ -153,6 +169,9 @@ pub struct Received {
     pub at: Instant,
     /// The queue id in the 250 reply (or the one it would have had).
     pub queue_id: String,
+    /// The session carried TLS (after STARTTLS, or implicit TLS) when the
+    /// message came.
+    pub encrypted: bool,
 }
 
 #[derive(Default)]
@@ -167,6 +186,10 @@ struct State {
     open: usize,
     peak: usize,
     next_queue_id: u64,
+    /// Completed TLS handshakes (STARTTLS or implicit).
+    tls_sessions: usize,
+    /// AUTH commands received on a session that was not encrypted.
+    auth_in_clear: usize,
 }
 
 struct Shared {
@@ -174,6 +197,8 @@ struct Shared {
     /// `script.per_recipient` with lowercased keys, for case-insensitive lookup.
     per_recipient: HashMap<String, Behaviour>,
     port: u16,
+    tls: TlsAcceptor,
+    ca_pem: String,
     state: Mutex<State>,
     /// Bumped after every change to `state`; waiters re-check their condition.
     /// A watch (unlike a bare Notify) cannot lose a wake-up between the check
@@ -240,10 +265,13 @@ impl SmtpServer {
             .iter()
             .map(|(k, v)| (k.to_lowercase(), v.clone()))
             .collect();
+        let (tls, ca_pem) = test_tls();
         let shared = Arc::new(Shared {
             script,
             per_recipient,
             port,
+            tls,
+            ca_pem,
             state: Mutex::new(State::default()),
             changed: watch::Sender::new(()),
         });
@@ -261,9 +289,30 @@ impl SmtpServer {
         self.port
     }
 
-    /// `smtp://127.0.0.1:PORT`
+    /// `smtp://127.0.0.1:PORT`, or `smtps://127.0.0.1:PORT` with implicit TLS.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        let scheme = if self.shared.script.implicit_tls {
+            "smtps"
+        } else {
+            "smtp"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM of the CA that signed this server's certificate: what a client
+    /// must trust (e.g. through `BREACHMAIL_TEST_CA_FILE`) to accept it.
+    pub fn ca_pem(&self) -> String {
+        self.shared.ca_pem.clone()
+    }
+
+    /// How many TLS handshakes completed (STARTTLS or implicit).
+    pub fn tls_sessions(&self) -> usize {
+        self.shared.lock().tls_sessions
+    }
+
+    /// How many AUTH commands arrived on a session that was not encrypted.
+    pub fn auth_in_clear(&self) -> usize {
+        self.shared.lock().auth_in_clear
     }
 
     /// Every message answered with 250 after the final dot, in order.
@@ -384,7 +433,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 sessions.spawn(async move {
                     let _guard = guard;
                     // An I/O error just means the client went away.
-                    let _ = Session::new(stream, &shared).run().await;
+                    let _ = Session::new(Stream::Plain(stream), &shared).run().await;
                 });
             }
         }
@@ -406,16 +455,16 @@ enum AfterData {
     Stall,
 }
 
-struct Session<'a, S> {
-    conn: BufReader<S>,
+struct Session<'a> {
+    conn: BufReader<Stream>,
     shared: &'a Shared,
     greeted: bool,
     authenticated: bool,
     tx: Option<Transaction>,
 }
 
-impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
-    fn new(stream: S, shared: &'a Shared) -> Self {
+impl<'a> Session<'a> {
+    fn new(stream: Stream, shared: &'a Shared) -> Self {
         Session {
             conn: BufReader::new(stream),
             shared,
@@ -423,6 +472,43 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             authenticated: shared.script.require_auth.is_none(),
             tx: None,
         }
+    }
+
+    fn encrypted(&self) -> bool {
+        matches!(self.conn.get_ref(), Stream::Tls(_))
+    }
+
+    /// Replaces the plain socket by a TLS session over it. Anything the client
+    /// pipelined after STARTTLS is dropped with the buffer, as RFC 3207 wants.
+    /// False if the handshake failed (the client refused our certificate).
+    async fn upgrade(&mut self) -> io::Result<bool> {
+        let conn = std::mem::replace(&mut self.conn, BufReader::new(Stream::Gone));
+        let Stream::Plain(tcp) = conn.into_inner() else {
+            return Ok(false);
+        };
+        match self.shared.tls.accept(tcp).await {
+            Ok(tls) => {
+                self.conn = BufReader::new(Stream::Tls(Box::new(tls)));
+                self.shared.update(|s| s.tls_sessions += 1);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn starttls(&mut self) -> io::Result<bool> {
+        if self.encrypted() {
+            self.reply(503, "5.5.1 Error: TLS already active").await?;
+            return Ok(true);
+        }
+        self.reply(220, "2.0.0 Ready to start TLS").await?;
+        if !self.upgrade().await? {
+            return Ok(false);
+        }
+        // RFC 3207: the client starts over with EHLO and forgets what it knew.
+        self.greeted = false;
+        self.tx = None;
+        Ok(true)
     }
 
     /// Writes a reply; a multi-line `text` becomes a multi-line reply.
@@ -462,6 +548,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     async fn run(mut self) -> io::Result<()> {
+        if self.shared.script.implicit_tls && !self.upgrade().await? {
+            return Ok(());
+        }
         if self.shared.script.greeting == Greeting::Refuse421 {
             return self
                 .reply(
@@ -481,7 +570,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 "EHLO" | "HELO" => self.helo(&verb, arg).await?,
                 "AUTH" => self.auth(arg).await?,
                 "STARTTLS" if self.shared.script.advertise_starttls => {
-                    self.reply(454, "4.7.0 TLS not available").await?
+                    if !self.starttls().await? {
+                        return Ok(());
+                    }
                 }
                 "MAIL" => self.mail(arg).await?,
                 "RCPT" => {
@@ -530,13 +621,16 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         if self.shared.script.require_auth.is_some() {
             lines.push("AUTH PLAIN LOGIN".to_string());
         }
-        if self.shared.script.advertise_starttls {
+        if self.shared.script.advertise_starttls && !self.encrypted() {
             lines.push("STARTTLS".to_string());
         }
         self.reply(250, &lines.join("\n")).await
     }
 
     async fn auth(&mut self, arg: &str) -> io::Result<()> {
+        if !self.encrypted() {
+            self.shared.update(|s| s.auth_in_clear += 1);
+        }
         let Some((user, pass)) = self.shared.script.require_auth.clone() else {
             return self.reply(502, "5.5.1 AUTH not available").await;
         };
@@ -742,6 +836,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// the whole transaction, since SMTP has one reply per message.
     fn after_data(&self, tx: Transaction, data: Vec<u8>, at: Instant) -> AfterData {
         let shared = self.shared;
+        let encrypted = self.encrypted();
         shared.update(|s| {
             let mut outcome = None;
             for (_, key, behaviour) in &tx.rcpts {
@@ -770,6 +865,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 data,
                 at,
                 queue_id: queue_id.clone(),
+                encrypted,
             };
             match outcome {
                 Some(AfterData::Reply(reply)) => AfterData::Reply(reply),
@@ -861,4 +957,91 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// The session's socket: plain TCP, or TLS over it once upgraded.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Only while the socket is being handed to the TLS handshake.
+    Gone,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "socket handed to TLS")
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+/// A throwaway CA and a certificate it signed for `localhost` and `127.0.0.1`:
+/// the acceptor that presents it, and the CA's PEM for the client to trust.
+fn test_tls() -> (TlsAcceptor, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "breachmail test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let ca = rcgen::Issuer::new(ca_params, ca_key);
+
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("server params");
+    let cert = params.signed_by(&key, &ca).expect("server certificate");
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server TLS config");
+    (TlsAcceptor::from(Arc::new(config)), ca_cert.pem())
 }

@@ -1,0 +1,469 @@
+//! The promises of the README's Security section, through the real binary: the SMTP password and
+//! the campaign's signing key appear in no output of a verbose run (logs, results, database,
+//! previews, outbox), the password can come from a file, every file that holds personal data is
+//! owner-only even under `umask 000`, and `purge` erases the people while the counts stay.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::campaign::{BIN, CSV_HEADER, Campaign, person, stderr, stdout};
+use support::smtp_server::{Behaviour, Script, SmtpServer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn folders_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < found.len() {
+        for entry in std::fs::read_dir(&found[i]).expect("read folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                found.push(path);
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The campaign's VERP and Message-ID key, as stored.
+async fn signing_key(campaign: &Campaign) -> String {
+    let pool = campaign.db().await;
+    let key: String = sqlx::query_scalar("SELECT value FROM campaign WHERE key = 'signing_key'")
+        .fetch_one(&pool)
+        .await
+        .expect("read the signing key");
+    pool.close().await;
+    key
+}
+
+/// Runs a whole verbose campaign day against a relay that wants a login, and returns every
+/// stdout and stderr, plus the messages the relay received.
+async fn verbose_cycle(
+    server: &SmtpServer,
+    campaign: &Campaign,
+    log_format: &str,
+) -> (Vec<(String, Output)>, Vec<Vec<u8>>) {
+    let flags = ["-vv", "--log-format", log_format];
+    let csv = campaign.path("people.csv");
+    let preview = campaign.path("preview");
+    let audit = campaign.path("audit.csv");
+    let steps: Vec<Vec<String>> = vec![
+        vec!["import".into(), csv.display().to_string()],
+        vec!["check".into()],
+        vec![
+            "preview".into(),
+            "--out".into(),
+            preview.display().to_string(),
+        ],
+        vec!["send".into()],
+        vec!["status".into()],
+        vec!["status".into(), "--json".into()],
+        vec![
+            "export".into(),
+            "audit".into(),
+            "--out".into(),
+            audit.display().to_string(),
+        ],
+    ];
+    let mut outputs = Vec::new();
+    for step in steps {
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(step.iter().map(String::as_str));
+        let output = campaign.run_async(&args).await;
+        if step[0] != "export" {
+            // `export audit` may not be built in yet; whatever it wrote is searched all the same.
+            assert!(output.status.success(), "{step:?}: {}", stderr(&output));
+        }
+        outputs.push((step.join(" "), output));
+    }
+    let received = server.accepted().into_iter().map(|m| m.data).collect();
+    (outputs, received)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn neither_the_password_nor_the_signing_key_appears_in_any_output() {
+    let secret = "pw-7Hq2-unique-9Zx4";
+    for log_format in ["text", "json"] {
+        let server = SmtpServer::start(Script {
+            require_auth: Some(("relay-user".into(), secret.into())),
+            ..Script::default()
+        })
+        .await;
+        let mut campaign = Campaign::new();
+        let rows: Vec<String> = (1..=4)
+            .map(|i| person(&format!("S{i}"), &format!("s{i}@example.fr")))
+            .collect();
+        std::fs::write(
+            campaign.path("people.csv"),
+            format!("{CSV_HEADER}\n{}\n", rows.join("\n")),
+        )
+        .expect("write csv");
+        campaign
+            .set("BREACHMAIL_SMTP_URL", &server.url())
+            .set("BREACHMAIL_RATE_PER_SECOND", "0")
+            .set("BREACHMAIL_SMTP_USERNAME", "relay-user")
+            .set("BREACHMAIL_SMTP_PASSWORD", secret);
+
+        // init too, verbose, in a folder of its own.
+        let init_dir = campaign.path("second-campaign");
+        let init = Command::new(BIN)
+            .args(["-vv", "--log-format", log_format, "init"])
+            .arg(&init_dir)
+            .env("BREACHMAIL_SMTP_PASSWORD", secret)
+            .output()
+            .expect("run init");
+        assert!(init.status.success(), "{}", stderr(&init));
+
+        let (mut outputs, received) = verbose_cycle(&server, &campaign, log_format).await;
+        outputs.push(("init".into(), init));
+        assert_eq!(received.len(), 4, "every letter went out");
+        let key = signing_key(&campaign).await;
+
+        for (step, output) in &outputs {
+            for stream in [&output.stdout, &output.stderr] {
+                assert!(
+                    !contains(stream, secret.as_bytes()),
+                    "{step} printed the password"
+                );
+                assert!(
+                    !contains(stream, key.as_bytes()),
+                    "{step} printed the signing key"
+                );
+            }
+        }
+        // The verbose logs said something, so the search means something.
+        assert!(outputs.iter().any(|(_, o)| o.stderr.len() > 100));
+        for message in &received {
+            assert!(!contains(message, secret.as_bytes()));
+            assert!(!contains(message, key.as_bytes()));
+        }
+        let files = files_under(&campaign.dir);
+        assert!(
+            files
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "eml"))
+        );
+        for file in &files {
+            let bytes = std::fs::read(file).expect("read file");
+            assert!(
+                !contains(&bytes, secret.as_bytes()),
+                "{} holds the password",
+                file.display()
+            );
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !name.starts_with("breachmail.db") {
+                assert!(
+                    !contains(&bytes, key.as_bytes()),
+                    "{} holds the signing key",
+                    file.display()
+                );
+            }
+        }
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_can_come_from_a_file() {
+    let secret = "from-a-file-Pa55";
+    let server = SmtpServer::start(Script {
+        require_auth: Some(("relay-user".into(), secret.into())),
+        ..Script::default()
+    })
+    .await;
+    let mut campaign = Campaign::with_people(&[person("F1", "f1@example.fr")]);
+    let password_file = campaign.path("smtp-password");
+    // A trailing newline, as `echo` leaves, is not part of the password.
+    std::fs::write(&password_file, format!("{secret}\n")).expect("write password file");
+    campaign
+        .set("BREACHMAIL_SMTP_URL", &server.url())
+        .set("BREACHMAIL_RATE_PER_SECOND", "0")
+        .set("BREACHMAIL_SMTP_USERNAME", "relay-user")
+        .set(
+            "BREACHMAIL_SMTP_PASSWORD_FILE",
+            password_file.to_str().expect("utf-8 path"),
+        );
+    let output = campaign.run_async(&["-vv", "send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(server.accepted().len(), 1);
+    assert!(!stderr(&output).contains(secret) && !stdout(&output).contains(secret));
+
+    // A file that cannot be read is a configuration error naming the variable.
+    let mut missing = Campaign::with_people(&[person("F2", "f2@example.fr")]);
+    missing
+        .set("BREACHMAIL_SMTP_URL", &server.url())
+        .set("BREACHMAIL_SMTP_USERNAME", "relay-user")
+        .set("BREACHMAIL_SMTP_PASSWORD_FILE", "/nonexistent/password");
+    let output = missing.run_async(&["send"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("BREACHMAIL_SMTP_PASSWORD_FILE"));
+}
+
+/// The binary run through `sh` with `umask 000`, with the campaign's environment.
+fn under_umask_000(campaign: &Campaign, args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("umask 000; exec \"$@\"")
+        .arg("sh")
+        .arg(BIN)
+        .arg("--config")
+        .arg(campaign.config())
+        .args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("BREACHMAIL_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(campaign.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    command
+}
+
+fn assert_owner_only(campaign: &Campaign) {
+    let letters = campaign.path("letters");
+    for file in files_under(&campaign.dir) {
+        // The templates and configuration are the operator's own files, not personal data.
+        if file.starts_with(&letters) || file == campaign.config() || file.ends_with("people.csv") {
+            continue;
+        }
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    for folder in folders_under(&campaign.dir) {
+        if folder.starts_with(&letters) {
+            continue;
+        }
+        assert_eq!(mode(&folder), 0o700, "{}", folder.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_file_with_personal_data_is_owner_only_under_umask_000() {
+    let mut campaign = Campaign::new();
+    // Made again under umask 000, database included.
+    std::fs::remove_dir_all(&campaign.dir).expect("remove the campaign");
+    let init = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$@\"")
+        .arg("sh")
+        .arg(BIN)
+        .arg("init")
+        .arg(&campaign.dir)
+        .output()
+        .expect("run init");
+    assert!(init.status.success(), "{}", stderr(&init));
+    let mut csv = format!("{CSV_HEADER}\n");
+    for i in 1..=3 {
+        csv.push_str(&person(&format!("U{i}"), &format!("u{i}@example.fr")));
+        csv.push('\n');
+    }
+    csv.push_str("BAD,not-an-address,Mme,A,B,fr,nonsense-category,\n");
+    std::fs::write(campaign.path("people.csv"), csv).expect("write csv");
+
+    let csv = campaign.path("people.csv").display().to_string();
+    let preview = campaign.path("preview").display().to_string();
+    let outbox = campaign.path("outbox");
+    campaign.set(
+        "BREACHMAIL_SMTP_URL",
+        &format!("file://{}", outbox.display()),
+    );
+    let audit = campaign.path("exports/audit.csv").display().to_string();
+    for args in [
+        vec!["import", csv.as_str()],
+        vec!["preview", "--all", "--out", preview.as_str()],
+        vec!["send"],
+        vec!["export", "audit", "--out", audit.as_str()],
+    ] {
+        let output = under_umask_000(&campaign, &args).output().expect("run");
+        if args[0] != "export" {
+            assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        }
+    }
+    assert!(campaign.path("breachmail.db").exists());
+    assert!(files_under(&outbox).len() >= 3);
+    let previews = files_under(&campaign.path("preview"));
+    assert!(previews.len() >= 3, "{previews:?}");
+    assert!(
+        files_under(&campaign.dir)
+            .iter()
+            .any(|f| f.to_string_lossy().ends_with(".rejects.csv")),
+        "a rejects file was written"
+    );
+    assert_owner_only(&campaign);
+
+    // The -wal and -shm files exist while a sender holds the database open.
+    let server = SmtpServer::start(
+        Script::accept_all().with("slow@example.fr", Behaviour::StallAfterData { times: 1 }),
+    )
+    .await;
+    let mut slow = Campaign::with_people(&[person("SLOW", "slow@example.fr")]);
+    slow.set("BREACHMAIL_SMTP_URL", &server.url())
+        .set("BREACHMAIL_SMTP_TIMEOUT", "30s");
+    let mut sender = tokio::process::Command::from(under_umask_000(&slow, &["send"]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn send");
+    assert!(server.wait_for_unconfirmed(1, WAIT).await);
+    for suffix in ["-wal", "-shm"] {
+        let path = slow.path(&format!("breachmail.db{suffix}"));
+        assert!(path.exists(), "{}", path.display());
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    sender.kill().await.expect("stop the sender");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_needs_yes_and_refuses_while_letters_are_due() {
+    let campaign = Campaign::with_people(&[person("P1", "p1@example.fr")]);
+    let output = campaign.run(&["purge"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
+
+    let output = campaign.run(&["purge", "--yes"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("1 pending"), "{}", stderr(&output));
+    assert_eq!(campaign.states().await["P1"], "pending");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_erases_the_people_and_keeps_the_evidence() {
+    // The relay quotes the address in its refusal, as Postfix does: the purge must blot it out.
+    let server = SmtpServer::start(Script::accept_all().with(
+        "gone.away@example.fr",
+        Behaviour::Reject {
+            code: 550,
+            text: "5.1.1 <gone.away@example.fr>: Recipient address rejected".into(),
+        },
+    ))
+    .await;
+    let mut campaign = Campaign::with_people(&[
+        person("REF-KEPT-1", "marie.curie@example.fr"),
+        person("REF-KEPT-2", "gone.away@example.fr"),
+        "REF-KEPT-3,,M.,Aristide,Quenouille,fr,name;postal,9876543Z".to_owned(),
+    ]);
+    campaign
+        .set("BREACHMAIL_SMTP_URL", &server.url())
+        .set("BREACHMAIL_RATE_PER_SECOND", "0");
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let reply: String = campaign.delivery("REF-KEPT-2", "smtp_reply").await;
+    assert!(reply.contains("gone.away@example.fr"), "{reply}");
+    let before = campaign.run(&["status", "--json"]);
+    let pool = campaign.db().await;
+    let (notice_id, message_id): (String, String) = sqlx::query_as(
+        "SELECT p.notice_id, d.message_id FROM people p JOIN deliveries d ON d.person_id = p.id
+          WHERE p.ref = 'REF-KEPT-1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("evidence before");
+    pool.close().await;
+
+    let output = campaign.run(&["purge", "--yes"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("purged 3 people"),
+        "{}",
+        stdout(&output)
+    );
+
+    // Nothing personal is left anywhere in the database's bytes.
+    let mut raw = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(bytes) = std::fs::read(campaign.path(&format!("breachmail.db{suffix}"))) {
+            raw.extend(bytes);
+        }
+    }
+    for personal in [
+        "marie.curie",
+        "gone.away",
+        "Élodie",
+        "Lefèvre",
+        "Aristide",
+        "Quenouille",
+        "REF-KEPT",
+    ] {
+        assert!(
+            !contains(&raw, personal.as_bytes()),
+            "{personal} is still in the database"
+        );
+    }
+
+    // The evidence stays: counts, states, notice ids, Message-IDs, a purge run.
+    let after = campaign.run(&["status", "--json"]);
+    assert!(after.status.success(), "{}", stderr(&after));
+    let counts = |o: &Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+        (v["total"].clone(), v["states"].clone())
+    };
+    assert_eq!(counts(&before), counts(&after));
+    let pool = campaign.db().await;
+    let kept: (String, Option<String>, Option<i64>) = sqlx::query_as(
+        "SELECT d.state, d.message_id, p.purged_at FROM people p JOIN deliveries d ON d.person_id = p.id
+          WHERE p.notice_id = ?",
+    )
+    .bind(&notice_id)
+    .fetch_one(&pool)
+    .await
+    .expect("the person is still counted under their notice id");
+    assert_eq!(kept.0, "sent");
+    assert_eq!(kept.1.as_deref(), Some(message_id.as_str()));
+    assert!(kept.2.is_some());
+    let runs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM runs WHERE command = 'purge' AND outcome = 'purged'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("purge run");
+    assert_eq!(runs, 1);
+    pool.close().await;
+
+    // Purging again finds nobody left to erase and still succeeds.
+    let again = campaign.run(&["purge", "--yes"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("purged 0 people"));
+
+    // The audit export (when built in) still runs on a purged campaign.
+    let audit = campaign.path("audit.csv");
+    let export = campaign.run(&["export", "audit", "--out", audit.to_str().expect("utf-8")]);
+    if export.status.success() {
+        let text = std::fs::read_to_string(&audit).expect("audit");
+        assert!(text.contains(&notice_id));
+        assert!(!text.contains("marie.curie"));
+    }
+}
