@@ -74,5 +74,15 @@ fn hot_paths(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, hot_paths);
+fn bounce_parsing(c: &mut Criterion) {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bounces");
+    for file in ["postfix-dsn-hard.eml", "exim-text.eml"] {
+        let raw = std::fs::read(corpus.join(file)).expect("corpus message");
+        c.bench_function(&format!("parse one bounce ({file})"), |b| {
+            b.iter(|| breachmail::bounces::parse::parse_bounce(&raw).expect("parses"))
+        });
+    }
+}
+
+criterion_group!(benches, hot_paths, bounce_parsing);
 criterion_main!(benches);
