@@ -451,7 +451,7 @@ async fn record_outcome(
             sqlx::query(
                 "UPDATE deliveries SET state = 'deferred', attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
-                   last_error = ?2, smtp_code = CAST(NULLIF(substr(?2, 1, 3), '') AS INTEGER),
+                   last_error = ?2, smtp_code = CASE WHEN ?2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(?2, 1, 3) AS INTEGER) END,
                    next_attempt_at = ?3, possible_duplicate = MAX(possible_duplicate, ?4),
                    message_id = ?5, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
                  WHERE person_id = ?6 AND state = 'sending' AND claimed_by = ?7",
