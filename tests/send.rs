@@ -88,6 +88,12 @@ async fn each_outcome_lands_in_its_state_with_its_event() {
             .await,
         0
     );
+    // A reply's code is kept; a hang-up has no code, and none is made up.
+    assert_eq!(campaign.delivery::<i64>("LATER", "smtp_code").await, 451);
+    assert_eq!(
+        campaign.delivery::<Option<i64>>("HANG", "smtp_code").await,
+        None
+    );
     assert!(
         stdout(&output).contains("1 sent, 2 deferred, 2 failed"),
         "{}",
