@@ -45,7 +45,10 @@ pub async fn open(path: &Path, create: bool) -> anyhow::Result<SqlitePool> {
         .busy_timeout(Duration::from_secs(30))
         .foreign_keys(true)
         .pragma("cache_size", "-65536")
-        .pragma("temp_store", "memory");
+        .pragma("temp_store", "memory")
+        // Checkpoint every 64 MiB of log rather than 4: a bulk import spent 6 % of its time
+        // copying the log back into the database (100,000 people: 4.8 s → 4.3 s).
+        .pragma("wal_autocheckpoint", "16384");
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)
