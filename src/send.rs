@@ -234,6 +234,31 @@ enum Signal {
     Throttled,
 }
 
+/// What the workers' signals say about the relay, as the dispatcher reads them.
+#[derive(Debug, Default)]
+struct RelayHealth {
+    /// Sessions that could not be opened since the last message the relay took.
+    failures_in_a_row: u64,
+    /// Set once the relay refused the configuration: no retry can help.
+    misconfigured: Option<String>,
+}
+
+impl RelayHealth {
+    /// Takes one signal in; true when the relay asked to slow down.
+    fn note(&mut self, signal: Signal) -> bool {
+        match signal {
+            Signal::Reached => self.failures_in_a_row = 0,
+            Signal::Unreachable(reason) => {
+                self.failures_in_a_row += 1;
+                tracing::warn!(%reason, "relay not reached");
+            }
+            Signal::Misconfigured(reason) => self.misconfigured = Some(reason),
+            Signal::Throttled => return true,
+        }
+        false
+    }
+}
+
 impl SendJob {
     /// Claims the next batch and prepares its messages, in a task of its own.
     fn refill(
@@ -271,7 +296,6 @@ impl SendJob {
             self.pool.clone(),
             self.run_id,
             outcome_receiver,
-            self.totals.clone(),
         ));
         let global = NonZeroU32::new(self.config.rate.per_second).map(limiter);
         let free_workers = Arc::new(tokio::sync::Semaphore::new(workers));
@@ -293,8 +317,7 @@ impl SendJob {
 
         let mut dispatcher = Dispatcher::new(&self.config);
         let mut dispatched: u64 = 0;
-        let mut failures_in_a_row: u64 = 0;
-        let mut misconfigured: Option<String> = None;
+        let mut health = RelayHealth::default();
         let mut last_heartbeat = Instant::now();
         let mut progress = Progress::new(&self.pool).await;
         let mut stop = self.stop.clone();
@@ -302,21 +325,15 @@ impl SendJob {
         let mut last_claim_empty = false;
         let reason = loop {
             while let Ok(signal) = signal_receiver.try_recv() {
-                match signal {
-                    Signal::Reached => failures_in_a_row = 0,
-                    Signal::Unreachable(reason) => {
-                        failures_in_a_row += 1;
-                        tracing::warn!(%reason, "relay not reached");
-                    }
-                    Signal::Misconfigured(reason) => misconfigured = Some(reason),
-                    Signal::Throttled => dispatcher.pacer.slow_down(),
+                if health.note(signal) {
+                    dispatcher.pacer.slow_down();
                 }
             }
-            if let Some(reason) = &misconfigured {
+            if let Some(reason) = &health.misconfigured {
                 tracing::error!(%reason, "stopping: the relay cannot be used as configured");
                 break StopReason::Misconfigured;
             }
-            if failures_in_a_row >= UNREACHABLE_AFTER {
+            if health.failures_in_a_row >= UNREACHABLE_AFTER {
                 break StopReason::Unreachable;
             }
             if *stop.borrow() {
@@ -429,18 +446,13 @@ impl SendJob {
         // success was not reached, even when fewer people were due than it takes to notice.
         let mut reason = reason;
         while let Ok(signal) = signal_receiver.try_recv() {
-            match signal {
-                Signal::Reached => failures_in_a_row = 0,
-                Signal::Unreachable(_) => failures_in_a_row += 1,
-                Signal::Misconfigured(reason) => misconfigured = Some(reason),
-                Signal::Throttled => {}
-            }
+            health.note(signal);
         }
         if reason == StopReason::NothingDue {
-            if let Some(why) = &misconfigured {
+            if let Some(why) = &health.misconfigured {
                 tracing::error!(reason = %why, "the relay cannot be used as configured");
                 reason = StopReason::Misconfigured;
-            } else if failures_in_a_row > 0 {
+            } else if health.failures_in_a_row > 0 {
                 reason = StopReason::Unreachable;
             }
         }
@@ -838,7 +850,6 @@ async fn write_outcomes(
     pool: SqlitePool,
     run_id: i64,
     mut outcomes: mpsc::Receiver<(i64, i64, Outcome)>,
-    _totals: Arc<RunTotals>,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(512);
     loop {

@@ -384,7 +384,7 @@ async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
     .await;
     match written {
         Ok(Ok(())) => Attempt::Accepted {
-            reply: format!("written to {}", dir_display(message, &name)),
+            reply: format!("written to {name}.eml"),
         },
         Ok(Err(e)) => Attempt::Unreachable {
             reason: format!("cannot write to the outbox: {e}"),
@@ -393,10 +393,6 @@ async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
             reason: format!("cannot write to the outbox: {e}"),
         },
     }
-}
-
-fn dir_display(_message: &Outgoing, name: &str) -> String {
-    format!("{name}.eml")
 }
 
 async fn deliver_over_smtp(
