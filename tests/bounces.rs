@@ -2,6 +2,8 @@
 //! `tests/bounces/expected.tsv`, no input (cut or mangled) that makes the parser panic, and the
 //! mailbox readers on real files (the corpus mbox, a maildir, a folder of .eml files, one .eml).
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -9,10 +11,7 @@ use breachmail::bounces::mailbox::{RawMessage, messages};
 use breachmail::bounces::parse::{
     Bounce, BounceKind, MAX_BOUNCE_BYTES, ParseError, RecipientStatus, parse_bounce,
 };
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bounces")
-}
+use support::files::{corpus, corpus_dir};
 
 fn corpus_messages() -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<PathBuf> = fs::read_dir(corpus_dir())
@@ -194,10 +193,6 @@ fn no_input_makes_the_parser_panic() {
             }
         }
     }
-}
-
-fn corpus(name: &str) -> PathBuf {
-    corpus_dir().join(name)
 }
 
 /// A fresh folder under the system temp dir, removed when dropped.

@@ -1,9 +1,12 @@
 //! `check` and `preview` as the operator runs them: the real binary against a real campaign
 //! folder (init, import a CSV), asserting exit codes, files, modes and the database.
 
-use std::os::unix::fs::PermissionsExt;
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
+use support::campaign::{Campaign, stderr, stdout};
+use support::files::mode;
 
 const PEOPLE: &str = "ref,email,civility,first_name,last_name,language,phone,identifier,exposed
 FR-1,marie.dupont@exemple.fr,Mme,Marie,Dupont,fr,06 12 34 56 78,1234567A4821,name;email;phone;identifier
@@ -14,52 +17,20 @@ DE-1,jonas@beispiel.de,,Jonas,Weber,de,,,name;email
 NO-MAIL,,,Paul,Sans,fr,,,name;postal
 ";
 
-fn breachmail(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_breachmail"))
-        .arg("--config")
-        .arg(dir.join("breachmail.toml"))
-        .args(args)
-        .env_remove("BREACHMAIL_CONFIG")
-        .output()
-        .expect("runs")
-}
-
-fn campaign() -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("c");
-    let init = Command::new(env!("CARGO_BIN_EXE_breachmail"))
-        .arg("init")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    std::fs::write(dir.join("people.csv"), PEOPLE).unwrap();
-    let import = breachmail(&dir, &["import", dir.join("people.csv").to_str().unwrap()]);
-    assert!(
-        import.status.success(),
-        "{}",
-        String::from_utf8_lossy(&import.stderr)
-    );
-    root
-}
-
-fn dir_of(root: &tempfile::TempDir) -> std::path::PathBuf {
-    root.path().join("c")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// A campaign with [`PEOPLE`] imported from `people.csv` in its folder.
+fn campaign() -> Campaign {
+    let campaign = Campaign::new();
+    let people = campaign.path("people.csv");
+    std::fs::write(&people, PEOPLE).unwrap();
+    campaign.import(&people, &[]);
+    campaign
 }
 
 #[test]
 fn check_renders_every_letter_still_to_send() {
-    let root = campaign();
-    let out = breachmail(&dir_of(&root), &["check", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let campaign = campaign();
+    let out = campaign.run(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(report["checked"], 5);
     assert_eq!(report["failed"], 0);
@@ -75,15 +46,15 @@ fn check_renders_every_letter_still_to_send() {
 
 #[test]
 fn a_name_that_does_not_resolve_fails_check_and_names_the_ref() {
-    let root = campaign();
-    let dir = dir_of(&root);
+    let campaign = campaign();
+    let dir = &campaign.dir;
     let template = dir.join("letters/en/body.txt.hbs");
     let mut body = std::fs::read_to_string(&template).unwrap();
     body.push_str("\n{{incident.no_such_fact}}\n");
     std::fs::write(&template, body).unwrap();
-    let out = breachmail(&dir, &["check"]);
+    let out = campaign.run(&["check"]);
     assert_eq!(out.status.code(), Some(1));
-    let stdout = text(&out.stdout);
+    let stdout = stdout(&out);
     assert!(stdout.contains("FAILED EN-1"), "{stdout}");
     assert!(stdout.contains("incident.no_such_fact"), "{stdout}");
     assert!(stdout.contains("letters/en/body.txt.hbs"), "{stdout}");
@@ -92,15 +63,15 @@ fn a_name_that_does_not_resolve_fails_check_and_names_the_ref() {
 
 #[test]
 fn a_template_syntax_error_is_a_usage_error_naming_the_file() {
-    let root = campaign();
-    let dir = dir_of(&root);
+    let campaign = campaign();
+    let dir = &campaign.dir;
     std::fs::write(dir.join("letters/fr/subject.hbs"), "{{#if x}}unclosed").unwrap();
-    let out = breachmail(&dir, &["check"]);
+    let out = campaign.run(&["check"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("letters/fr/subject.hbs"),
+        stderr(&out).contains("letters/fr/subject.hbs"),
         "{}",
-        text(&out.stderr)
+        stderr(&out)
     );
 }
 
@@ -145,19 +116,18 @@ fn dump(database: &Path) -> String {
 
 #[test]
 fn preview_writes_exact_owner_only_files_and_changes_no_state() {
-    let root = campaign();
-    let dir = dir_of(&root);
-    let before = dump(&dir.join("breachmail.db"));
+    let campaign = campaign();
+    let dir = &campaign.dir;
+    let before = dump(&campaign.database());
     let out_dir = dir.join("preview");
-    let out = breachmail(&dir, &["preview", "--out", out_dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = campaign.run(&["preview", "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         before,
-        dump(&dir.join("breachmail.db")),
+        dump(&campaign.database()),
         "preview changed the database"
     );
 
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out_dir), 0o700);
     let manifest = std::fs::read_to_string(out_dir.join("manifest.csv")).unwrap();
     assert_eq!(mode(&out_dir.join("manifest.csv")), 0o600);
@@ -185,56 +155,43 @@ fn preview_writes_exact_owner_only_files_and_changes_no_state() {
 
 #[test]
 fn preview_of_named_people_and_of_unknown_refs() {
-    let root = campaign();
-    let dir = dir_of(&root);
+    let campaign = campaign();
+    let dir = &campaign.dir;
     let out_dir = dir.join("named");
-    let out = breachmail(
-        &dir,
-        &[
-            "preview",
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--ref",
-            "DE-1",
-            "--ref",
-            "FR-3",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = campaign.run(&[
+        "preview",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--ref",
+        "DE-1",
+        "--ref",
+        "FR-3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out_dir.join("DE-1.eml").exists());
     assert!(out_dir.join("FR-3.eml").exists());
-    let out = breachmail(
-        &dir,
-        &[
-            "preview",
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--ref",
-            "NOPE-9",
-        ],
-    );
+    let out = campaign.run(&[
+        "preview",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--ref",
+        "NOPE-9",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("NOPE-9"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(stderr(&out).contains("NOPE-9"), "{}", stderr(&out));
 }
 
 #[test]
 fn preview_all_and_limit() {
-    let root = campaign();
-    let dir = dir_of(&root);
+    let campaign = campaign();
+    let dir = &campaign.dir;
     let all = dir.join("all");
-    let out = breachmail(&dir, &["preview", "--all", "--out", all.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = campaign.run(&["preview", "--all", "--out", all.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let manifest = std::fs::read_to_string(all.join("manifest.csv")).unwrap();
     assert_eq!(manifest.lines().count(), 1 + 5, "{manifest}");
     let some = dir.join("some");
-    let out = breachmail(
-        &dir,
-        &["preview", "--limit", "2", "--out", some.to_str().unwrap()],
-    );
+    let out = campaign.run(&["preview", "--limit", "2", "--out", some.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let manifest = std::fs::read_to_string(some.join("manifest.csv")).unwrap();
     assert_eq!(manifest.lines().count(), 1 + 2, "{manifest}");

@@ -2,9 +2,10 @@
 //! the mistake is in `breachmail.toml` or in a `BREACHMAIL_<SECTION>_<KEY>` override; and an
 //! override that is right takes effect.
 
-mod common;
+mod support;
 
-use common::{Campaign, assert_success, stderr};
+use support::campaign::{Campaign, assert_success, breachmail, open_pool, stderr, stdout};
+use support::files::mode;
 
 /// Runs `status` with this configuration text (written over the campaign's) and these variables.
 fn status_with(campaign: &Campaign, config: &str, env: &[(&str, &str)]) -> std::process::Output {
@@ -70,7 +71,7 @@ fn a_password_in_the_file_is_refused_and_never_printed() {
     );
     assert_config_error(&output, "password");
     assert!(stderr(&output).contains("BREACHMAIL_SMTP_PASSWORD"));
-    let everything = format!("{}{}", common::stdout(&output), stderr(&output));
+    let everything = format!("{}{}", stdout(&output), stderr(&output));
     assert!(
         !everything.contains(secret),
         "the password leaked: {everything}"
@@ -100,7 +101,7 @@ fn the_password_variable_is_not_taken_for_a_config_key() {
 #[test]
 fn a_missing_config_file_exits_2() {
     let campaign = Campaign::new();
-    let output = common::breachmail()
+    let output = breachmail()
         .current_dir(campaign.tmp.path())
         .args(["--config", "nowhere.toml", "status"])
         .output()
@@ -111,7 +112,7 @@ fn a_missing_config_file_exits_2() {
 #[tokio::test]
 async fn the_database_override_is_used_relative_to_the_config() {
     let campaign = Campaign::new();
-    let people = campaign.write(
+    let people = campaign.write_outside(
         "people.csv",
         "ref,email,exposed\nA1,a1@exemple.fr,name;email\nA2,a2@exemple.fr,email\n",
     );
@@ -125,9 +126,9 @@ async fn the_database_override_is_used_relative_to_the_config() {
     assert_success(&output, "import with BREACHMAIL_CAMPAIGN_DATABASE");
     let other = campaign.dir.join("other.db");
     assert!(other.is_file(), "other.db is created next to the config");
-    assert_eq!(common::mode(&other), 0o600);
+    assert_eq!(mode(&other), 0o600);
 
-    let pool = common::open_pool(&other).await;
+    let pool = open_pool(&other).await;
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
         .fetch_one(&pool)
         .await

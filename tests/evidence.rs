@@ -6,10 +6,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use support::campaign::{Campaign, person, stderr, stdout};
+use support::files::mode;
 use support::smtp_server::{Behaviour, Script, SmtpServer};
 
 /// A ref a spreadsheet would run as a formula, written as a quoted CSV cell.
@@ -82,14 +82,6 @@ fn chrono_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path)
-        .expect("file exists")
-        .permissions()
-        .mode()
-        & 0o777
 }
 
 /// The audit CSV as ref → column → cell.

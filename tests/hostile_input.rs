@@ -2,6 +2,8 @@
 //! `extra` column quoted in a subject cannot add one, templates cannot name a file to read, and
 //! HTML letters escape what people's fields hold.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use breachmail::config::Config;
@@ -10,37 +12,21 @@ use breachmail::import::validate_csv_bytes;
 use breachmail::message::MessageBuilder;
 use breachmail::person::Person;
 use breachmail::render::{Letter, Letters};
+use support::files::{files_under, manifest_dir};
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 const HEADER: &str = "ref,email,civility,first_name,last_name,language,exposed";
-
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A copy of the project's letters in `dir`, for a test to change.
 fn copy_letters(dir: &Path) -> PathBuf {
     let letters = dir.join("letters");
     let source = manifest_dir().join("letters");
-    for entry in walk(&source) {
+    for entry in files_under(&source) {
         let target = letters.join(entry.strip_prefix(&source).expect("inside"));
         std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
         std::fs::copy(&entry, &target).expect("copy letter");
     }
     letters
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 fn config_for(letters: &Path) -> Config {

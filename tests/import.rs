@@ -2,10 +2,11 @@
 //! file that explains each one, what reaches the database (and what never does), re-import,
 //! `--update`, `--strict` and SQLite extracts. Each test runs the real binary on a new campaign.
 
-mod common;
+mod support;
 
-use common::{Campaign, read_rejects, stdout};
 use sqlx::Row;
+use support::campaign::{Campaign, read_rejects, stderr, stdout};
+use support::files::{contains, mode};
 
 const HEADER: &str = "ref,email,civility,first_name,last_name,language,address_line1,address_line2,postcode,city,country,phone,identifier,exposed,agency";
 
@@ -85,7 +86,7 @@ async fn count(pool: &sqlx::SqlitePool, sql: &str) -> i64 {
 #[tokio::test]
 async fn every_bad_row_is_explained_and_the_good_ones_are_imported() {
     let campaign = Campaign::new();
-    let export = campaign.write("people.csv", messy_export());
+    let export = campaign.write_outside("people.csv", messy_export());
     let output = campaign.import(&export, &[]);
     let said = stdout(&output);
     assert!(said.contains("6 refused"), "{said}");
@@ -98,12 +99,8 @@ async fn every_bad_row_is_explained_and_the_good_ones_are_imported() {
         "shared addresses are counted: {said}"
     );
 
-    let rejects_path = campaign.path("people.csv.rejects.csv");
-    assert_eq!(
-        common::mode(&rejects_path),
-        0o600,
-        "the rejects file is owner-only"
-    );
+    let rejects_path = campaign.outside("people.csv.rejects.csv");
+    assert_eq!(mode(&rejects_path), 0o600, "the rejects file is owner-only");
     let rejects = read_rejects(&rejects_path);
     let expect = [
         ("3", "", "ref", "missing", "refused"),
@@ -132,7 +129,7 @@ async fn every_bad_row_is_explained_and_the_good_ones_are_imported() {
     }
     assert_eq!(rejects.len(), expect.len(), "{rejects:?}");
 
-    let pool = campaign.pool().await;
+    let pool = campaign.db().await;
     assert_eq!(people_refs(&pool).await, IMPORTED);
     assert_eq!(state_of(&pool, "A001").await, "pending");
     assert_eq!(state_of(&pool, "A004").await, "no_email");
@@ -187,35 +184,40 @@ async fn every_bad_row_is_explained_and_the_good_ones_are_imported() {
 #[tokio::test]
 async fn neither_the_full_identifier_nor_the_full_phone_reaches_the_database_file() {
     let campaign = Campaign::new();
-    let export = campaign.write("people.csv", messy_export());
+    let export = campaign.write_outside("people.csv", messy_export());
     campaign.import(&export, &[]);
     let mut bytes = std::fs::read(campaign.database()).unwrap();
     let wal = campaign.dir.join("breachmail.db-wal");
     if wal.exists() {
         bytes.extend(std::fs::read(&wal).unwrap());
     }
-    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     assert!(
-        !contains(IDENTIFIER.as_bytes()),
+        !contains(&bytes, IDENTIFIER.as_bytes()),
         "the full identifier is stored"
     );
     assert!(
-        !contains(PHONE.as_bytes()),
+        !contains(&bytes, PHONE.as_bytes()),
         "the full phone number is stored"
     );
-    assert!(!contains(b"0612345678"), "the phone's digits are stored");
-    assert!(!contains(b"7731902"), "most of the identifier is stored");
+    assert!(
+        !contains(&bytes, b"0612345678"),
+        "the phone's digits are stored"
+    );
+    assert!(
+        !contains(&bytes, b"7731902"),
+        "most of the identifier is stored"
+    );
     // The check above would pass on an empty file: the person is really there.
-    assert!(contains("…902K".as_bytes()));
-    assert!(contains(b"jean.dupont@exemple.fr"));
+    assert!(contains(&bytes, "…902K".as_bytes()));
+    assert!(contains(&bytes, b"jean.dupont@exemple.fr"));
 }
 
 #[tokio::test]
 async fn importing_the_same_file_again_changes_nothing() {
     let campaign = Campaign::new();
-    let export = campaign.write("people.csv", messy_export());
+    let export = campaign.write_outside("people.csv", messy_export());
     campaign.import(&export, &[]);
-    let pool = campaign.pool().await;
+    let pool = campaign.db().await;
     let events = count(&pool, "SELECT count(*) FROM events").await;
     let notice_ids: Vec<String> = sqlx::query_scalar("SELECT notice_id FROM people ORDER BY ref")
         .fetch_all(&pool)
@@ -233,7 +235,7 @@ async fn importing_the_same_file_again_changes_nothing() {
         .unwrap();
     assert_eq!(again, notice_ids, "notice ids never change");
     // The duplicate inside the file is still a duplicate the second time.
-    let rejects = read_rejects(&campaign.path("people.csv.rejects.csv"));
+    let rejects = read_rejects(&campaign.outside("people.csv.rejects.csv"));
     assert!(
         rejects
             .iter()
@@ -244,7 +246,7 @@ async fn importing_the_same_file_again_changes_nothing() {
 #[tokio::test]
 async fn update_applies_changed_fields_and_records_them() {
     let campaign = Campaign::new();
-    let first = campaign.write(
+    let first = campaign.write_outside(
         "v1.csv",
         "ref,email,first_name,city,exposed\n\
          B1,b1@exemple.fr,Jean,Paris,name;email\n\
@@ -252,7 +254,7 @@ async fn update_applies_changed_fields_and_records_them() {
          B3,b3@exemple.fr,Paul,Lyon,name;email\n",
     );
     campaign.import(&first, &[]);
-    let second = campaign.write(
+    let second = campaign.write_outside(
         "v2.csv",
         "ref,email,first_name,city,exposed\n\
          B1,b1@exemple.fr,Jean,Marseille,name;email\n\
@@ -263,7 +265,7 @@ async fn update_applies_changed_fields_and_records_them() {
     // Without --update a changed row is left alone, and the operator is told.
     let output = campaign.import(&second, &[]);
     assert!(stdout(&output).contains("--update"), "{}", stdout(&output));
-    let pool = campaign.pool().await;
+    let pool = campaign.db().await;
     let city: String = sqlx::query_scalar("SELECT city FROM people WHERE ref = 'B1'")
         .fetch_one(&pool)
         .await
@@ -319,22 +321,22 @@ async fn update_applies_changed_fields_and_records_them() {
 #[tokio::test]
 async fn strict_imports_nothing_when_a_row_is_bad() {
     let campaign = Campaign::new();
-    let export = campaign.write("people.csv", messy_export());
+    let export = campaign.write_outside("people.csv", messy_export());
     let output = campaign.run(&["import", export.to_str().unwrap(), "--strict"]);
-    assert_eq!(output.status.code(), Some(1), "{}", common::stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stdout(&output).contains("nothing was imported"));
-    let pool = campaign.pool().await;
+    let pool = campaign.db().await;
     assert_eq!(count(&pool, "SELECT count(*) FROM people").await, 0);
     assert_eq!(count(&pool, "SELECT count(*) FROM deliveries").await, 0);
     assert_eq!(count(&pool, "SELECT count(*) FROM events").await, 0);
-    let rejects = read_rejects(&campaign.path("people.csv.rejects.csv"));
+    let rejects = read_rejects(&campaign.outside("people.csv.rejects.csv"));
     assert_eq!(rejects.len(), 7, "every bad row is still explained");
 }
 
 #[tokio::test]
 async fn strict_counts_an_invalid_address_as_a_bad_row() {
     let campaign = Campaign::new();
-    let export = campaign.write(
+    let export = campaign.write_outside(
         "people.csv",
         "ref,email,exposed\nC1,c1@exemple.fr,email\nC2,not-an-address,email\n",
     );
@@ -342,20 +344,20 @@ async fn strict_counts_an_invalid_address_as_a_bad_row() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(campaign.status()["total"], 0);
 
-    let clean = campaign.write("clean.csv", "ref,email,exposed\nC1,c1@exemple.fr,email\n");
+    let clean = campaign.write_outside("clean.csv", "ref,email,exposed\nC1,c1@exemple.fr,email\n");
     campaign.import(&clean, &["--strict"]);
     assert_eq!(campaign.status()["total"], 1);
-    assert!(!campaign.path("clean.csv.rejects.csv").exists());
+    assert!(!campaign.outside("clean.csv.rejects.csv").exists());
 }
 
 #[tokio::test]
 async fn the_rejects_file_can_be_named() {
     let campaign = Campaign::new();
-    let export = campaign.write("people.csv", messy_export());
-    let rejects = campaign.path("refused.csv");
+    let export = campaign.write_outside("people.csv", messy_export());
+    let rejects = campaign.outside("refused.csv");
     campaign.import(&export, &["--rejects", rejects.to_str().unwrap()]);
     assert_eq!(read_rejects(&rejects).len(), 7);
-    assert!(!campaign.path("people.csv.rejects.csv").exists());
+    assert!(!campaign.outside("people.csv.rejects.csv").exists());
 }
 
 #[tokio::test]
@@ -369,11 +371,11 @@ async fn many_rows_are_imported_across_batches() {
     }
     // A duplicate far from its first appearance, in another batch.
     csv.push_str("R00007,again@exemple.fr,email\n");
-    let export = campaign.write("big.csv", csv);
+    let export = campaign.write_outside("big.csv", csv);
     campaign.import(&export, &[]);
     // status fails unless every person has exactly one delivery.
     assert_eq!(campaign.status()["total"], ROWS);
-    let pool = campaign.pool().await;
+    let pool = campaign.db().await;
     let imported = count(&pool, "SELECT count(*) FROM events WHERE kind = 'imported'").await;
     assert_eq!(imported, ROWS as i64);
     let mismatched = count(
@@ -382,7 +384,7 @@ async fn many_rows_are_imported_across_batches() {
     )
     .await;
     assert_eq!(mismatched, 0, "each delivery belongs to its own person");
-    let rejects = read_rejects(&campaign.path("big.csv.rejects.csv"));
+    let rejects = read_rejects(&campaign.outside("big.csv.rejects.csv"));
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0][0], (ROWS + 2).to_string());
     assert_eq!(rejects[0][1], "R00007");
@@ -391,7 +393,7 @@ async fn many_rows_are_imported_across_batches() {
 #[tokio::test]
 async fn an_sqlite_extract_is_imported_from_a_table() {
     let campaign = Campaign::new();
-    let extract_path = campaign.path("extract.db");
+    let extract_path = campaign.outside("extract.db");
     let extract = sqlx::SqlitePool::connect_with(
         sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&extract_path)
@@ -449,7 +451,7 @@ async fn an_sqlite_extract_is_imported_from_a_table() {
     extract.close().await;
 
     campaign.import(&extract_path, &["--table", "people_export"]);
-    let pool = campaign.pool().await;
+    let pool = campaign.db().await;
     assert_eq!(people_refs(&pool).await, ["S1", "S2"]);
     assert_eq!(state_of(&pool, "S1").await, "pending");
     assert_eq!(state_of(&pool, "S2").await, "no_email");
@@ -461,7 +463,7 @@ async fn an_sqlite_extract_is_imported_from_a_table() {
     assert!(row.get::<String, _>(0).ends_with("78"));
     assert_eq!(row.get::<String, _>(1), "…7766");
     assert!(row.get::<String, _>(2).contains("Agence de Lyon"));
-    let rejects = read_rejects(&campaign.path("extract.db.rejects.csv"));
+    let rejects = read_rejects(&campaign.outside("extract.db.rejects.csv"));
     assert_eq!(rejects.len(), 2, "{rejects:?}");
     assert!(rejects.iter().any(|r| r[1] == "S3" && r[2] == "exposed"));
     assert!(
@@ -476,5 +478,5 @@ async fn an_sqlite_extract_is_imported_from_a_table() {
         Some(2),
         "a missing table is a usage error"
     );
-    assert!(common::stderr(&output).contains("nope"));
+    assert!(stderr(&output).contains("nope"));
 }

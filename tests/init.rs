@@ -1,9 +1,10 @@
 //! `init DIR` as the operator meets it: a new campaign folder that works as it is, owner-only
 //! files, and a refusal (exit 1) to touch a folder that already holds something.
 
-mod common;
+mod support;
 
-use common::{Campaign, assert_success, breachmail, mode, stderr};
+use support::campaign::{Campaign, assert_success, breachmail, read_rejects, stderr, stdout};
+use support::files::mode;
 
 #[test]
 fn init_creates_a_private_campaign_that_works_as_it_is() {
@@ -44,7 +45,7 @@ fn the_generated_config_is_found_in_the_current_folder() {
         .output()
         .unwrap();
     assert_success(&output, "status without --config");
-    assert!(common::stdout(&output).contains("people"));
+    assert!(stdout(&output).contains("people"));
 }
 
 #[test]
@@ -104,7 +105,7 @@ fn demo_builds_a_campaign_with_people_and_shows_the_rejects() {
     assert_success(&output, "demo");
     let rejects = dir.join("people.csv.rejects.csv");
     assert!(rejects.is_file(), "the demo shows a rejects file");
-    let refused = common::read_rejects(&rejects)
+    let refused = read_rejects(&rejects)
         .iter()
         .filter(|r| r[4] == "refused")
         .count();

@@ -4,7 +4,9 @@
 //! Golden files live in tests/golden/; on a mismatch the test prints a line diff, and
 //! `UPDATE_GOLDEN=1 cargo test --test letters` rewrites them after a deliberate change.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use breachmail::config::Config;
 use breachmail::domain::Category;
@@ -13,12 +15,9 @@ use breachmail::person::Person;
 use breachmail::render::Letters;
 use chrono::TimeZone;
 use mail_parser::{MessageParser, MimeHeaders};
+use support::files::manifest_dir;
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The project's letters and example incident, with a fixed sender.
 fn config_with(dir: &Path, extra: &str) -> Config {

@@ -5,19 +5,24 @@
 //! into `sent` directly in the database (the send pipeline is not needed to test what follows
 //! it), writes bounce messages shaped like a real MTA's, and runs the real binary.
 
+mod support;
+
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use breachmail::verp::{self, DeliveryRef};
 use sqlx::SqlitePool;
+use support::campaign::open_pool;
+use support::files::{corpus, mode};
 
 const MESSAGE_ID_DOMAIN: &str = "notification.example.fr";
 const BOUNCE_DOMAIN: &str = "bounces.example.fr";
 
+/// The shared campaign, with a runtime, an open pool and the signing key of its own, to set the
+/// database up and read it without async tests.
 struct Campaign {
-    dir: tempfile::TempDir,
+    campaign: support::campaign::Campaign,
     runtime: tokio::runtime::Runtime,
     pool: SqlitePool,
     key: Vec<u8>,
@@ -26,53 +31,29 @@ struct Campaign {
 impl Campaign {
     /// `init`, then `import` of these CSV rows (header included).
     fn new(people_csv: &str) -> Campaign {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let folder = dir.path().join("campaign");
-        let init = Command::new(env!("CARGO_BIN_EXE_breachmail"))
-            .arg("init")
-            .arg(&folder)
-            .output()
-            .expect("runs init");
-        assert!(init.status.success(), "init: {init:?}");
-        let csv = dir.path().join("people.csv");
-        std::fs::write(&csv, people_csv).expect("writes the CSV");
+        let campaign = support::campaign::Campaign::new();
+        let csv = campaign.write_outside("people.csv", people_csv);
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let database = folder.join("breachmail.db");
-        let pool = runtime
-            .block_on(SqlitePool::connect(&format!(
-                "sqlite://{}",
-                database.display()
-            )))
-            .expect("opens the database");
+        let pool = runtime.block_on(open_pool(&campaign.database()));
         let key = runtime
             .block_on(breachmail::db::signing_key(&pool))
             .expect("signing key");
-        let campaign = Campaign {
-            dir,
+        campaign.import(&csv, &[]);
+        Campaign {
+            campaign,
             runtime,
             pool,
             key,
-        };
-        let import = campaign.run(&["import", csv.to_str().expect("utf-8 path")]);
-        assert!(import.status.success(), "import: {import:?}");
-        campaign
+        }
     }
 
-    fn folder(&self) -> PathBuf {
-        self.dir.path().join("campaign")
-    }
-
+    /// A path in the temporary folder, outside the campaign folder.
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.campaign.outside(name)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_breachmail"))
-            .arg("--config")
-            .arg(self.folder().join("breachmail.toml"))
-            .args(args)
-            .output()
-            .expect("runs breachmail")
+        self.campaign.run(args)
     }
 
     /// Runs `bounces --json` on these paths and returns its summary.
@@ -245,12 +226,6 @@ fn write_mbox(path: &Path, messages: &[String]) {
         file.write_all(b"\n").expect("writes");
     }
     file.flush().expect("flushes");
-}
-
-fn corpus(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/bounces")
-        .join(name)
 }
 
 #[test]
@@ -678,12 +653,7 @@ fn the_postal_export_lists_everyone_not_reached_with_the_reason() {
     let out = campaign.path("postal.csv");
     let output = campaign.run(&["export", "postal", "--out", out.to_str().expect("utf-8")]);
     assert!(output.status.success(), "{output:?}");
-    let mode = std::fs::metadata(&out)
-        .expect("exists")
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o600);
+    assert_eq!(mode(&out), 0o600);
     let mut reader = csv::Reader::from_path(&out).expect("reads the CSV");
     assert_eq!(
         reader.headers().expect("header").iter().collect::<Vec<_>>(),
@@ -764,12 +734,7 @@ fn postal_letters_are_written_with_the_given_letter_text() {
         std::fs::read_to_string(&letter).expect("letter"),
         "Bonjour Félix Blanc"
     );
-    let mode = std::fs::metadata(&letter)
-        .expect("exists")
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o600);
+    assert_eq!(mode(&letter), 0o600);
 }
 
 /// The campaign-sized figure: 100,000 bounces from one mbox, against 100,000 imported people.

@@ -5,33 +5,15 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::campaign::{BIN, CSV_HEADER, Campaign, person, stderr, stdout};
+use support::campaign::{BIN, CSV_HEADER, Campaign, breachmail, person, stderr, stdout};
+use support::files::{contains, files_under, mode};
 use support::smtp_server::{Behaviour, Script, SmtpServer};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).expect("read folder") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
 
 fn folders_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = vec![dir.to_path_buf()];
@@ -46,18 +28,6 @@ fn folders_under(dir: &Path) -> Vec<PathBuf> {
         i += 1;
     }
     found
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path)
-        .expect("metadata")
-        .permissions()
-        .mode()
-        & 0o777
 }
 
 /// The campaign's VERP and Message-ID key, as stored.
@@ -141,7 +111,7 @@ async fn neither_the_password_nor_the_signing_key_appears_in_any_output() {
 
         // init too, verbose, in a folder of its own.
         let init_dir = campaign.path("second-campaign");
-        let init = Command::new(BIN)
+        let init = breachmail()
             .args(["-vv", "--log-format", log_format, "init"])
             .arg(&init_dir)
             .env("BREACHMAIL_SMTP_PASSWORD", secret)
@@ -245,12 +215,7 @@ fn under_umask_000(campaign: &Campaign, args: &[&str]) -> Command {
         .arg("--config")
         .arg(campaign.config())
         .args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("BREACHMAIL_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(campaign.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    campaign.apply_env(&mut command);
     command
 }
 

@@ -1,9 +1,9 @@
 //! `status` as scripts read it: the `--json` shape of the spec, every state present, counts that
 //! add up to the number of people, and a loud failure when they do not.
 
-mod common;
+mod support;
 
-use common::{Campaign, stderr, stdout};
+use support::campaign::{Campaign, assert_success, stderr, stdout};
 
 const STATES: [&str; 7] = [
     "pending", "sending", "sent", "deferred", "failed", "bounced", "no_email",
@@ -55,7 +55,7 @@ fn status_json_has_the_spec_shape_on_a_new_campaign() {
 #[test]
 fn states_add_up_to_the_total_after_an_import() {
     let campaign = Campaign::new();
-    let export = campaign.write(
+    let export = campaign.write_outside(
         "people.csv",
         "ref,email,exposed\n\
          P1,p1@exemple.fr,email\n\
@@ -75,7 +75,7 @@ fn states_add_up_to_the_total_after_an_import() {
     assert_eq!(sum, 4);
 
     let output = campaign.run(&["status"]);
-    common::assert_success(&output, "status");
+    assert_success(&output, "status");
     let table = stdout(&output);
     assert!(table.contains("pending"), "{table}");
     assert!(table.contains("no_email"), "{table}");
@@ -85,9 +85,10 @@ fn states_add_up_to_the_total_after_an_import() {
 #[tokio::test]
 async fn a_person_without_a_delivery_is_an_error_not_a_wrong_count() {
     let campaign = Campaign::new();
-    let export = campaign.write("people.csv", "ref,email,exposed\nP1,p1@exemple.fr,email\n");
+    let export =
+        campaign.write_outside("people.csv", "ref,email,exposed\nP1,p1@exemple.fr,email\n");
     campaign.import(&export, &[]);
-    let pool = campaign.pool().await;
+    let pool = campaign.db().await;
     sqlx::query("DELETE FROM deliveries")
         .execute(&pool)
         .await

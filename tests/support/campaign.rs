@@ -1,19 +1,42 @@
 //! A throwaway campaign for integration tests: a temp folder made by the real `breachmail init`,
-//! people imported from a CSV written by the test, and the real binary run against it.
-
-#![allow(dead_code)]
+//! people imported from a CSV written by the test, the real binary run against it, and its
+//! database opened to check what was stored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Row, SqlitePool};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_breachmail");
 
+/// Removes every `BREACHMAIL_*` variable inherited from the developer's shell, so that the
+/// command sees only the overrides the test sets.
+pub fn without_breachmail_env(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BREACHMAIL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// The binary under test, with no `BREACHMAIL_*` variable inherited from the developer's shell.
+pub fn breachmail() -> Command {
+    let mut command = Command::new(BIN);
+    without_breachmail_env(&mut command);
+    command
+}
+
+/// A campaign folder created by `breachmail init` inside a temporary folder.
 pub struct Campaign {
-    _temp: tempfile::TempDir,
+    /// The temporary folder that holds the campaign folder; kept so both live as long as the
+    /// test.
+    pub tmp: tempfile::TempDir,
+    /// The campaign folder.
     pub dir: PathBuf,
+    /// `BREACHMAIL_*` overrides given to every command, set with [`Campaign::set`].
     pub env: Vec<(String, String)>,
 }
 
@@ -27,34 +50,32 @@ pub const CSV_HEADER: &str = "ref,email,civility,first_name,last_name,language,e
 impl Campaign {
     /// `breachmail init` in a new temp folder.
     pub fn new() -> Campaign {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let dir = temp.path().join("campaign");
-        let output = Command::new(BIN)
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let dir = tmp.path().join("campaign");
+        let output = breachmail()
             .arg("init")
             .arg(&dir)
             .output()
-            .expect("run init");
-        assert!(
-            output.status.success(),
-            "init failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .expect("init runs");
+        assert_success(&output, "init");
         Campaign {
-            _temp: temp,
+            tmp,
             dir,
             env: Vec::new(),
         }
     }
 
-    /// A campaign with these CSV rows (after the header) imported.
+    /// A campaign with these CSV rows (after [`CSV_HEADER`]) imported.
     pub fn with_people(rows: &[String]) -> Campaign {
         let campaign = Campaign::new();
         campaign.import_rows(rows);
         campaign
     }
 
+    /// Writes these rows under [`CSV_HEADER`] to `people.csv` in the campaign folder, and imports
+    /// them.
     pub fn import_rows(&self, rows: &[String]) {
-        let csv = self.dir.join("people.csv");
+        let csv = self.path("people.csv");
         let mut text = format!("{CSV_HEADER}\n");
         for row in rows {
             text.push_str(row);
@@ -69,6 +90,20 @@ impl Campaign {
         );
     }
 
+    /// `import FILE ARGS...`, which must succeed.
+    pub fn import(&self, file: &Path, args: &[&str]) -> Output {
+        let output = self
+            .command()
+            .arg("import")
+            .arg(file)
+            .args(args)
+            .output()
+            .expect("import runs");
+        assert_success(&output, "import");
+        output
+    }
+
+    /// Sets a `BREACHMAIL_*` override for every command run from now on.
     pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
@@ -78,45 +113,78 @@ impl Campaign {
         self.dir.join("breachmail.toml")
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub fn database(&self) -> PathBuf {
+        self.dir.join("breachmail.db")
+    }
+
+    /// A path inside the campaign folder.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    /// A path in the temporary folder, beside the campaign folder and outside it.
+    pub fn outside(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Writes a file in the temporary folder, outside the campaign folder, and returns its path.
+    pub fn write_outside(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.outside(name);
+        std::fs::write(&path, contents).expect("write a test file");
+        path
+    }
+
+    /// Gives `command` this campaign's environment: no inherited `BREACHMAIL_*` variable, then
+    /// the overrides set with [`Campaign::set`].
+    pub fn apply_env<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        without_breachmail_env(command).envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// The command, ready to take arguments, run from the temporary folder with this campaign's
+    /// configuration and environment.
+    pub fn command(&self) -> Command {
         let mut command = Command::new(BIN);
-        command.arg("--config").arg(self.config()).args(args);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("BREACHMAIL_") {
-                command.env_remove(key);
-            }
-        }
-        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+            .current_dir(self.tmp.path())
+            .arg("--config")
+            .arg(self.config());
+        self.apply_env(&mut command);
         command
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run breachmail")
+        self.command().args(args).output().expect("breachmail runs")
     }
 
     /// The same, without blocking the test's runtime (the SMTP test server lives on it).
     pub async fn run_async(&self, args: &[&str]) -> Output {
-        tokio::process::Command::from(self.command(args))
+        let mut command = self.command();
+        command.args(args);
+        tokio::process::Command::from(command)
             .output()
             .await
-            .expect("run breachmail")
+            .expect("breachmail runs")
     }
 
     pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
-        let mut command = tokio::process::Command::from(self.command(args));
+        let mut command = self.command();
+        command.args(args);
+        let mut command = tokio::process::Command::from(command);
         command
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         command.spawn().expect("spawn breachmail")
     }
 
+    /// `status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let output = self.run(&["status", "--json"]);
+        assert_success(&output, "status --json");
+        serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+    }
+
     pub async fn db(&self) -> SqlitePool {
-        SqlitePool::connect(&format!(
-            "sqlite://{}",
-            self.dir.join("breachmail.db").display()
-        ))
-        .await
-        .expect("open the campaign database")
+        open_pool(&self.database()).await
     }
 
     /// ref → state
@@ -172,18 +240,52 @@ impl Campaign {
             .expect("make deferred deliveries due");
         pool.close().await;
     }
+}
 
-    pub fn path(&self, relative: &str) -> PathBuf {
-        self.dir.join(relative)
-    }
+pub async fn open_pool(path: &Path) -> SqlitePool {
+    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
+        .await
+        .expect("open the campaign database")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-pub fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+pub fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// The rows of a rejects file (header excluded), each as its five columns.
+pub fn read_rejects(path: &Path) -> Vec<Vec<String>> {
+    let mut reader = csv::Reader::from_path(path)
+        .unwrap_or_else(|e| panic!("rejects file {}: {e}", path.display()));
+    let header: Vec<String> = reader
+        .headers()
+        .expect("a header row")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header, ["line", "ref", "field", "reason", "action"]);
+    reader
+        .records()
+        .map(|r| {
+            r.expect("a rejects row")
+                .iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
 }
 
 /// The Message-ID header of a raw message, without angle brackets.
@@ -194,8 +296,4 @@ pub fn message_id_of(raw: &[u8]) -> Option<String> {
         name.eq_ignore_ascii_case("message-id")
             .then(|| value.trim().trim_matches(['<', '>']).to_owned())
     })
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

@@ -1,5 +1,11 @@
-//! Shared pieces of the integration tests: a throwaway campaign driven through the real binary,
-//! and an SMTP server on loopback that fails on purpose.
+//! What the integration tests share: a throwaway campaign made by the real `init` and driven
+//! through the real binary, with its database opened to check what was stored; the project's test
+//! files and helpers to look at the files a run leaves; and an SMTP server on loopback that fails
+//! on purpose.
+//!
+//! Every test file includes this module with `mod support;` and uses a different part of it.
+#![allow(dead_code)]
 
 pub mod campaign;
+pub mod files;
 pub mod smtp_server;

@@ -37,7 +37,6 @@ use tokio_rustls::rustls;
 
 /// The SIZE advertised in EHLO. Messages above it get 552 after the final dot;
 /// the cap also keeps a runaway client from filling the test's memory.
-#[allow(dead_code)]
 pub const MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
 
 /// Longest command or data line read in one piece. RFC 5321 says 1000 octets;
@@ -46,7 +45,6 @@ pub const MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
 const MAX_LINE: usize = 64 * 1024;
 
 /// What the server says when a client connects.
-#[allow(dead_code)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Greeting {
     /// `220`, then a normal session.
@@ -61,7 +59,6 @@ pub enum Greeting {
 ///
 /// Counted behaviours (`times`) count per recipient across all connections,
 /// so a retry over a new connection sees the next attempt.
-#[allow(dead_code)]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Behaviour {
     /// `250 2.0.0 Ok: queued as <QUEUEID>` after the final dot.
@@ -92,7 +89,6 @@ pub enum Behaviour {
     Throttle { times: usize },
 }
 
-#[allow(dead_code)]
 impl Behaviour {
     /// `451 4.3.0` for the first `times` attempts.
     pub fn temp_fail(times: usize) -> Self {
@@ -122,7 +118,6 @@ impl Behaviour {
 
 /// What to answer, per recipient (matched on the RCPT TO address,
 /// case-insensitively), with a default for everyone else.
-#[allow(dead_code)]
 #[derive(Clone, Debug, Default)]
 pub struct Script {
     pub default: Behaviour,
@@ -139,7 +134,6 @@ pub struct Script {
     pub greeting: Greeting,
 }
 
-#[allow(dead_code)]
 impl Script {
     /// Every recipient is accepted.
     pub fn accept_all() -> Self {
@@ -154,7 +148,6 @@ impl Script {
 }
 
 /// One message as the server received it.
-#[allow(dead_code)]
 #[derive(Clone, Debug)]
 pub struct Received {
     /// The reverse-path without angle brackets (empty for `<>`).
@@ -243,7 +236,6 @@ impl Drop for OpenGuard {
 
 /// A running test SMTP server. Dropping it stops it too (asynchronously);
 /// [`SmtpServer::shutdown`] waits until every socket is closed.
-#[allow(dead_code)]
 pub struct SmtpServer {
     port: u16,
     shared: Arc<Shared>,
@@ -251,7 +243,6 @@ pub struct SmtpServer {
     accept_loop: Option<JoinHandle<()>>,
 }
 
-#[allow(dead_code)]
 impl SmtpServer {
     /// Binds 127.0.0.1:0, spawns the accept loop on the current tokio runtime
     /// and returns at once; the port accepts connections from then on.
@@ -406,7 +397,6 @@ impl Drop for SmtpServer {
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released). Another
 /// process could grab it in between, which is unlikely enough for tests.
-#[allow(dead_code)]
 pub fn unused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
