@@ -27,6 +27,9 @@ use crate::{Exit, UsageError};
 /// pages it touched, and random notice ids touch many), small enough to keep memory flat.
 const BATCH_ROWS: usize = 5000;
 
+/// Rows per transaction (see `write_batches`).
+const COMMIT_ROWS: usize = 50_000;
+
 /// The columns the import knows; any other column is kept for templates as `extra.NAME`.
 const KNOWN_COLUMNS: [&str; 15] = [
     "ref",
@@ -79,7 +82,6 @@ pub struct ImportSummary {
     pub refused: u64,
     pub without_email: u64,
     pub language_fallbacks: BTreeMap<String, u64>,
-    pub shared_addresses: u64,
     pub rejects_file: Option<PathBuf>,
 }
 
@@ -132,12 +134,6 @@ fn print_summary(summary: &ImportSummary, options: &ImportOptions) {
         println!(
             "import: {count} people asked for language {language:?}, which has no letters: they get the default ({})",
             options.default_language
-        );
-    }
-    if summary.shared_addresses > 0 {
-        println!(
-            "import: {} e-mail addresses are shared by several people; each person gets their own letter",
-            summary.shared_addresses
         );
     }
     if let Some(path) = &summary.rejects_file {
@@ -394,6 +390,16 @@ fn sqlite_value_as_text(row: &sqlx::sqlite::SqliteRow, index: usize) -> Result<S
 }
 
 /// The shared core: validate each row, write in batches, report refusals.
+/// A batch of validated rows on its way to the writer, with the rejections met while reading it
+/// (written to the rejects file by the writer, so the file keeps the order of the lines).
+struct Batch {
+    people: Vec<(u64, NewPerson)>,
+    rejections: Vec<Rejection>,
+}
+
+/// How many batches may wait for the writer: one being written, one ready, one being read.
+const BATCHES_IN_FLIGHT: usize = 1;
+
 async fn import_rows(
     pool: &SqlitePool,
     source: &str,
@@ -404,14 +410,63 @@ async fn import_rows(
     let columns = Columns::new(&header, source)?;
     let run_id = crate::db::start_run(pool, "import").await?;
     let mut summary = ImportSummary::default();
-    let mut rejects = RejectsFile::new(&options.rejects_path);
-    // --strict: one transaction for everything, rolled back at the first refused row's end.
-    let mut strict_tx = if options.strict {
-        Some(pool.begin().await?)
-    } else {
-        None
+    // Reading and validating run beside the writes: the writer task takes each batch in order,
+    // so a ref repeated in a later batch still finds the earlier one already written.
+    let (batches, receiver) = tokio::sync::mpsc::channel::<Batch>(BATCHES_IN_FLIGHT);
+    let writer = tokio::spawn(write_batches(
+        pool.clone(),
+        receiver,
+        run_id,
+        WriterOptions {
+            update: options.update,
+            strict: options.strict,
+        },
+        RejectsFile::new(&options.rejects_path),
+    ));
+    let read = read_batches(rows, &columns, options, &mut summary, &batches).await;
+    drop(batches);
+    let written = writer.await.context("the import's writer stopped")?;
+    // A reading error wins: the writer only stopped because the batches did.
+    read?;
+    let written = written?;
+    summary.inserted = written.summary.inserted;
+    summary.updated = written.summary.updated;
+    summary.unchanged = written.summary.unchanged;
+    summary.changed_not_updated = written.summary.changed_not_updated;
+    summary.refused += written.summary.refused;
+    // --strict: one transaction for everything, rolled back if any row was refused.
+    if let Some(tx) = written.strict_tx {
+        if summary.refused > 0 {
+            tx.rollback().await?;
+            summary.inserted = 0;
+            summary.updated = 0;
+        } else {
+            tx.commit().await?;
+        }
+    }
+    summary.rejects_file = written.rejects.finish()?;
+    let detail = serde_json::json!({
+        "source": source, "rows": summary.rows, "inserted": summary.inserted,
+        "updated": summary.updated, "unchanged": summary.unchanged, "refused": summary.refused,
+    });
+    crate::db::finish_run(pool, run_id, "done", &detail.to_string()).await?;
+    Ok(summary)
+}
+
+/// Reads and validates every row, handing full batches to the writer. Stops early, without an
+/// error of its own, if the writer has stopped (its error is the one to report).
+async fn read_batches(
+    rows: &mut Source,
+    columns: &Columns,
+    options: &ImportOptions,
+    summary: &mut ImportSummary,
+    batches: &tokio::sync::mpsc::Sender<Batch>,
+) -> anyhow::Result<()> {
+    let new_batch = || Batch {
+        people: Vec::with_capacity(BATCH_ROWS),
+        rejections: Vec::new(),
     };
-    let mut batch: Vec<(u64, NewPerson)> = Vec::with_capacity(BATCH_ROWS);
+    let mut batch = new_batch();
     while let Some(row) = rows.next().await {
         let row = row?;
         summary.rows += 1;
@@ -426,85 +481,116 @@ async fn import_rows(
                         .entry(fallback.clone())
                         .or_default() += 1;
                 }
-                for rejection in warnings.rejections {
-                    if options.strict {
-                        summary.refused += 1;
-                    }
-                    rejects.write(&rejection)?;
+                if options.strict {
+                    summary.refused += warnings.rejections.len() as u64;
                 }
-                batch.push((row.line, person));
+                batch.rejections.extend(warnings.rejections);
+                batch.people.push((row.line, person));
             }
             Err(problems) => {
                 summary.refused += 1;
-                for rejection in problems {
-                    rejects.write(&rejection)?;
-                }
+                batch.rejections.extend(problems);
             }
         }
-        if batch.len() >= BATCH_ROWS {
-            write_batch(
-                pool,
-                strict_tx.as_mut(),
-                &mut batch,
-                run_id,
-                options,
-                &mut summary,
-                &mut rejects,
-            )
-            .await?;
+        if batch.people.len() >= BATCH_ROWS {
+            let full = std::mem::replace(&mut batch, new_batch());
+            if batches.send(full).await.is_err() {
+                return Ok(());
+            }
         }
     }
-    write_batch(
-        pool,
-        strict_tx.as_mut(),
-        &mut batch,
-        run_id,
-        options,
-        &mut summary,
-        &mut rejects,
-    )
-    .await?;
-    if let Some(tx) = strict_tx {
-        if summary.refused > 0 {
-            tx.rollback().await?;
-            summary.inserted = 0;
-            summary.updated = 0;
-        } else {
-            tx.commit().await?;
+    if !batch.people.is_empty() || !batch.rejections.is_empty() {
+        let _ = batches.send(batch).await;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct WriterOptions {
+    update: bool,
+    strict: bool,
+}
+
+/// What the writer did, handed back when the batches end.
+struct Written {
+    summary: ImportSummary,
+    rejects: RejectsFile,
+    /// `--strict`: the one transaction holding everything, for the caller to commit or roll back.
+    strict_tx: Option<sqlx::Transaction<'static, sqlx::Sqlite>>,
+}
+
+async fn write_batches(
+    pool: SqlitePool,
+    mut batches: tokio::sync::mpsc::Receiver<Batch>,
+    run_id: i64,
+    options: WriterOptions,
+    mut rejects: RejectsFile,
+) -> anyhow::Result<Written> {
+    let mut summary = ImportSummary::default();
+    // --strict: one transaction for everything. Otherwise a commit every COMMIT_ROWS rows: few
+    // enough that the random notice ids' index pages are not rewritten to the log at every batch,
+    // often enough that a crash costs little (the next import finds the committed rows unchanged).
+    let mut tx = if options.strict {
+        Some(pool.begin().await?)
+    } else {
+        None
+    };
+    let mut rows_in_tx = 0;
+    while let Some(batch) = batches.recv().await {
+        for rejection in &batch.rejections {
+            rejects.write(rejection)?;
+        }
+        if batch.people.is_empty() {
+            continue;
+        }
+        let open = match &mut tx {
+            Some(open) => open,
+            None => tx.insert(pool.begin().await?),
+        };
+        write_batch(
+            open,
+            &batch.people,
+            run_id,
+            options,
+            &mut summary,
+            &mut rejects,
+        )
+        .await?;
+        rows_in_tx += batch.people.len();
+        if !options.strict && rows_in_tx >= COMMIT_ROWS {
+            if let Some(open) = tx.take() {
+                open.commit()
+                    .await
+                    .context("while committing a batch of people")?;
+            }
+            rows_in_tx = 0;
         }
     }
-    summary.rejects_file = rejects.finish()?;
-    summary.shared_addresses = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM people WHERE email IS NOT NULL GROUP BY lower(email) HAVING count(*) > 1)",
-    )
-    .fetch_one(pool)
-    .await?;
-    let detail = serde_json::json!({
-        "source": source, "rows": summary.rows, "inserted": summary.inserted,
-        "updated": summary.updated, "unchanged": summary.unchanged, "refused": summary.refused,
-    });
-    crate::db::finish_run(pool, run_id, "done", &detail.to_string()).await?;
-    Ok(summary)
+    let strict_tx = match tx {
+        Some(open) if !options.strict => {
+            open.commit()
+                .await
+                .context("while committing a batch of people")?;
+            None
+        }
+        other => other,
+    };
+    Ok(Written {
+        summary,
+        rejects,
+        strict_tx,
+    })
 }
 
 /// Writes one batch: new refs are inserted, known refs are left, touched or updated.
 async fn write_batch(
-    pool: &SqlitePool,
-    strict_tx: Option<&mut sqlx::Transaction<'static, sqlx::Sqlite>>,
-    batch: &mut Vec<(u64, NewPerson)>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    batch: &[(u64, NewPerson)],
     run_id: i64,
-    options: &ImportOptions,
+    options: WriterOptions,
     summary: &mut ImportSummary,
     rejects: &mut RejectsFile,
 ) -> anyhow::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let mut own_tx = None;
-    let tx = match strict_tx {
-        Some(tx) => tx,
-        None => own_tx.insert(pool.begin().await?),
-    };
     let now = crate::db::now_ms();
     let existing = existing_people(tx, batch).await?;
     let mut seen_in_batch: HashMap<&str, u64> = HashMap::new();
@@ -528,7 +614,7 @@ async fn write_batch(
         }
         seen_in_batch.insert(&person.person_ref, *line);
         match known {
-            None => new_people.push(person.clone()),
+            None => new_people.push(person),
             Some(known) if known.row_hash == person.row_hash => {
                 summary.unchanged += 1;
                 touched.push(known.id);
@@ -546,12 +632,6 @@ async fn write_batch(
     }
     summary.inserted += ledger::insert_people(tx, &new_people, run_id, now).await?;
     ledger::touch_people(tx, &touched, run_id).await?;
-    if let Some(tx) = own_tx {
-        tx.commit()
-            .await
-            .context("while committing a batch of people")?;
-    }
-    batch.clear();
     Ok(())
 }
 
