@@ -126,6 +126,9 @@ pub struct CheckReport {
     pub letters_fingerprint: String,
     pub languages: BTreeMap<String, u64>,
     pub size: Option<Sizes>,
+    /// Addresses that several people share (a family, an adviser's address): each of them still
+    /// gets a letter of their own, which the operator should expect before sending.
+    pub shared_addresses: u64,
     pub failures: Vec<Failure>,
 }
 
@@ -169,7 +172,8 @@ pub async fn check(
         letters_fingerprint: letters.fingerprint().to_owned(),
         ..CheckReport::default()
     };
-    let mut sizes = Vec::new();
+    // Sizes counted by value, not kept one per person: memory stays flat at any N.
+    let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
     for_each_page(pool, STILL_TO_SEND, |people| {
         let results = build_all(letters, builder, &people, |person, built| match built {
             Ok((letter, outgoing)) => Ok((letter.language, outgoing.bytes.len())),
@@ -183,7 +187,7 @@ pub async fn check(
             match result {
                 Ok((language, size)) => {
                     *report.languages.entry(language).or_default() += 1;
-                    sizes.push(size);
+                    *sizes.entry(size).or_default() += 1;
                 }
                 Err(failure) => {
                     report.failed += 1;
@@ -194,15 +198,29 @@ pub async fn check(
         Ok(())
     })
     .await?;
-    sizes.sort_unstable();
-    if let (Some(min), Some(max)) = (sizes.first(), sizes.last()) {
-        report.size = Some(Sizes {
-            min: *min,
-            median: sizes[sizes.len() / 2],
-            max: *max,
-        });
-    }
+    report.size = size_summary(&sizes);
+    report.shared_addresses = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM people WHERE email IS NOT NULL
+         GROUP BY lower(email) HAVING count(*) > 1)",
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(report)
+}
+
+/// Smallest, median (the upper one for an even count) and largest of sizes counted by value.
+fn size_summary(sizes: &BTreeMap<usize, u64>) -> Option<Sizes> {
+    let total: u64 = sizes.values().sum();
+    let (min, max) = (*sizes.keys().next()?, *sizes.keys().next_back()?);
+    let mut seen = 0;
+    let median = sizes
+        .iter()
+        .find(|(_, count)| {
+            seen += **count;
+            seen > total / 2
+        })
+        .map_or(max, |(size, _)| *size);
+    Some(Sizes { min, median, max })
 }
 
 pub fn render_report(report: &CheckReport) -> String {
@@ -226,9 +244,39 @@ pub fn render_report(report: &CheckReport) -> String {
             size.min, size.median, size.max
         ));
     }
+    if report.shared_addresses > 0 {
+        out.push_str(&format!(
+            "  {} e-mail addresses are shared by several people; each person gets their own letter\n",
+            report.shared_addresses
+        ));
+    }
     out.push_str(&format!(
         "  letters fingerprint: {}\n",
         report.letters_fingerprint
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(values: &[usize]) -> Option<(usize, usize, usize)> {
+        let mut sizes = BTreeMap::new();
+        for value in values {
+            *sizes.entry(*value).or_default() += 1;
+        }
+        size_summary(&sizes).map(|s| (s.min, s.median, s.max))
+    }
+
+    #[test]
+    fn sizes_counted_by_value_give_the_sorted_list_median() {
+        assert_eq!(summary(&[]), None);
+        assert_eq!(summary(&[7]), Some((7, 7, 7)));
+        // The element at index len / 2 of the sorted list, as before: the upper of two middles.
+        assert_eq!(summary(&[10, 30]), Some((10, 30, 30)));
+        assert_eq!(summary(&[30, 10, 20]), Some((10, 20, 30)));
+        assert_eq!(summary(&[5, 5, 5, 9, 9, 100]), Some((5, 9, 100)));
+        assert_eq!(summary(&[5, 5, 5, 5, 9, 100]), Some((5, 5, 100)));
+    }
 }

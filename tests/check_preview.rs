@@ -42,6 +42,28 @@ fn check_renders_every_letter_still_to_send() {
     let size = &report["size"];
     assert!(size["min"].as_u64() <= size["median"].as_u64());
     assert!(size["median"].as_u64() <= size["max"].as_u64());
+    assert_eq!(report["shared_addresses"], 0);
+}
+
+#[test]
+fn check_counts_addresses_shared_by_several_people() {
+    let campaign = Campaign::new();
+    let people = campaign.path("people.csv");
+    let shared = format!(
+        "{PEOPLE}FR-4,Marie.Dupont@exemple.fr,M.,Luc,Dupont,fr,,,name;email\nFR-5,marie.dupont@exemple.fr,,Lea,Dupont,fr,,,name;email\n"
+    );
+    std::fs::write(&people, shared).unwrap();
+    campaign.import(&people, &[]);
+    let out = campaign.run(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains("7 letters rendered")
+            && said.contains(
+                "1 e-mail addresses are shared by several people; each person gets their own letter"
+            ),
+        "three people share one address, in two spellings: {said}"
+    );
 }
 
 #[test]
