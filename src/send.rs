@@ -779,11 +779,12 @@ fn outcome_of(
     let (reason, possible_duplicate) = match attempt {
         Attempt::Accepted { reply } => {
             totals.sent.fetch_add(1, Ordering::Relaxed);
+            let sha256 = message.sha256();
             return Outcome::Sent {
                 reply,
                 message_id: message.message_id,
                 fingerprint,
-                sha256: message.sha256,
+                sha256,
                 email: message.recipient,
             };
         }

@@ -232,7 +232,7 @@ fn the_message_is_multipart_alternative_with_text_first() {
     assert_eq!(outgoing.recipient, "marie.dupont@exemple.fr");
     use sha2::Digest;
     assert_eq!(
-        outgoing.sha256,
+        outgoing.sha256(),
         hex::encode(sha2::Sha256::digest(&outgoing.bytes))
     );
     // The same person and generation keep the Message-ID across builds (retries).
