@@ -110,7 +110,13 @@ impl MessageBuilder {
             Some(domain) => verp::envelope_sender(&self.signing_key, delivery, domain),
             None => self.from.email.to_string(),
         };
+        // Given, not derived: lettre would otherwise parse the From and To headers it has just
+        // formatted back into addresses (a tenth of the cost of building a message).
+        let envelope =
+            lettre::address::Envelope::new(Some(self.from.email.clone()), vec![address.clone()])
+                .map_err(|e| refuse(format!("cannot make the envelope: {e}")))?;
         let mut builder = lettre::Message::builder()
+            .envelope(envelope)
             .from(self.from.clone())
             .to(Mailbox::new(name, address.clone()))
             .subject(letter.subject.clone())
