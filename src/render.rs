@@ -885,6 +885,36 @@ mod variant_tests {
         dir
     }
 
+    #[test]
+    fn person_value_reads_what_the_view_holds() {
+        use variants::{Looked, person_value};
+        let letters = Letters::load(&config_in(&project_dir())).expect("letters");
+        let mut bare = person();
+        bare.first_name = None;
+        bare.last_name = Some(String::new());
+        bare.civility = None;
+        bare.email = None;
+        for person in [person(), bare] {
+            let view = letters.person_view(&person, "en");
+            let display_name = person.display_name();
+            let mut names: Vec<String> = view.as_object().expect("a map").keys().cloned().collect();
+            names.extend(["nope".to_owned(), "extra".to_owned()]);
+            for name in names {
+                let expected = match view.get(&name) {
+                    None => Looked::Missing,
+                    Some(Value::Null) => Looked::Null,
+                    Some(Value::String(s)) => Looked::Text(s),
+                    Some(_) => Looked::Other,
+                };
+                assert_eq!(
+                    person_value(&person, &name, "en", &display_name),
+                    expected,
+                    "person.{name}"
+                );
+            }
+        }
+    }
+
     fn person() -> Person {
         Person {
             id: 7,
