@@ -140,21 +140,47 @@ impl fmt::Display for Email {
 }
 
 /// The public reference a person quotes to the helpline: 12 characters from an alphabet without
-/// look-alikes (Crockford's base 32), grouped by four, random and so unguessable.
+/// look-alikes (Crockford's base 32), grouped by four.
+///
+/// The first two characters name the person's bucket (see [`NoticeId::in_bucket`]), the other ten
+/// are random: 50 bits, unguessable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NoticeId(String);
 
 const NOTICE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/// People per notice id bucket, in import order.
+const NOTICE_BUCKET_PEOPLE: i64 = 4096;
+
 impl NoticeId {
+    /// Twelve random characters.
     pub fn random() -> Self {
+        Self::with_prefix(&[])
+    }
+
+    /// The id of the `row`-th person imported: its first two characters count buckets of 4,096
+    /// people (modulo 1,024), the rest is random. Ids made one after the other then sit side by
+    /// side in the database's unique index, so a commit of 50,000 new people rewrites a few
+    /// hundred of its pages; with fully random ids it rewrote all of them, and the import's cost
+    /// per person grew with the number of people (3.4 million: 1.6 times that of 340,000).
+    /// That the first two characters follow the import order says nothing about anyone.
+    pub fn in_bucket(row: i64) -> Self {
+        let bucket = (row / NOTICE_BUCKET_PEOPLE).rem_euclid(1024) as usize;
+        Self::with_prefix(&[NOTICE_ALPHABET[bucket / 32], NOTICE_ALPHABET[bucket % 32]])
+    }
+
+    fn with_prefix(prefix: &[u8]) -> Self {
         let mut rng = rand::rng();
         let mut id = String::with_capacity(14);
         for i in 0..12 {
             if i > 0 && i % 4 == 0 {
                 id.push('-');
             }
-            id.push(NOTICE_ALPHABET[rng.random_range(0..NOTICE_ALPHABET.len())] as char);
+            let c = prefix
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| NOTICE_ALPHABET[rng.random_range(0..NOTICE_ALPHABET.len())]);
+            id.push(c as char);
         }
         Self(id)
     }
@@ -414,6 +440,35 @@ mod tests {
             NoticeId::parse("K7QF-3MZ9-P2XI").is_err(),
             "I is not in the alphabet"
         );
+    }
+
+    #[test]
+    fn notice_ids_in_a_bucket_share_two_characters_and_nothing_else() {
+        let first = NoticeId::in_bucket(1);
+        assert!(first.as_str().starts_with("00"), "{first}");
+        let same: Vec<NoticeId> = (1..NOTICE_BUCKET_PEOPLE).map(NoticeId::in_bucket).collect();
+        assert!(same.iter().all(|id| id.as_str().starts_with("00")));
+        let distinct: std::collections::HashSet<&str> =
+            same.iter().map(|id| &id.as_str()[2..]).collect();
+        assert_eq!(
+            distinct.len(),
+            same.len(),
+            "the other ten characters are random"
+        );
+        assert!(
+            NoticeId::in_bucket(NOTICE_BUCKET_PEOPLE)
+                .as_str()
+                .starts_with("01")
+        );
+        assert!(
+            NoticeId::in_bucket(33 * NOTICE_BUCKET_PEOPLE)
+                .as_str()
+                .starts_with("11")
+        );
+        // Buckets wrap after 1,024: the id stays twelve characters of the alphabet.
+        let wrapped = NoticeId::in_bucket(1024 * NOTICE_BUCKET_PEOPLE + 5);
+        assert!(wrapped.as_str().starts_with("00"));
+        assert_eq!(NoticeId::parse(wrapped.as_str()).unwrap(), wrapped);
     }
 
     #[test]

@@ -53,8 +53,13 @@ pub async fn insert_people(
         .fetch_one(&mut **tx)
         .await?;
     let mut inserted = 0;
+    let mut row = before;
+    let mut notice_id = || {
+        row += 1;
+        NoticeId::in_bucket(row)
+    };
     for chunk in people.chunks(INSERT_CHUNK) {
-        inserted += insert_person_rows(tx, chunk, run_id, now, NoticeId::random).await?;
+        inserted += insert_person_rows(tx, chunk, run_id, now, &mut notice_id).await?;
     }
     if inserted == 0 {
         return Ok(0);
