@@ -213,7 +213,9 @@ pub async fn check(
     })
     .await?;
     report.size = size_summary(&sizes);
-    report.shared_addresses = shared.await.context("the count of shared addresses stopped")??;
+    report.shared_addresses = shared
+        .await
+        .context("the count of shared addresses stopped")??;
     Ok(report)
 }
 
