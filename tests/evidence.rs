@@ -38,12 +38,7 @@ async fn driven_campaign() -> (Campaign, SmtpServer) {
             FORMULA_REF.replace('"', "\"\"")
         ),
     ]);
-    campaign
-        .set("BREACHMAIL_SMTP_URL", &server.url())
-        .set("BREACHMAIL_RATE_PER_SECOND", "0")
-        .set("BREACHMAIL_SMTP_TIMEOUT", "2s")
-        .set("BREACHMAIL_RETRY_FIRST_DELAY", "1h")
-        .set("BREACHMAIL_RETRY_MAX_DELAY", "2h");
+    campaign.send_to(&server.url());
     let output = campaign.run_async(&["send"]).await;
     assert!(output.status.success(), "send: {}", stderr(&output));
     mark_bounced(&campaign, "BOUNCE").await;

@@ -21,12 +21,7 @@ fn people(n: usize, domain: &str) -> Vec<String> {
 /// A campaign pointed at the server, unlimited rate, short timeouts, quick retries.
 fn campaign_for(server: &SmtpServer, rows: &[String]) -> Campaign {
     let mut campaign = Campaign::with_people(rows);
-    campaign
-        .set("BREACHMAIL_SMTP_URL", &server.url())
-        .set("BREACHMAIL_RATE_PER_SECOND", "0")
-        .set("BREACHMAIL_SMTP_TIMEOUT", "2s")
-        .set("BREACHMAIL_RETRY_FIRST_DELAY", "1h")
-        .set("BREACHMAIL_RETRY_MAX_DELAY", "2h");
+    campaign.send_to(&server.url());
     campaign
 }
 

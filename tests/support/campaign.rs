@@ -109,6 +109,15 @@ impl Campaign {
         self
     }
 
+    /// Sends to the test server at `url`: unlimited rate, short timeouts, retries an hour away.
+    pub fn send_to(&mut self, url: &str) -> &mut Self {
+        self.set("BREACHMAIL_SMTP_URL", url)
+            .set("BREACHMAIL_RATE_PER_SECOND", "0")
+            .set("BREACHMAIL_SMTP_TIMEOUT", "2s")
+            .set("BREACHMAIL_RETRY_FIRST_DELAY", "1h")
+            .set("BREACHMAIL_RETRY_MAX_DELAY", "2h")
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.join("breachmail.toml")
     }
