@@ -26,6 +26,44 @@ pub fn format_time(ms: Option<i64>) -> String {
         .unwrap_or_default()
 }
 
+/// How long a statement waits for another process's lock before giving up with "busy":
+/// `BREACHMAIL_BUSY_TIMEOUT` (a duration such as `30s`), 30 seconds by default.
+pub fn busy_timeout() -> Duration {
+    std::env::var("BREACHMAIL_BUSY_TIMEOUT")
+        .ok()
+        .and_then(|v| crate::config::parse_duration(&v))
+        .unwrap_or(Duration::from_secs(30))
+}
+
+/// Whether an error is SQLite saying that another process holds a lock (SQLITE_BUSY and
+/// SQLITE_LOCKED, with their extended codes) or the pool finding no free connection: nothing
+/// is wrong with the data, the command can simply be run again later.
+pub fn is_busy(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::PoolTimedOut) => true,
+            Some(sqlx::Error::Database(db)) => db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+            _ => false,
+        })
+}
+
+/// Whether an error is SQLite saying the disk (or the file system's quota) is full.
+pub fn is_disk_full(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| code & 0xff == 13),
+            _ => false,
+        })
+}
+
 /// Opens (creating when asked) and migrates the database. A new file is made owner-only before
 /// SQLite writes a byte to it; SQLite gives its -wal and -shm files the same mode.
 pub async fn open(path: &Path, create: bool) -> anyhow::Result<SqlitePool> {
@@ -46,7 +84,7 @@ pub async fn open(path: &Path, create: bool) -> anyhow::Result<SqlitePool> {
         .page_size(16384)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(30))
+        .busy_timeout(busy_timeout())
         .foreign_keys(true)
         .pragma("cache_size", "-65536")
         .pragma("temp_store", "memory")

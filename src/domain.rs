@@ -254,10 +254,7 @@ impl DeliveryState {
 
     /// Not (or not yet) reached by e-mail, for good: the postal fallback's population.
     pub fn is_unreached(self) -> bool {
-        matches!(
-            self,
-            DeliveryState::Failed | DeliveryState::Bounced | DeliveryState::NoEmail
-        )
+        DeliveryState::NOT_REACHED.contains(&self)
     }
 }
 
@@ -274,6 +271,210 @@ impl FromStr for DeliveryState {
 impl fmt::Display for DeliveryState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The sets of states the campaign's questions are asked in. Every query that asks one of them
+/// uses these lists (through [`sql_states`]), so "still to send" cannot mean two things.
+impl DeliveryState {
+    /// May be claimed by a send run (a deferred one only once its retry time has come).
+    pub const DUE: &'static [DeliveryState] = &[DeliveryState::Pending, DeliveryState::Deferred];
+    /// Not reached yet, and not given up on: what a campaign still has to send.
+    pub const STILL_TO_SEND: &'static [DeliveryState] = &[
+        DeliveryState::Pending,
+        DeliveryState::Deferred,
+        DeliveryState::Sending,
+    ];
+    /// Not reached by e-mail, for good: the postal fallback's population.
+    pub const NOT_REACHED: &'static [DeliveryState] = &[
+        DeliveryState::Failed,
+        DeliveryState::Bounced,
+        DeliveryState::NoEmail,
+    ];
+}
+
+/// A set of states as an SQL list, `'pending','deferred'`, for `state IN (...)`. The names are
+/// this module's constants, never input, so the list is safe to splice into a statement.
+pub fn sql_states(states: &[DeliveryState]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What one line of evidence (a row of `events`) records. Kinds that change a delivery's state
+/// are the [`Transition`]s'; the others are notes on a person (a soft bounce, a complaint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Imported,
+    Updated,
+    Claimed,
+    Sent,
+    Deferred,
+    Failed,
+    Released,
+    Recovered,
+    Bounced,
+    SoftBounce,
+    Resend,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 11] = [
+        EventKind::Imported,
+        EventKind::Updated,
+        EventKind::Claimed,
+        EventKind::Sent,
+        EventKind::Deferred,
+        EventKind::Failed,
+        EventKind::Released,
+        EventKind::Recovered,
+        EventKind::Bounced,
+        EventKind::SoftBounce,
+        EventKind::Resend,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Imported => "imported",
+            EventKind::Updated => "updated",
+            EventKind::Claimed => "claimed",
+            EventKind::Sent => "sent",
+            EventKind::Deferred => "deferred",
+            EventKind::Failed => "failed",
+            EventKind::Released => "released",
+            EventKind::Recovered => "recovered",
+            EventKind::Bounced => "bounced",
+            EventKind::SoftBounce => "soft_bounce",
+            EventKind::Resend => "resend",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = Invalid;
+    fn from_str(raw: &str) -> Result<Self, Invalid> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+            .ok_or_else(|| invalid(format!("{raw:?} is not an event kind")))
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A change of a delivery's state: the life cycle as one type. Each names the states it may
+/// start from and the states it may lead to; the store writes a transition as
+/// `UPDATE … WHERE state IN (from)` and its event only when a row changed, so a transition
+/// happens with its evidence or not at all.
+///
+/// ```text
+///  import ─► pending ─claim─► sending ─send─► sent ─bounce─► bounced
+///     │        ▲  ▲              │ │ └─defer─► deferred ─claim─┘ (back to sending)
+///     ▼        │  └──release─────┘ └─fail───► failed
+///  no_email ─update      (recover: a dead run's sending ─► pending)
+///  resend: sent, deferred, failed, bounced, no_email, pending ─► pending (new generation)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transition {
+    /// A new person: no state before.
+    Import,
+    /// `import --update` changed the address of a letter not yet gone.
+    Update,
+    Claim,
+    Send,
+    Defer,
+    Fail,
+    /// Claimed but never handed to a relay: back to where it was, no attempt counted.
+    Release,
+    /// Left in `sending` by a run that is gone: sent again.
+    Recover,
+    Bounce,
+    /// A new generation of the same delivery, to the current (or another) address.
+    Resend,
+}
+
+impl Transition {
+    pub const ALL: [Transition; 10] = [
+        Transition::Import,
+        Transition::Update,
+        Transition::Claim,
+        Transition::Send,
+        Transition::Defer,
+        Transition::Fail,
+        Transition::Release,
+        Transition::Recover,
+        Transition::Bounce,
+        Transition::Resend,
+    ];
+
+    /// The event that records it.
+    pub fn kind(self) -> EventKind {
+        match self {
+            Transition::Import => EventKind::Imported,
+            Transition::Update => EventKind::Updated,
+            Transition::Claim => EventKind::Claimed,
+            Transition::Send => EventKind::Sent,
+            Transition::Defer => EventKind::Deferred,
+            Transition::Fail => EventKind::Failed,
+            Transition::Release => EventKind::Released,
+            Transition::Recover => EventKind::Recovered,
+            Transition::Bounce => EventKind::Bounced,
+            Transition::Resend => EventKind::Resend,
+        }
+    }
+
+    /// The states it may start from (none for an import).
+    pub fn from_states(self) -> &'static [DeliveryState] {
+        use DeliveryState::*;
+        match self {
+            Transition::Import => &[],
+            Transition::Update => &[Pending, Deferred, NoEmail],
+            Transition::Claim => DeliveryState::DUE,
+            Transition::Send
+            | Transition::Defer
+            | Transition::Fail
+            | Transition::Release
+            | Transition::Recover => &[Sending],
+            Transition::Bounce => &[Sent],
+            Transition::Resend => &[Pending, Sent, Deferred, Failed, Bounced, NoEmail],
+        }
+    }
+
+    /// The states it may lead to.
+    pub fn to_states(self) -> &'static [DeliveryState] {
+        use DeliveryState::*;
+        match self {
+            Transition::Import => &[Pending, NoEmail],
+            Transition::Update => &[Pending, Deferred, NoEmail],
+            Transition::Claim => &[Sending],
+            Transition::Send => &[Sent],
+            Transition::Defer => &[Deferred],
+            Transition::Fail => &[Failed],
+            Transition::Release => DeliveryState::DUE,
+            Transition::Recover => &[Pending],
+            Transition::Bounce => &[Bounced],
+            Transition::Resend => &[Pending],
+        }
+    }
+
+    /// The `state IN (...)` list of its from-states, for the statement that makes it.
+    pub fn sql_from(self) -> String {
+        sql_states(self.from_states())
+    }
+
+    /// Whether `from → to` is this transition (`from` is None only for an import).
+    pub fn allows(self, from: Option<DeliveryState>, to: DeliveryState) -> bool {
+        let from_ok = match from {
+            None => self.from_states().is_empty(),
+            Some(from) => self.from_states().contains(&from),
+        };
+        from_ok && self.to_states().contains(&to)
     }
 }
 
@@ -492,6 +693,26 @@ mod tests {
     fn states_round_trip() {
         for state in DeliveryState::ALL {
             assert_eq!(state.as_str().parse::<DeliveryState>().unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn every_state_is_reachable_and_every_transition_leads_somewhere_allowed() {
+        for state in DeliveryState::ALL {
+            assert!(
+                Transition::ALL
+                    .iter()
+                    .any(|t| t.to_states().contains(&state)),
+                "{state} cannot be reached"
+            );
+        }
+        assert!(Transition::Import.allows(None, DeliveryState::Pending));
+        assert!(Transition::Claim.allows(Some(DeliveryState::Deferred), DeliveryState::Sending));
+        assert!(!Transition::Release.allows(Some(DeliveryState::Sent), DeliveryState::Pending));
+        assert!(!Transition::Send.allows(Some(DeliveryState::Pending), DeliveryState::Sent));
+        assert_eq!(sql_states(DeliveryState::DUE), "'pending','deferred'");
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), kind);
         }
     }
 

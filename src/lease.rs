@@ -12,6 +12,7 @@ use sqlx::{Row, SqlitePool};
 pub const LEASE_TTL: Duration = Duration::from_secs(120);
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
+#[derive(Clone)]
 pub struct Lease {
     pool: SqlitePool,
     run_id: i64,

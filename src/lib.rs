@@ -19,7 +19,9 @@ pub mod files;
 pub mod import;
 pub mod init;
 pub mod lease;
-pub mod ledger;
+pub mod store;
+/// The delivery life cycle, from [`store::ledger`]: kept under its old name for the callers.
+pub use store::ledger;
 pub mod message;
 pub mod person;
 pub mod postal;
@@ -70,6 +72,19 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// Writes a line of results to stdout. A line that cannot be written (a full disk, a closed
+/// pipe) is dropped rather than panicking: the database, not the terminal, is the record.
+pub fn print_out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Writes a line to stderr; like [`print_out`], never panics.
+pub fn print_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Runs one command line; the binary's `main` is only this.
 pub fn main_with(cli: Cli) -> ExitCode {
     init_logging(&cli);
@@ -87,10 +102,18 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Ok(exit) => exit.into(),
         Err(error) => {
             if let Some(usage) = error.downcast_ref::<UsageError>() {
-                eprintln!("error: {usage}");
+                print_err(&format!("error: {usage}"));
                 return ExitCode::from(2);
             }
-            eprintln!("error: {error:#}");
+            if db::is_busy(&error) {
+                print_err(&format!(
+                    "error: the database is busy: another process holds a lock on it for longer than \
+                     {}s; nothing was lost, try again later ({error:#})",
+                    db::busy_timeout().as_secs()
+                ));
+                return Exit::TryLater.into();
+            }
+            print_err(&format!("error: {error:#}"));
             ExitCode::from(1)
         }
     }
@@ -108,6 +131,8 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk) is lost, not a panic.
+        .log_internal_errors(false)
         .with_target(false);
     let _ = match cli.log_format {
         cli::LogFormat::Json => builder.json().try_init(),

@@ -31,35 +31,36 @@ pub struct Person {
 }
 
 /// The columns `from_row` reads, for `SELECT {PERSON_COLUMNS} FROM people p JOIN deliveries d ...`.
-pub const PERSON_COLUMNS: &str = "p.id, p.ref, p.notice_id, COALESCE(d.email, p.email), p.civility, p.first_name, p.last_name, p.language, p.address_line1, p.address_line2, p.postcode, p.city, p.country, p.phone_masked, p.identifier_masked, p.exposed, p.extra, d.generation";
+/// Each is named, and `from_row` reads them by name, so a query may add columns anywhere.
+pub const PERSON_COLUMNS: &str = "p.id AS id, p.ref AS ref, p.notice_id AS notice_id, COALESCE(d.email, p.email) AS email, p.civility AS civility, p.first_name AS first_name, p.last_name AS last_name, p.language AS language, p.address_line1 AS address_line1, p.address_line2 AS address_line2, p.postcode AS postcode, p.city AS city, p.country AS country, p.phone_masked AS phone_masked, p.identifier_masked AS identifier_masked, p.exposed AS exposed, p.extra AS extra, d.generation AS generation";
 
 impl Person {
     pub fn from_row(row: &SqliteRow) -> anyhow::Result<Person> {
-        let exposed: String = row.try_get(15)?;
-        let extra: String = row.try_get(16)?;
+        let exposed: String = row.try_get("exposed")?;
+        let extra: String = row.try_get("extra")?;
         let extra = match serde_json::from_str(&extra)? {
             serde_json::Value::Object(map) => map,
             _ => serde_json::Map::new(),
         };
         Ok(Person {
-            id: row.try_get(0)?,
-            person_ref: row.try_get(1)?,
-            notice_id: row.try_get(2)?,
-            email: row.try_get(3)?,
-            civility: row.try_get(4)?,
-            first_name: row.try_get(5)?,
-            last_name: row.try_get(6)?,
-            language: row.try_get(7)?,
-            address_line1: row.try_get(8)?,
-            address_line2: row.try_get(9)?,
-            postcode: row.try_get(10)?,
-            city: row.try_get(11)?,
-            country: row.try_get(12)?,
-            phone_masked: row.try_get(13)?,
-            identifier_masked: row.try_get(14)?,
+            id: row.try_get("id")?,
+            person_ref: row.try_get("ref")?,
+            notice_id: row.try_get("notice_id")?,
+            email: row.try_get("email")?,
+            civility: row.try_get("civility")?,
+            first_name: row.try_get("first_name")?,
+            last_name: row.try_get("last_name")?,
+            language: row.try_get("language")?,
+            address_line1: row.try_get("address_line1")?,
+            address_line2: row.try_get("address_line2")?,
+            postcode: row.try_get("postcode")?,
+            city: row.try_get("city")?,
+            country: row.try_get("country")?,
+            phone_masked: row.try_get("phone_masked")?,
+            identifier_masked: row.try_get("identifier_masked")?,
             exposed: Category::parse_list(&exposed)?,
             extra,
-            generation: row.try_get(17)?,
+            generation: row.try_get("generation")?,
         })
     }
 

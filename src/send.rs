@@ -21,18 +21,26 @@ use anyhow::Context;
 use backon::BackoffBuilder;
 use governor::{Quota, RateLimiter};
 use sqlx::SqlitePool;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use crate::Exit;
 use crate::cli::SendArgs;
 use crate::config::{Config, Retry};
-use crate::lease::{HEARTBEAT, Lease};
+use crate::lease::{HEARTBEAT, LEASE_TTL, Lease};
 use crate::ledger::{self, Claimed, Outcome};
 use crate::message::{MessageBuilder, Outgoing};
 use crate::render::Letters;
 use crate::transport::{Attempt, Relayer};
 
 type Limiter = governor::DefaultDirectRateLimiter;
+
+/// How long confirmed outcomes wait for a database another process has locked before the run
+/// gives up on them (they stay `sending`, handed over, and the next run flags them).
+const MAX_WRITE_STALL: Duration = Duration::from_secs(300);
+
+/// How long before the lease's expiry, as this run last renewed it, it stops handing letters
+/// over: another run may take the lease over once it has expired.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
 
 /// After this many connection failures in a row, with no success between them, the relay is
 /// taken as unreachable and the run ends with 75.
@@ -65,6 +73,80 @@ enum StopReason {
     Unreachable,
     Misconfigured,
     LeaseLost,
+    /// The outcome writer failed: nothing more can be recorded.
+    WriterFailed,
+}
+
+/// What tells every part of a run to stop at once, whatever it is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Halt {
+    Running,
+    /// Another run holds this run's deliveries now (its lease was taken over).
+    LeaseLost,
+    /// The database refused a write: the error is the writer's.
+    WriterFailed,
+}
+
+/// Until when this run may hand letters over, as its last heartbeat says.
+struct LeaseClock {
+    valid_until: std::sync::Mutex<Instant>,
+}
+
+impl LeaseClock {
+    fn new() -> LeaseClock {
+        LeaseClock {
+            valid_until: std::sync::Mutex::new(Instant::now() + LEASE_TTL - LEASE_MARGIN),
+        }
+    }
+
+    fn renewed(&self, at: Instant) {
+        if let Ok(mut until) = self.valid_until.lock() {
+            *until = at + LEASE_TTL - LEASE_MARGIN;
+        }
+    }
+
+    fn valid(&self) -> bool {
+        self.valid_until
+            .lock()
+            .map(|until| Instant::now() < *until)
+            .unwrap_or(false)
+    }
+}
+
+/// Renews the lease every [`HEARTBEAT`], in a task of its own, so a busy dispatcher or a stalled
+/// relay never lets it lapse; halts the run when another run has taken it.
+fn keep_lease(
+    lease: Lease,
+    clock: Arc<LeaseClock>,
+    halt: Arc<watch::Sender<Halt>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            let at = Instant::now();
+            match lease.heartbeat().await {
+                Ok(true) => clock.renewed(at),
+                Ok(false) => {
+                    tracing::error!("the sender lease was taken over by another run: stopping");
+                    halt.send_if_modified(|h| halt_with(h, Halt::LeaseLost));
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "the sender lease could not be renewed; trying again")
+                }
+            }
+        }
+    })
+}
+
+/// The first reason to halt wins.
+fn halt_with(current: &mut Halt, reason: Halt) -> bool {
+    if *current == Halt::Running {
+        *current = reason;
+        true
+    } else {
+        false
+    }
 }
 
 pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
@@ -77,10 +159,10 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let lease = match Lease::acquire(&pool, run_id).await? {
         Ok(lease) => lease,
         Err(holder) => {
-            eprintln!(
+            crate::print_err(&format!(
                 "send: another send is running (run {} on {}, pid {}); nothing sent",
                 holder.run_id, holder.host, holder.pid
-            );
+            ));
             crate::db::finish_run(&pool, run_id, "lock held", "").await?;
             return Ok(Exit::TryLater);
         }
@@ -94,6 +176,10 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     }
     let stop = StopSignal::install();
     let started = Instant::now();
+    let lease_clock = Arc::new(LeaseClock::new());
+    let (halt, _) = watch::channel(Halt::Running);
+    let halt = Arc::new(halt);
+    let heartbeat = keep_lease(lease.clone(), lease_clock.clone(), halt.clone());
     let job = SendJob {
         config: config.clone(),
         pool: pool.clone(),
@@ -105,9 +191,16 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         deadline: args.max_duration.map(|d| started + d),
         stop: stop.receiver(),
         totals: Arc::new(RunTotals::default()),
+        halt,
+        lease_clock,
     };
-    let result = job.run(&lease).await;
-    lease.release().await?;
+    let result = job.run().await;
+    heartbeat.abort();
+    // A run that lost its lease must not delete the new holder's row: release is conditional
+    // on the run id. A failed release is harmless (the lease expires).
+    if let Err(error) = lease.release().await {
+        tracing::warn!(error = %format!("{error:#}"), "the sender lease could not be released; it expires by itself");
+    }
     let (reason, totals) = result?;
     let elapsed = started.elapsed();
     let summary = format!(
@@ -129,17 +222,17 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         .execute(&pool)
         .await?;
     crate::db::finish_run(&pool, run_id, describe(reason), &summary).await?;
-    println!("{summary}");
+    crate::print_out(&summary);
     let render_failures = RunTotals::get(&totals.render_failures);
     if render_failures > 0 {
-        eprintln!(
+        crate::print_err(&format!(
             "send: {render_failures} letters did not render and were not sent; run `breachmail check` to see why"
-        );
+        ));
         return Ok(Exit::Failed);
     }
     Ok(match reason {
         StopReason::Unreachable | StopReason::LeaseLost => Exit::TryLater,
-        StopReason::Misconfigured => Exit::Failed,
+        StopReason::Misconfigured | StopReason::WriterFailed => Exit::Failed,
         _ => Exit::Ok,
     })
 }
@@ -153,6 +246,7 @@ fn describe(reason: StopReason) -> &'static str {
         StopReason::Unreachable => "relay unreachable",
         StopReason::Misconfigured => "relay refuses this configuration",
         StopReason::LeaseLost => "sender lease lost",
+        StopReason::WriterFailed => "the outcomes could not be recorded",
     }
 }
 
@@ -178,8 +272,8 @@ impl StopSignal {
                     _ = int.recv() => {}
                 }
                 if count > 0 {
-                    eprintln!(
-                        "send: second signal: aborting; the next run sends what was in flight again"
+                    crate::print_err(
+                        "send: second signal: aborting; the next run sends what was in flight again",
                     );
                     std::process::exit(130);
                 }
@@ -208,6 +302,8 @@ struct SendJob {
     deadline: Option<Instant>,
     stop: watch::Receiver<bool>,
     totals: Arc<RunTotals>,
+    halt: Arc<watch::Sender<Halt>>,
+    lease_clock: Arc<LeaseClock>,
 }
 
 /// A claimed delivery with its message built, waiting for the rate limiters.
@@ -283,12 +379,13 @@ impl SendJob {
         })
     }
 
-    async fn run(self, lease: &Lease) -> anyhow::Result<(StopReason, Arc<RunTotals>)> {
+    async fn run(self) -> anyhow::Result<(StopReason, Arc<RunTotals>)> {
         let workers = self.config.smtp.max_connections;
         let (job_sender, job_receiver) = mpsc::channel::<Job>(workers);
         let job_receiver = Arc::new(Mutex::new(job_receiver));
         let (outcome_sender, outcome_receiver) = mpsc::channel::<(i64, i64, Outcome)>(4096);
         let (signal_sender, mut signal_receiver) = mpsc::unbounded_channel::<Signal>();
+        let (mark_sender, mark_receiver) = mpsc::channel::<HandOver>(workers.max(1) * 2);
         // Set when claimed work must be given back instead of sent.
         let draining = Arc::new(AtomicBool::new(false));
 
@@ -296,7 +393,10 @@ impl SendJob {
             self.pool.clone(),
             self.run_id,
             outcome_receiver,
+            mark_receiver,
+            self.halt.clone(),
         ));
+        let mut halted = self.halt.subscribe();
         let global = NonZeroU32::new(self.config.rate.per_second).map(limiter);
         let free_workers = Arc::new(tokio::sync::Semaphore::new(workers));
         let mut worker_handles = Vec::new();
@@ -310,15 +410,21 @@ impl SendJob {
                 retry: self.config.retry.clone(),
                 draining: draining.clone(),
                 totals: self.totals.clone(),
+                marks: mark_sender.clone(),
+                halt: self.halt.clone(),
+                lease_clock: self.lease_clock.clone(),
             };
             worker_handles.push(tokio::spawn(worker.run()));
         }
         drop(signal_sender);
+        drop(mark_sender);
+        // A claim or preparation that failed for a reason other than a busy database: returned
+        // once what is in flight has been recorded.
+        let mut failure: Option<anyhow::Error> = None;
 
         let mut dispatcher = Dispatcher::new(&self.config);
         let mut dispatched: u64 = 0;
         let mut health = RelayHealth::default();
-        let mut last_heartbeat = Instant::now();
         let mut progress = Progress::new(&self.pool).await;
         let mut stop = self.stop.clone();
         let mut refill: Option<Refill> = None;
@@ -336,6 +442,11 @@ impl SendJob {
             if health.failures_in_a_row >= UNREACHABLE_AFTER {
                 break StopReason::Unreachable;
             }
+            match *halted.borrow() {
+                Halt::Running => {}
+                Halt::LeaseLost => break StopReason::LeaseLost,
+                Halt::WriterFailed => break StopReason::WriterFailed,
+            }
             if *stop.borrow() {
                 break StopReason::Signal;
             }
@@ -345,20 +456,31 @@ impl SendJob {
             if self.limit.is_some_and(|l| dispatched >= l) {
                 break StopReason::Limit;
             }
-            if last_heartbeat.elapsed() >= HEARTBEAT {
-                if !lease.heartbeat().await? {
-                    break StopReason::LeaseLost;
-                }
-                last_heartbeat = Instant::now();
-            }
             progress.tick(&self.totals);
             // Claiming and rendering the next batch run beside the dispatch, so the limiter's
             // slots are never missed while a batch is prepared (with a burst of one, a missed
             // slot is lost for good: 5 % of the rate, measured).
             if let Some(task) = refill.take_if(|t| t.is_finished() || dispatcher.held() == 0) {
-                let (claimed, prepared) = task.await.context("the claiming task failed")??;
-                last_claim_empty = claimed == 0;
-                dispatcher.hold(prepared);
+                match task.await.context("the claiming task failed") {
+                    Ok(Ok((claimed, prepared))) => {
+                        last_claim_empty = claimed == 0;
+                        dispatcher.hold(prepared);
+                    }
+                    // Another process holds the database: what is in flight goes on, the
+                    // next claim is tried again.
+                    Ok(Err(error)) if crate::db::is_busy(&error) => {
+                        tracing::warn!(error = %format!("{error:#}"), "the database is busy: claiming again shortly");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stop.changed() => {}
+                            _ = halted.changed() => {}
+                        }
+                    }
+                    Ok(Err(error)) | Err(error) => {
+                        failure = Some(error);
+                        break StopReason::WriterFailed;
+                    }
+                }
             }
             if refill.is_none() && dispatcher.held() == 0 && last_claim_empty {
                 break StopReason::NothingDue;
@@ -394,11 +516,19 @@ impl SendJob {
             };
             // A free worker first, then the global ceiling: the message leaves the moment the
             // limiter allows it, so the relay sees the configured spacing.
-            let worker_free = free_workers
-                .clone()
-                .acquire_owned()
-                .await
-                .context("the send workers stopped")?;
+            // Waiting for a worker watches the stop signal and the halt, so neither a stuck relay
+            // nor a failed writer can hold the run here.
+            let worker_free = tokio::select! {
+                permit = free_workers.clone().acquire_owned() => permit.context("the send workers stopped")?,
+                _ = stop.changed() => {
+                    dispatcher.hold(vec![prepared]);
+                    continue;
+                }
+                _ = halted.changed() => {
+                    dispatcher.hold(vec![prepared]);
+                    continue;
+                }
+            };
             if let Some(global) = &global {
                 until_ready_precisely(global).await;
             }
@@ -407,8 +537,10 @@ impl SendJob {
                 prepared,
                 _worker_free: worker_free,
             };
-            if job_sender.send(job).await.is_err() {
-                anyhow::bail!("every send worker stopped");
+            if let Err(unsent) = job_sender.send(job).await {
+                dispatcher.hold(vec![unsent.0.prepared]);
+                failure = Some(anyhow::anyhow!("every send worker stopped"));
+                break StopReason::WriterFailed;
             }
             dispatched += 1;
         };
@@ -422,7 +554,11 @@ impl SendJob {
         if matches!(reason, StopReason::Unreachable | StopReason::Misconfigured) {
             draining.store(true, Ordering::Relaxed);
         }
-        for prepared in dispatcher.drain() {
+        // A run that lost its claims, or cannot write, leaves what it holds as it is: the
+        // deliveries are another run's now, or stay `sending` (not handed over) for the next.
+        let held = dispatcher.drain();
+        let give_back = !matches!(reason, StopReason::LeaseLost | StopReason::WriterFailed);
+        for prepared in held.into_iter().filter(|_| give_back) {
             let person = &prepared.claimed.person;
             outcome_sender
                 .send((
@@ -438,10 +574,19 @@ impl SendJob {
         }
         drop(job_sender);
         for handle in worker_handles {
-            handle.await.context("a send worker failed")?;
+            if let Err(error) = handle.await {
+                tracing::error!(%error, "a send worker failed");
+            }
         }
         drop(outcome_sender);
         writer.await.context("the outcome writer failed")??;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        let reason = match (reason, self.halt.borrow().clone()) {
+            (_, Halt::LeaseLost) => StopReason::LeaseLost,
+            (reason, _) => reason,
+        };
         // Signals from the last messages: a relay that failed every session after the last
         // success was not reached, even when fewer people were due than it takes to notice.
         let mut reason = reason;
@@ -718,7 +863,14 @@ struct Worker {
     retry: Retry,
     draining: Arc<AtomicBool>,
     totals: Arc<RunTotals>,
+    marks: mpsc::Sender<HandOver>,
+    halt: Arc<watch::Sender<Halt>>,
+    lease_clock: Arc<LeaseClock>,
 }
+
+/// A worker asking the writer to record that a letter is being handed to the relay; the answer
+/// says whether this run still holds it.
+type HandOver = (i64, oneshot::Sender<bool>);
 
 impl Worker {
     async fn run(mut self) {
@@ -727,7 +879,10 @@ impl Worker {
             let Some(job) = job else { break };
             let person_id = job.prepared.claimed.person.id;
             let generation = job.prepared.claimed.person.generation;
-            let outcome = self.attempt(job.prepared).await;
+            let Some(outcome) = self.attempt(job.prepared).await else {
+                // Not handed over, and not this run's to record any more.
+                continue;
+            };
             if self
                 .outcomes
                 .send((person_id, generation, outcome))
@@ -740,12 +895,15 @@ impl Worker {
         self.connection.close().await;
     }
 
-    async fn attempt(&mut self, prepared: Prepared) -> Outcome {
+    async fn attempt(&mut self, prepared: Prepared) -> Option<Outcome> {
         if self.draining.load(Ordering::Relaxed) {
             self.totals.released.fetch_add(1, Ordering::Relaxed);
-            return Outcome::Released {
+            return Some(Outcome::Released {
                 reason: "not attempted: the relay is unreachable".into(),
-            };
+            });
+        }
+        if !self.may_hand_over(prepared.claimed.person.id).await {
+            return None;
         }
         let attempt = self.connection.deliver(&prepared.message).await;
         let signal = match &attempt {
@@ -755,14 +913,44 @@ impl Worker {
             _ => Signal::Reached,
         };
         let _ = self.signals.send(signal);
-        outcome_of(
+        Some(outcome_of(
             attempt,
             &prepared.claimed,
             prepared.message,
             self.fingerprint.clone(),
             &self.retry,
             &self.totals,
-        )
+        ))
+    }
+
+    /// The last check before a letter goes: the run is not halted, its lease has not lapsed,
+    /// and the writer has durably marked the delivery as handed over while this run still holds
+    /// it. Only a letter so marked can be flagged as a possible duplicate after a crash.
+    async fn may_hand_over(&self, person_id: i64) -> bool {
+        if *self.halt.borrow() != Halt::Running {
+            return false;
+        }
+        if !self.lease_clock.valid() {
+            tracing::error!(
+                "the sender lease lapsed before it could be renewed: handing nothing more over"
+            );
+            self.halt
+                .send_if_modified(|h| halt_with(h, Halt::LeaseLost));
+            return false;
+        }
+        let (answer, answered) = oneshot::channel();
+        if self.marks.send((person_id, answer)).await.is_err() {
+            return false;
+        }
+        match answered.await {
+            Ok(true) => true,
+            Ok(false) => {
+                self.halt
+                    .send_if_modified(|h| halt_with(h, Halt::LeaseLost));
+                false
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -779,6 +967,10 @@ fn outcome_of(
     let (reason, possible_duplicate) = match attempt {
         Attempt::Accepted { reply } => {
             totals.sent.fetch_add(1, Ordering::Relaxed);
+            // A dead run had handed this letter over already: it may now be there twice.
+            if claimed.possible_duplicate {
+                totals.duplicates_possible.fetch_add(1, Ordering::Relaxed);
+            }
             let sha256 = message.sha256();
             return Outcome::Sent {
                 reply,
@@ -845,32 +1037,135 @@ pub fn retry_delay(retry: &Retry, attempts: i64) -> Duration {
     delay.min(retry.max_delay)
 }
 
-/// The one writer: records outcomes in batches, so the database sees a few transactions a
-/// second however fast the relay is.
+/// The one writer: records outcomes and hand-over marks in batches, so the database sees a few
+/// transactions a second however fast the relay is. Marks come first: a worker waits for its
+/// mark before the letter goes.
+///
+/// A database that another process has locked is waited for (outcomes the relay confirmed are
+/// kept, not dropped) up to [`MAX_WRITE_STALL`]; any other failure halts the whole run at once
+/// and is returned.
 async fn write_outcomes(
     pool: SqlitePool,
     run_id: i64,
     mut outcomes: mpsc::Receiver<(i64, i64, Outcome)>,
+    mut marks: mpsc::Receiver<HandOver>,
+    halt: Arc<watch::Sender<Halt>>,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(512);
-    loop {
-        let Some(first) = outcomes.recv().await else {
-            break;
-        };
-        batch.push(first);
+    let mut waiting: Vec<HandOver> = Vec::new();
+    let (mut outcomes_open, mut marks_open) = (true, true);
+    while outcomes_open || marks_open {
+        tokio::select! {
+            biased;
+            mark = marks.recv(), if marks_open => match mark {
+                Some(mark) => waiting.push(mark),
+                None => marks_open = false,
+            },
+            outcome = outcomes.recv(), if outcomes_open => match outcome {
+                Some(outcome) => batch.push(outcome),
+                None => outcomes_open = false,
+            },
+        }
         // Take whatever else is already waiting, up to a batch, without waiting for more.
+        while waiting.len() < 512 {
+            match marks.try_recv() {
+                Ok(mark) => waiting.push(mark),
+                Err(_) => break,
+            }
+        }
         while batch.len() < 512 {
             match outcomes.try_recv() {
                 Ok(outcome) => batch.push(outcome),
                 Err(_) => break,
             }
         }
-        ledger::record_outcomes(&pool, run_id, &batch)
-            .await
-            .context("while recording delivery outcomes")?;
-        batch.clear();
+        if batch.is_empty() && waiting.is_empty() {
+            continue;
+        }
+        let ids: Vec<i64> = waiting.iter().map(|(id, _)| *id).collect();
+        match write_patiently(&pool, run_id, &batch, &ids).await {
+            Ok((lost, stale)) => {
+                if !lost.is_empty() || !stale.is_empty() {
+                    tracing::error!(
+                        deliveries = lost.len() + stale.len(),
+                        "another run holds deliveries this run had claimed (its lease was taken over): stopping, nothing more is written for them"
+                    );
+                    halt.send_if_modified(|h| halt_with(h, Halt::LeaseLost));
+                }
+                for (id, answer) in waiting.drain(..) {
+                    let _ = answer.send(!lost.contains(&id));
+                }
+                batch.clear();
+            }
+            Err(error) => {
+                halt.send_if_modified(|h| halt_with(h, Halt::WriterFailed));
+                let what = if crate::db::is_disk_full(&error) {
+                    "the disk is full"
+                } else {
+                    "the database refused the write"
+                };
+                tracing::error!(error = %format!("{error:#}"), "{what}: stopping; the next run sends again what was in flight");
+                return Err(error.context(format!(
+                    "while recording delivery outcomes ({what}; {} outcomes not recorded: those letters stay `sending` and the next run takes them back)",
+                    batch.len()
+                )));
+            }
+        }
     }
     Ok(())
+}
+
+/// One batch in one transaction, tried again while another process holds the database.
+async fn write_patiently(
+    pool: &SqlitePool,
+    run_id: i64,
+    batch: &[(i64, i64, Outcome)],
+    marks: &[i64],
+) -> anyhow::Result<(Vec<i64>, Vec<crate::store::Stale>)> {
+    let started = Instant::now();
+    let mut warned = false;
+    loop {
+        match write_once(pool, run_id, batch, marks).await {
+            Ok(written) => {
+                if warned {
+                    tracing::info!(
+                        waited_s = started.elapsed().as_secs(),
+                        "the database is free again: outcomes recorded"
+                    );
+                }
+                return Ok(written);
+            }
+            Err(error) if crate::db::is_busy(&error) && started.elapsed() < MAX_WRITE_STALL => {
+                if !warned {
+                    tracing::warn!(
+                        outcomes = batch.len(),
+                        "the database is locked by another process: keeping the outcomes until it is free"
+                    );
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn write_once(
+    pool: &SqlitePool,
+    run_id: i64,
+    batch: &[(i64, i64, Outcome)],
+    marks: &[i64],
+) -> anyhow::Result<(Vec<i64>, Vec<crate::store::Stale>)> {
+    let now = crate::db::now_ms();
+    let mut tx = pool.begin().await?;
+    let stale = ledger::record_outcomes_in(&mut tx, run_id, batch, now).await?;
+    let lost = if marks.is_empty() {
+        Vec::new()
+    } else {
+        ledger::mark_handed_over(&mut tx, run_id, marks, now).await?
+    };
+    tx.commit().await?;
+    Ok((lost, stale))
 }
 
 /// What the operator sees while a run goes: a progress bar with the rate and the time left on a

@@ -7,7 +7,8 @@
 
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
-use crate::domain::{DeliveryState, NoticeId};
+use crate::domain::{DeliveryState, EventKind, NoticeId, Transition};
+use crate::store::Stale;
 
 /// A validated person, ready to be written. Only masked identifier and phone exist here.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,29 +257,36 @@ pub async fn update_person(
     };
     // Only a letter that has not gone yet follows the new address; a sent one is resent on
     // purpose (`resend --changed-only`), never by accident.
-    if matches!(
-        state,
-        DeliveryState::NoEmail | DeliveryState::Pending | DeliveryState::Deferred
-    ) {
-        sqlx::query(
-            "UPDATE deliveries SET state = ?, email = ?, email_domain = ?, updated_at = ? WHERE person_id = ?",
+    let follows = Transition::Update.from_states().contains(&state);
+    if follows {
+        let changed = sqlx::query(
+            "UPDATE deliveries SET state = ?, email = ?, email_domain = ?, updated_at = ?
+             WHERE person_id = ? AND state = ?",
         )
         .bind(to.as_str())
         .bind(&person.email)
         .bind(&person.email_domain)
         .bind(now)
         .bind(person_id)
+        .bind(state.as_str())
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            anyhow::bail!(Stale {
+                person_id,
+                expected: state.as_str(),
+            });
+        }
     }
     append_event(
         &mut *tx,
         Event {
             person_id,
             run_id: Some(run_id),
-            kind: "updated",
+            kind: EventKind::Updated,
             from_state: Some(state),
-            to_state: Some(to),
+            to_state: Some(if follows { to } else { state }),
             generation: None,
             detail: Some(format!("changed: {}", changed_fields.join(", "))),
         },
@@ -288,10 +296,10 @@ pub async fn update_person(
 }
 
 /// One line of evidence.
-pub struct Event<'a> {
+pub struct Event {
     pub person_id: i64,
     pub run_id: Option<i64>,
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub from_state: Option<DeliveryState>,
     pub to_state: Option<DeliveryState>,
     pub generation: Option<i64>,
@@ -300,7 +308,7 @@ pub struct Event<'a> {
 
 pub async fn append_event(
     conn: &mut SqliteConnection,
-    event: Event<'_>,
+    event: Event,
     now: i64,
 ) -> anyhow::Result<()> {
     sqlx::query(
@@ -310,7 +318,7 @@ pub async fn append_event(
     .bind(event.person_id)
     .bind(now)
     .bind(event.run_id)
-    .bind(event.kind)
+    .bind(event.kind.as_str())
     .bind(event.from_state.map(DeliveryState::as_str))
     .bind(event.to_state.map(DeliveryState::as_str))
     .bind(event.generation)
@@ -328,6 +336,9 @@ pub struct Claimed {
     pub first_attempt_at: Option<i64>,
     pub generation_started_at: i64,
     pub email_domain: String,
+    /// A dead run may already have handed this letter to a relay: sending it counts as a
+    /// possible duplicate.
+    pub possible_duplicate: bool,
 }
 
 /// Moves up to `limit` due deliveries (pending, or deferred whose time has come) to `sending`
@@ -349,16 +360,24 @@ pub async fn claim(
             vec!["?"; exclude.len()].join(",")
         )
     };
+    let (pending, deferred) = (
+        DeliveryState::Pending.as_str(),
+        DeliveryState::Deferred.as_str(),
+    );
+    let sending = DeliveryState::Sending.as_str();
     let sql = format!(
-        "UPDATE deliveries SET state = 'sending', claimed_by = ?1, claimed_from = state, updated_at = ?2
+        "UPDATE deliveries SET state = '{sending}', claimed_by = ?1, claimed_from = state,
+           handed_over_at = NULL, updated_at = ?2
          WHERE person_id IN (
              SELECT person_id FROM (
-                 SELECT person_id FROM deliveries WHERE state = 'pending'{exclusion}
+                 SELECT person_id FROM deliveries WHERE state = '{pending}'{exclusion}
                  UNION ALL
                  SELECT person_id FROM deliveries
-                 WHERE state = 'deferred' AND next_attempt_at <= ?2{exclusion}
+                 WHERE state = '{deferred}' AND next_attempt_at <= ?2{exclusion}
              ) LIMIT ?3)
-         RETURNING person_id"
+           AND state IN ({from})
+         RETURNING person_id",
+        from = Transition::Claim.sql_from(),
     );
     let mut tx = pool.begin().await?;
     let mut query = sqlx::query_scalar::<_, i64>(&sql)
@@ -376,10 +395,12 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     let list = vec!["?"; ids.len()].join(",");
+    // Only the rows this statement changed are in `ids`, so each event matches a change.
     let events_sql = format!(
         "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation)
-         SELECT person_id, ?, ?, 'claimed', claimed_from, 'sending', generation
-         FROM deliveries WHERE person_id IN ({list})"
+         SELECT person_id, ?, ?, '{kind}', claimed_from, state, generation
+         FROM deliveries WHERE person_id IN ({list})",
+        kind = Transition::Claim.kind().as_str(),
     );
     let mut events = sqlx::query(&events_sql).bind(now).bind(run_id);
     for id in &ids {
@@ -387,7 +408,9 @@ pub async fn claim(
     }
     events.execute(&mut *tx).await?;
     let select_sql = format!(
-        "SELECT {}, d.attempts, d.first_attempt_at, d.generation_started_at, d.email_domain
+        "SELECT {}, d.attempts AS attempts, d.first_attempt_at AS first_attempt_at,
+                d.generation_started_at AS generation_started_at, d.email_domain AS email_domain,
+                d.possible_duplicate AS possible_duplicate
          FROM people p JOIN deliveries d ON d.person_id = p.id WHERE p.id IN ({list})",
         crate::person::PERSON_COLUMNS
     );
@@ -402,13 +425,45 @@ pub async fn claim(
             use sqlx::Row;
             Ok(Claimed {
                 person: crate::person::Person::from_row(row)?,
-                attempts: row.try_get(18)?,
-                first_attempt_at: row.try_get(19)?,
-                generation_started_at: row.try_get(20)?,
-                email_domain: row.try_get::<Option<String>, _>(21)?.unwrap_or_default(),
+                attempts: row.try_get("attempts")?,
+                first_attempt_at: row.try_get("first_attempt_at")?,
+                generation_started_at: row.try_get("generation_started_at")?,
+                email_domain: row
+                    .try_get::<Option<String>, _>("email_domain")?
+                    .unwrap_or_default(),
+                possible_duplicate: row.try_get::<i64, _>("possible_duplicate")? != 0,
             })
         })
         .collect()
+}
+
+/// Marks claimed deliveries as handed to a relay, before the first byte of their transaction
+/// goes out, and returns the ones this run no longer holds (taken over by another run): those
+/// must not be sent. Fenced by run id, so a run that lost its lease hands nothing over.
+pub async fn mark_handed_over(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    person_ids: &[i64],
+    now: i64,
+) -> anyhow::Result<Vec<i64>> {
+    let mut lost = Vec::new();
+    for chunk in person_ids.chunks(900) {
+        let sql = format!(
+            "UPDATE deliveries SET handed_over_at = ?
+             WHERE state = '{sending}' AND claimed_by = ? AND person_id IN ({list})
+             RETURNING person_id",
+            sending = DeliveryState::Sending.as_str(),
+            list = vec!["?"; chunk.len()].join(","),
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(now).bind(run_id);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        let marked: std::collections::HashSet<i64> =
+            query.fetch_all(&mut *conn).await?.into_iter().collect();
+        lost.extend(chunk.iter().filter(|id| !marked.contains(id)));
+    }
+    Ok(lost)
 }
 
 /// What became of one claimed delivery, as the writer records it.
@@ -439,29 +494,62 @@ pub enum Outcome {
     Released { reason: String },
 }
 
+impl Outcome {
+    pub fn transition(&self) -> Transition {
+        match self {
+            Outcome::Sent { .. } => Transition::Send,
+            Outcome::Deferred { .. } => Transition::Defer,
+            Outcome::Failed { .. } => Transition::Fail,
+            Outcome::Released { .. } => Transition::Release,
+        }
+    }
+}
+
 /// Records a batch of outcomes of one run in one transaction: each state change with its event.
+/// Returns the deliveries this run no longer held (another run took them over): for those
+/// nothing is written, and the caller must stop sending.
 pub async fn record_outcomes(
     pool: &sqlx::SqlitePool,
     run_id: i64,
     outcomes: &[(i64, i64, Outcome)],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Stale>> {
     let mut tx = pool.begin().await?;
-    for (person_id, generation, outcome) in outcomes {
-        record_outcome(&mut tx, run_id, *person_id, *generation, outcome).await?;
-    }
+    let stale = record_outcomes_in(&mut tx, run_id, outcomes, crate::db::now_ms()).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(stale)
 }
 
+/// [`record_outcomes`] inside the caller's transaction.
+pub async fn record_outcomes_in(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    outcomes: &[(i64, i64, Outcome)],
+    now: i64,
+) -> anyhow::Result<Vec<Stale>> {
+    let mut stale = Vec::new();
+    for (person_id, generation, outcome) in outcomes {
+        if let Err(lost) =
+            record_outcome(conn, run_id, *person_id, *generation, outcome, now).await?
+        {
+            stale.push(lost);
+        }
+    }
+    Ok(stale)
+}
+
+/// Writes one outcome if, and only if, the delivery is still `sending` for this run; the event
+/// only when the row changed.
 async fn record_outcome(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     run_id: i64,
     person_id: i64,
     generation: i64,
     outcome: &Outcome,
-) -> anyhow::Result<()> {
-    let now = crate::db::now_ms();
-    let (to, detail) = match outcome {
+    now: i64,
+) -> anyhow::Result<Result<(), Stale>> {
+    let transition = outcome.transition();
+    let from = transition.sql_from();
+    let (to, detail): (Option<DeliveryState>, String) = match outcome {
         Outcome::Sent {
             reply,
             message_id,
@@ -469,25 +557,29 @@ async fn record_outcome(
             sha256,
             email,
         } => {
-            sqlx::query(
-                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,
+            let sql = format!(
+                "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1, sent_at = ?1,
-                   smtp_code = CAST(substr(?2, 1, 3) AS INTEGER), smtp_reply = ?2, last_error = NULL,
+                   smtp_code = CASE WHEN ?2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(?2, 1, 3) AS INTEGER) END,
+                   smtp_reply = ?2, last_error = NULL,
                    message_id = ?3, letters_fingerprint = ?4, content_sha256 = ?5, email = ?6,
                    next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
-                 WHERE person_id = ?7 AND state = 'sending' AND claimed_by = ?8",
-            )
-            .bind(now)
-            .bind(reply)
-            .bind(message_id)
-            .bind(fingerprint)
-            .bind(sha256)
-            .bind(email)
-            .bind(person_id)
-            .bind(run_id)
-            .execute(&mut **tx)
-            .await?;
-            (DeliveryState::Sent, reply.clone())
+                 WHERE person_id = ?7 AND state IN ({from}) AND claimed_by = ?8",
+                to = DeliveryState::Sent.as_str(),
+            );
+            let changed = sqlx::query(&sql)
+                .bind(now)
+                .bind(reply)
+                .bind(message_id)
+                .bind(fingerprint)
+                .bind(sha256)
+                .bind(email)
+                .bind(person_id)
+                .bind(run_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            ((changed == 1).then_some(DeliveryState::Sent), reply.clone())
         }
         Outcome::Deferred {
             reason,
@@ -495,24 +587,30 @@ async fn record_outcome(
             possible_duplicate,
             message_id,
         } => {
-            sqlx::query(
-                "UPDATE deliveries SET state = 'deferred', attempts = attempts + 1,
+            let sql = format!(
+                "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
                    last_error = ?2, smtp_code = CASE WHEN ?2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(?2, 1, 3) AS INTEGER) END,
                    next_attempt_at = ?3, possible_duplicate = MAX(possible_duplicate, ?4),
                    message_id = ?5, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
-                 WHERE person_id = ?6 AND state = 'sending' AND claimed_by = ?7",
+                 WHERE person_id = ?6 AND state IN ({from}) AND claimed_by = ?7",
+                to = DeliveryState::Deferred.as_str(),
+            );
+            let changed = sqlx::query(&sql)
+                .bind(now)
+                .bind(reason)
+                .bind(next_attempt_at)
+                .bind(*possible_duplicate as i64)
+                .bind(message_id)
+                .bind(person_id)
+                .bind(run_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            (
+                (changed == 1).then_some(DeliveryState::Deferred),
+                reason.clone(),
             )
-            .bind(now)
-            .bind(reason)
-            .bind(next_attempt_at)
-            .bind(*possible_duplicate as i64)
-            .bind(message_id)
-            .bind(person_id)
-            .bind(run_id)
-            .execute(&mut **tx)
-            .await?;
-            (DeliveryState::Deferred, reason.clone())
         }
         Outcome::Failed {
             reason,
@@ -520,57 +618,65 @@ async fn record_outcome(
             message_id,
             possible_duplicate,
         } => {
-            sqlx::query(
-                "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
+            let sql = format!(
+                "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
                    last_error = ?2, smtp_code = ?3, smtp_reply = ?2, failed_email = email,
                    message_id = COALESCE(?4, message_id), possible_duplicate = MAX(possible_duplicate, ?5),
                    next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
-                 WHERE person_id = ?6 AND state = 'sending' AND claimed_by = ?7",
+                 WHERE person_id = ?6 AND state IN ({from}) AND claimed_by = ?7",
+                to = DeliveryState::Failed.as_str(),
+            );
+            let changed = sqlx::query(&sql)
+                .bind(now)
+                .bind(reason)
+                .bind(smtp_code)
+                .bind(message_id)
+                .bind(*possible_duplicate as i64)
+                .bind(person_id)
+                .bind(run_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            (
+                (changed == 1).then_some(DeliveryState::Failed),
+                reason.clone(),
             )
-            .bind(now)
-            .bind(reason)
-            .bind(smtp_code)
-            .bind(message_id)
-            .bind(*possible_duplicate as i64)
-            .bind(person_id)
-            .bind(run_id)
-            .execute(&mut **tx)
-            .await?;
-            (DeliveryState::Failed, reason.clone())
         }
         Outcome::Released { reason } => {
-            let from: Option<String> = sqlx::query_scalar(
-                "UPDATE deliveries SET state = COALESCE(claimed_from, 'pending'), claimed_by = NULL,
-                   claimed_from = NULL, updated_at = ?1
-                 WHERE person_id = ?2 AND state = 'sending' AND claimed_by = ?3
+            // Back to the state it was claimed from; a claimed_from that is not a state a
+            // release may lead to (it cannot be, but the column is text) gives `pending`.
+            let sql = format!(
+                "UPDATE deliveries SET
+                   state = CASE WHEN claimed_from IN ({due}) THEN claimed_from ELSE '{pending}' END,
+                   claimed_by = NULL, claimed_from = NULL, handed_over_at = NULL, updated_at = ?1
+                 WHERE person_id = ?2 AND state IN ({from}) AND claimed_by = ?3
                  RETURNING state",
-            )
-            .bind(now)
-            .bind(person_id)
-            .bind(run_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let to = from
-                .as_deref()
-                .unwrap_or("pending")
-                .parse()
-                .unwrap_or(DeliveryState::Pending);
+                due = crate::domain::sql_states(Transition::Release.to_states()),
+                pending = DeliveryState::Pending.as_str(),
+            );
+            let state: Option<String> = sqlx::query_scalar(&sql)
+                .bind(now)
+                .bind(person_id)
+                .bind(run_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let to = state.map(|s| s.parse::<DeliveryState>()).transpose()?;
             (to, reason.clone())
         }
     };
-    let kind = match outcome {
-        Outcome::Sent { .. } => "sent",
-        Outcome::Deferred { .. } => "deferred",
-        Outcome::Failed { .. } => "failed",
-        Outcome::Released { .. } => "released",
+    let Some(to) = to else {
+        return Ok(Err(Stale {
+            person_id,
+            expected: DeliveryState::Sending.as_str(),
+        }));
     };
     append_event(
-        &mut *tx,
+        &mut *conn,
         Event {
             person_id,
             run_id: Some(run_id),
-            kind,
+            kind: transition.kind(),
             from_state: Some(DeliveryState::Sending),
             to_state: Some(to),
             generation: Some(generation),
@@ -578,28 +684,37 @@ async fn record_outcome(
         },
         now,
     )
-    .await
+    .await?;
+    Ok(Ok(()))
 }
 
-/// Deliveries a dead run left in `sending`: their outcome is unknown, so they are sent again,
-/// flagged as possible duplicates. Only called by the holder of the sender lease.
+/// Deliveries a dead run left in `sending` are sent again. Those it had handed to a relay
+/// (`handed_over_at`) may have arrived: they are flagged as possible duplicates; those it had
+/// only claimed are not. Only called by the holder of the sender lease.
 pub async fn recover_abandoned(pool: &sqlx::SqlitePool, run_id: i64) -> anyhow::Result<u64> {
     let now = crate::db::now_ms();
+    let from = Transition::Recover.sql_from();
+    let to = DeliveryState::Pending.as_str();
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
-         SELECT person_id, ?, ?, 'recovered', 'sending', 'pending', generation,
-                'left in sending by run ' || COALESCE(claimed_by, '?') || ' that did not finish: sent again, a duplicate is possible'
-         FROM deliveries WHERE state = 'sending'",
-    )
+         SELECT person_id, ?, ?, '{kind}', state, '{to}', generation,
+                'left in sending by run ' || COALESCE(claimed_by, '?') || ' that did not finish: ' ||
+                CASE WHEN handed_over_at IS NULL THEN 'it had not handed the letter over; sent again'
+                     ELSE 'it had handed the letter to the relay; sent again, a duplicate is possible' END
+         FROM deliveries WHERE state IN ({from})",
+        kind = Transition::Recover.kind().as_str(),
+    ))
     .bind(now)
     .bind(run_id)
     .execute(&mut *tx)
     .await?;
-    let recovered = sqlx::query(
-        "UPDATE deliveries SET state = 'pending', possible_duplicate = 1, claimed_by = NULL,
-           claimed_from = NULL, updated_at = ? WHERE state = 'sending'",
-    )
+    let recovered = sqlx::query(&format!(
+        "UPDATE deliveries SET state = '{to}',
+           possible_duplicate = MAX(possible_duplicate, handed_over_at IS NOT NULL),
+           claimed_by = NULL, claimed_from = NULL, handed_over_at = NULL, updated_at = ?
+         WHERE state IN ({from})"
+    ))
     .bind(now)
     .execute(&mut *tx)
     .await?
@@ -689,7 +804,7 @@ pub async fn mark_bounced(
         Event {
             person_id,
             run_id: Some(run_id),
-            kind: "bounced",
+            kind: EventKind::Bounced,
             from_state: Some(DeliveryState::Sent),
             to_state: Some(DeliveryState::Bounced),
             generation: Some(generation),
@@ -716,7 +831,7 @@ pub async fn note_soft_bounce(
         Event {
             person_id,
             run_id: Some(run_id),
-            kind: "soft_bounce",
+            kind: EventKind::SoftBounce,
             from_state: None,
             to_state: None,
             generation: Some(generation),
@@ -756,6 +871,12 @@ pub async fn start_new_generation(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<Option<i64>> {
+    if !Transition::Resend
+        .from_states()
+        .contains(&resend.from_state)
+    {
+        return Ok(None);
+    }
     let generation: Option<i64> = sqlx::query_scalar(
         "UPDATE deliveries SET state = 'pending', generation = generation + 1, attempts = 0,
            generation_started_at = ?, email = ?, email_domain = ?, next_attempt_at = NULL,
@@ -781,7 +902,7 @@ pub async fn start_new_generation(
         Event {
             person_id: resend.person_id,
             run_id: Some(run_id),
-            kind: "resend",
+            kind: EventKind::Resend,
             from_state: Some(resend.from_state),
             to_state: Some(DeliveryState::Pending),
             generation: Some(generation),

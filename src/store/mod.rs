@@ -1,0 +1,17 @@
+//! The store: every SQL statement of the campaign database lives below this module (the schema
+//! itself is in `migrations/`). Callers get typed rows, read by column name, and state changes
+//! that either happen with their event or report that they did not.
+//!
+//! - [`ledger`]: people and the delivery life cycle (import, claim, outcomes, bounces, resends),
+//!   each transition checked against the from-states of [`crate::domain::Transition`].
+
+pub mod ledger;
+
+/// A state change that did not happen because the delivery is no longer where the caller read
+/// it: another run took it over, or a bounce or a resend moved it on. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("delivery of person {person_id} is no longer {expected} for this run: nothing written")]
+pub struct Stale {
+    pub person_id: i64,
+    pub expected: &'static str,
+}
