@@ -20,7 +20,8 @@ const SECTIONS: [&str; 7] = [
 ];
 
 /// Variables that look like overrides but are not config keys.
-const NOT_OVERRIDES: [&str; 5] = [
+const NOT_OVERRIDES: &[&str] = &[
+    "BREACHMAIL_BUSY_TIMEOUT",
     "BREACHMAIL_CONFIG",
     "BREACHMAIL_LOG",
     "BREACHMAIL_SMTP_PASSWORD",

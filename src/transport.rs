@@ -417,7 +417,14 @@ async fn deliver_over_smtp(
     };
     let attempt = transaction(relayer.timeout, smtp, message).await;
     match &attempt {
-        Attempt::Accepted { .. } | Attempt::Rejected { .. } => {}
+        Attempt::Accepted { .. } => {}
+        // A refused recipient leaves the transaction open: without RSET the next MAIL would be
+        // "nested" (503) and the next person refused for nothing.
+        Attempt::Rejected { .. } => {
+            if bounded(relayer.timeout, smtp.command(Rset)).await.is_err() {
+                *session = None;
+            }
+        }
         Attempt::Deferred { throttle, .. } => {
             // After a 4xx the session may still be fine, but a throttling relay usually closes
             // it; a clean RSET tells which.

@@ -240,6 +240,30 @@ impl Campaign {
         kinds
     }
 
+    /// The ledger agrees with itself: every delivery's state is the `to_state` of its latest
+    /// state-changing event, and nothing is left in `sending`. Returns the disagreements.
+    pub async fn ledger_disagreements(&self) -> Vec<String> {
+        let pool = self.db().await;
+        let rows = sqlx::query(
+            "SELECT p.ref, d.state,
+                    (SELECT e.to_state FROM events e WHERE e.person_id = d.person_id
+                       AND e.to_state IS NOT NULL ORDER BY e.id DESC LIMIT 1) AS last
+             FROM deliveries d JOIN people p ON p.id = d.person_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("read states and events");
+        pool.close().await;
+        rows.iter()
+            .filter_map(|r| {
+                let (person_ref, state, last): (String, String, Option<String>) =
+                    (r.get(0), r.get(1), r.get(2));
+                (state == "sending" || last.as_deref() != Some(state.as_str()))
+                    .then(|| format!("{person_ref}: state {state}, latest event {last:?}"))
+            })
+            .collect()
+    }
+
     /// Lets time pass for the retry rules: every deferred delivery becomes due now.
     pub async fn make_deferred_due(&self) {
         let pool = self.db().await;

@@ -1,0 +1,328 @@
+//! `send` on an operator's bad night: a database that refuses a write, one that another process
+//! holds locked, a run frozen past its lease while another takes over, a kill -9, stdout on a
+//! full disk. In every case the run ends (never hangs), no outcome the relay confirmed is
+//! dropped, nothing is written over another run's deliveries, and the ledger agrees with itself.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sqlx::Connection;
+use support::campaign::{Campaign, person, stderr, stdout};
+use support::smtp_server::{Behaviour, Script, SmtpServer};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn people(n: usize) -> Vec<String> {
+    (1..=n)
+        .map(|i| person(&format!("P{i:04}"), &format!("p{i}@example.fr")))
+        .collect()
+}
+
+fn received_per_recipient(server: &SmtpServer) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for message in server.accepted().into_iter().chain(server.unconfirmed()) {
+        for rcpt in message.rcpt_to {
+            *counts.entry(rcpt.to_lowercase()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+async fn count(campaign: &Campaign, sql: &str) -> i64 {
+    let pool = campaign.db().await;
+    let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+/// Waits for a child with a bound: a run that hangs fails the test instead of blocking it.
+async fn finishes(child: tokio::process::Child) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("the run ended by itself")
+        .expect("the run could be waited for")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_the_database_refuses_ends_the_run_with_the_error_and_exit_1() {
+    let server = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(120));
+    campaign.send_to(&server.url());
+    // The 30th `sent` event fails, as a full disk or any database fault would.
+    let pool = campaign.db().await;
+    sqlx::query(
+        "CREATE TRIGGER fail_the_30th_sent BEFORE INSERT ON events
+         WHEN NEW.kind = 'sent' AND (SELECT count(*) FROM events WHERE kind = 'sent') >= 29
+         BEGIN SELECT RAISE(ABORT, 'the disk said no'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let output = finishes(campaign.spawn(&["send"])).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the disk said no"),
+        "the database's error is shown: {}",
+        stderr(&output)
+    );
+    // Nothing written contradicts itself; what was in flight stays `sending` for the next run.
+    let sent = count(
+        &campaign,
+        "SELECT count(*) FROM deliveries WHERE state = 'sent'",
+    )
+    .await;
+    assert!(sent >= 20 && sent < 120, "{sent} sent");
+
+    let pool = campaign.db().await;
+    sqlx::query("DROP TRIGGER fail_the_30th_sent")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+    let counts = received_per_recipient(&server);
+    assert_eq!(counts.len(), 120, "everyone was reached");
+    for (rcpt, n) in counts.iter().filter(|(_, n)| **n > 1) {
+        let number: usize = rcpt[1..rcpt.find('@').unwrap()].parse().unwrap();
+        let flagged: i64 = campaign
+            .delivery(&format!("P{number:04}"), "possible_duplicate")
+            .await;
+        assert_eq!(flagged, 1, "{rcpt} received {n} times and is not flagged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_held_past_the_busy_timeout_is_exit_75_saying_the_database_is_busy() {
+    let server = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(3));
+    campaign
+        .send_to(&server.url())
+        .set("BREACHMAIL_BUSY_TIMEOUT", "1s");
+    let mut holder =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", campaign.database().display()))
+            .await
+            .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let output = finishes(campaign.spawn(&["send"])).await;
+    assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the database is busy"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(server.accepted().is_empty());
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(server.accepted().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_in_the_middle_of_a_run_loses_no_accepted_letter() {
+    let server = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(150));
+    campaign
+        .send_to(&server.url())
+        .set("BREACHMAIL_RATE_PER_SECOND", "50")
+        .set("BREACHMAIL_BUSY_TIMEOUT", "1s");
+    let child = campaign.spawn(&["send"]);
+    assert!(server.wait_for_accepted(20, WAIT).await);
+
+    // Another process takes the database for five times the busy timeout.
+    let mut holder =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", campaign.database().display()))
+            .await
+            .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let during = server.accepted().len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Nothing is handed over while the hand-over cannot be recorded: at most what was in flight.
+    assert!(
+        server.accepted().len() <= during + 8,
+        "{} accepted during the lock, {during} before it",
+        server.accepted().len()
+    );
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+
+    let output = finishes(child).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("150 sent"), "{}", stdout(&output));
+    let counts = received_per_recipient(&server);
+    assert_eq!(counts.len(), 150);
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "no letter went twice: {:?}",
+        counts.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_lost_its_lease_hands_nothing_more_over_and_writes_nothing() {
+    let server = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(200));
+    campaign
+        .send_to(&server.url())
+        .set("BREACHMAIL_RATE_PER_SECOND", "40");
+    let first = campaign.spawn(&["send"]);
+    let pid = first.id().expect("the first run has a pid");
+    assert!(server.wait_for_accepted(10, WAIT).await);
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    // Frozen past its lease: the lease's expiry is in the past (as if two minutes had gone by).
+    let pool = campaign.db().await;
+    sqlx::query("UPDATE lease SET expires_at = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let frozen_at = server.accepted().len() + server.unconfirmed().len();
+
+    campaign.set("BREACHMAIL_RATE_PER_SECOND", "0");
+    let second = campaign.run_async(&["send"]).await;
+    assert!(second.status.success(), "{}", stderr(&second));
+    let after_takeover = server.accepted().len() + server.unconfirmed().len();
+    let events_after_takeover = count(&campaign, "SELECT count(*) FROM events").await;
+
+    signal("-CONT");
+    let output = finishes(first).await;
+    assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("lease"),
+        "the run says why it stopped: {}",
+        stderr(&output)
+    );
+    // Resumed, it handed nothing more to the relay (the letter it was writing when frozen at
+    // most) and wrote no event for deliveries the second run had taken.
+    assert!(
+        server.accepted().len() + server.unconfirmed().len() <= after_takeover + 8,
+        "{} received after the take-over, {after_takeover} before (frozen at {frozen_at})",
+        server.accepted().len() + server.unconfirmed().len()
+    );
+    let new_events = count(&campaign, "SELECT count(*) FROM events").await - events_after_takeover;
+    assert_eq!(new_events, 0, "the stale run wrote {new_events} events");
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        )
+        .await,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_only_letters_handed_to_the_relay_are_flagged() {
+    let server = SmtpServer::start(
+        Script::accept_all().with("p30@example.fr", Behaviour::StallAfterData { times: 1 }),
+    )
+    .await;
+    let mut campaign = Campaign::with_people(&people(300));
+    campaign
+        .send_to(&server.url())
+        .set("BREACHMAIL_SMTP_TIMEOUT", "60s")
+        .set("BREACHMAIL_SMTP_MAX_CONNECTIONS", "1");
+    let mut first = campaign.spawn(&["send"]);
+    // One connection, stuck on p30: a whole batch is claimed, a few dozen handed over.
+    assert!(server.wait_for_unconfirmed(1, WAIT).await);
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let claimed = count(
+        &campaign,
+        "SELECT count(*) FROM deliveries WHERE state = 'sending'",
+    )
+    .await;
+    let seen_by_relay: std::collections::HashSet<String> = server
+        .accepted()
+        .into_iter()
+        .chain(server.unconfirmed())
+        .flat_map(|m| m.rcpt_to)
+        .map(|r| r.to_lowercase())
+        .collect();
+    assert!(
+        claimed as usize > seen_by_relay.len(),
+        "more claimed ({claimed}) than handed over"
+    );
+
+    campaign.set("BREACHMAIL_SMTP_TIMEOUT", "5s");
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pool = campaign.db().await;
+    let flagged: Vec<String> =
+        sqlx::query_scalar("SELECT d.email FROM deliveries d WHERE d.possible_duplicate = 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert!(!flagged.is_empty());
+    for email in &flagged {
+        assert!(
+            seen_by_relay.contains(&email.to_lowercase()),
+            "{email} is flagged but the killed run never handed it over"
+        );
+    }
+    // Everyone the relay has twice is flagged, and the summary counts them.
+    for (rcpt, n) in received_per_recipient(&server) {
+        if n > 1 {
+            assert!(
+                flagged.iter().any(|f| f.eq_ignore_ascii_case(&rcpt)),
+                "{rcpt} x{n}"
+            );
+        }
+    }
+    assert!(
+        stdout(&output).contains(&format!("{} possible duplicates", flagged.len())),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdout_on_a_full_disk_is_no_panic_and_loses_nothing() {
+    let server =
+        SmtpServer::start(Script::accept_all().with("p2@example.fr", Behaviour::reject())).await;
+    let mut campaign = Campaign::with_people(&people(20));
+    campaign.send_to(&server.url());
+    let mut command = tokio::process::Command::from(campaign.command());
+    command
+        .arg("send")
+        .stdout(std::fs::File::create("/dev/full").expect("/dev/full exists"))
+        .stderr(std::fs::File::create("/dev/full").expect("/dev/full exists"));
+    let status = command.status().await.expect("send runs");
+    assert_eq!(status.code(), Some(0), "no panic (101), a normal end");
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        )
+        .await,
+        19
+    );
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+    let _ = Stdio::null();
+}
