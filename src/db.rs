@@ -107,6 +107,43 @@ pub async fn open(path: &Path, create: bool) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
+/// Opens an existing database for reading only (`status`, `export`, `report`): nothing is
+/// migrated or created, so a database on a read-only disk, or one the operator may only read,
+/// can still be inspected, and a reader can never take a write lock from the sender.
+pub async fn open_read_only(path: &Path) -> anyhow::Result<SqlitePool> {
+    if !path.exists() {
+        anyhow::bail!(
+            "no campaign database at {} (run `breachmail init` or `breachmail import` first)",
+            path.display()
+        );
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(busy_timeout())
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory")
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("while opening the database {} to read it", path.display()))?;
+    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .with_context(|| format!("while reading the schema version of {}", path.display()))?;
+    let expected = MIGRATOR.iter().map(|m| m.version).max();
+    if applied < expected {
+        anyhow::bail!(
+            "the database {} was made by an older breachmail: run a command that writes to it \
+             (`breachmail check`) once to bring it up to date",
+            path.display()
+        );
+    }
+    Ok(pool)
+}
+
 /// The secret that signs VERP tokens and derives Message-IDs. Made once, with the database, and
 /// never printed or exported.
 async fn ensure_signing_key(pool: &SqlitePool) -> anyhow::Result<()> {

@@ -361,7 +361,7 @@ fn sink_for(format: AuditFormat, out: Option<&Path>) -> anyhow::Result<Box<dyn R
 /// `export audit`: writes the rows, then states the reconciliation on stderr. Exit 1 when the
 /// rows written are not one per person (or one per event), or the counts do not add up.
 pub async fn audit(config: &Config, request: &AuditRequest<'_>) -> anyhow::Result<Exit> {
-    let pool = crate::db::open(&config.campaign.database, false).await?;
+    let pool = crate::db::open_read_only(&config.campaign.database).await?;
     // One read transaction: the rows and the counts below are the same snapshot.
     let mut tx = pool.begin().await?;
     let mut sink = sink_for(request.format, request.out)?;

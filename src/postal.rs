@@ -109,7 +109,7 @@ pub async fn run(
             .into());
         }
     };
-    let pool = crate::db::open(&config.campaign.database, false).await?;
+    let pool = crate::db::open_read_only(&config.campaign.database).await?;
     let sink: Box<dyn Write> = match out {
         Some(path) => Box::new(
             crate::files::private_writer(path)

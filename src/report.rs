@@ -70,7 +70,7 @@ pub struct ReportFacts {
 }
 
 pub async fn run(config: &Config, html: &Path) -> anyhow::Result<Exit> {
-    let pool = crate::db::open(&config.campaign.database, false).await?;
+    let pool = crate::db::open_read_only(&config.campaign.database).await?;
     let status = crate::status::collect_for(config, &pool).await?;
     let mut conn = pool.acquire().await?;
     let facts = gather(&mut conn, status).await?;

@@ -516,7 +516,7 @@ fn deadline_warning(config: &Config, estimate: Option<&EstimatedFinish>) -> Opti
 }
 
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
-    let pool = crate::db::open(&config.campaign.database, false).await?;
+    let pool = crate::db::open_read_only(&config.campaign.database).await?;
     let status = collect_for(config, &pool).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -326,3 +326,39 @@ async fn stdout_on_a_full_disk_is_no_panic_and_loses_nothing() {
     assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
     let _ = Stdio::null();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_commands_work_while_another_process_holds_the_write_lock() {
+    let server = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(5));
+    campaign
+        .send_to(&server.url())
+        .set("BREACHMAIL_BUSY_TIMEOUT", "1s");
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let mut holder = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        campaign.database().display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+    let report = campaign.outside("report.html");
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["export", "audit", "--format", "csv"],
+        vec!["export", "postal"],
+        vec!["report", "--html", report.to_str().unwrap()],
+    ] {
+        let output = campaign.run_async(&args).await;
+        assert!(
+            output.status.success(),
+            "{args:?} needs no write: {}",
+            stderr(&output)
+        );
+    }
+    assert!(stdout(&campaign.run_async(&["status"]).await).contains("sent"));
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+}
