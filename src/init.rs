@@ -27,6 +27,16 @@ pub async fn run(dir: &Path) -> anyhow::Result<Exit> {
 
 /// Creates the folder's contents; refuses a folder that already holds files.
 pub async fn create_campaign(dir: &Path) -> anyhow::Result<()> {
+    // The build refuses to embed no letters; this is the last guard for a binary that has none.
+    let letters = DEFAULT_LETTERS
+        .iter()
+        .filter(|(relative, _)| relative.ends_with(".hbs"))
+        .count();
+    if letters == 0 {
+        anyhow::bail!(
+            "this binary carries no default letters, so the campaign would have none: rebuild it from a checkout that has letters/"
+        );
+    }
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir)
             .map_err(|e| UsageError::new(format!("{}: {e}", dir.display())))?;
