@@ -20,7 +20,12 @@ fn main() {
         );
     }
     files.sort();
-    for required in ["fr/body.txt.hbs", "fr/subject.hbs", "en/body.txt.hbs", "en/subject.hbs"] {
+    for required in [
+        "fr/body.txt.hbs",
+        "fr/subject.hbs",
+        "en/body.txt.hbs",
+        "en/subject.hbs",
+    ] {
         assert!(
             files.iter().any(|f| f == required),
             "letters/{required} is missing from {}: a binary without it would create campaigns with no letters",

@@ -129,10 +129,11 @@ pub async fn open_read_only(path: &Path) -> anyhow::Result<SqlitePool> {
         .connect_with(options)
         .await
         .with_context(|| format!("while opening the database {} to read it", path.display()))?;
-    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&pool)
-        .await
-        .with_context(|| format!("while reading the schema version of {}", path.display()))?;
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+            .with_context(|| format!("while reading the schema version of {}", path.display()))?;
     let expected = MIGRATOR.iter().map(|m| m.version).max();
     if applied < expected {
         anyhow::bail!(

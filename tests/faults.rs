@@ -337,13 +337,14 @@ async fn read_only_commands_work_while_another_process_holds_the_write_lock() {
     let output = campaign.run_async(&["send"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
 
-    let mut holder = sqlx::SqliteConnection::connect(&format!(
-        "sqlite://{}",
-        campaign.database().display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+    let mut holder =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", campaign.database().display()))
+            .await
+            .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
     let report = campaign.outside("report.html");
     for args in [
         vec!["status"],
