@@ -64,6 +64,28 @@ pub fn is_disk_full(error: &anyhow::Error) -> bool {
         })
 }
 
+/// The write-ahead log grows to this before SQLite folds it back into the database
+/// (`wal_autocheckpoint` of 4,096 pages of 16 KiB).
+pub const WAL_CEILING: u64 = 64 * 1024 * 1024;
+
+/// What a send run needs free beside the database: room for the write-ahead log to reach its
+/// ceiling twice over (a checkpoint copies pages while new ones are written), and about a
+/// kilobyte of events and index per letter still to send.
+pub fn free_disk_needed(letters_to_send: u64) -> u64 {
+    2 * WAL_CEILING + letters_to_send * 1024
+}
+
+/// Bytes free for this user on the file system that holds `path`'s folder.
+pub fn free_disk(path: &Path) -> anyhow::Result<u64> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let stats = rustix::fs::statvfs(dir)
+        .with_context(|| format!("while reading the free space of {}", dir.display()))?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
 /// Opens (creating when asked) and migrates the database. A new file is made owner-only before
 /// SQLite writes a byte to it; SQLite gives its -wal and -shm files the same mode.
 pub async fn open(path: &Path, create: bool) -> anyhow::Result<SqlitePool> {

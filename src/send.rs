@@ -155,6 +155,9 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let key = crate::db::signing_key(&pool).await?;
     let builder = Arc::new(MessageBuilder::new(config, &key)?);
     let relayer = Relayer::from_config(config)?;
+    if let Some(exit) = refuse_without_disk(&pool, &config.campaign.database).await? {
+        return Ok(exit);
+    }
     let run_id = crate::db::start_run(&pool, "send").await?;
     let lease = match Lease::acquire(&pool, run_id).await? {
         Ok(lease) => lease,
@@ -235,6 +238,29 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         StopReason::Misconfigured | StopReason::WriterFailed => Exit::Failed,
         _ => Exit::Ok,
     })
+}
+
+/// A run that cannot write its outcomes would hand letters over and forget them: below the
+/// space the run needs, nothing starts (exit 75: free space, and cron's next run goes on).
+async fn refuse_without_disk(
+    pool: &SqlitePool,
+    database: &std::path::Path,
+) -> anyhow::Result<Option<Exit>> {
+    let to_send = ledger::count_still_to_send(pool).await?;
+    let needed = crate::db::free_disk_needed(to_send);
+    let free = crate::db::free_disk(database)?;
+    if free >= needed {
+        return Ok(None);
+    }
+    let mib = |bytes: u64| bytes / (1024 * 1024);
+    crate::print_err(&format!(
+        "send: only {} MiB free beside {}; a run with {to_send} letters still to send needs {} MiB (the write-ahead log grows to {} MiB before it is folded back, plus about 1 KiB of evidence per letter); nothing sent",
+        mib(free),
+        database.display(),
+        mib(needed),
+        mib(crate::db::WAL_CEILING),
+    ));
+    Ok(Some(Exit::TryLater))
 }
 
 fn describe(reason: StopReason) -> &'static str {
@@ -1179,12 +1205,7 @@ struct Progress {
 
 impl Progress {
     async fn new(pool: &SqlitePool) -> Progress {
-        let due_at_start: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries WHERE state IN ('pending', 'deferred', 'sending')",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0);
+        let due_at_start = ledger::count_still_to_send(pool).await.unwrap_or(0) as i64;
         use std::io::IsTerminal;
         let bar = (std::io::stderr().is_terminal() && tracing::enabled!(tracing::Level::INFO))
             .then(|| {

@@ -363,3 +363,70 @@ async fn read_only_commands_work_while_another_process_holds_the_write_lock() {
     assert!(stdout(&campaign.run_async(&["status"]).await).contains("sent"));
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
 }
+
+/// Needs a small file system of its own under `TMPDIR` (`.ci/run` mounts a tmpfs, as root):
+/// the disk fills up in the middle of a run.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs TMPDIR on a small tmpfs: run by .ci/run"]
+async fn a_disk_that_fills_up_mid_run_stops_it_clearly_and_the_next_run_finishes() {
+    let tmp = std::env::temp_dir();
+    let stats = rustix::fs::statvfs(&tmp).expect("statvfs of TMPDIR");
+    let size = stats.f_blocks * stats.f_frsize;
+    assert!(
+        size < 1024 * 1024 * 1024,
+        "TMPDIR ({}) must be a small file system of its own (it is {} MiB): see .ci/run",
+        tmp.display(),
+        size / (1024 * 1024)
+    );
+    let server = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(6000));
+    campaign.send_to(&server.url());
+    let child = campaign.spawn(&["send"]);
+    assert!(server.wait_for_accepted(300, WAIT).await);
+    // Fill the disk to the last byte.
+    let filler = campaign.outside("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).expect("create the filler");
+        let block = vec![0u8; 1024 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while file.write_all(&small).is_ok() {}
+        let _ = file.sync_all();
+    }
+    let output = finishes(child).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the disk is full"),
+        "the run says why it stopped: {}",
+        stderr(&output)
+    );
+
+    // While the disk is full, a run refuses to start rather than hand letters over it could
+    // not record.
+    let output = campaign.run_async(&["send"]).await;
+    assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
+    assert!(stderr(&output).contains("MiB free"), "{}", stderr(&output));
+
+    std::fs::remove_file(&filler).expect("free the space again");
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+    let counts = received_per_recipient(&server);
+    assert_eq!(counts.len(), 6000, "everyone was reached");
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        )
+        .await,
+        6000
+    );
+    for (rcpt, n) in counts.iter().filter(|(_, n)| **n > 1) {
+        let number: usize = rcpt[1..rcpt.find('@').unwrap()].parse().unwrap();
+        let flagged: i64 = campaign
+            .delivery(&format!("P{number:04}"), "possible_duplicate")
+            .await;
+        assert_eq!(flagged, 1, "{rcpt} received {n} times and is not flagged");
+    }
+}

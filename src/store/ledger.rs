@@ -437,6 +437,16 @@ pub async fn claim(
         .collect()
 }
 
+/// How many letters the campaign still has to send (pending, deferred or in flight).
+pub async fn count_still_to_send(pool: &sqlx::SqlitePool) -> anyhow::Result<u64> {
+    let sql = format!(
+        "SELECT count(*) FROM deliveries WHERE state IN ({})",
+        crate::domain::sql_states(DeliveryState::STILL_TO_SEND)
+    );
+    let count: i64 = sqlx::query_scalar(&sql).fetch_one(pool).await?;
+    Ok(count.max(0) as u64)
+}
+
 /// Marks claimed deliveries as handed to a relay, before the first byte of their transaction
 /// goes out, and returns the ones this run no longer holds (taken over by another run): those
 /// must not be sent. Fenced by run id, so a run that lost its lease hands nothing over.
