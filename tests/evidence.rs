@@ -45,30 +45,32 @@ async fn driven_campaign() -> (Campaign, SmtpServer) {
     (campaign, server)
 }
 
-/// What `bounces` records for a hard bounce (that command lives on another branch).
+/// What `bounces` records for a hard bounce, through the ledger as `bounces` writes it.
 async fn mark_bounced(campaign: &Campaign, person_ref: &str) {
     let pool = campaign.db().await;
     let now = chrono_now_ms();
-    sqlx::query(
-        "UPDATE deliveries SET state = 'bounced', bounced_at = ?1, bounce_status = '5.1.1',
-           bounce_diagnostic = 'smtp; 550 5.1.1 <bounce@example.net>: Recipient address rejected',
-           failed_email = email, updated_at = ?1
-         WHERE person_id = (SELECT id FROM people WHERE ref = ?2)",
+    let run_id = breachmail::db::start_run(&pool, "bounces")
+        .await
+        .expect("a run");
+    let person_id: i64 = sqlx::query_scalar("SELECT id FROM people WHERE ref = ?")
+        .bind(person_ref)
+        .fetch_one(&pool)
+        .await
+        .expect("the person");
+    let mut conn = pool.acquire().await.expect("a connection");
+    let changed = breachmail::ledger::mark_bounced(
+        &mut conn,
+        person_id,
+        1,
+        Some("5.1.1"),
+        Some("smtp; 550 5.1.1 <bounce@example.net>: Recipient address rejected"),
+        run_id,
+        now,
     )
-    .bind(now)
-    .bind(person_ref)
-    .execute(&pool)
     .await
     .expect("mark bounced");
-    sqlx::query(
-        "INSERT INTO events (person_id, at, kind, from_state, to_state, generation, detail)
-         SELECT id, ?1, 'bounced', 'sent', 'bounced', 1, '5.1.1 hard bounce' FROM people WHERE ref = ?2",
-    )
-    .bind(now)
-    .bind(person_ref)
-    .execute(&pool)
-    .await
-    .expect("record the bounce event");
+    assert!(changed, "{person_ref} was sent, so the bounce applies");
+    drop(conn);
     pool.close().await;
 }
 
