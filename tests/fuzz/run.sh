@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs each fuzz target for N minutes (default 2): `tests/fuzz/run.sh [MINUTES] [TARGET...]`.
+# For long runs only: the same properties are checked on every `cargo test` by
+# tests/properties.rs (random and mutated inputs, no sanitizer build).
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly compiler (or RUSTC_BOOTSTRAP=1 on
 # stable, which this script sets when no nightly toolchain is installed). A crash leaves its input
 # in tests/fuzz/artifacts/TARGET/: turn it into a regression test, then delete it.
