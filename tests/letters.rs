@@ -241,6 +241,65 @@ fn the_message_is_multipart_alternative_with_text_first() {
 }
 
 #[test]
+fn a_plain_ascii_sender_name_is_quoted_not_encoded() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let builder = MessageBuilder::new(&config(), KEY).expect("builder");
+    let p = person("X", "fr");
+    let letter = letters.render(&p).expect("renders");
+    let outgoing = builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect("builds");
+    // A line break first, so the first header is found as any other.
+    let text = format!(
+        "\r\n{}",
+        String::from_utf8(outgoing.bytes.clone()).expect("ASCII headers")
+    );
+    assert!(
+        text.contains(
+            "\r\nFrom: \"France Emploi (exemple)\" <ne-pas-repondre@notification.example.fr>\r\n"
+        ),
+        "{}",
+        text.split("\r\n\r\n").next().unwrap_or_default()
+    );
+    let parsed = MessageParser::default()
+        .parse(&outgoing.bytes)
+        .expect("parses");
+    let from = parsed.from().and_then(|a| a.first()).expect("one From");
+    assert_eq!(from.name(), Some("France Emploi (exemple)"));
+    assert_eq!(
+        from.address(),
+        Some("ne-pas-repondre@notification.example.fr")
+    );
+}
+
+#[test]
+fn a_sender_name_outside_ascii_is_an_encoded_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_with(dir.path(), "");
+    config.sender.from = "Agence Régionale <ne-pas-repondre@notification.example.fr>"
+        .parse()
+        .expect("mailbox");
+    let builder = MessageBuilder::new(&config, KEY).expect("builder");
+    let letters = Letters::load(&config).expect("letters load");
+    let p = person("X", "fr");
+    let letter = letters.render(&p).expect("renders");
+    let outgoing = builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect("builds");
+    // A line break first, so the first header is found as any other.
+    let text = format!(
+        "\r\n{}",
+        String::from_utf8(outgoing.bytes.clone()).expect("ASCII headers")
+    );
+    assert!(text.contains("\r\nFrom: =?utf-8?"), "{text}");
+    let parsed = MessageParser::default()
+        .parse(&outgoing.bytes)
+        .expect("parses");
+    let from = parsed.from().and_then(|a| a.first()).expect("one From");
+    assert_eq!(from.name(), Some("Agence Régionale"));
+}
+
+#[test]
 fn a_bounce_domain_gives_a_verp_envelope_sender() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config_with(dir.path(), "");
@@ -334,11 +393,24 @@ fn check_dkim(bytes: &[u8], algorithm: &str) {
         "message-id",
         "x-notice-id",
         "reply-to",
+        "mime-version",
+        "content-type",
+        "auto-submitted",
     ] {
         assert!(
             signed.iter().any(|h| h == required),
             "h= lacks {required}: {signed:?}"
         );
+    }
+    // Over-signed: named once more than the message has them, so none can be added.
+    for once in ["from", "to", "subject", "reply-to"] {
+        let named = signed.iter().filter(|h| *h == once).count();
+        let present = parsed
+            .headers()
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case(once))
+            .count();
+        assert_eq!(named, present + 1, "{once} is not over-signed: {signed:?}");
     }
     // The body hash covers the whole MIME body (after the top-level Content-Type header).
     let mime_body = body;
