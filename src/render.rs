@@ -920,6 +920,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_phone_number_never_breaks_and_is_dialled_from_abroad_in_english() {
+        assert_eq!(
+            phone_number("09 70 00 00 00", true),
+            "09\u{a0}70\u{a0}00\u{a0}00\u{a0}00"
+        );
+        assert_eq!(
+            phone_number("09 70 00 00 00", false),
+            "+33\u{a0}9\u{a0}70\u{a0}00\u{a0}00\u{a0}00"
+        );
+        assert_eq!(phone_number("33700", false), "33700");
+        assert_eq!(
+            phone_number("+44 20 7946 0000", true),
+            "+44\u{a0}20\u{a0}7946\u{a0}0000"
+        );
+    }
+
+    #[test]
+    fn opening_hours_are_written_out() {
+        assert_eq!(
+            opening_hours("08:30–17:00", true).as_deref(),
+            Some("de 8\u{a0}h\u{a0}30 à 17\u{a0}h")
+        );
+        assert_eq!(
+            opening_hours("08:30-17:00", false).as_deref(),
+            Some("from 8:30\u{a0}am to 5\u{a0}pm")
+        );
+        assert_eq!(opening_hours("on weekdays", true), None);
+    }
+
+    #[test]
     fn dates_read_as_people_write_them() {
         assert_eq!(long_date("2025-07-11", true).unwrap(), "11 juillet 2025");
         assert_eq!(long_date("2025-08-01", true).unwrap(), "1er août 2025");
