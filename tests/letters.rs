@@ -515,9 +515,9 @@ fn every_combination_of_categories_keeps_every_warning_that_applies() {
     let letters = Letters::load(&config()).expect("letters load");
     for language in ["fr", "en"] {
         let (call, post, email) = if language == "fr" {
-            ("faux conseiller", "faux courrier postal", "un courriel")
+            ("faux conseiller", "faux courrier", "un courriel")
         } else {
-            ("fake adviser", "fake letter by post", "an email")
+            ("fake adviser", "fake letter", "an email")
         };
         for mask in 0..(1_u32 << Category::ALL.len()) {
             let mut p = person("X", language);
