@@ -15,8 +15,8 @@ use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
 };
-use lettre::message::header::{ContentTransferEncoding, Header, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart};
+use lettre::message::header::{self, ContentTransferEncoding, Header, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, Mailboxes};
 use sha2::{Digest, Sha256};
 
 use crate::UsageError;
@@ -48,7 +48,9 @@ impl Outgoing {
 /// Builds every person's message the same way: sender, signing key and DKIM key loaded once.
 pub struct MessageBuilder {
     from: Mailbox,
-    reply_to: Option<Mailbox>,
+    /// The From and Reply-To headers, encoded once for the whole campaign.
+    from_header: HeaderValue,
+    reply_to_header: Option<HeaderValue>,
     bounce_domain: Option<String>,
     signing_key: Vec<u8>,
     dkim: Option<DkimConfig>,
@@ -58,15 +60,15 @@ impl MessageBuilder {
     /// `signing_key` is the campaign's secret (see `db::signing_key`): it derives the Message-ID
     /// and signs the VERP envelope sender.
     pub fn new(config: &Config, signing_key: &[u8]) -> anyhow::Result<Self> {
-        let reply_to = config.sender.reply_to.is_some();
-        let dkim = config
-            .dkim
-            .as_ref()
-            .map(|dkim| dkim_config(dkim, reply_to))
-            .transpose()?;
+        let dkim = config.dkim.as_ref().map(dkim_config).transpose()?;
         Ok(Self {
             from: config.sender.from.clone(),
-            reply_to: config.sender.reply_to.clone(),
+            from_header: mailbox_header::<header::From>(&config.sender.from),
+            reply_to_header: config
+                .sender
+                .reply_to
+                .as_ref()
+                .map(mailbox_header::<header::ReplyTo>),
             bounce_domain: config.sender.bounce_domain.clone(),
             signing_key: signing_key.to_vec(),
             dkim,
@@ -115,22 +117,32 @@ impl MessageBuilder {
         let envelope =
             lettre::address::Envelope::new(Some(self.from.email.clone()), vec![address.clone()])
                 .map_err(|e| refuse(format!("cannot make the envelope: {e}")))?;
+        let boundary = mime_boundary();
         let mut builder = lettre::Message::builder()
             .envelope(envelope)
-            .from(self.from.clone())
+            .raw_header(self.from_header.clone())
             .to(Mailbox::new(name, address.clone()))
             .subject(letter.subject.clone())
             .date(SystemTime::from(date))
             .message_id(Some(format!("<{message_id}>")))
             .header(NoticeIdHeader(person.notice_id.clone()))
             .header(AutoSubmitted);
-        if let Some(reply_to) = &self.reply_to {
-            builder = builder.reply_to(reply_to.clone());
+        if let Some(reply_to) = &self.reply_to_header {
+            builder = builder.raw_header(reply_to.clone());
         }
+        // The multipart's Content-Type is a header of the message itself, not of its body as
+        // lettre's MultiPart makes it, so that DKIM can sign it: the type decides how the
+        // message reads, and a signature that leaves it out lets a relay swap the parts.
         let mut message = builder
-            .multipart(MultiPart::alternative_plain_html(
-                encoded_body(&letter.text),
-                encoded_body(&letter.html),
+            .header(header::MIME_VERSION_1_0)
+            .raw_header(multipart_content_type(&boundary))
+            .body(Body::dangerous_pre_encoded(
+                alternative_body(
+                    &boundary,
+                    &encoded_body(&letter.text),
+                    &encoded_body(&letter.html),
+                ),
+                ContentTransferEncoding::SevenBit,
             ))
             .map_err(|e| refuse(format!("cannot assemble the message: {e}")))?;
         if let Some(dkim) = &self.dkim {
@@ -159,6 +171,84 @@ fn encoded_body(text: &str) -> Body {
         ),
         // Rare for a letter (mostly non-ASCII text): lettre's own path.
         _ => Body::new(text.to_owned()),
+    }
+}
+
+/// The From (or Reply-To) header of `mailbox`. A plain ASCII display name goes out as a quoted
+/// string, which any reader shows as is; lettre would make an encoded word of a name holding a
+/// parenthesis or an apostrophe, and a From name in base64 for no reason is what spam filters
+/// score (SpamAssassin's FROM_EXCESS_BASE64). Only a name outside ASCII is left to lettre.
+fn mailbox_header<H: Header + From<Mailboxes>>(mailbox: &Mailbox) -> HeaderValue {
+    match mailbox.name.as_deref() {
+        Some(display) if display.bytes().all(|b| matches!(b, b' '..=b'~')) => {
+            let address: &str = mailbox.email.as_ref();
+            let mut value = String::with_capacity(display.len() + address.len() + 6);
+            value.push('"');
+            for c in display.chars() {
+                if matches!(c, '"' | '\\') {
+                    value.push('\\');
+                }
+                value.push(c);
+            }
+            value.push_str("\" <");
+            value.push_str(address);
+            value.push('>');
+            HeaderValue::dangerous_new_pre_encoded(H::name(), value.clone(), value)
+        }
+        _ => H::from(Mailboxes::from(mailbox.clone())).display(),
+    }
+}
+
+/// A MIME boundary: 40 random letters and digits, as lettre makes them. The parts are
+/// quoted-printable or short ASCII lines, so a random run this long never occurs in them.
+fn mime_boundary() -> String {
+    use rand::Rng as _;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
+}
+
+/// `Content-Type: multipart/alternative; boundary="…"`, folded as lettre folds it.
+fn multipart_content_type(boundary: &str) -> HeaderValue {
+    let raw = format!("multipart/alternative; boundary=\"{boundary}\"");
+    let encoded = format!("multipart/alternative;\r\n boundary=\"{boundary}\"");
+    HeaderValue::dangerous_new_pre_encoded(header::ContentType::name(), raw, encoded)
+}
+
+/// The body of a multipart/alternative message: the text part first, then the HTML part (the
+/// last part is the one a reader prefers), each with its type and transfer encoding, laid out
+/// as lettre's MultiPart lays them out.
+fn alternative_body(boundary: &str, text: &Body, html: &Body) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.as_ref().len() + html.as_ref().len() + 512);
+    for (content_type, part) in [
+        ("text/plain; charset=utf-8", text),
+        ("text/html; charset=utf-8", html),
+    ] {
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Transfer-Encoding: ");
+        out.extend_from_slice(transfer_encoding_name(part.encoding()).as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(part.as_ref());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(boundary.as_bytes());
+    out.extend_from_slice(b"--\r\n");
+    out
+}
+
+fn transfer_encoding_name(encoding: ContentTransferEncoding) -> &'static str {
+    match encoding {
+        ContentTransferEncoding::SevenBit => "7bit",
+        ContentTransferEncoding::QuotedPrintable => "quoted-printable",
+        ContentTransferEncoding::Base64 => "base64",
+        ContentTransferEncoding::EightBit => "8bit",
+        ContentTransferEncoding::Binary => "binary",
     }
 }
 
@@ -394,22 +484,31 @@ fn header_safe(what: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// The headers DKIM covers: those a reader trusts (who, what, when) and the ids the helpline
-/// and the bounce matching rely on.
-fn signed_headers(reply_to: bool) -> Vec<HeaderName> {
-    let mut names = vec!["From", "To", "Subject", "Date", "Message-ID", "X-Notice-Id"];
-    if reply_to {
-        names.push("Reply-To");
-    }
-    names
-        .into_iter()
-        .map(HeaderName::new_from_ascii_str)
-        .collect()
-}
+/// The headers DKIM covers: those a reader trusts (who, what, when), those that change how the
+/// message reads (MIME-Version, Content-Type) or whether an autoresponder answers it, and the ids
+/// the helpline and the bounce matching rely on. From, To, Subject and Reply-To are named twice:
+/// a verifier hashes one more instance of each than the message has (none, RFC 6376 5.4.2), so
+/// a From, To, Subject or Reply-To added after signing breaks the signature instead of being
+/// shown above the signed one. Reply-To is listed even when the campaign has none, for the same
+/// reason: lettre hashes only the headers present, as a verifier does.
+const SIGNED_HEADERS: [&str; 14] = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "MIME-Version",
+    "Content-Type",
+    "Auto-Submitted",
+    "X-Notice-Id",
+    "From",
+    "To",
+    "Subject",
+    "Reply-To",
+];
 
-/// Reply-To is signed only when the configuration has one: lettre's DKIM header list is fixed
-/// at load, and every message of a campaign has the same headers.
-fn dkim_config(dkim: &Dkim, reply_to: bool) -> anyhow::Result<DkimConfig> {
+fn dkim_config(dkim: &Dkim) -> anyhow::Result<DkimConfig> {
     let key = read_private_key(dkim)?;
     // relaxed/relaxed survives the header refolding and whitespace changes relays are allowed
     // to make, where simple would break the signature.
@@ -417,7 +516,10 @@ fn dkim_config(dkim: &Dkim, reply_to: bool) -> anyhow::Result<DkimConfig> {
         dkim.selector.clone(),
         dkim.domain.clone(),
         key,
-        signed_headers(reply_to),
+        SIGNED_HEADERS
+            .into_iter()
+            .map(HeaderName::new_from_ascii_str)
+            .collect(),
         DkimCanonicalization {
             header: DkimCanonicalizationType::Relaxed,
             body: DkimCanonicalizationType::Relaxed,

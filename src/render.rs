@@ -470,6 +470,8 @@ fn strict_registry(escape_html: bool) -> Handlebars<'static> {
     registry.register_helper("date", Box::new(LongDate));
     registry.register_helper("number", Box::new(GroupedNumber));
     registry.register_helper("exposed", Box::new(IsExposed));
+    registry.register_helper("phone", Box::new(PhoneNumber));
+    registry.register_helper("hours", Box::new(OpeningHours));
     registry
 }
 
@@ -667,13 +669,19 @@ impl HelperDef for CategoryLabel {
 
 pub fn category_label(code: &str, french: bool) -> Option<&'static str> {
     let (fr, en) = match code {
-        "name" => ("vos nom et prénom", "your first and last name"),
-        "email" => ("votre adresse électronique", "your email address"),
-        "postal" => ("votre adresse postale", "your postal address"),
-        "phone" => ("votre numéro de téléphone", "your phone number"),
-        "identifier" => ("votre identifiant personnel", "your personal identifier"),
+        // The English labels say where the value is kept: a list of bare field names ("your
+        // name", "your email address", ...) reads to spam filters as a form asking for them
+        // (SpamAssassin's FILL_THIS_FORM rules).
+        "name" => ("vos nom et prénom", "the name on your file"),
+        "email" => (
+            "votre adresse électronique",
+            "the email address we write to",
+        ),
+        "postal" => ("votre adresse postale", "the postal address on your file"),
+        "phone" => ("votre numéro de téléphone", "the phone number on your file"),
+        "identifier" => ("votre identifiant personnel", "the identifier of your file"),
         "status" => ("votre situation d'inscription", "your registration status"),
-        "birthdate" => ("votre date de naissance", "your date of birth"),
+        "birthdate" => ("votre date de naissance", "the date of birth on your file"),
         _ => return None,
     };
     Some(if french { fr } else { en })
@@ -789,7 +797,9 @@ pub fn grouped_number(value: i64, french: bool) -> String {
     out
 }
 
-/// `{{#if (exposed "phone")}}`: whether this person's phone number was among the exposed data.
+/// `{{#if (exposed "phone")}}`: whether this person's phone number may be among the exposed data:
+/// it is in their categories, or their categories are unknown (none given), when the letter
+/// must warn of every misuse rather than of none.
 struct IsExposed;
 
 impl HelperDef for IsExposed {
@@ -812,14 +822,132 @@ impl HelperDef for IsExposed {
             .get("person")
             .and_then(|p| p.get("exposed"))
             .and_then(Value::as_array)
-            .is_some_and(|list| list.iter().any(|c| c.as_str() == Some(code)));
+            .is_none_or(|list| list.is_empty() || list.iter().any(|c| c.as_str() == Some(code)));
         Ok(ScopedJson::Derived(Value::Bool(exposed)))
     }
+}
+
+/// `{{phone incident.helpline_phone}}`: a French number as the reader dials it, its groups
+/// held together by no-break spaces so a line never ends inside it: "09 70 00 00 00" as is in
+/// French, "+33 9 70 00 00 00" in English (dialled from abroad). Anything else as written.
+struct PhoneNumber;
+
+impl HelperDef for PhoneNumber {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let value = param(h, "phone")?;
+        let number = value
+            .as_str()
+            .ok_or_else(|| helper_error(format!("phone: {value} is not text")))?;
+        Ok(ScopedJson::Derived(Value::String(phone_number(
+            number,
+            is_french(ctx),
+        ))))
+    }
+}
+
+pub fn phone_number(number: &str, french: bool) -> String {
+    let digits: Vec<char> = number.chars().filter(|c| !c.is_whitespace()).collect();
+    let national =
+        digits.len() == 10 && digits[0] == '0' && digits.iter().all(char::is_ascii_digit);
+    let shown = if national && !french {
+        format!("+33 {}", number.trim().trim_start_matches('0'))
+    } else {
+        number.trim().to_owned()
+    };
+    shown.split_whitespace().collect::<Vec<_>>().join("\u{a0}")
+}
+
+/// `{{hours incident.helpline_hours}}`: "08:30–17:00" as "de 8 h 30 à 17 h" / "from 8:30 am to
+/// 5 pm"; anything that is not two 24-hour times is shown as written.
+struct OpeningHours;
+
+impl HelperDef for OpeningHours {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let value = param(h, "hours")?;
+        let hours = value
+            .as_str()
+            .ok_or_else(|| helper_error(format!("hours: {value} is not text")))?;
+        let text = opening_hours(hours, is_french(ctx)).unwrap_or_else(|| hours.to_owned());
+        Ok(ScopedJson::Derived(Value::String(text)))
+    }
+}
+
+pub fn opening_hours(hours: &str, french: bool) -> Option<String> {
+    let (open, close) = hours.split_once(['–', '-'])?;
+    let time = |t: &str| -> Option<(u32, u32)> {
+        let (h, m) = t.trim().split_once([':', 'h'])?;
+        let (h, m) = (h.trim().parse().ok()?, m.trim().parse().ok()?);
+        (h < 24 && m < 60).then_some((h, m))
+    };
+    let (open, close) = (time(open)?, time(close)?);
+    let french_time = |(h, m): (u32, u32)| match m {
+        0 => format!("{h}\u{a0}h"),
+        m => format!("{h}\u{a0}h\u{a0}{m:02}"),
+    };
+    let english_time = |(h, m): (u32, u32)| {
+        let (twelve, half) = match h {
+            0 => (12, "am"),
+            1..=11 => (h, "am"),
+            12 => (12, "pm"),
+            _ => (h - 12, "pm"),
+        };
+        match m {
+            0 => format!("{twelve}\u{a0}{half}"),
+            m => format!("{twelve}:{m:02}\u{a0}{half}"),
+        }
+    };
+    Some(if french {
+        format!("de {} à {}", french_time(open), french_time(close))
+    } else {
+        format!("from {} to {}", english_time(open), english_time(close))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phone_number_never_breaks_and_is_dialled_from_abroad_in_english() {
+        assert_eq!(
+            phone_number("09 70 00 00 00", true),
+            "09\u{a0}70\u{a0}00\u{a0}00\u{a0}00"
+        );
+        assert_eq!(
+            phone_number("09 70 00 00 00", false),
+            "+33\u{a0}9\u{a0}70\u{a0}00\u{a0}00\u{a0}00"
+        );
+        assert_eq!(phone_number("33700", false), "33700");
+        assert_eq!(
+            phone_number("+44 20 7946 0000", true),
+            "+44\u{a0}20\u{a0}7946\u{a0}0000"
+        );
+    }
+
+    #[test]
+    fn opening_hours_are_written_out() {
+        assert_eq!(
+            opening_hours("08:30–17:00", true).as_deref(),
+            Some("de 8\u{a0}h\u{a0}30 à 17\u{a0}h")
+        );
+        assert_eq!(
+            opening_hours("08:30-17:00", false).as_deref(),
+            Some("from 8:30\u{a0}am to 5\u{a0}pm")
+        );
+        assert_eq!(opening_hours("on weekdays", true), None);
+    }
 
     #[test]
     fn dates_read_as_people_write_them() {

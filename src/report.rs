@@ -2,6 +2,12 @@
 //! incident, the totals and their reconciliation, letters sent over time, the states, why people
 //! were not reached, the busiest domains, the campaign's timeline and the letters in use.
 //!
+//! The page is in the campaign's default language (French or English; any other gets English):
+//! every label, code and sentence comes from one `Words` table per language, while the numbers,
+//! dates and the reconciliation's sum are the same in both. Each section is a function of one
+//! `Page` (configuration, facts, words) listed in `SECTIONS`, so a new section is one function
+//! and one line there.
+//!
 //! The page loads nothing: no script, no font, no image from anywhere; the charts are inline SVG
 //! and the style is inline CSS that also lays the page out for A4 paper. Every value that comes
 //! from the database or the configuration is escaped, since a relay's reply or an incident fact
@@ -143,21 +149,392 @@ async fn gather(conn: &mut SqliteConnection, status: Status) -> anyhow::Result<R
     })
 }
 
-/// The incident facts worth a line in the report, with their labels, when the config has them.
-const INCIDENT_FACTS: [(&str, &str); 12] = [
-    ("ref", "Reference"),
-    ("organisation", "Organisation (controller)"),
-    ("service_name", "Service"),
-    ("nature", "Nature"),
-    ("occurred_from", "Exposed from"),
-    ("occurred_to", "Exposed until"),
-    ("discovered_on", "Discovered on"),
-    ("contained_on", "Contained on"),
-    ("regulator", "Supervisory authority"),
-    ("regulator_notified_on", "Authority notified on"),
-    ("people_affected", "People affected (declared)"),
-    ("notify_by", "Letters due by"),
+/// The incident facts worth a line in the report, in the order shown; their labels are in
+/// `Words::incident_labels`, in the same order.
+const INCIDENT_FACTS: [&str; 12] = [
+    "ref",
+    "organisation",
+    "service_name",
+    "nature",
+    "occurred_from",
+    "occurred_to",
+    "discovered_on",
+    "contained_on",
+    "regulator",
+    "regulator_notified_on",
+    "people_affected",
+    "notify_by",
 ];
+
+/// Every word of the page in one language.
+pub struct Words {
+    /// The `lang` of the page.
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub no_reference: &'static str,
+    /// A colon as the language sets it, in HTML: "&nbsp;:" in French, ":" in English.
+    pub colon: &'static str,
+    /// "per hour" / "par heure".
+    pub per: &'static str,
+    pub subtitle: &'static str,
+    pub generated: &'static str,
+    pub incident: &'static str,
+    pub incident_labels: [&'static str; 12],
+    pub no_incident_facts: &'static str,
+    pub yes: &'static str,
+    pub no: &'static str,
+    pub totals: &'static str,
+    pub card_imported: &'static str,
+    pub card_sent: &'static str,
+    pub card_reached: &'static str,
+    pub card_not_reached: &'static str,
+    pub card_still_to_send: &'static str,
+    /// The reconciliation: its name, then the words of the sum, in `DeliveryState::ALL` order
+    /// after "people".
+    pub reconciliation: &'static str,
+    pub mismatch: &'static str,
+    pub people: &'static str,
+    pub finished_at: &'static str,
+    pub estimated_finish: &'static str,
+    pub still_due: &'static str,
+    pub limited_by: &'static str,
+    pub warning: &'static str,
+    pub late_sent: &'static str,
+    pub late_estimate: &'static str,
+    pub over_time: &'static str,
+    pub hour: &'static str,
+    pub day: &'static str,
+    pub nothing_sent: &'static str,
+    pub sent_in_bucket: &'static str,
+    pub over_time_summary: &'static str,
+    pub states: &'static str,
+    pub states_chart: &'static str,
+    pub not_reached: &'static str,
+    pub not_reached_summary: &'static str,
+    pub bounce_reasons: &'static str,
+    pub failed_reasons: &'static str,
+    pub top_errors: &'static str,
+    pub none: &'static str,
+    pub domains: &'static str,
+    pub domain: &'static str,
+    pub no_domains: &'static str,
+    pub timeline: &'static str,
+    pub first_sent: &'static str,
+    pub last_sent: &'static str,
+    pub send_runs: &'static str,
+    pub not_yet: &'static str,
+    pub recent_runs: &'static str,
+    pub run_columns: [&'static str; 7],
+    pub running: &'static str,
+    pub letters: &'static str,
+    pub letters_explained: &'static str,
+    pub letters_columns: [&'static str; 4],
+    pub no_letters: &'static str,
+    pub footer: &'static str,
+}
+
+impl Words {
+    /// The words for `language` (a campaign's `default_language`): French for "fr", else English.
+    pub fn for_language(language: &str) -> &'static Words {
+        match language {
+            "fr" => &FRENCH,
+            _ => &ENGLISH,
+        }
+    }
+
+    /// A delivery state as the reader says it.
+    pub fn state(&self, state: DeliveryState) -> &'static str {
+        let french = self.lang == "fr";
+        match state {
+            DeliveryState::Pending => {
+                if french {
+                    "en attente"
+                } else {
+                    "pending"
+                }
+            }
+            DeliveryState::Sending => {
+                if french {
+                    "en cours d'envoi"
+                } else {
+                    "sending"
+                }
+            }
+            DeliveryState::Sent => {
+                if french {
+                    "envoyées"
+                } else {
+                    "sent"
+                }
+            }
+            DeliveryState::Deferred => {
+                if french {
+                    "différées"
+                } else {
+                    "deferred"
+                }
+            }
+            DeliveryState::Failed => {
+                if french {
+                    "refusées"
+                } else {
+                    "failed"
+                }
+            }
+            DeliveryState::Bounced => {
+                if french {
+                    "revenues en erreur"
+                } else {
+                    "bounced"
+                }
+            }
+            DeliveryState::NoEmail => {
+                if french {
+                    "sans adresse"
+                } else {
+                    "no e-mail address"
+                }
+            }
+        }
+    }
+
+    /// What happened (`incident.nature`), as the letters word it; an unknown code as is.
+    pub fn nature(&self, code: &str) -> Option<&'static str> {
+        let (fr, en) = match code {
+            "stolen_credentials" => (
+                "connexion avec les identifiants volés d'un compte professionnel",
+                "login with the stolen credentials of a staff or partner account",
+            ),
+            "software_vulnerability" => (
+                "exploitation d'une faille de sécurité",
+                "exploitation of a security flaw",
+            ),
+            "misconfiguration" => (
+                "données accessibles à la suite d'une erreur de réglage",
+                "data left reachable by a setup error",
+            ),
+            "accidental_disclosure" => (
+                "données envoyées ou montrées par erreur",
+                "data sent or shown by mistake",
+            ),
+            "lost_device" => (
+                "appareil ou support perdu ou volé",
+                "device or storage medium lost or stolen",
+            ),
+            _ => return None,
+        };
+        Some(if self.lang == "fr" { fr } else { en })
+    }
+
+    /// How a send run ended, as `send` records it; an unknown outcome as is.
+    pub fn outcome(&self, outcome: &str) -> Option<&'static str> {
+        if self.lang != "fr" {
+            return None;
+        }
+        Some(match outcome {
+            "nothing more due" => "plus rien à envoyer",
+            "--limit reached" => "limite --limit atteinte",
+            "--max-duration reached" => "durée --max-duration atteinte",
+            "signal" => "arrêt demandé (signal)",
+            "relay unreachable" => "relais injoignable",
+            "relay refuses this configuration" => "relais refusant cette configuration",
+            "sender lease lost" => "verrou d'envoi perdu",
+            "lock held" => "un autre envoi était en cours",
+            _ => return None,
+        })
+    }
+}
+
+pub static ENGLISH: Words = Words {
+    lang: "en",
+    title: "Breach notification campaign",
+    no_reference: "(no reference)",
+    colon: ":",
+    per: "per",
+    subtitle: "GDPR Art. 34 notification of the people affected",
+    generated: "report generated",
+    incident: "The incident",
+    incident_labels: [
+        "Reference",
+        "Organisation (controller)",
+        "Service",
+        "Nature",
+        "Exposed from",
+        "Exposed until",
+        "Discovered on",
+        "Unauthorised access blocked on",
+        "Supervisory authority",
+        "Authority notified on",
+        "People affected (declared)",
+        "Letters due by",
+    ],
+    no_incident_facts: "No incident facts in the configuration ([incident]).",
+    yes: "yes",
+    no: "no",
+    totals: "Totals and reconciliation",
+    card_imported: "people affected (imported)",
+    card_sent: "letters delivered to the relay",
+    card_reached: "reached, of those with an address",
+    card_not_reached: "not reached by e-mail (postal fallback)",
+    card_still_to_send: "still to send",
+    reconciliation: "reconciliation",
+    mismatch: "MISMATCH",
+    people: "people",
+    finished_at: "Finished: the last letter went at",
+    estimated_finish: "Estimated finish at the configured rate",
+    still_due: "still due",
+    limited_by: "limited by",
+    warning: "Warning",
+    late_sent: "the last letter went at {at}, after the deadline ({by})",
+    late_estimate: "at the configured rate the last letter goes at {at}, after the deadline ({by})",
+    over_time: "Letters sent over time",
+    hour: "hour",
+    day: "day",
+    nothing_sent: "No letter has been sent yet.",
+    sent_in_bucket: "sent",
+    over_time_summary: "{total} letters handed to the relay over {count} {unit}(s); the busiest {unit} saw {max}.",
+    states: "Where every letter stands",
+    states_chart: "People by delivery state",
+    not_reached: "Not reached by e-mail: bounce and refusal reasons",
+    not_reached_summary: "{total} people are handed to the postal fallback: {failed} refused by the relay at sending (5xx), {bounced} hard bounces after delivery, {no_email} without a usable e-mail address.",
+    bounce_reasons: "Hard bounces (status and diagnostic)",
+    failed_reasons: "Refused at sending (relay reply)",
+    top_errors: "Commonest errors (failed and waiting for a retry)",
+    none: "none",
+    domains: "Top recipient domains",
+    domain: "domain",
+    no_domains: "No e-mail address imported.",
+    timeline: "Campaign timeline",
+    first_sent: "First letter sent",
+    last_sent: "Last letter sent",
+    send_runs: "Send runs",
+    not_yet: "not yet",
+    recent_runs: "The {shown} most recent runs of {total}:",
+    run_columns: [
+        "run", "started", "finished", "sent", "deferred", "failed", "outcome",
+    ],
+    running: "running or interrupted",
+    letters: "Letters in use",
+    letters_explained: "Each fingerprint identifies one exact version of the letter templates and incident facts; a change of wording during the campaign shows as a second line.",
+    letters_columns: ["letters fingerprint", "people", "first sent", "last sent"],
+    no_letters: "No letter sent yet.",
+    footer: "Produced by breachmail {version} from the campaign database. The per-person evidence (what was sent to whom, when, and the outcome) is in <code>breachmail export audit</code>.",
+};
+
+pub static FRENCH: Words = Words {
+    lang: "fr",
+    title: "Campagne de notification de la violation",
+    no_reference: "(sans référence)",
+    colon: "&nbsp;:",
+    per: "par",
+    subtitle: "Communication aux personnes concernées (article 34 du RGPD)",
+    generated: "rapport établi le",
+    incident: "L'incident",
+    incident_labels: [
+        "Référence",
+        "Organisme (responsable du traitement)",
+        "Service",
+        "Nature",
+        "Données exposées du",
+        "Données exposées jusqu'au",
+        "Découvert le",
+        "Accès frauduleux bloqué le",
+        "Autorité de contrôle",
+        "Autorité informée le",
+        "Personnes concernées (déclarées)",
+        "Lettres à envoyer avant le",
+    ],
+    no_incident_facts: "La configuration ne décrit pas l'incident ([incident]).",
+    yes: "oui",
+    no: "non",
+    totals: "Totaux et rapprochement",
+    card_imported: "personnes concernées (importées)",
+    card_sent: "lettres remises au relais",
+    card_reached: "atteintes, parmi celles qui ont une adresse",
+    card_not_reached: "non atteintes par courriel (envoi postal)",
+    card_still_to_send: "encore à envoyer",
+    reconciliation: "rapprochement",
+    mismatch: "ÉCART",
+    people: "personnes",
+    finished_at: "Terminé : la dernière lettre est partie le",
+    estimated_finish: "Fin estimée au débit configuré",
+    still_due: "encore à envoyer",
+    limited_by: "limité par",
+    warning: "Attention",
+    late_sent: "la dernière lettre est partie le {at}, après la date limite ({by})",
+    late_estimate: "au débit configuré, la dernière lettre partira le {at}, après la date limite ({by})",
+    over_time: "Lettres envoyées au fil du temps",
+    hour: "heure",
+    day: "jour",
+    nothing_sent: "Aucune lettre n'a encore été envoyée.",
+    sent_in_bucket: "envoyées",
+    over_time_summary: "{total} lettres remises au relais sur {count} {unit}(s) ; au plus {max} en une {unit}.",
+    states: "Où en est chaque lettre",
+    states_chart: "Personnes par état d'envoi",
+    not_reached: "Non atteintes par courriel : motifs des retours et des refus",
+    not_reached_summary: "{total} personnes passent à l'envoi postal : {failed} refusées par le relais à l'envoi (5xx), {bounced} retours définitifs après remise, {no_email} sans adresse électronique utilisable.",
+    bounce_reasons: "Retours définitifs (statut et diagnostic)",
+    failed_reasons: "Refus à l'envoi (réponse du relais)",
+    top_errors: "Erreurs les plus fréquentes (refusées et en attente d'un nouvel essai)",
+    none: "aucun",
+    domains: "Principaux domaines destinataires",
+    domain: "domaine",
+    no_domains: "Aucune adresse électronique importée.",
+    timeline: "Déroulement de la campagne",
+    first_sent: "Première lettre envoyée",
+    last_sent: "Dernière lettre envoyée",
+    send_runs: "Envois lancés",
+    not_yet: "pas encore",
+    recent_runs: "Les {shown} envois les plus récents sur {total} :",
+    run_columns: [
+        "envoi",
+        "début",
+        "fin",
+        "envoyées",
+        "différées",
+        "refusées",
+        "issue",
+    ],
+    running: "en cours ou interrompu",
+    letters: "Lettres utilisées",
+    letters_explained: "Chaque empreinte désigne une version exacte des modèles de lettre et des faits de l'incident ; une modification du texte en cours de campagne apparaît comme une seconde ligne.",
+    letters_columns: [
+        "empreinte des lettres",
+        "personnes",
+        "premier envoi",
+        "dernier envoi",
+    ],
+    no_letters: "Aucune lettre envoyée pour l'instant.",
+    footer: "Établi par breachmail {version} à partir de la base de la campagne. La preuve personne par personne (ce qui a été envoyé, à qui, quand, et le résultat) est dans <code>breachmail export audit</code>.",
+};
+
+/// What every section reads: the configuration, the facts and the words of the page.
+pub struct Page<'a> {
+    pub config: &'a Config,
+    pub facts: &'a ReportFacts,
+    pub words: &'static Words,
+}
+
+/// The sections, in page order.
+const SECTIONS: &[fn(&Page) -> String] = &[
+    incident_section,
+    totals_section,
+    sent_over_time_section,
+    states_section,
+    not_reached_section,
+    domains_section,
+    timeline_section,
+    letters_section,
+];
+
+/// `template` with each `{name}` replaced by its value.
+fn fill(template: &str, values: &[(&str, &dyn std::fmt::Display)]) -> String {
+    let mut out = template.to_owned();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{name}}}"), &value.to_string());
+    }
+    out
+}
 
 const STYLE: &str = r#"
 :root { --ink: #1b1f24; --muted: #5b6570; --line: #d5dae0; --sent: #2f7d4f; --deferred: #c48a12;
@@ -199,45 +576,50 @@ footer { margin-top: 32px; color: var(--muted); font-size: 0.85em; }
 }
 "#;
 
-/// The whole page.
+/// The whole page, in the campaign's default language.
 pub fn render(config: &Config, facts: &ReportFacts) -> String {
-    let status = &facts.status;
-    let incident_ref = incident_text(config, "ref").unwrap_or_else(|| "(no reference)".to_owned());
+    let page = Page {
+        config,
+        facts,
+        words: Words::for_language(&config.campaign.default_language),
+    };
+    let words = page.words;
+    let incident_ref =
+        incident_text(config, "ref").unwrap_or_else(|| words.no_reference.to_owned());
     let organisation = incident_text(config, "organisation");
-    let mut page = String::with_capacity(64 * 1024);
-    let title = format!("Breach notification campaign {incident_ref}");
+    let mut out = String::with_capacity(64 * 1024);
+    let title = format!("{} {incident_ref}", words.title);
     let _ = write!(
-        page,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+        out,
+        "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        words.lang,
         escape_html(&title)
     );
     let _ = write!(
-        page,
-        "<header>\n<h1>{}</h1>\n<p class=\"sub\">{}GDPR Art. 34 notification of the people affected · report generated {}</p>\n</header>\n",
+        out,
+        "<header>\n<h1>{}</h1>\n<p class=\"sub\">{}{} · {} {}</p>\n</header>\n",
         escape_html(&title),
         organisation
             .map(|o| format!("{} · ", escape_html(&o)))
             .unwrap_or_default(),
+        escape_html(words.subtitle),
+        escape_html(words.generated),
         escape_html(&format_time(Some(facts.generated_at)))
     );
-    page.push_str(&incident_section(config));
-    page.push_str(&totals_section(status));
-    page.push_str(&sent_over_time_section(facts));
-    page.push_str(&states_section(status));
-    page.push_str(&not_reached_section(status));
-    page.push_str(&domains_section(status));
-    page.push_str(&timeline_section(facts));
-    page.push_str(&letters_section(facts));
+    for section in SECTIONS {
+        out.push_str(&section(&page));
+    }
     let _ = write!(
-        page,
-        "<footer>Produced by breachmail {} from the campaign database. The per-person evidence (what was \
-         sent to whom, when, and the outcome) is in <code>breachmail export audit</code>.</footer>\n\
-         </body>\n</html>\n",
-        escape_html(env!("CARGO_PKG_VERSION"))
+        out,
+        "<footer>{}</footer>\n</body>\n</html>\n",
+        fill(
+            words.footer,
+            &[("version", &escape_html(env!("CARGO_PKG_VERSION")))]
+        )
     );
-    page
+    out
 }
 
 /// An incident fact as text (strings as they are, numbers and booleans printed, lists joined),
@@ -257,10 +639,28 @@ fn incident_text(config: &Config, key: &str) -> Option<String> {
     (!text.trim().is_empty()).then_some(text)
 }
 
-fn incident_section(config: &Config) -> String {
+/// An incident fact as the page shows it: a code by its label, with the code beside it so the
+/// regulator can match it with the notification; everything else as `incident_text`.
+fn incident_value(page: &Page, key: &str) -> Option<String> {
+    let text = incident_text(page.config, key)?;
+    Some(match key {
+        "nature" => match page.words.nature(&text) {
+            Some(label) => format!("{label} ({text})"),
+            None => text,
+        },
+        _ => match page.config.incident.get(key) {
+            Some(serde_json::Value::Bool(true)) => page.words.yes.to_owned(),
+            Some(serde_json::Value::Bool(false)) => page.words.no.to_owned(),
+            _ => text,
+        },
+    })
+}
+
+fn incident_section(page: &Page) -> String {
+    let words = page.words;
     let mut rows = String::new();
-    for (key, label) in INCIDENT_FACTS {
-        if let Some(value) = incident_text(config, key) {
+    for (key, label) in INCIDENT_FACTS.iter().zip(words.incident_labels) {
+        if let Some(value) = incident_value(page, key) {
             let _ = writeln!(
                 rows,
                 "<tr><th>{}</th><td>{}</td></tr>",
@@ -270,10 +670,15 @@ fn incident_section(config: &Config) -> String {
         }
     }
     if rows.is_empty() {
-        rows.push_str("<tr><td>No incident facts in the configuration ([incident]).</td></tr>\n");
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td></tr>",
+            escape_html(words.no_incident_facts)
+        );
     }
     format!(
-        "<section>\n<h2>The incident</h2>\n<table class=\"facts\">\n{rows}</table>\n</section>\n"
+        "<section>\n<h2>{}</h2>\n<table class=\"facts\">\n{rows}</table>\n</section>\n",
+        escape_html(words.incident)
     )
 }
 
@@ -285,60 +690,113 @@ fn card(value: impl std::fmt::Display, label: &str) -> String {
     )
 }
 
-fn totals_section(status: &Status) -> String {
+/// The reconciliation's sum spelled out in the page's language; in English exactly the line
+/// `status` and `export audit` print, so the three can be compared word for word.
+fn reconciliation_line(words: &Words, status: &Status) -> String {
     let recon = &status.reconciliation;
-    let mut out =
-        String::from("<section>\n<h2>Totals and reconciliation</h2>\n<div class=\"cards\">");
-    out.push_str(&card(status.total, "people affected (imported)"));
-    out.push_str(&card(
-        status.count(DeliveryState::Sent),
-        "letters delivered to the relay",
-    ));
+    if words.lang == "en" {
+        return recon.line();
+    }
+    let terms = [
+        (recon.sent, DeliveryState::Sent),
+        (recon.bounced, DeliveryState::Bounced),
+        (recon.failed, DeliveryState::Failed),
+        (recon.no_email, DeliveryState::NoEmail),
+        (recon.pending, DeliveryState::Pending),
+        (recon.deferred, DeliveryState::Deferred),
+        (recon.sending, DeliveryState::Sending),
+    ]
+    .map(|(count, state)| format!("{count} {}", words.state(state)))
+    .join(" + ");
+    format!(
+        "{} : {}, {} {} = {terms}",
+        words.reconciliation,
+        if recon.ok { "ok" } else { words.mismatch },
+        recon.people,
+        words.people
+    )
+}
+
+/// The deadline warning in the page's language, from the same estimate `status` judged late.
+fn deadline_warning(page: &Page) -> Option<String> {
+    let status = &page.facts.status;
+    let warning = status.notify_by_warning.as_ref()?;
+    let (Some(estimate), Some(by)) = (
+        &status.estimated_finish,
+        incident_text(page.config, "notify_by"),
+    ) else {
+        // Not a lateness (a notify_by that is not a date): as `status` words it.
+        return Some(warning.clone());
+    };
+    if page.words.lang == "en" {
+        return Some(warning.clone());
+    }
+    let template = if estimate.still_due == 0 {
+        page.words.late_sent
+    } else {
+        page.words.late_estimate
+    };
+    Some(fill(template, &[("at", &estimate.at), ("by", &by)]))
+}
+
+fn totals_section(page: &Page) -> String {
+    let (words, status) = (page.words, &page.facts.status);
+    let recon = &status.reconciliation;
+    let mut out = format!(
+        "<section>\n<h2>{}</h2>\n<div class=\"cards\">",
+        escape_html(words.totals)
+    );
+    out.push_str(&card(status.total, words.card_imported));
+    out.push_str(&card(status.count(DeliveryState::Sent), words.card_sent));
     out.push_str(&card(
         format!("{:.1} %", status.progress.reached_percent),
-        "reached, of those with an address",
+        words.card_reached,
     ));
-    out.push_str(&card(
-        status.not_reached.total,
-        "not reached by e-mail (postal fallback)",
-    ));
+    out.push_str(&card(status.not_reached.total, words.card_not_reached));
     out.push_str(&card(
         status.count(DeliveryState::Pending)
             + status.count(DeliveryState::Deferred)
             + status.count(DeliveryState::Sending),
-        "still to send",
+        words.card_still_to_send,
     ));
     out.push_str("</div>\n");
     let _ = writeln!(
         out,
         "<p class=\"recon\"><span class=\"{}\">{}</span></p>",
         if recon.ok { "ok" } else { "bad" },
-        escape_html(&recon.line())
+        escape_html(&reconciliation_line(words, status))
     );
     match &status.estimated_finish {
         Some(estimate) if estimate.still_due == 0 => {
             let _ = writeln!(
                 out,
-                "<p>Finished: the last letter went at {}.</p>",
+                "<p>{} {}.</p>",
+                escape_html(words.finished_at),
                 escape_html(&estimate.at)
             );
         }
         Some(estimate) => {
             let _ = writeln!(
                 out,
-                "<p>Estimated finish at the configured rate: {} ({} still due; limited by {}).</p>",
+                "<p>{}{} {} ({} {}; {} {}).</p>",
+                escape_html(words.estimated_finish),
+                words.colon,
                 escape_html(&estimate.at),
                 estimate.still_due,
+                escape_html(words.still_due),
+                escape_html(words.limited_by),
                 escape_html(&estimate.limited_by)
             );
         }
         None => {}
     }
-    if let Some(warning) = &status.notify_by_warning {
+    if let Some(warning) = deadline_warning(page) {
         let _ = writeln!(
             out,
-            "<p class=\"warning\"><strong>Warning:</strong> {}</p>",
-            escape_html(warning)
+            "<p class=\"warning\"><strong>{}{}</strong> {}</p>",
+            escape_html(words.warning),
+            words.colon,
+            escape_html(&warning)
         );
     }
     out.push_str("</section>\n");
@@ -346,15 +804,21 @@ fn totals_section(status: &Status) -> String {
 }
 
 /// A bar chart of letters sent per hour (or per day over longer campaigns), as inline SVG.
-fn sent_over_time_section(facts: &ReportFacts) -> String {
-    let unit = if facts.bucket_ms >= 86_400_000 {
-        "day"
-    } else {
-        "hour"
-    };
-    let mut out = format!("<section>\n<h2>Letters sent over time (per {unit}, UTC)</h2>\n");
+fn sent_over_time_section(page: &Page) -> String {
+    let (words, facts) = (page.words, page.facts);
+    let daily = facts.bucket_ms >= 86_400_000;
+    let unit = if daily { words.day } else { words.hour };
+    let mut out = format!(
+        "<section>\n<h2>{} ({} {unit}, UTC)</h2>\n",
+        escape_html(words.over_time),
+        words.per
+    );
     if facts.sent_over_time.is_empty() {
-        out.push_str("<p>No letter has been sent yet.</p>\n</section>\n");
+        let _ = write!(
+            out,
+            "<p>{}</p>\n</section>\n",
+            escape_html(words.nothing_sent)
+        );
         return out;
     }
     // Every bucket from the first to the last, empty ones included, so the time axis is honest.
@@ -376,7 +840,8 @@ fn sent_over_time_section(facts: &ReportFacts) -> String {
     let bar_w = (step * 0.8).clamp(1.0, 48.0);
     let mut svg = format!(
         "<svg viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" \
-         aria-label=\"Letters sent per {unit}\">\n"
+         aria-label=\"{}\">\n",
+        escape_html(&format!("{} ({unit})", words.over_time))
     );
     for tick in 0..=4 {
         let value = max as f64 * f64::from(tick) / 4.0;
@@ -399,13 +864,14 @@ fn sent_over_time_section(facts: &ReportFacts) -> String {
         let _ = writeln!(
             svg,
             "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar_w:.1}\" height=\"{h:.1}\" fill=\"#2f7d4f\">\
-             <title>{}: {sent} sent</title></rect>",
-            escape_html(&when)
+             <title>{}: {sent} {}</title></rect>",
+            escape_html(&when),
+            escape_html(words.sent_in_bucket)
         );
     }
     let label = |ms: i64| {
         let text = format_time(Some(ms));
-        if unit == "day" {
+        if daily {
             text.get(..10).unwrap_or(&text).to_owned()
         } else {
             text.get(..16).unwrap_or(&text).replace('T', " ")
@@ -429,9 +895,19 @@ fn sent_over_time_section(facts: &ReportFacts) -> String {
     svg.push_str("</svg>\n");
     out.push_str(&svg);
     let total: i64 = bars.iter().sum();
+    let summary = fill(
+        words.over_time_summary,
+        &[
+            ("total", &total),
+            ("count", &count),
+            ("unit", &unit),
+            ("max", &max),
+        ],
+    );
     let _ = writeln!(
         out,
-        "<p class=\"sub\">{total} letters handed to the relay over {count} {unit}(s); the busiest {unit} saw {max}.</p>\n</section>"
+        "<p class=\"sub\">{}</p>\n</section>",
+        escape_html(&summary)
     );
     out
 }
@@ -448,9 +924,10 @@ fn state_colour(state: DeliveryState) -> &'static str {
     }
 }
 
-/// The seven states as horizontal bars, each with its count and share.
-fn states_section(status: &Status) -> String {
-    let (width, row_h, label_w) = (1000.0, 30.0, 130.0);
+/// The seven states as horizontal bars, each with its label, count and share.
+fn states_section(page: &Page) -> String {
+    let (words, status) = (page.words, &page.facts.status);
+    let (width, row_h, label_w) = (1000.0, 30.0, 170.0);
     let height = row_h * DeliveryState::ALL.len() as f64 + 10.0;
     let max = DeliveryState::ALL
         .iter()
@@ -460,7 +937,8 @@ fn states_section(status: &Status) -> String {
         .max(1);
     let mut svg = format!(
         "<svg viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" \
-         aria-label=\"People by delivery state\">\n"
+         aria-label=\"{}\">\n",
+        escape_html(words.states_chart)
     );
     for (i, state) in DeliveryState::ALL.into_iter().enumerate() {
         let count = status.count(state);
@@ -478,7 +956,7 @@ fn states_section(status: &Status) -> String {
              <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\">{count} ({share:.1} %)</text>",
             label_w - 8.0,
             y + 18.0,
-            state.as_str(),
+            escape_html(words.state(state)),
             row_h - 8.0,
             state_colour(state),
             label_w + w + 8.0,
@@ -486,16 +964,25 @@ fn states_section(status: &Status) -> String {
         );
     }
     svg.push_str("</svg>\n");
-    format!("<section>\n<h2>Where every letter stands</h2>\n{svg}</section>\n")
+    format!(
+        "<section>\n<h2>{}</h2>\n{svg}</section>\n",
+        escape_html(words.states)
+    )
 }
 
-fn reasons_table(title: &str, reasons: &[ErrorReason]) -> String {
+fn reasons_table(words: &Words, title: &str, reasons: &[ErrorReason]) -> String {
     if reasons.is_empty() {
-        return format!("<p>{}: none.</p>\n", escape_html(title));
+        return format!(
+            "<p>{}{} {}.</p>\n",
+            escape_html(title),
+            words.colon,
+            escape_html(words.none)
+        );
     }
     let mut out = format!(
-        "<table>\n<tr><th>{}</th><th class=\"n\">people</th></tr>\n",
-        escape_html(title)
+        "<table>\n<tr><th>{}</th><th class=\"n\">{}</th></tr>\n",
+        escape_html(title),
+        escape_html(words.people)
     );
     for reason in reasons {
         let _ = writeln!(
@@ -509,37 +996,61 @@ fn reasons_table(title: &str, reasons: &[ErrorReason]) -> String {
     out
 }
 
-fn not_reached_section(status: &Status) -> String {
+fn not_reached_section(page: &Page) -> String {
+    let (words, status) = (page.words, &page.facts.status);
     let not_reached = &status.not_reached;
+    let summary = fill(
+        words.not_reached_summary,
+        &[
+            ("total", &not_reached.total),
+            ("failed", &not_reached.failed),
+            ("bounced", &not_reached.bounced),
+            ("no_email", &not_reached.no_email),
+        ],
+    );
     let mut out = format!(
-        "<section>\n<h2>Not reached by e-mail: bounce and refusal reasons</h2>\n<p>{} people are \
-         handed to the postal fallback: {} refused by the relay at sending (5xx), {} hard bounces \
-         after delivery, {} without a usable e-mail address.</p>\n",
-        not_reached.total, not_reached.failed, not_reached.bounced, not_reached.no_email
+        "<section>\n<h2>{}</h2>\n<p>{}</p>\n",
+        escape_html(words.not_reached),
+        escape_html(&summary)
     );
     out.push_str(&reasons_table(
-        "Hard bounces (status and diagnostic)",
+        words,
+        words.bounce_reasons,
         &not_reached.bounce_reasons,
     ));
     out.push_str(&reasons_table(
-        "Refused at sending (relay reply)",
+        words,
+        words.failed_reasons,
         &not_reached.failed_reasons,
     ));
     if !status.top_errors.is_empty() {
-        out.push_str(&reasons_table(
-            "Commonest errors (failed and waiting for a retry)",
-            &status.top_errors,
-        ));
+        out.push_str(&reasons_table(words, words.top_errors, &status.top_errors));
     }
     out.push_str("</section>\n");
     out
 }
 
-fn domains_section(status: &Status) -> String {
-    let mut out = String::from(
-        "<section>\n<h2>Top recipient domains</h2>\n<table>\n<tr><th>domain</th><th class=\"n\">people</th>\
-         <th class=\"n\">sent</th><th class=\"n\">deferred</th><th class=\"n\">failed</th><th class=\"n\">bounced</th></tr>\n",
+fn domains_section(page: &Page) -> String {
+    let (words, status) = (page.words, &page.facts.status);
+    let mut out = format!(
+        "<section>\n<h2>{}</h2>\n<table>\n<tr><th>{}</th><th class=\"n\">{}</th>",
+        escape_html(words.domains),
+        escape_html(words.domain),
+        escape_html(words.people)
     );
+    for state in [
+        DeliveryState::Sent,
+        DeliveryState::Deferred,
+        DeliveryState::Failed,
+        DeliveryState::Bounced,
+    ] {
+        let _ = write!(
+            out,
+            "<th class=\"n\">{}</th>",
+            escape_html(words.state(state))
+        );
+    }
+    out.push_str("</tr>\n");
     for domain in &status.domains {
         let _ = writeln!(
             out,
@@ -554,24 +1065,33 @@ fn domains_section(status: &Status) -> String {
         );
     }
     if status.domains.is_empty() {
-        out.push_str("<tr><td colspan=\"6\">No e-mail address imported.</td></tr>\n");
+        let _ = writeln!(
+            out,
+            "<tr><td colspan=\"6\">{}</td></tr>",
+            escape_html(words.no_domains)
+        );
     }
     out.push_str("</table>\n</section>\n");
     out
 }
 
-fn timeline_section(facts: &ReportFacts) -> String {
+fn timeline_section(page: &Page) -> String {
+    let (words, facts) = (page.words, page.facts);
     let time = |ms: Option<i64>| {
         ms.map(|t| format_time(Some(t)))
-            .unwrap_or_else(|| "not yet".to_owned())
+            .unwrap_or_else(|| words.not_yet.to_owned())
     };
     let mut out = format!(
-        "<section>\n<h2>Campaign timeline</h2>\n<table class=\"facts\">\n\
-         <tr><th>First letter sent</th><td>{}</td></tr>\n\
-         <tr><th>Last letter sent</th><td>{}</td></tr>\n\
-         <tr><th>Send runs</th><td>{}</td></tr>\n</table>\n",
+        "<section>\n<h2>{}</h2>\n<table class=\"facts\">\n\
+         <tr><th>{}</th><td>{}</td></tr>\n\
+         <tr><th>{}</th><td>{}</td></tr>\n\
+         <tr><th>{}</th><td>{}</td></tr>\n</table>\n",
+        escape_html(words.timeline),
+        escape_html(words.first_sent),
         escape_html(&time(facts.first_send)),
+        escape_html(words.last_sent),
         escape_html(&time(facts.last_send)),
+        escape_html(words.send_runs),
         facts.send_runs_total
     );
     if facts.runs.is_empty() {
@@ -579,18 +1099,31 @@ fn timeline_section(facts: &ReportFacts) -> String {
         return out;
     }
     if facts.send_runs_total > facts.runs.len() as i64 {
-        let _ = writeln!(
+        let recent = fill(
+            words.recent_runs,
+            &[
+                ("shown", &facts.runs.len()),
+                ("total", &facts.send_runs_total),
+            ],
+        );
+        let _ = writeln!(out, "<p class=\"sub\">{}</p>", escape_html(&recent));
+    }
+    out.push_str("<table>\n<tr>");
+    for (i, column) in words.run_columns.iter().enumerate() {
+        let numeric = (3..=5).contains(&i);
+        let _ = write!(
             out,
-            "<p class=\"sub\">The {} most recent runs of {}:</p>",
-            facts.runs.len(),
-            facts.send_runs_total
+            "<th{}>{}</th>",
+            if numeric { " class=\"n\"" } else { "" },
+            escape_html(column)
         );
     }
-    out.push_str(
-        "<table>\n<tr><th>run</th><th>started</th><th>finished</th><th class=\"n\">sent</th>\
-         <th class=\"n\">deferred</th><th class=\"n\">failed</th><th>outcome</th></tr>\n",
-    );
+    out.push_str("</tr>\n");
     for run in &facts.runs {
+        let outcome = match run.outcome.as_deref() {
+            Some(outcome) => words.outcome(outcome).unwrap_or(outcome),
+            None => words.running,
+        };
         let _ = writeln!(
             out,
             "<tr><td>#{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
@@ -601,25 +1134,32 @@ fn timeline_section(facts: &ReportFacts) -> String {
             run.sent,
             run.deferred,
             run.failed,
-            escape_html(run.outcome.as_deref().unwrap_or("running or interrupted"))
+            escape_html(outcome)
         );
     }
     out.push_str("</table>\n</section>\n");
     out
 }
 
-fn letters_section(facts: &ReportFacts) -> String {
-    let mut out = String::from(
-        "<section>\n<h2>Letters in use</h2>\n<p>Each fingerprint identifies one exact version of \
-         the letter templates and incident facts; a change of wording during the campaign shows \
-         as a second line.</p>\n",
+fn letters_section(page: &Page) -> String {
+    let (words, facts) = (page.words, page.facts);
+    let mut out = format!(
+        "<section>\n<h2>{}</h2>\n<p>{}</p>\n",
+        escape_html(words.letters),
+        escape_html(words.letters_explained)
     );
     if facts.letters.is_empty() {
-        out.push_str("<p>No letter sent yet.</p>\n</section>\n");
+        let _ = write!(
+            out,
+            "<p>{}</p>\n</section>\n",
+            escape_html(words.no_letters)
+        );
         return out;
     }
-    out.push_str(
-        "<table>\n<tr><th>letters fingerprint</th><th class=\"n\">people</th><th>first sent</th><th>last sent</th></tr>\n",
+    let [fingerprint, people, first, last] = words.letters_columns.map(escape_html);
+    let _ = writeln!(
+        out,
+        "<table>\n<tr><th>{fingerprint}</th><th class=\"n\">{people}</th><th>{first}</th><th>{last}</th></tr>"
     );
     for letters in &facts.letters {
         let _ = writeln!(

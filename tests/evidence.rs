@@ -500,6 +500,7 @@ async fn events_export_is_the_timeline_in_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn report_states_the_facts_and_loads_nothing() {
     let (mut campaign, _server) = driven_campaign().await;
+    campaign.set("BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE", "en");
     campaign.set(
         "BREACHMAIL_INCIDENT_ORGANISATION",
         "<b>Evil & Co</b><img src=\"http://tracker.example/x.png\">",
@@ -525,9 +526,15 @@ async fn report_states_the_facts_and_loads_nothing() {
         "letters fingerprint",
         "@media print",
         "size: A4",
+        "<html lang=\"en\">",
+        "login with the stolen credentials of a staff or partner account (stolen_credentials)",
     ] {
         assert!(html.contains(text), "{text:?} missing from the report");
     }
+    assert!(
+        !html.contains("Nature</th><td>stolen_credentials<"),
+        "a raw code"
+    );
     let fingerprint: String = campaign.delivery("OK1", "letters_fingerprint").await;
     assert!(html.contains(&fingerprint));
     // The organisation's markup is shown as text, never run.
@@ -542,6 +549,42 @@ async fn report_states_the_facts_and_loads_nothing() {
             "<{tag}> opened and closed as often"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_french_campaign_gets_its_report_in_french_with_the_same_numbers() {
+    let (campaign, _server) = driven_campaign().await;
+    let out = campaign.path("rapport.html");
+    let output = campaign
+        .run_async(&["report", "--html", out.to_str().expect("utf-8")])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let html = std::fs::read_to_string(&out).expect("read the report");
+    for text in [
+        "<html lang=\"fr\">",
+        "INC-2025-07",
+        "rapprochement : ok, 8 personnes = 4 envoyées + 1 revenues en erreur + 1 refusées + 1 sans adresse",
+        "Lettres envoyées au fil du temps",
+        "Où en est chaque lettre",
+        "Déroulement de la campagne",
+        "empreinte des lettres",
+        "Accès frauduleux bloqué le",
+        "connexion avec les identifiants volés d&#39;un compte professionnel (stolen_credentials)",
+        "5.1.1",
+    ] {
+        assert!(html.contains(text), "{text:?} missing from the report");
+    }
+    for english in [
+        "reconciliation:",
+        "Letters sent over time",
+        "Where every letter stands",
+        "Campaign timeline",
+    ] {
+        assert!(!html.contains(english), "{english:?} left in English");
+    }
+    let fingerprint: String = campaign.delivery("OK1", "letters_fingerprint").await;
+    assert!(html.contains(&fingerprint));
+    assert_loads_nothing(&html);
 }
 
 /// No script, no stylesheet link, no remote URL in any src, href or CSS url().
@@ -567,7 +610,8 @@ fn assert_loads_nothing(html: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn report_of_a_campaign_with_nothing_sent_yet() {
-    let campaign = Campaign::with_people(&[person("A", "a@example.fr")]);
+    let mut campaign = Campaign::with_people(&[person("A", "a@example.fr")]);
+    campaign.set("BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE", "en");
     let out = campaign.path("report.html");
     let output = campaign
         .run_async(&["report", "--html", out.to_str().expect("utf-8")])

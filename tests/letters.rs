@@ -241,6 +241,65 @@ fn the_message_is_multipart_alternative_with_text_first() {
 }
 
 #[test]
+fn a_plain_ascii_sender_name_is_quoted_not_encoded() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let builder = MessageBuilder::new(&config(), KEY).expect("builder");
+    let p = person("X", "fr");
+    let letter = letters.render(&p).expect("renders");
+    let outgoing = builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect("builds");
+    // A line break first, so the first header is found as any other.
+    let text = format!(
+        "\r\n{}",
+        String::from_utf8(outgoing.bytes.clone()).expect("ASCII headers")
+    );
+    assert!(
+        text.contains(
+            "\r\nFrom: \"France Emploi (exemple)\" <ne-pas-repondre@notification.example.fr>\r\n"
+        ),
+        "{}",
+        text.split("\r\n\r\n").next().unwrap_or_default()
+    );
+    let parsed = MessageParser::default()
+        .parse(&outgoing.bytes)
+        .expect("parses");
+    let from = parsed.from().and_then(|a| a.first()).expect("one From");
+    assert_eq!(from.name(), Some("France Emploi (exemple)"));
+    assert_eq!(
+        from.address(),
+        Some("ne-pas-repondre@notification.example.fr")
+    );
+}
+
+#[test]
+fn a_sender_name_outside_ascii_is_an_encoded_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_with(dir.path(), "");
+    config.sender.from = "Agence Régionale <ne-pas-repondre@notification.example.fr>"
+        .parse()
+        .expect("mailbox");
+    let builder = MessageBuilder::new(&config, KEY).expect("builder");
+    let letters = Letters::load(&config).expect("letters load");
+    let p = person("X", "fr");
+    let letter = letters.render(&p).expect("renders");
+    let outgoing = builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect("builds");
+    // A line break first, so the first header is found as any other.
+    let text = format!(
+        "\r\n{}",
+        String::from_utf8(outgoing.bytes.clone()).expect("ASCII headers")
+    );
+    assert!(text.contains("\r\nFrom: =?utf-8?"), "{text}");
+    let parsed = MessageParser::default()
+        .parse(&outgoing.bytes)
+        .expect("parses");
+    let from = parsed.from().and_then(|a| a.first()).expect("one From");
+    assert_eq!(from.name(), Some("Agence Régionale"));
+}
+
+#[test]
 fn a_bounce_domain_gives_a_verp_envelope_sender() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config_with(dir.path(), "");
@@ -334,11 +393,24 @@ fn check_dkim(bytes: &[u8], algorithm: &str) {
         "message-id",
         "x-notice-id",
         "reply-to",
+        "mime-version",
+        "content-type",
+        "auto-submitted",
     ] {
         assert!(
             signed.iter().any(|h| h == required),
             "h= lacks {required}: {signed:?}"
         );
+    }
+    // Over-signed: named once more than the message has them, so none can be added.
+    for once in ["from", "to", "subject", "reply-to"] {
+        let named = signed.iter().filter(|h| *h == once).count();
+        let present = parsed
+            .headers()
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case(once))
+            .count();
+        assert_eq!(named, present + 1, "{once} is not over-signed: {signed:?}");
     }
     // The body hash covers the whole MIME body (after the top-level Content-Type header).
     let mime_body = body;
@@ -374,4 +446,99 @@ fn a_dkim_key_readable_by_others_is_refused() {
         .downcast_ref::<breachmail::UsageError>()
         .expect("usage error");
     assert!(usage.to_string().contains("dkim.private_key"), "{usage}");
+}
+
+/// The text before the first section heading: in the text part, the sections are set apart by
+/// two empty lines; in the HTML part, each opens with an `<h2`.
+fn first_screen<'a>(text: &'a str, html: &'a str) -> (&'a str, &'a str) {
+    let text = text.split("\n\n\n").next().unwrap_or_default();
+    let html = html.split("<h2").next().unwrap_or_default();
+    (text, html)
+}
+
+/// Words of each of the three rules, in both languages.
+fn three_rules(language: &str) -> [&'static str; 3] {
+    if language == "fr" {
+        [
+            "votre mot de passe",
+            "aucun lien",
+            "raccrochez et rappelez-nous",
+        ]
+    } else {
+        ["a password", "any link", "hang up and call us back"]
+    }
+}
+
+#[test]
+fn the_first_screen_holds_the_categories_the_three_rules_and_the_notice_number() {
+    let letters = Letters::load(&config()).expect("letters load");
+    for (variant, person) in golden_people() {
+        let letter = letters.render(&person).expect("renders");
+        let french = person.language == "fr";
+        let (text, html) = first_screen(&letter.text, &letter.html);
+        // Read as the reader sees it: the HTML part's entities for ' and " back to characters.
+        let html = html
+            .replace("&#x27;", "'")
+            .replace("&#39;", "'")
+            .replace("&quot;", "\"");
+        for screen in [text, html.as_str()] {
+            let what = format!("{} {variant}: {screen}", person.language);
+            assert!(
+                screen.contains(&person.notice_id),
+                "no notice number in {what}"
+            );
+            for rule in three_rules(&person.language) {
+                assert!(screen.contains(rule), "no rule {rule:?} in {what}");
+            }
+            for category in &person.exposed {
+                let label =
+                    breachmail::render::category_label(category.code(), french).expect("label");
+                assert!(screen.contains(label), "no {label:?} in {what}");
+            }
+            if person.exposed.is_empty() {
+                let unknown = if french {
+                    "Nous ne savons pas encore"
+                } else {
+                    "We do not yet know"
+                };
+                assert!(
+                    screen.contains(unknown),
+                    "unknown categories unsaid in {what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_combination_of_categories_keeps_every_warning_that_applies() {
+    let letters = Letters::load(&config()).expect("letters load");
+    for language in ["fr", "en"] {
+        let (call, post, email) = if language == "fr" {
+            ("faux conseiller", "faux courrier", "un courriel")
+        } else {
+            ("fake adviser", "fake letter", "an email")
+        };
+        for mask in 0..(1_u32 << Category::ALL.len()) {
+            let mut p = person("X", language);
+            p.exposed = Category::ALL
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| mask & (1 << bit) != 0)
+                .map(|(_, c)| *c)
+                .collect();
+            let letter = letters.render(&p).expect("renders");
+            // No category given: nobody knows, so every warning applies.
+            let unknown = p.exposed.is_empty();
+            let phone = unknown || p.exposed.contains(&Category::Phone);
+            let postal = unknown || p.exposed.contains(&Category::Postal);
+            for body in [&letter.text, &letter.html] {
+                let what = format!("{language} {:?}", p.exposed);
+                assert!(body.contains(email), "{what}: no e-mail warning");
+                assert_eq!(body.contains(call), phone, "{what}: fake-adviser warning");
+                assert_eq!(body.contains(post), postal, "{what}: fake-letter warning");
+                assert!(body.contains(three_rules(language)[0]), "{what}: no rules");
+            }
+        }
+    }
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The report as a browser shows it: builds a small demo campaign, writes `report --html`, has
-# headless Chromium take a screenshot and dump the DOM, and checks that the page rendered
-# (a PNG with more than one colour, the incident ref and the reconciliation in the DOM).
+# The report as a browser shows it: builds a small demo campaign, writes `report --html` for it
+# as a French campaign and as an English one, has headless Chromium take a screenshot and dump
+# the DOM of each, and checks that each page rendered in its language (a PNG with more than one
+# colour; the lang, the incident ref and the reconciliation in that language in the DOM).
 #
 # Usage: tests/e2e/report_screenshot.sh [OUT_DIR]
 # Needs chromium (Debian's package) and python3 on PATH; BREACHMAIL_BIN may name the binary to
-# use, otherwise it is built with cargo (debug). OUT_DIR keeps the PNG and the DOM for a look.
+# use, otherwise it is built with cargo (debug). OUT_DIR keeps the PNGs and the DOMs for a look
+# (report-fr.*, report-en.*).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -32,37 +34,44 @@ fi
 
 campaign="$work/campaign"
 "$bin" -q demo "$campaign" --people 50 >/dev/null
-"$bin" -q --config "$campaign/breachmail.toml" report --html "$out/report.html" >/dev/null
 incident_ref="$(sed -n 's/^ref = "\(.*\)"$/\1/p' "$campaign/breachmail.toml" | head -n 1)"
 
-# The same isolation for both runs: a throwaway profile, nothing fetched in the background.
+# The same isolation for every run: a throwaway profile, nothing fetched in the background.
 chrome=("$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run
     --disable-background-networking --disable-component-update --disable-sync
     --user-data-dir="$profile" --window-size=1200,1600)
-timeout 120 "${chrome[@]}" --screenshot="$out/report.png" "file://$out/report.html" \
-    >"$work/chromium-screenshot.log" 2>&1 || {
-    cat "$work/chromium-screenshot.log" >&2
-    exit 1
-}
-timeout 120 "${chrome[@]}" --dump-dom "file://$out/report.html" >"$out/report.dom.html" \
-    2>"$work/chromium-dom.log" || {
-    cat "$work/chromium-dom.log" >&2
-    exit 1
-}
 
 fail() {
     echo "report_screenshot: $*" >&2
     exit 1
 }
 
-[[ -s "$out/report.png" ]] || fail "no screenshot at $out/report.png"
-grep -q -- "$incident_ref" "$out/report.dom.html" || fail "the DOM lacks the incident ref $incident_ref"
-grep -q "reconciliation: ok" "$out/report.dom.html" || fail "the DOM lacks the reconciliation"
-grep -q "<svg" "$out/report.dom.html" || fail "the DOM lacks the charts"
-
-# Decode the PNG with zlib alone (no imaging library needed) and count distinct pixel colours:
-# a blank or failed render is a single colour.
-python3 - "$out/report.png" <<'PY'
+# render LANGUAGE RECONCILIATION HEADING: the report of the campaign set to LANGUAGE, its
+# screenshot and DOM; the DOM must hold the reconciliation and a heading in that language.
+render() {
+    local language="$1" reconciliation="$2" heading="$3"
+    local page="$out/report-$language"
+    BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE="$language" \
+        "$bin" -q --config "$campaign/breachmail.toml" report --html "$page.html" >/dev/null
+    timeout 120 "${chrome[@]}" --screenshot="$page.png" "file://$page.html" \
+        >"$work/chromium-screenshot.log" 2>&1 || {
+        cat "$work/chromium-screenshot.log" >&2
+        exit 1
+    }
+    timeout 120 "${chrome[@]}" --dump-dom "file://$page.html" >"$page.dom.html" \
+        2>"$work/chromium-dom.log" || {
+        cat "$work/chromium-dom.log" >&2
+        exit 1
+    }
+    [[ -s "$page.png" ]] || fail "no screenshot at $page.png"
+    grep -q "<html lang=\"$language\">" "$page.dom.html" || fail "$language: the page is not lang=$language"
+    grep -q -- "$incident_ref" "$page.dom.html" || fail "$language: the DOM lacks the incident ref $incident_ref"
+    grep -q "$reconciliation" "$page.dom.html" || fail "$language: the DOM lacks \"$reconciliation\""
+    grep -q "$heading" "$page.dom.html" || fail "$language: the DOM lacks the heading \"$heading\""
+    grep -q "<svg" "$page.dom.html" || fail "$language: the DOM lacks the charts"
+    # Decode the PNG with zlib alone (no imaging library needed) and count distinct pixel
+    # colours: a blank or failed render is a single colour.
+    python3 - "$page.png" <<'PY'
 import struct, sys, zlib
 
 path = sys.argv[1]
@@ -111,7 +120,11 @@ for _ in range(height):
     previous = line
 if len(colours) < 8:
     sys.exit(f"report_screenshot: the screenshot is (nearly) blank: {len(colours)} colours")
-print(f"report_screenshot: {width}x{height} PNG, {len(colours)} distinct colours")
+print(f"report_screenshot: {path}: {width}x{height} PNG, {len(colours)} distinct colours")
 PY
+}
 
-echo "report_screenshot: ok ($out/report.png, $out/report.dom.html)"
+render fr "rapprochement : ok" "Où en est chaque lettre"
+render en "reconciliation: ok" "Where every letter stands"
+
+echo "report_screenshot: ok (French and English: $out/report-fr.*, $out/report-en.*)"
