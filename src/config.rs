@@ -20,12 +20,13 @@ const SECTIONS: [&str; 7] = [
 ];
 
 /// Variables that look like overrides but are not config keys.
-const NOT_OVERRIDES: [&str; 5] = [
+const NOT_OVERRIDES: [&str; 6] = [
     "BREACHMAIL_CONFIG",
     "BREACHMAIL_LOG",
     "BREACHMAIL_SMTP_PASSWORD",
     "BREACHMAIL_SMTP_PASSWORD_FILE",
     "BREACHMAIL_TEST_CA_FILE",
+    crate::clock::TEST_NOW_VARIABLE,
 ];
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 pub mod bounces;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -489,7 +489,7 @@ async fn prepare(
         let letters = letters.clone();
         let builder = builder.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            let now = chrono::Utc::now();
+            let now = crate::clock::now();
             chunk
                 .into_iter()
                 .map(|claimed| {
