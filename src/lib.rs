@@ -29,6 +29,7 @@ pub mod purge;
 pub mod render;
 pub mod report;
 pub mod resend;
+pub mod schedule;
 pub mod send;
 pub mod status;
 pub mod transport;
