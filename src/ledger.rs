@@ -330,50 +330,103 @@ pub struct Claimed {
     pub email_domain: String,
 }
 
-/// Moves up to `limit` due deliveries (pending, or deferred whose time has come) to `sending`
-/// for this run, in one statement, with a `claimed` event each, and returns them. A crash after
-/// this leaves them in `sending`, which the next run takes back (`recover_abandoned`).
-/// Domains in `exclude` (their queue is full) are left for later.
+/// Moves up to `limit` due deliveries to `sending` for this run, with a `claimed` event each,
+/// and returns them: retries whose time has come first, then resends, then new letters in the
+/// schedule's order (`store::schedule::claim_candidates`). A crash after this leaves them in
+/// `sending`, which the next run takes back (`recover_abandoned`). Domains in `exclude` (their
+/// queue is full) are left for later.
+///
+/// With a schedule, the claim also takes its place in the day's allowance and in each capped
+/// domain's, in the same transaction: it first takes the write lock, then reads the day's
+/// counts, claims at most what is left, and raises the counts. A second run, or the next one
+/// after a restart, reads what this one counted.
 pub async fn claim(
     pool: &sqlx::SqlitePool,
     run_id: i64,
     limit: i64,
     now: i64,
     exclude: &[String],
+    schedule: Option<&crate::schedule::Schedule>,
 ) -> anyhow::Result<Vec<Claimed>> {
-    let exclusion = if exclude.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " AND email_domain NOT IN ({})",
-            vec!["?"; exclude.len()].join(",")
-        )
-    };
-    let sql = format!(
-        "UPDATE deliveries SET state = 'sending', claimed_by = ?1, claimed_from = state, updated_at = ?2
-         WHERE person_id IN (
-             SELECT person_id FROM (
-                 SELECT person_id FROM deliveries WHERE state = 'pending'{exclusion}
-                 UNION ALL
-                 SELECT person_id FROM deliveries
-                 WHERE state = 'deferred' AND next_attempt_at <= ?2{exclusion}
-             ) LIMIT ?3)
-         RETURNING person_id"
-    );
+    use crate::store::schedule as days;
     let mut tx = pool.begin().await?;
+    let mut limit = limit;
+    let mut exclude = exclude.to_vec();
+    let mut domain_room: std::collections::HashMap<String, i64> = Default::default();
+    let day = schedule.map(|s| {
+        let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+        s.local_date(at).to_string()
+    });
+    if let (Some(schedule), Some(day)) = (schedule, &day) {
+        days::open_day(&mut tx, day).await?;
+        let claimed = days::claimed_on(&mut tx, day).await?;
+        let sending_day = days::sending_days_before(&mut tx, day).await?;
+        if let Some(allowance) = schedule.allowance(sending_day as usize) {
+            let used = claimed.get(days::ALL_DOMAINS).copied().unwrap_or(0);
+            limit = limit.min(allowance as i64 - used);
+        }
+        for (domain, cap) in &schedule.per_domain_daily_cap {
+            let room = i64::from(*cap) - claimed.get(domain).copied().unwrap_or(0);
+            if room <= 0 {
+                exclude.push(domain.clone());
+            } else {
+                domain_room.insert(domain.clone(), room);
+            }
+        }
+    }
+    if limit <= 0 {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let mut taken: std::collections::BTreeMap<String, i64> = Default::default();
+    let candidates: Vec<i64> = days::claim_candidates(&mut tx, limit, now, &exclude)
+        .await?
+        .into_iter()
+        .filter(
+            |candidate| match domain_room.get_mut(&candidate.email_domain) {
+                Some(room) if *room <= 0 => false,
+                Some(room) => {
+                    *room -= 1;
+                    *taken.entry(candidate.email_domain.clone()).or_default() += 1;
+                    true
+                }
+                None => true,
+            },
+        )
+        .map(|candidate| candidate.person_id)
+        .collect();
+    if candidates.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE deliveries SET state = '{sending}', claimed_by = ?, claimed_from = state,
+           claim_day = ?, updated_at = ?
+         WHERE person_id IN ({list}) AND state IN ('{pending}', '{deferred}')
+         RETURNING person_id",
+        sending = DeliveryState::Sending.as_str(),
+        pending = DeliveryState::Pending.as_str(),
+        deferred = DeliveryState::Deferred.as_str(),
+        list = vec!["?"; candidates.len()].join(","),
+    );
     let mut query = sqlx::query_scalar::<_, i64>(&sql)
         .bind(run_id)
-        .bind(now)
-        .bind(limit);
-    for _ in 0..2 {
-        for domain in exclude {
-            query = query.bind(domain);
-        }
+        .bind(day.as_deref())
+        .bind(now);
+    for id in &candidates {
+        query = query.bind(id);
     }
     let ids = query.fetch_all(&mut *tx).await?;
     if ids.is_empty() {
         tx.commit().await?;
         return Ok(Vec::new());
+    }
+    if let Some(day) = &day {
+        // The write lock has been held since `open_day`: every candidate was still due.
+        days::add_claims(&mut tx, day, days::ALL_DOMAINS, ids.len() as i64).await?;
+        for (domain, count) in &taken {
+            days::add_claims(&mut tx, day, domain, *count).await?;
+        }
     }
     let list = vec!["?"; ids.len()].join(",");
     let events_sql = format!(
@@ -540,6 +593,7 @@ async fn record_outcome(
             (DeliveryState::Failed, reason.clone())
         }
         Outcome::Released { reason } => {
+            crate::store::schedule::give_back(&mut **tx, person_id, run_id).await?;
             let from: Option<String> = sqlx::query_scalar(
                 "UPDATE deliveries SET state = COALESCE(claimed_from, 'pending'), claimed_by = NULL,
                    claimed_from = NULL, updated_at = ?1

@@ -23,6 +23,7 @@ pub mod lease;
 pub mod ledger;
 pub mod message;
 pub mod person;
+pub mod plan;
 pub mod postal;
 pub mod preview;
 pub mod purge;
@@ -32,6 +33,7 @@ pub mod resend;
 pub mod schedule;
 pub mod send;
 pub mod status;
+pub mod store;
 pub mod transport;
 pub mod verp;
 
