@@ -296,7 +296,8 @@ impl Schedule {
         let mut date = self.local_date(input.now);
         let today = date;
         for _ in 0..HORIZON_DAYS {
-            if due == 0 {
+            // Today is listed when letters went today, even with none left.
+            if due == 0 && (date != today || input.sent_today == 0) {
                 break;
             }
             let (sent_already, domain_sent) = if date == today {
