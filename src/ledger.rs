@@ -918,4 +918,131 @@ mod tests {
             "ids stay contiguous after the batch, so its deliveries and events find every row"
         );
     }
+
+    async fn campaign_of(n: usize) -> (tempfile::TempDir, sqlx::SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("c.db"), true)
+            .await
+            .unwrap();
+        let people: Vec<NewPerson> = (1..=n).map(|i| person(&format!("P{i}"))).collect();
+        let refs: Vec<&NewPerson> = people.iter().collect();
+        let mut tx = pool.begin().await.unwrap();
+        insert_people(&mut tx, &refs, 1, 0).await.unwrap();
+        tx.commit().await.unwrap();
+        (dir, pool)
+    }
+
+    fn capped(daily_cap: u32) -> crate::schedule::Schedule {
+        crate::schedule::Schedule {
+            timezone: chrono_tz::Europe::Paris,
+            windows: Vec::new(),
+            skip_dates: Default::default(),
+            daily_cap: Some(daily_cap),
+            warm_up: Vec::new(),
+            per_domain_daily_cap: Default::default(),
+            order: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_and_resends_are_claimed_before_new_letters() {
+        let (_dir, pool) = campaign_of(6).await;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'deferred', next_attempt_at = 5 WHERE person_id = 5",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE deliveries SET generation = 2 WHERE person_id = 6")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let claimed = claim(&pool, 1, 3, 10, &[], None).await.unwrap();
+        let mut ids: Vec<i64> = claimed.iter().map(|c| c.person.id).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [1, 5, 6],
+            "the retry, the resend, then the first new letter"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn claims_at_the_same_time_never_exceed_the_days_cap() {
+        let (_dir, pool) = campaign_of(20).await;
+        let schedule = capped(7);
+        let now = 1_768_467_600_000; // Thursday 15 January 2026, 10:00 in Paris
+        let (a, b, c) = tokio::join!(
+            claim(&pool, 1, 5, now, &[], Some(&schedule)),
+            claim(&pool, 2, 5, now, &[], Some(&schedule)),
+            claim(&pool, 3, 5, now, &[], Some(&schedule)),
+        );
+        let total = a.unwrap().len() + b.unwrap().len() + c.unwrap().len();
+        assert_eq!(total, 7);
+        let counted: i64 = sqlx::query_scalar(
+            "SELECT claimed FROM schedule_days WHERE day = '2026-01-15' AND domain = ''",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(counted, 7);
+        // A letter given back unattempted frees its place for the next claim.
+        let (run, person_id): (i64, i64) = sqlx::query_as(
+            "SELECT claimed_by, person_id FROM deliveries WHERE state = 'sending' LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let released = Outcome::Released {
+            reason: "not attempted".into(),
+        };
+        record_outcomes(&pool, run, &[(person_id, 1, released)])
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(&pool, 4, 5, now, &[], Some(&schedule))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            claim(&pool, 4, 5, now, &[], Some(&schedule))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_capped_domain_waits_for_the_next_day_while_the_others_go() {
+        let (_dir, pool) = campaign_of(6).await;
+        sqlx::query("UPDATE deliveries SET email_domain = 'orange.fr' WHERE person_id <= 4")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut schedule = capped(100);
+        schedule.per_domain_daily_cap.insert("orange.fr".into(), 1);
+        let now = 1_768_467_600_000;
+        let claimed = claim(&pool, 1, 10, now, &[], Some(&schedule))
+            .await
+            .unwrap();
+        let domains: Vec<&str> = claimed.iter().map(|c| c.email_domain.as_str()).collect();
+        assert_eq!(domains.iter().filter(|d| **d == "orange.fr").count(), 1);
+        assert_eq!(claimed.len(), 3);
+        assert!(
+            claim(&pool, 1, 10, now, &[], Some(&schedule))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let tomorrow = now + 86_400_000;
+        assert_eq!(
+            claim(&pool, 1, 10, tomorrow, &[], Some(&schedule))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }
