@@ -282,3 +282,125 @@ pub fn render_text(plan: &PlanReport) -> String {
     }
     out
 }
+
+/// The report's section: the plan drawn against what happened, day by day (sent in green,
+/// still planned in outline, the day's allowance as a mark), with the table beneath.
+pub fn html_section(plan: &PlanReport) -> String {
+    use std::fmt::Write;
+    let escape = crate::report::escape_html;
+    let mut out = format!(
+        "<section>\n<h2>The plan against what happened, per day ({})</h2>\n",
+        escape(&plan.timezone)
+    );
+    if plan.days.is_empty() {
+        out.push_str("<p>Nothing sent and nothing left to plan.</p>\n</section>\n");
+        return out;
+    }
+    let max = plan
+        .days
+        .iter()
+        .map(|d| (d.sent + d.planned).max(d.allowance.unwrap_or(0)))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let count = plan.days.len();
+    let (width, height, left, bottom, top) = (1000.0, 240.0, 70.0, 40.0, 16.0);
+    let plot_w = width - left - 10.0;
+    let plot_h = height - bottom - top;
+    let step = plot_w / count as f64;
+    let bar_w = (step * 0.7).clamp(1.0, 48.0);
+    let _ = writeln!(
+        out,
+        "<svg viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" \
+         aria-label=\"Letters planned and sent per day\">"
+    );
+    for (i, day) in plan.days.iter().enumerate() {
+        let x = left + step * i as f64 + (step - bar_w) / 2.0;
+        let sent_h = plot_h * day.sent as f64 / max;
+        let planned_h = plot_h * day.planned as f64 / max;
+        let base = top + plot_h;
+        let _ = writeln!(
+            out,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar_w:.1}\" height=\"{sent_h:.1}\" fill=\"#2f7d4f\">\
+             <title>{}: {} sent</title></rect>",
+            base - sent_h,
+            escape(&day.date),
+            day.sent
+        );
+        if day.planned > 0 {
+            let _ = writeln!(
+                out,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar_w:.1}\" height=\"{planned_h:.1}\" \
+                 fill=\"none\" stroke=\"#5b6b7a\" stroke-dasharray=\"3 2\">\
+                 <title>{}: {} planned</title></rect>",
+                base - sent_h - planned_h,
+                escape(&day.date),
+                day.planned
+            );
+        }
+        if let Some(allowance) = day.allowance {
+            let y = base - plot_h * allowance as f64 / max;
+            let _ = writeln!(
+                out,
+                "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#b3261e\" \
+                 stroke-width=\"2\"><title>{}: allowance {allowance}</title></line>",
+                x - 2.0,
+                x + bar_w + 2.0,
+                escape(&day.date)
+            );
+        }
+    }
+    let first = &plan.days[0].date;
+    let last = &plan.days[count - 1].date;
+    let _ = writeln!(
+        out,
+        "<text x=\"{left}\" y=\"{:.1}\" font-size=\"12\">{}</text>\
+         <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"end\">{}</text>\n</svg>",
+        height - 14.0,
+        escape(first),
+        width - 10.0,
+        height - 14.0,
+        escape(last)
+    );
+    let verdict = match (&plan.end_date, &plan.notify_by, plan.meets_notify_by) {
+        (Some(end), Some(deadline), Some(true)) => {
+            format!("The last letters are planned for {end}, by the deadline ({deadline}).")
+        }
+        (Some(end), Some(deadline), Some(false)) => format!(
+            "The last letters are planned for {end}, after the deadline ({deadline}){}.",
+            plan.daily_cap_that_meets
+                .map_or_else(String::new, |cap| format!(
+                    "; a daily cap of {cap} would meet it"
+                ))
+        ),
+        (Some(end), _, _) => format!("The last letters are planned for {end}."),
+        (None, _, _) if plan.unplaced > 0 => format!(
+            "{} letters find no sending window in the next two years.",
+            plan.unplaced
+        ),
+        (None, _, _) => "Every letter has gone.".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "<p class=\"sub\">Green: letters that went; outline: still planned; red mark: the day's \
+         allowance (warm-up or daily cap). {}</p>",
+        escape(&verdict)
+    );
+    out.push_str(
+        "<table>\n<tr><th>day</th><th class=\"n\">allowance</th><th class=\"n\">sent</th>\
+         <th class=\"n\">planned</th></tr>\n",
+    );
+    for day in &plan.days {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&day.date),
+            day.allowance
+                .map_or_else(|| "no cap".to_owned(), |a| a.to_string()),
+            day.sent,
+            day.planned
+        );
+    }
+    out.push_str("</table>\n</section>\n");
+    out
+}

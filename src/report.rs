@@ -225,6 +225,9 @@ pub fn render(config: &Config, facts: &ReportFacts) -> String {
     page.push_str(&incident_section(config));
     page.push_str(&totals_section(status));
     page.push_str(&sent_over_time_section(facts));
+    if let Some(plan) = &status.plan {
+        page.push_str(&crate::plan::html_section(plan));
+    }
     page.push_str(&states_section(status));
     page.push_str(&not_reached_section(status));
     page.push_str(&domains_section(status));

@@ -251,6 +251,23 @@ async fn the_plan_ends_the_day_the_runs_finish() {
             .collect::<BTreeMap<_, _>>()
     );
 
+    // The report draws the plan against what happened: each day's letters and allowance.
+    let html = campaign.outside("report.html");
+    let output = at(
+        &campaign,
+        "2026-01-23T19:00:00+01:00",
+        &["report", "--html", html.to_str().expect("utf-8 path")],
+    );
+    assert_success(&output, "report");
+    let page = std::fs::read_to_string(&html).expect("read the report");
+    assert!(page.contains("The plan against what happened, per day (Europe/Paris)"));
+    for (day, sent) in expected {
+        let row = format!(
+            "<tr><td>{day}</td><td class=\"n\">3</td><td class=\"n\">{sent}</td><td class=\"n\">0</td></tr>"
+        );
+        assert!(page.contains(&row), "{row} missing");
+    }
+
     // A deadline on Tuesday is missed by a day; a cap of 4 would meet it.
     let mut fresh = self::campaign(8, "windows = [\"mon-fri 08:30-18:00\"]\ndaily_cap = 3\n");
     fresh.set("BREACHMAIL_INCIDENT_NOTIFY_BY", "2026-01-20");
