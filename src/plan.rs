@@ -274,8 +274,13 @@ pub fn render_text(plan: &PlanReport) -> String {
                 ),
             }
             if let Some(end) = &plan.end_date_every_day {
+                let verdict = if end.as_str() <= deadline.as_str() {
+                    "meets it"
+                } else {
+                    "still late"
+                };
                 line(format!(
-                    "               the same hours every day of the week would end on {end}"
+                    "               the same hours every day of the week would end on {end} ({verdict})"
                 ));
             }
         }

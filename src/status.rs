@@ -647,11 +647,16 @@ pub fn render_table(status: &Status) -> String {
             estimate.at
         )),
         Some(estimate) => line(format!(
-            "estimated finish {} ({} still due, in {}; limited by {})",
+            "estimated finish {} ({} still due, in {}; limited by {}){}",
             estimate.at,
             estimate.still_due,
             human_duration(estimate.seconds),
-            estimate.limited_by
+            estimate.limited_by,
+            if status.plan.is_some() {
+                " at the rate alone: the plan below adds the windows and caps"
+            } else {
+                ""
+            }
         )),
         None => line("estimated finish unknown (nothing sent, nothing due)".to_owned()),
     }

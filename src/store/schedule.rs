@@ -243,6 +243,15 @@ fn rank_expression(order: &[OrderKey]) -> String {
 /// Writes every letter still to send its place in `order` (0 for all when the order is empty),
 /// changing only the rows whose place moved. Returns how many moved.
 pub async fn rank_deliveries(pool: &SqlitePool, order: &[OrderKey]) -> anyhow::Result<u64> {
+    if order.is_empty() {
+        // Import order alone: no need to read people (a whole-table join, 0.8 s at 340,000).
+        let sql = format!(
+            "UPDATE deliveries SET claim_rank = 0 WHERE claim_rank <> 0 AND state IN ('{}', '{}')",
+            DeliveryState::Pending.as_str(),
+            DeliveryState::Deferred.as_str()
+        );
+        return Ok(sqlx::query(&sql).execute(pool).await?.rows_affected());
+    }
     let sql = format!(
         "UPDATE deliveries SET claim_rank = ranked.rank
          FROM (SELECT id, {} AS rank FROM people) AS ranked
