@@ -811,6 +811,21 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_schedule_in_the_template_is_valid() {
+        let template = include_str!("breachmail.toml.in");
+        let block: String = template
+            .lines()
+            .skip_while(|l| *l != "# [schedule]")
+            .take_while(|l| l.starts_with('#'))
+            .filter(|l| !l.starts_with("#  "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert!(block.contains("daily_cap"), "{block}");
+        let schedule = load(&block, &[]).unwrap().schedule.unwrap();
+        assert_eq!(schedule.warm_up, [5000, 10000, 20000]);
+    }
+
+    #[test]
     fn bad_schedule_values_name_their_key() {
         let base = "[schedule]\ntimezone = \"Europe/Paris\"\n";
         let cases = [
