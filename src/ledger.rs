@@ -593,7 +593,7 @@ async fn record_outcome(
             (DeliveryState::Failed, reason.clone())
         }
         Outcome::Released { reason } => {
-            crate::store::schedule::give_back(&mut **tx, person_id, run_id).await?;
+            crate::store::schedule::give_back(tx, person_id, run_id).await?;
             let from: Option<String> = sqlx::query_scalar(
                 "UPDATE deliveries SET state = COALESCE(claimed_from, 'pending'), claimed_by = NULL,
                    claimed_from = NULL, updated_at = ?1
