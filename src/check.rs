@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use chrono::Utc;
 use serde::Serialize;
 use sqlx::SqlitePool;
 
@@ -90,7 +89,7 @@ where
         .unwrap_or(2)
         .min(people.len().max(1));
     let chunk = people.len().div_ceil(threads).max(1);
-    let now = Utc::now();
+    let now = crate::clock::now();
     std::thread::scope(|scope| {
         let workers: Vec<_> = people
             .chunks(chunk)

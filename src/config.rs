@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::UsageError;
 
 /// The sections scripts may override from the environment, in the spec's order.
-const SECTIONS: [&str; 7] = [
-    "campaign", "sender", "smtp", "rate", "retry", "dkim", "incident",
+const SECTIONS: [&str; 8] = [
+    "campaign", "sender", "smtp", "rate", "retry", "dkim", "incident", "schedule",
 ];
 
 /// Variables that look like overrides but are not config keys.
@@ -27,6 +27,7 @@ const NOT_OVERRIDES: &[&str] = &[
     "BREACHMAIL_SMTP_PASSWORD",
     "BREACHMAIL_SMTP_PASSWORD_FILE",
     "BREACHMAIL_TEST_CA_FILE",
+    crate::clock::TEST_NOW_VARIABLE,
 ];
 
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct Config {
     pub rate: Rate,
     pub retry: Retry,
     pub dkim: Option<Dkim>,
+    /// `[schedule]`: sending windows, daily caps, warm-up, order; None: send whenever run.
+    pub schedule: Option<crate::schedule::Schedule>,
     /// Every `[incident]` key, as the templates see it under `incident.*`.
     pub incident: serde_json::Map<String, serde_json::Value>,
 }
@@ -144,6 +147,7 @@ struct FileConfig {
     dkim: Option<FileDkim>,
     #[serde(default)]
     incident: toml::Table,
+    schedule: Option<FileSchedule>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +248,108 @@ struct FileDkim {
     selector: String,
     domain: String,
     private_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedule {
+    timezone: String,
+    #[serde(default)]
+    windows: Vec<String>,
+    #[serde(default)]
+    skip_dates: Vec<String>,
+    daily_cap: Option<i64>,
+    #[serde(default)]
+    warm_up: Vec<i64>,
+    #[serde(default)]
+    per_domain_daily_cap: BTreeMap<String, i64>,
+    #[serde(default)]
+    order: Vec<String>,
+}
+
+/// `[schedule]`, every value checked, every error naming its key.
+fn schedule(file: FileSchedule) -> Result<crate::schedule::Schedule, UsageError> {
+    use crate::schedule::{OrderKey, Schedule, Window};
+    let timezone = file.timezone.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+        key_error(
+            "schedule.timezone",
+            &file.timezone,
+            "an IANA time zone name such as \"Europe/Paris\" or \"America/Montreal\"",
+        )
+    })?;
+    let windows = file
+        .windows
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            Window::parse(text)
+                .map_err(|why| key_error(&format!("schedule.windows[{i}]"), text, &why))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let skip_dates = file
+        .skip_dates
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+                key_error(
+                    &format!("schedule.skip_dates[{i}]"),
+                    text,
+                    "a date such as \"2026-05-01\"",
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let daily_cap = file
+        .daily_cap
+        .map(|n| positive("schedule.daily_cap", n))
+        .transpose()?;
+    let warm_up = file
+        .warm_up
+        .iter()
+        .enumerate()
+        .map(|(i, n)| positive(&format!("schedule.warm_up[{i}]"), *n))
+        .collect::<Result<_, _>>()?;
+    let per_domain_daily_cap = file
+        .per_domain_daily_cap
+        .into_iter()
+        .map(|(domain, n)| {
+            let key = format!("schedule.per_domain_daily_cap.{domain}");
+            Ok((domain_name(&key, &domain)?, positive(&key, n)?))
+        })
+        .collect::<Result<_, UsageError>>()?;
+    let mut order = Vec::new();
+    for (i, text) in file.order.iter().enumerate() {
+        let key = OrderKey::parse(text)
+            .map_err(|why| key_error(&format!("schedule.order[{i}]"), text, &why))?;
+        if order.contains(&key) {
+            return Err(key_error(
+                &format!("schedule.order[{i}]"),
+                text,
+                "each key once",
+            ));
+        }
+        order.push(key);
+    }
+    Ok(Schedule {
+        timezone,
+        windows,
+        skip_dates,
+        daily_cap,
+        warm_up,
+        per_domain_daily_cap,
+        order,
+    })
+}
+
+fn positive(key: &str, value: i64) -> Result<u32, UsageError> {
+    u32::try_from(value).ok().filter(|n| *n > 0).ok_or_else(|| {
+        key_error(
+            key,
+            &value.to_string(),
+            "a whole number of letters, at least 1 (leave the key out for no limit)",
+        )
+    })
 }
 
 /// Where the config is: `--config`, else `$BREACHMAIL_CONFIG`, else `./breachmail.toml`.
@@ -385,6 +491,7 @@ impl Config {
             Ok(serde_json::Value::Object(map)) => map,
             _ => return Err(UsageError::new("incident: must be a table of facts")),
         };
+        let schedule = file.schedule.map(schedule).transpose()?;
         Ok(Config {
             dir: dir.to_path_buf(),
             campaign,
@@ -393,6 +500,7 @@ impl Config {
             rate,
             retry,
             dkim,
+            schedule,
             incident,
         })
     }
@@ -682,6 +790,69 @@ mod tests {
         assert!(error.contains("BREACHMAIL_SMPT_URL"), "{error}");
         let error = load("", &[("BREACHMAIL_RATE_PER_SECOND", "fast")]).unwrap_err();
         assert!(error.contains("per_second"), "{error}");
+    }
+
+    #[test]
+    fn a_schedule_is_read_with_every_key() {
+        let config = load(
+            "[schedule]\ntimezone = \"Europe/Paris\"\nwindows = [\"mon-fri 08:30-18:00\", \"sat 09:00-12:00\"]\n\
+             skip_dates = [\"2026-05-01\"]\ndaily_cap = 20000\nwarm_up = [5000, 10000]\n\
+             per_domain_daily_cap = { \"Orange.fr\" = 3000 }\norder = [\"priority\", \"exposure\"]\n",
+            &[("BREACHMAIL_SCHEDULE_DAILY_CAP", "15000")],
+        )
+        .unwrap();
+        let schedule = config.schedule.unwrap();
+        assert_eq!(schedule.timezone, chrono_tz::Europe::Paris);
+        assert_eq!(schedule.windows.len(), 2);
+        assert_eq!(schedule.daily_cap, Some(15000), "the environment wins");
+        assert_eq!(schedule.warm_up, [5000, 10000]);
+        assert_eq!(schedule.per_domain_daily_cap.get("orange.fr"), Some(&3000));
+        assert_eq!(schedule.skip_dates.len(), 1);
+        assert!(load("", &[]).unwrap().schedule.is_none());
+    }
+
+    #[test]
+    fn the_commented_schedule_in_the_template_is_valid() {
+        let template = include_str!("breachmail.toml.in");
+        let block: String = template
+            .lines()
+            .skip_while(|l| *l != "# [schedule]")
+            .take_while(|l| l.starts_with('#'))
+            .filter(|l| !l.starts_with("#  "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert!(block.contains("daily_cap"), "{block}");
+        let schedule = load(&block, &[]).unwrap().schedule.unwrap();
+        assert_eq!(schedule.warm_up, [5000, 10000, 20000]);
+    }
+
+    #[test]
+    fn bad_schedule_values_name_their_key() {
+        let base = "[schedule]\ntimezone = \"Europe/Paris\"\n";
+        let cases = [
+            ("windows = [\"mon-fri 25:00-26:00\"]", "schedule.windows[0]"),
+            (
+                "windows = [\"mon 08:00-09:00\", \"someday 08:00-09:00\"]",
+                "schedule.windows[1]",
+            ),
+            ("daily_cap = 0", "schedule.daily_cap"),
+            ("warm_up = [100, 0]", "schedule.warm_up[1]"),
+            ("skip_dates = [\"1 May\"]", "schedule.skip_dates[0]"),
+            ("order = [\"alphabetical\"]", "schedule.order[0]"),
+            (
+                "per_domain_daily_cap = { \"orange.fr\" = 0 }",
+                "schedule.per_domain_daily_cap.orange.fr",
+            ),
+            ("dayly_cap = 5", "dayly_cap"),
+        ];
+        for (line, key) in cases {
+            let error = load(&format!("{base}{line}\n"), &[]).unwrap_err();
+            assert!(error.contains(key), "{line:?} gave {error:?}");
+        }
+        let error = load("[schedule]\ntimezone = \"Europe/Lutece\"\n", &[]).unwrap_err();
+        assert!(error.contains("schedule.timezone"), "{error}");
+        let error = load("[schedule]\ndaily_cap = 5\n", &[]).unwrap_err();
+        assert!(error.contains("timezone"), "{error}");
     }
 
     #[test]

@@ -14,9 +14,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Milliseconds since the Unix epoch: the unit of every time column.
+/// Milliseconds since the Unix epoch: the unit of every time column (from the one clock).
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now_ms()
 }
 
 /// RFC 3339 for exports and logs; empty for a missing time.

@@ -10,6 +10,7 @@
 pub mod bounces;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -19,19 +20,21 @@ pub mod files;
 pub mod import;
 pub mod init;
 pub mod lease;
-pub mod store;
-/// The delivery life cycle, from [`store::ledger`]: kept under its old name for the callers.
-pub use store::ledger;
 pub mod message;
 pub mod person;
+pub mod plan;
 pub mod postal;
 pub mod preview;
 pub mod purge;
 pub mod render;
 pub mod report;
 pub mod resend;
+pub mod schedule;
 pub mod send;
 pub mod status;
+pub mod store;
+/// The delivery life cycle, from [`store::ledger`]: kept under its old name for the callers.
+pub use store::ledger;
 pub mod transport;
 pub mod verp;
 

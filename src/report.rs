@@ -520,6 +520,7 @@ const SECTIONS: &[fn(&Page) -> String] = &[
     incident_section,
     totals_section,
     sent_over_time_section,
+    plan_section,
     states_section,
     not_reached_section,
     domains_section,
@@ -925,6 +926,16 @@ fn state_colour(state: DeliveryState) -> &'static str {
 }
 
 /// The seven states as horizontal bars, each with its label, count and share.
+/// With a `[schedule]`, the plan day by day against what happened.
+fn plan_section(page: &Page) -> String {
+    page.facts
+        .status
+        .plan
+        .as_ref()
+        .map(crate::plan::html_section)
+        .unwrap_or_default()
+}
+
 fn states_section(page: &Page) -> String {
     let (words, status) = (page.words, &page.facts.status);
     let (width, row_h, label_w) = (1000.0, 30.0, 170.0);

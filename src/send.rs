@@ -151,6 +151,14 @@ fn halt_with(current: &mut Halt, reason: Halt) -> bool {
 
 pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let pool = crate::db::open(&config.campaign.database, false).await?;
+    // [schedule]: outside a window, or with the day's allowance used up, nothing is claimed.
+    let window_closes = match crate::plan::gate(config, &pool, crate::clock::now()).await? {
+        crate::plan::Gate::Open { closes } => closes,
+        crate::plan::Gate::Closed(why) => {
+            println!("send: nothing sent: {why}");
+            return Ok(Exit::Ok);
+        }
+    };
     let letters = Arc::new(Letters::load(config)?);
     let key = crate::db::signing_key(&pool).await?;
     let builder = Arc::new(MessageBuilder::new(config, &key)?);
@@ -177,12 +185,23 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
             "deliveries left in sending by a run that died are sent again (possible duplicates)"
         );
     }
+    let order = config.schedule.as_ref().map_or(&[][..], |s| &s.order[..]);
+    crate::store::schedule::rank_deliveries(&pool, order)
+        .await
+        .context("while ordering the letters still to send (schedule.order)")?;
     let stop = StopSignal::install();
     let started = Instant::now();
     let lease_clock = Arc::new(LeaseClock::new());
     let (halt, _) = watch::channel(Halt::Running);
     let halt = Arc::new(halt);
     let heartbeat = keep_lease(lease.clone(), lease_clock.clone(), halt.clone());
+    // The window's end is a deadline like --max-duration: claiming stops, in flight finishes.
+    let window_deadline = window_closes.map(|at| {
+        started
+            + (at - crate::clock::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+    });
     let job = SendJob {
         config: config.clone(),
         pool: pool.clone(),
@@ -191,7 +210,12 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         builder,
         relayer,
         limit: args.limit,
-        deadline: args.max_duration.map(|d| started + d),
+        deadline: args
+            .max_duration
+            .map(|d| started + d)
+            .into_iter()
+            .chain(window_deadline)
+            .min(),
         stop: stop.receiver(),
         totals: Arc::new(RunTotals::default()),
         halt,
@@ -226,6 +250,11 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         .await?;
     crate::db::finish_run(&pool, run_id, describe(reason), &summary).await?;
     crate::print_out(&summary);
+    if let crate::plan::Gate::Closed(why) =
+        crate::plan::gate(config, &pool, crate::clock::now()).await?
+    {
+        crate::print_out(&format!("send: {why}"));
+    }
     let render_failures = RunTotals::get(&totals.render_failures);
     if render_failures > 0 {
         crate::print_err(&format!(
@@ -395,8 +424,10 @@ impl SendJob {
         let builder = self.builder.clone();
         let totals = self.totals.clone();
         let outcomes = outcomes.clone();
+        let schedule = self.config.schedule.clone();
         tokio::spawn(async move {
-            let claimed = ledger::claim(&pool, run_id, limit, crate::db::now_ms(), &exclude)
+            let now = crate::db::now_ms();
+            let claimed = ledger::claim(&pool, run_id, limit, now, &exclude, schedule.as_ref())
                 .await
                 .context("while claiming due deliveries")?;
             let count = claimed.len();
@@ -660,7 +691,7 @@ async fn prepare(
         let letters = letters.clone();
         let builder = builder.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            let now = chrono::Utc::now();
+            let now = crate::clock::now();
             chunk
                 .into_iter()
                 .map(|claimed| {

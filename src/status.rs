@@ -36,6 +36,9 @@ pub struct Status {
     pub estimated_finish: Option<EstimatedFinish>,
     pub notify_by_warning: Option<String>,
     pub reconciliation: Reconciliation,
+    /// `[schedule]`: the days ahead and behind; absent without a schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::plan::PlanReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,8 +165,22 @@ pub async fn collect_for(config: &Config, pool: &SqlitePool) -> anyhow::Result<S
     let mut tx = pool.begin().await?;
     let mut status = collect_on(&mut tx).await?;
     let estimate = estimate_finish(&mut tx, config, &status, crate::db::now_ms()).await?;
+    let still_due = status.count(DeliveryState::Pending)
+        + status.count(DeliveryState::Deferred)
+        + status.count(DeliveryState::Sending);
+    status.plan = crate::plan::collect(
+        &mut tx,
+        config,
+        still_due.max(0) as u64,
+        crate::clock::now(),
+    )
+    .await?;
     tx.commit().await?;
-    status.notify_by_warning = deadline_warning(config, estimate.as_ref());
+    status.notify_by_warning = match &status.plan {
+        // With a schedule, the plan (windows, caps, warm-up) says when the last letter goes.
+        Some(plan) => plan_warning(plan),
+        None => deadline_warning(config, estimate.as_ref()),
+    };
     status.estimated_finish = estimate;
     Ok(status)
 }
@@ -243,6 +260,7 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         estimated_finish: None,
         notify_by_warning: None,
         reconciliation,
+        plan: None,
     })
 }
 
@@ -515,6 +533,20 @@ fn deadline_warning(config: &Config, estimate: Option<&EstimatedFinish>) -> Opti
     })
 }
 
+/// The plan's verdict on `incident.notify_by`, when it misses it.
+fn plan_warning(plan: &crate::plan::PlanReport) -> Option<String> {
+    if plan.meets_notify_by != Some(false) {
+        return None;
+    }
+    let deadline = plan.notify_by.as_deref().unwrap_or("?");
+    Some(match (&plan.end_date, plan.late_by_days) {
+        (Some(end), Some(late)) => {
+            format!("the plan ends on {end}, {late} days after incident.notify_by ({deadline})")
+        }
+        _ => format!("the plan does not end by incident.notify_by ({deadline})"),
+    })
+}
+
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let pool = crate::db::open_read_only(&config.campaign.database).await?;
     let status = collect_for(config, &pool).await?;
@@ -615,16 +647,25 @@ pub fn render_table(status: &Status) -> String {
             estimate.at
         )),
         Some(estimate) => line(format!(
-            "estimated finish {} ({} still due, in {}; limited by {})",
+            "estimated finish {} ({} still due, in {}; limited by {}){}",
             estimate.at,
             estimate.still_due,
             human_duration(estimate.seconds),
-            estimate.limited_by
+            estimate.limited_by,
+            if status.plan.is_some() {
+                " at the rate alone: the plan below adds the windows and caps"
+            } else {
+                ""
+            }
         )),
         None => line("estimated finish unknown (nothing sent, nothing due)".to_owned()),
     }
     if let Some(warning) = &status.notify_by_warning {
         line(format!("WARNING         {warning}"));
+    }
+    if let Some(plan) = &status.plan {
+        out.push('\n');
+        out.push_str(&crate::plan::render_text(plan));
     }
     out
 }

@@ -135,7 +135,9 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
         .unwrap();
         match step {
             Step::Claim { run, limit } => {
-                ledger::claim(&pool, *run, *limit, 0, &[]).await.unwrap();
+                ledger::claim(&pool, *run, *limit, 0, &[], None)
+                    .await
+                    .unwrap();
             }
             Step::HandOver { run, person } => {
                 let mut conn = pool.acquire().await.unwrap();

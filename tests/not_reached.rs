@@ -139,7 +139,7 @@ impl Campaign {
     fn mark_all_sent(&self) {
         self.runtime.block_on(async {
             let run_id = breachmail::db::start_run(&self.pool, "send").await.unwrap();
-            let claimed = ledger::claim(&self.pool, run_id, i64::MAX, i64::MAX, &[])
+            let claimed = ledger::claim(&self.pool, run_id, i64::MAX, i64::MAX, &[], None)
                 .await
                 .unwrap();
             for chunk in claimed.chunks(5000) {
@@ -170,7 +170,7 @@ impl Campaign {
         let target = self.id(person_ref);
         self.runtime.block_on(async {
             let run_id = breachmail::db::start_run(&self.pool, "send").await.unwrap();
-            let claimed = ledger::claim(&self.pool, run_id, i64::MAX, i64::MAX, &[])
+            let claimed = ledger::claim(&self.pool, run_id, i64::MAX, i64::MAX, &[], None)
                 .await
                 .unwrap();
             let outcomes: Vec<(i64, i64, Outcome)> = claimed

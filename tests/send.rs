@@ -408,7 +408,12 @@ async fn throttling_relays_slow_the_run_and_everyone_is_reached() {
     let output = campaign.run_async(&["send"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(campaign.states().await["P0003"], "deferred");
-    assert!(stderr(&output).contains("slow down"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("slow down"),
+        "stderr: {} stdout: {}",
+        stderr(&output),
+        stdout(&output)
+    );
     campaign.make_deferred_due().await;
     let output = campaign.run_async(&["send"]).await;
     assert!(output.status.success());

@@ -341,58 +341,102 @@ pub struct Claimed {
     pub possible_duplicate: bool,
 }
 
-/// Moves up to `limit` due deliveries (pending, or deferred whose time has come) to `sending`
-/// for this run, in one statement, with a `claimed` event each, and returns them. A crash after
-/// this leaves them in `sending`, which the next run takes back (`recover_abandoned`).
-/// Domains in `exclude` (their queue is full) are left for later.
+/// Moves up to `limit` due deliveries to `sending` for this run, with a `claimed` event each,
+/// and returns them: retries whose time has come first, then resends, then new letters in the
+/// schedule's order (`store::schedule::claim_candidates`). A crash after this leaves them in
+/// `sending`, which the next run takes back (`recover_abandoned`). Domains in `exclude` (their
+/// queue is full) are left for later.
+///
+/// With a schedule, the claim also takes its place in the day's allowance and in each capped
+/// domain's, in the same transaction: it first takes the write lock, then reads the day's
+/// counts, claims at most what is left, and raises the counts. A second run, or the next one
+/// after a restart, reads what this one counted.
 pub async fn claim(
     pool: &sqlx::SqlitePool,
     run_id: i64,
     limit: i64,
     now: i64,
     exclude: &[String],
+    schedule: Option<&crate::schedule::Schedule>,
 ) -> anyhow::Result<Vec<Claimed>> {
-    let exclusion = if exclude.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " AND email_domain NOT IN ({})",
-            vec!["?"; exclude.len()].join(",")
-        )
-    };
-    let (pending, deferred) = (
-        DeliveryState::Pending.as_str(),
-        DeliveryState::Deferred.as_str(),
-    );
-    let sending = DeliveryState::Sending.as_str();
-    let sql = format!(
-        "UPDATE deliveries SET state = '{sending}', claimed_by = ?1, claimed_from = state,
-           handed_over_at = NULL, updated_at = ?2
-         WHERE person_id IN (
-             SELECT person_id FROM (
-                 SELECT person_id FROM deliveries WHERE state = '{pending}'{exclusion}
-                 UNION ALL
-                 SELECT person_id FROM deliveries
-                 WHERE state = '{deferred}' AND next_attempt_at <= ?2{exclusion}
-             ) LIMIT ?3)
-           AND state IN ({from})
-         RETURNING person_id",
-        from = Transition::Claim.sql_from(),
-    );
+    use crate::store::schedule as days;
     let mut tx = pool.begin().await?;
+    let mut limit = limit;
+    let mut exclude = exclude.to_vec();
+    let mut domain_room: std::collections::HashMap<String, i64> = Default::default();
+    let day = schedule.map(|s| {
+        let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+        s.local_date(at).to_string()
+    });
+    if let (Some(schedule), Some(day)) = (schedule, &day) {
+        days::open_day(&mut tx, day).await?;
+        let claimed = days::claimed_on(&mut tx, day).await?;
+        let sending_day = days::sending_days_before(&mut tx, day).await?;
+        if let Some(allowance) = schedule.allowance(sending_day as usize) {
+            let used = claimed.get(days::ALL_DOMAINS).copied().unwrap_or(0);
+            limit = limit.min(allowance as i64 - used);
+        }
+        for (domain, cap) in &schedule.per_domain_daily_cap {
+            let room = i64::from(*cap) - claimed.get(domain).copied().unwrap_or(0);
+            if room <= 0 {
+                exclude.push(domain.clone());
+            } else {
+                domain_room.insert(domain.clone(), room);
+            }
+        }
+    }
+    if limit <= 0 {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let mut taken: std::collections::BTreeMap<String, i64> = Default::default();
+    let candidates: Vec<i64> = days::claim_candidates(&mut tx, limit, now, &exclude)
+        .await?
+        .into_iter()
+        .filter(
+            |candidate| match domain_room.get_mut(&candidate.email_domain) {
+                Some(room) if *room <= 0 => false,
+                Some(room) => {
+                    *room -= 1;
+                    *taken.entry(candidate.email_domain.clone()).or_default() += 1;
+                    true
+                }
+                None => true,
+            },
+        )
+        .map(|candidate| candidate.person_id)
+        .collect();
+    if candidates.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE deliveries SET state = '{sending}', claimed_by = ?, claimed_from = state,
+           claim_day = ?, handed_over_at = NULL, updated_at = ?
+         WHERE person_id IN ({list}) AND state IN ({from})
+         RETURNING person_id",
+        sending = DeliveryState::Sending.as_str(),
+        from = Transition::Claim.sql_from(),
+        list = vec!["?"; candidates.len()].join(","),
+    );
     let mut query = sqlx::query_scalar::<_, i64>(&sql)
         .bind(run_id)
-        .bind(now)
-        .bind(limit);
-    for _ in 0..2 {
-        for domain in exclude {
-            query = query.bind(domain);
-        }
+        .bind(day.as_deref())
+        .bind(now);
+    for id in &candidates {
+        query = query.bind(id);
     }
     let ids = query.fetch_all(&mut *tx).await?;
     if ids.is_empty() {
         tx.commit().await?;
         return Ok(Vec::new());
+    }
+    if let Some(day) = &day {
+        // The write lock has been held since `open_day`: every candidate was still due.
+        days::add_claims(&mut tx, day, days::ALL_DOMAINS, ids.len() as i64).await?;
+        for (domain, count) in &taken {
+            days::add_claims(&mut tx, day, domain, *count).await?;
+        }
     }
     let list = vec!["?"; ids.len()].join(",");
     // Only the rows this statement changed are in `ids`, so each event matches a change.
@@ -654,6 +698,8 @@ async fn record_outcome(
             )
         }
         Outcome::Released { reason } => {
+            // The day's cap gets its place back (nothing when the claim is not this run's).
+            crate::store::schedule::give_back(&mut *conn, person_id, run_id).await?;
             // Back to the state it was claimed from; a claimed_from that is not a state a
             // release may lead to (it cannot be, but the column is text) gives `pending`.
             let sql = format!(
@@ -993,6 +1039,133 @@ mod tests {
             rows,
             expected.map(|(id, r, n)| (id, r.to_owned(), n.to_owned())),
             "ids stay contiguous after the batch, so its deliveries and events find every row"
+        );
+    }
+
+    async fn campaign_of(n: usize) -> (tempfile::TempDir, sqlx::SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("c.db"), true)
+            .await
+            .unwrap();
+        let people: Vec<NewPerson> = (1..=n).map(|i| person(&format!("P{i}"))).collect();
+        let refs: Vec<&NewPerson> = people.iter().collect();
+        let mut tx = pool.begin().await.unwrap();
+        insert_people(&mut tx, &refs, 1, 0).await.unwrap();
+        tx.commit().await.unwrap();
+        (dir, pool)
+    }
+
+    fn capped(daily_cap: u32) -> crate::schedule::Schedule {
+        crate::schedule::Schedule {
+            timezone: chrono_tz::Europe::Paris,
+            windows: Vec::new(),
+            skip_dates: Default::default(),
+            daily_cap: Some(daily_cap),
+            warm_up: Vec::new(),
+            per_domain_daily_cap: Default::default(),
+            order: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_and_resends_are_claimed_before_new_letters() {
+        let (_dir, pool) = campaign_of(6).await;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'deferred', next_attempt_at = 5 WHERE person_id = 5",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE deliveries SET generation = 2 WHERE person_id = 6")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let claimed = claim(&pool, 1, 3, 10, &[], None).await.unwrap();
+        let mut ids: Vec<i64> = claimed.iter().map(|c| c.person.id).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [1, 5, 6],
+            "the retry, the resend, then the first new letter"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn claims_at_the_same_time_never_exceed_the_days_cap() {
+        let (_dir, pool) = campaign_of(20).await;
+        let schedule = capped(7);
+        let now = 1_768_467_600_000; // Thursday 15 January 2026, 10:00 in Paris
+        let (a, b, c) = tokio::join!(
+            claim(&pool, 1, 5, now, &[], Some(&schedule)),
+            claim(&pool, 2, 5, now, &[], Some(&schedule)),
+            claim(&pool, 3, 5, now, &[], Some(&schedule)),
+        );
+        let total = a.unwrap().len() + b.unwrap().len() + c.unwrap().len();
+        assert_eq!(total, 7);
+        let counted: i64 = sqlx::query_scalar(
+            "SELECT claimed FROM schedule_days WHERE day = '2026-01-15' AND domain = ''",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(counted, 7);
+        // A letter given back unattempted frees its place for the next claim.
+        let (run, person_id): (i64, i64) = sqlx::query_as(
+            "SELECT claimed_by, person_id FROM deliveries WHERE state = 'sending' LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let released = Outcome::Released {
+            reason: "not attempted".into(),
+        };
+        record_outcomes(&pool, run, &[(person_id, 1, released)])
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(&pool, 4, 5, now, &[], Some(&schedule))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            claim(&pool, 4, 5, now, &[], Some(&schedule))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_capped_domain_waits_for_the_next_day_while_the_others_go() {
+        let (_dir, pool) = campaign_of(6).await;
+        sqlx::query("UPDATE deliveries SET email_domain = 'orange.fr' WHERE person_id <= 4")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut schedule = capped(100);
+        schedule.per_domain_daily_cap.insert("orange.fr".into(), 1);
+        let now = 1_768_467_600_000;
+        let claimed = claim(&pool, 1, 10, now, &[], Some(&schedule))
+            .await
+            .unwrap();
+        let domains: Vec<&str> = claimed.iter().map(|c| c.email_domain.as_str()).collect();
+        assert_eq!(domains.iter().filter(|d| **d == "orange.fr").count(), 1);
+        assert_eq!(claimed.len(), 3);
+        assert!(
+            claim(&pool, 1, 10, now, &[], Some(&schedule))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let tomorrow = now + 86_400_000;
+        assert_eq!(
+            claim(&pool, 1, 10, tomorrow, &[], Some(&schedule))
+                .await
+                .unwrap()
+                .len(),
+            1
         );
     }
 }

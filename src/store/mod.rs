@@ -4,8 +4,10 @@
 //!
 //! - [`ledger`]: people and the delivery life cycle (import, claim, outcomes, bounces, resends),
 //!   each transition checked against the from-states of [`crate::domain::Transition`].
+//! - [`schedule`]: the campaign's days (letters sent per day and per domain) for the caps.
 
 pub mod ledger;
+pub mod schedule;
 
 /// A state change that did not happen because the delivery is no longer where the caller read
 /// it: another run took it over, or a bounce or a resend moved it on. Nothing was written.
