@@ -11,6 +11,7 @@ pub mod bounces;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod demo;
 pub mod domain;
@@ -20,6 +21,7 @@ pub mod import;
 pub mod init;
 pub mod lease;
 pub mod ledger;
+pub mod lookup;
 pub mod message;
 pub mod person;
 pub mod postal;
@@ -30,6 +32,7 @@ pub mod report;
 pub mod resend;
 pub mod send;
 pub mod status;
+pub mod store;
 pub mod transport;
 pub mod verp;
 
@@ -159,6 +162,9 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         }
         Command::Report { html } => report::run(config, &html).await,
         Command::Purge { yes } => purge::run(config, yes).await,
+        Command::Lookup { query, json } => lookup::run(config, &query, json).await,
+        Command::Serve { listen } => console::run(config, listen.as_deref()).await,
+        Command::Adviser(command) => console::accounts::run(config, &command).await,
         Command::Init { .. } | Command::Demo { .. } | Command::GeneratePeople { .. } => {
             unreachable!("handled before loading a config")
         }
