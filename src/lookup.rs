@@ -407,7 +407,10 @@ mod tests {
         let id = NoticeId::random();
         let compact = id.as_str().replace('-', "").to_lowercase();
         assert_eq!(Query::parse(&compact), Query::NoticeId(id.clone()));
-        assert_eq!(Query::parse(&format!(" {} ", id.as_str())), Query::NoticeId(id));
+        assert_eq!(
+            Query::parse(&format!(" {} ", id.as_str())),
+            Query::NoticeId(id)
+        );
     }
 
     #[test]

@@ -178,8 +178,8 @@ pub async fn export(
             bounce_status: row.try_get(21)?,
             bounce_diagnostic: row.try_get(22)?,
         };
-        let reason = unreached_reason(state, &outcome)
-            .unwrap_or_else(|| PAPER_LETTER_ASKED.to_owned());
+        let reason =
+            unreached_reason(state, &outcome).unwrap_or_else(|| PAPER_LETTER_ASKED.to_owned());
         csv.write_record(
             postal_record(&person, state, &reason)
                 .iter()

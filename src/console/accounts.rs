@@ -7,8 +7,8 @@
 use std::io::BufRead;
 
 use anyhow::Context;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use crate::cli::AdviserCommand;
 use crate::config::Config;
@@ -22,8 +22,8 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    let salt = SaltString::encode_b64(&bytes)
-        .map_err(|e| anyhow::anyhow!("while making a salt: {e}"))?;
+    let salt =
+        SaltString::encode_b64(&bytes).map_err(|e| anyhow::anyhow!("while making a salt: {e}"))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
@@ -121,13 +121,21 @@ pub async fn run(config: &Config, command: &AdviserCommand) -> anyhow::Result<Ex
                 println!(
                     "{}\t{}\t{}\t{}",
                     adviser.login,
-                    if adviser.supervisor { "supervisor" } else { "adviser" },
+                    if adviser.supervisor {
+                        "supervisor"
+                    } else {
+                        "adviser"
+                    },
                     if adviser.password_hash.is_some() {
                         "password"
                     } else {
                         "proxy only"
                     },
-                    if adviser.disabled { "disabled" } else { "enabled" }
+                    if adviser.disabled {
+                        "disabled"
+                    } else {
+                        "enabled"
+                    }
                 );
             }
             Exit::Ok

@@ -153,14 +153,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -215,7 +215,12 @@ fn internal_error(console: &Console, error: &anyhow::Error) -> Response {
 }
 
 async fn not_found(State(console): State<Shared>) -> Response {
-    refused(&console, StatusCode::NOT_FOUND, "Not found", "No such page.")
+    refused(
+        &console,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "No such page.",
+    )
 }
 
 async fn home(
@@ -235,10 +240,7 @@ struct LoginQuery {
     expired: Option<String>,
 }
 
-async fn login_page(
-    State(console): State<Shared>,
-    Query(query): Query<LoginQuery>,
-) -> Response {
+async fn login_page(State(console): State<Shared>, Query(query): Query<LoginQuery>) -> Response {
     let notice = query
         .expired
         .is_some()
@@ -331,7 +333,10 @@ async fn search(
         Err(response) => return response,
     };
     if console.searches.check_key(&signed.adviser.login).is_err() {
-        tracing::warn!("console: search refused to {}: over the rate limit", signed.adviser.login);
+        tracing::warn!(
+            "console: search refused to {}: over the rate limit",
+            signed.adviser.login
+        );
         return refused(
             &console,
             StatusCode::TOO_MANY_REQUESTS,
@@ -372,7 +377,9 @@ async fn run_search(
         ("name_postcode", people, verdict, None)
     } else {
         return Ok(Found {
-            verdict: "type a notice number, an e-mail address or a ref; or a last name and a postcode".to_owned(),
+            verdict:
+                "type a notice number, an e-mail address or a ref; or a last name and a postcode"
+                    .to_owned(),
             genuine: None,
             people: Vec::new(),
         });
@@ -415,7 +422,12 @@ async fn person(
     };
     match person_page(&console, &signed, id, &query).await {
         Ok(Some(page)) => html(StatusCode::OK, page),
-        Ok(None) => refused(&console, StatusCode::NOT_FOUND, "Not found", "No such person."),
+        Ok(None) => refused(
+            &console,
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No such person.",
+        ),
         Err(error) => internal_error(&console, &error),
     }
 }
@@ -607,7 +619,12 @@ async fn record_call_note(
     }
     match actions::call_note(&console, &signed, id, note).await {
         Ok(true) => back_to_person(id, Ok("note")),
-        Ok(false) => refused(&console, StatusCode::NOT_FOUND, "Not found", "No such person."),
+        Ok(false) => refused(
+            &console,
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No such person.",
+        ),
         Err(error) => internal_error(&console, &error),
     }
 }

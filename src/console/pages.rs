@@ -43,7 +43,8 @@ const LOGIN: &str = r#"<h1>Helpline console</h1>
 <p><button type="submit" id="log-in">Log in</button></p>
 </form>"#;
 
-const MESSAGE: &str = r#"<h1>{{title}}</h1><p id="message">{{message}}</p><p><a href="/">Back to the search</a></p>"#;
+const MESSAGE: &str =
+    r#"<h1>{{title}}</h1><p id="message">{{message}}</p><p><a href="/">Back to the search</a></p>"#;
 
 const SEARCH: &str = r#"<h1>Find the caller</h1>
 <form method="get" action="/search">
@@ -136,7 +137,9 @@ pub struct Flash<'a> {
 
 fn flash_text(done: &str) -> Option<&'static str> {
     Some(match done {
-        "address" => "The address is recorded; the letter will go out again to it as a new generation.",
+        "address" => {
+            "The address is recorded; the letter will go out again to it as a new generation."
+        }
         "paper" => "The paper letter request is recorded: the person is in the next postal export.",
         "note" => "The call note is recorded.",
         _ => return None,
@@ -145,10 +148,16 @@ fn flash_text(done: &str) -> Option<&'static str> {
 
 fn problem_text(problem: &str) -> Option<&'static str> {
     Some(match problem {
-        "invalid_address" => "This is not an e-mail address a letter can go to: nothing was recorded.",
-        "busy" => "The letter is being sent right now (or this person's data were erased): nothing was recorded; try again in a minute.",
+        "invalid_address" => {
+            "This is not an e-mail address a letter can go to: nothing was recorded."
+        }
+        "busy" => {
+            "The letter is being sent right now (or this person's data were erased): nothing was recorded; try again in a minute."
+        }
         "already_paper" => "This person had already asked for a paper letter.",
-        "invalid_note" => "A note must have 1 to 2,000 characters, without control characters: nothing was recorded.",
+        "invalid_note" => {
+            "A note must have 1 to 2,000 characters, without control characters: nothing was recorded."
+        }
         _ => return None,
     })
 }
@@ -295,7 +304,12 @@ impl Pages {
             "flash": flash.done.and_then(flash_text),
             "problem": flash.problem.and_then(problem_text),
         });
-        self.page("person", &format!("Notice {}", report.notice_id), Some(signed), &data)
+        self.page(
+            "person",
+            &format!("Notice {}", report.notice_id),
+            Some(signed),
+            &data,
+        )
     }
 
     pub fn supervisor(&self, signed: &Signed, figures: &Figures) -> String {

@@ -58,8 +58,7 @@ fn token_sha256(token: &str) -> String {
 /// much of a guessed token was right.
 fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -95,7 +94,11 @@ pub fn clearing_cookie() -> HeaderValue {
 }
 
 fn to_login(expired: bool) -> Response {
-    let target = if expired { "/login?expired=1" } else { "/login" };
+    let target = if expired {
+        "/login?expired=1"
+    } else {
+        "/login"
+    };
     let mut response = Redirect::to(target).into_response();
     if expired {
         response
@@ -113,7 +116,11 @@ fn expiry(console: &Console, created_at: i64, now: i64) -> i64 {
 }
 
 /// The adviser behind this request, or the redirection to the login page.
-pub async fn require(console: &Console, headers: &HeaderMap, peer: Peer) -> Result<Signed, Response> {
+pub async fn require(
+    console: &Console,
+    headers: &HeaderMap,
+    peer: Peer,
+) -> Result<Signed, Response> {
     let now = crate::db::now_ms();
     let failed = |error: anyhow::Error| super::internal_error(console, &error);
     if let Some(token) = session_cookie(headers) {
@@ -124,9 +131,14 @@ pub async fn require(console: &Console, headers: &HeaderMap, peer: Peer) -> Resu
         let Some(session) = session else {
             return Err(to_login(true));
         };
-        store::extend_session(&console.pool, &sha, now, expiry(console, session.created_at, now))
-            .await
-            .map_err(failed)?;
+        store::extend_session(
+            &console.pool,
+            &sha,
+            now,
+            expiry(console, session.created_at, now),
+        )
+        .await
+        .map_err(failed)?;
         return Ok(Signed {
             adviser: session.adviser,
             csrf_token: session.csrf_token,
@@ -260,7 +272,11 @@ pub async fn log_in(
         expiry(console, now, now),
     )
     .await?;
-    tracing::info!("console: adviser {} logged in from {}", adviser.login, peer.0.ip());
+    tracing::info!(
+        "console: adviser {} logged in from {}",
+        adviser.login,
+        peer.0.ip()
+    );
     Ok(LoginOutcome::LoggedIn(cookie(console, &token)))
 }
 

@@ -82,7 +82,12 @@ async fn people_where(
     for value in binds {
         query = query.bind(*value);
     }
-    query.fetch_all(pool).await?.iter().map(person_row).collect()
+    query
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(person_row)
+        .collect()
 }
 
 /// The person with this notice id, or this ref (one query either way: a notice id that exists
@@ -92,7 +97,12 @@ pub async fn people_by_notice_or_ref(
     notice_id: &str,
     person_ref: &str,
 ) -> anyhow::Result<Vec<PersonRow>> {
-    people_where(pool, "p.notice_id = ?1 OR p.ref = ?2", &[notice_id, person_ref]).await
+    people_where(
+        pool,
+        "p.notice_id = ?1 OR p.ref = ?2",
+        &[notice_id, person_ref],
+    )
+    .await
 }
 
 /// The people whose imported or alternative address is this one, in any case.
@@ -132,7 +142,10 @@ pub async fn person_by_id(pool: &SqlitePool, person_id: i64) -> anyhow::Result<O
 }
 
 /// The person as the letters see them, to render their letter again.
-pub async fn person_for_letter(pool: &SqlitePool, person_id: i64) -> anyhow::Result<Option<Person>> {
+pub async fn person_for_letter(
+    pool: &SqlitePool,
+    person_id: i64,
+) -> anyhow::Result<Option<Person>> {
     let sql = format!(
         "SELECT {PERSON_COLUMNS} FROM people p JOIN deliveries d ON d.person_id = p.id WHERE p.id = ?"
     );
@@ -366,12 +379,11 @@ pub async fn insert_paper_request(
 
 /// Erases every call note's text (the rows stay, for the counts). Returns how many were erased.
 pub async fn erase_call_notes(conn: &mut SqliteConnection, now: i64) -> anyhow::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE call_notes SET note = NULL, erased_at = ? WHERE note IS NOT NULL",
-    )
-    .bind(now)
-    .execute(conn)
-    .await?;
+    let done =
+        sqlx::query("UPDATE call_notes SET note = NULL, erased_at = ? WHERE note IS NOT NULL")
+            .bind(now)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected())
 }
 
@@ -453,8 +465,7 @@ pub struct Adviser {
     pub disabled: bool,
 }
 
-const ADVISER_SELECT: &str =
-    "SELECT a.id AS adviser_id, a.login, a.password_hash, a.supervisor, a.disabled_at FROM advisers a";
+const ADVISER_SELECT: &str = "SELECT a.id AS adviser_id, a.login, a.password_hash, a.supervisor, a.disabled_at FROM advisers a";
 
 fn adviser_row(row: &SqliteRow) -> anyhow::Result<Adviser> {
     Ok(Adviser {
@@ -592,12 +603,14 @@ pub async fn extend_session(
     now: i64,
     expires_at: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE console_sessions SET last_seen_at = ?, expires_at = ? WHERE token_sha256 = ?")
-        .bind(now)
-        .bind(expires_at)
-        .bind(token_sha256)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE console_sessions SET last_seen_at = ?, expires_at = ? WHERE token_sha256 = ?",
+    )
+    .bind(now)
+    .bind(expires_at)
+    .bind(token_sha256)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
