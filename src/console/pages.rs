@@ -48,7 +48,7 @@ const MESSAGE: &str =
 
 const SEARCH: &str = r#"<h1>Find the caller</h1>
 <form method="get" action="/search">
-<p><label for="q">Notice number, e-mail or ref</label> <input id="q" name="q" size="40" value="{{q}}"> <button type="submit" id="search">Search</button></p>
+<p><label for="q">Notice number, e-mail or ref</label> <input id="q" name="q" size="40" value=""> <button type="submit" id="search">Search</button></p>
 </form>
 <form method="get" action="/search">
 <p><label for="last_name">Last name</label> <input id="last_name" name="last_name">
