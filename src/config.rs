@@ -795,6 +795,31 @@ mod tests {
     }
 
     #[test]
+    fn the_console_listens_on_loopback_by_default_and_checks_its_keys() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.console.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.console.session_idle, Duration::from_secs(1800));
+        assert!(config.console.tls.is_none() && config.console.proxy_header.is_none());
+        let config = load("", &[("BREACHMAIL_CONSOLE_SEARCHES_PER_MINUTE", "5")]).unwrap();
+        assert_eq!(config.console.searches_per_minute, 5);
+        for (text, key) in [
+            ("[console]\nlisten = \"everywhere\"\n", "console.listen"),
+            (
+                "[console]\nsearches_per_minute = 0\n",
+                "console.searches_per_minute",
+            ),
+            ("[console]\ntls_cert = \"c.pem\"\n", "console.tls_key"),
+            (
+                "[console]\nproxy_header = \"X Bad\"\n",
+                "console.proxy_header",
+            ),
+        ] {
+            let error = load(text, &[]).unwrap_err();
+            assert!(error.contains(key), "{text}: {error}");
+        }
+    }
+
+    #[test]
     fn the_password_never_appears_in_the_error() {
         let error = load("[smtp]\npassword = \"hunter2\"\n", &[]).unwrap_err();
         assert!(!error.contains("hunter2"));
