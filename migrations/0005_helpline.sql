@@ -35,6 +35,7 @@ CREATE TABLE access_log (
     results     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX access_log_person ON access_log(person_id);
+CREATE INDEX access_log_at ON access_log(at);
 
 -- What a caller said. Erased by `purge` (the row stays, so the counts do).
 CREATE TABLE call_notes (
