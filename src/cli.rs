@@ -88,6 +88,24 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         html: PathBuf,
     },
+    /// For the helpline: look a notice up by notice id, ref or e-mail address (genuine or not,
+    /// who, the letter's state, every attempt and bounce)
+    Lookup {
+        /// A notice id (any case, with or without dashes), a ref, or an e-mail address
+        query: String,
+        /// Print the answer as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// The helpline's web console for advisers, on this campaign's database
+    Serve {
+        /// The address to listen on [default: console.listen, 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// The helpline advisers' accounts (for the web console)
+    #[command(subcommand)]
+    Adviser(AdviserCommand),
     /// After the campaign: erase personal fields, keep counts, hashes, times and notice ids
     Purge {
         /// Confirm that the campaign is over and personal fields may be erased
@@ -198,6 +216,28 @@ pub enum ExportCommand {
         #[arg(long, value_name = "DIR")]
         letters: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdviserCommand {
+    /// Create an adviser, or give one a new password: the password is read from stdin (one line)
+    Add {
+        /// The adviser's login, as the access log will name them
+        login: String,
+        /// May open the supervisor's counters
+        #[arg(long)]
+        supervisor: bool,
+        /// No password: this adviser logs in only through the reverse proxy (console.proxy_header)
+        #[arg(long)]
+        proxy_only: bool,
+    },
+    /// Disable an adviser and end their sessions (their name stays in the records)
+    Disable {
+        /// The adviser's login
+        login: String,
+    },
+    /// List the advisers
+    List,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

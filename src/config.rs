@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::UsageError;
 
 /// The sections scripts may override from the environment, in the spec's order.
-const SECTIONS: [&str; 8] = [
-    "campaign", "sender", "smtp", "rate", "retry", "dkim", "incident", "schedule",
+const SECTIONS: [&str; 9] = [
+    "campaign", "sender", "smtp", "rate", "retry", "dkim", "incident", "schedule", "console",
 ];
 
 /// Variables that look like overrides but are not config keys.
@@ -44,6 +44,26 @@ pub struct Config {
     pub schedule: Option<crate::schedule::Schedule>,
     /// Every `[incident]` key, as the templates see it under `incident.*`.
     pub incident: serde_json::Map<String, serde_json::Value>,
+    pub console: Console,
+}
+
+/// `[console]`: the helpline's web console (`breachmail serve`).
+#[derive(Debug, Clone)]
+pub struct Console {
+    /// Where to listen; anything but loopback needs `tls_cert` or `proxy_header`.
+    pub listen: std::net::SocketAddr,
+    /// A session ends after this long without a request...
+    pub session_idle: Duration,
+    /// ...and after this long in any case.
+    pub session_max: Duration,
+    /// Searches an adviser may make per minute (a burst of that many, then one at a time).
+    pub searches_per_minute: u32,
+    /// The header an authenticating reverse proxy sets to the adviser's login.
+    pub proxy_header: Option<String>,
+    /// The addresses the proxy connects from; its header is believed from these only.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// PEM certificate chain and private key: the console speaks HTTPS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +168,36 @@ struct FileConfig {
     #[serde(default)]
     incident: toml::Table,
     schedule: Option<FileSchedule>,
+    #[serde(default)]
+    console: FileConsole,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConsole {
+    listen: String,
+    session_idle: String,
+    session_max: String,
+    searches_per_minute: i64,
+    proxy_header: Option<String>,
+    trusted_proxies: Vec<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+}
+
+impl Default for FileConsole {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            session_idle: "30m".into(),
+            session_max: "12h".into(),
+            searches_per_minute: 30,
+            proxy_header: None,
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -492,6 +542,7 @@ impl Config {
             _ => return Err(UsageError::new("incident: must be a table of facts")),
         };
         let schedule = file.schedule.map(schedule).transpose()?;
+        let console = console(file.console, dir)?;
         Ok(Config {
             dir: dir.to_path_buf(),
             campaign,
@@ -502,8 +553,68 @@ impl Config {
             dkim,
             schedule,
             incident,
+            console,
         })
     }
+}
+
+fn console(file: FileConsole, dir: &Path) -> Result<Console, UsageError> {
+    let listen = file.listen.parse().map_err(|_| {
+        key_error(
+            "console.listen",
+            &file.listen,
+            "an address and port such as 127.0.0.1:8080",
+        )
+    })?;
+    let searches = file.searches_per_minute;
+    if !(1..=10_000).contains(&searches) {
+        return Err(key_error(
+            "console.searches_per_minute",
+            &searches.to_string(),
+            "a whole number from 1 to 10000",
+        ));
+    }
+    let proxy_header = file.proxy_header.filter(|h| !h.trim().is_empty());
+    if let Some(header) = &proxy_header
+        && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err()
+    {
+        return Err(key_error(
+            "console.proxy_header",
+            header,
+            "an HTTP header name such as X-Remote-User",
+        ));
+    }
+    let trusted_proxies = file
+        .trusted_proxies
+        .iter()
+        .map(|ip| {
+            ip.parse()
+                .map_err(|_| key_error("console.trusted_proxies", ip, "IP addresses"))
+        })
+        .collect::<Result<_, _>>()?;
+    let tls = match (file.tls_cert, file.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((
+            dir.join(non_empty("console.tls_cert", &cert)?),
+            dir.join(non_empty("console.tls_key", &key)?),
+        )),
+        _ => {
+            return Err(UsageError::new(
+                "console.tls_cert and console.tls_key go together: set both, or neither",
+            ));
+        }
+    };
+    let session_idle = duration("console.session_idle", &file.session_idle)?;
+    let session_max = duration("console.session_max", &file.session_max)?;
+    Ok(Console {
+        listen,
+        session_idle,
+        session_max: session_max.max(session_idle),
+        searches_per_minute: searches as u32,
+        proxy_header,
+        trusted_proxies,
+        tls,
+    })
 }
 
 /// Lays `BREACHMAIL_<SECTION>_<KEY>=value` over the table. A value is read as a TOML value when it
@@ -853,6 +964,31 @@ mod tests {
         assert!(error.contains("schedule.timezone"), "{error}");
         let error = load("[schedule]\ndaily_cap = 5\n", &[]).unwrap_err();
         assert!(error.contains("timezone"), "{error}");
+    }
+
+    #[test]
+    fn the_console_listens_on_loopback_by_default_and_checks_its_keys() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.console.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.console.session_idle, Duration::from_secs(1800));
+        assert!(config.console.tls.is_none() && config.console.proxy_header.is_none());
+        let config = load("", &[("BREACHMAIL_CONSOLE_SEARCHES_PER_MINUTE", "5")]).unwrap();
+        assert_eq!(config.console.searches_per_minute, 5);
+        for (text, key) in [
+            ("[console]\nlisten = \"everywhere\"\n", "console.listen"),
+            (
+                "[console]\nsearches_per_minute = 0\n",
+                "console.searches_per_minute",
+            ),
+            ("[console]\ntls_cert = \"c.pem\"\n", "console.tls_key"),
+            (
+                "[console]\nproxy_header = \"X Bad\"\n",
+                "console.proxy_header",
+            ),
+        ] {
+            let error = load(text, &[]).unwrap_err();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -318,10 +318,16 @@ pub enum EventKind {
     Bounced,
     SoftBounce,
     Resend,
+    /// An adviser recorded a corrected or alternative address (the letter goes again).
+    AddressCorrected,
+    /// The caller asked for a paper letter: `export postal` includes them.
+    PaperRequested,
+    /// An adviser's note of a call (its text is erased by `purge`).
+    CallNote,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Imported,
         EventKind::Updated,
         EventKind::Claimed,
@@ -333,6 +339,9 @@ impl EventKind {
         EventKind::Bounced,
         EventKind::SoftBounce,
         EventKind::Resend,
+        EventKind::AddressCorrected,
+        EventKind::PaperRequested,
+        EventKind::CallNote,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -348,6 +357,9 @@ impl EventKind {
             EventKind::Bounced => "bounced",
             EventKind::SoftBounce => "soft_bounce",
             EventKind::Resend => "resend",
+            EventKind::AddressCorrected => "address_corrected",
+            EventKind::PaperRequested => "paper_requested",
+            EventKind::CallNote => "call_note",
         }
     }
 }

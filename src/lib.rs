@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod demo;
 pub mod domain;
@@ -20,6 +21,7 @@ pub mod files;
 pub mod import;
 pub mod init;
 pub mod lease;
+pub mod lookup;
 pub mod message;
 pub mod person;
 pub mod plan;
@@ -187,6 +189,9 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         }
         Command::Report { html } => report::run(config, &html).await,
         Command::Purge { yes } => purge::run(config, yes).await,
+        Command::Lookup { query, json } => lookup::run(config, &query, json).await,
+        Command::Serve { listen } => console::run(config, listen.as_deref()).await,
+        Command::Adviser(command) => console::accounts::run(config, &command).await,
         Command::Init { .. } | Command::Demo { .. } | Command::GeneratePeople { .. } => {
             unreachable!("handled before loading a config")
         }

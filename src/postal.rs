@@ -80,6 +80,9 @@ pub fn unreached_reason(state: DeliveryState, outcome: &DeliveryOutcome<'_>) -> 
     }
 }
 
+/// The reason given for a person who was reached (or may still be) but asked for paper.
+pub const PAPER_LETTER_ASKED: &str = "asked the helpline for a paper letter";
+
 /// What one postal export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PostalSummary {
@@ -87,6 +90,8 @@ pub struct PostalSummary {
     pub no_email: u64,
     pub bounced: u64,
     pub failed: u64,
+    /// Reached (or still to be) by e-mail, but asked the helpline for a paper letter.
+    pub paper_requested: u64,
     pub letters_written: u64,
     pub letters_failed: u64,
 }
@@ -119,11 +124,12 @@ pub async fn run(
     };
     let summary = export(&pool, sink, letters).await?;
     tracing::info!(
-        "export postal: {} people not reached by e-mail ({} without an address, {} bounced, {} failed){}",
+        "export postal: {} people not reached by e-mail ({} without an address, {} bounced, {} failed) or who asked for a paper letter ({}){}",
         summary.people,
         summary.no_email,
         summary.bounced,
         summary.failed,
+        summary.paper_requested,
         match letters {
             Some((dir, _)) => format!(
                 "; {} letters written to {}, {} failed",
@@ -153,10 +159,12 @@ pub async fn export(
     }
     let mut csv = csv::Writer::from_writer(sink);
     csv.write_record(POSTAL_HEADER)?;
+    // Everyone not reached, and whoever asked the helpline for a paper letter.
+    let paper_requested = crate::store::helpline::PAPER_REQUESTED;
     let sql = format!(
         "SELECT {PERSON_COLUMNS}, d.state, d.smtp_reply, d.last_error, d.bounce_status, d.bounce_diagnostic
          FROM people p JOIN deliveries d ON d.person_id = p.id
-         WHERE d.state IN ('no_email', 'bounced', 'failed')
+         WHERE d.state IN ('no_email', 'bounced', 'failed') OR {paper_requested}
          ORDER BY p.id"
     );
     let mut rows = sqlx::query(&sql).fetch(pool);
@@ -170,7 +178,8 @@ pub async fn export(
             bounce_status: row.try_get(21)?,
             bounce_diagnostic: row.try_get(22)?,
         };
-        let reason = unreached_reason(state, &outcome).unwrap_or_default();
+        let reason =
+            unreached_reason(state, &outcome).unwrap_or_else(|| PAPER_LETTER_ASKED.to_owned());
         csv.write_record(
             postal_record(&person, state, &reason)
                 .iter()
@@ -180,7 +189,8 @@ pub async fn export(
         match state {
             DeliveryState::NoEmail => summary.no_email += 1,
             DeliveryState::Bounced => summary.bounced += 1,
-            _ => summary.failed += 1,
+            DeliveryState::Failed => summary.failed += 1,
+            _ => summary.paper_requested += 1,
         }
         if let Some((dir, render)) = letters {
             match write_letter(dir, &person, render) {

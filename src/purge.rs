@@ -26,6 +26,7 @@ pub struct PurgeSummary {
     pub replies_scrubbed: u64,
     pub events_scrubbed: u64,
     pub bounces_scrubbed: u64,
+    pub call_notes_erased: u64,
 }
 
 pub async fn run(config: &Config, yes: bool) -> anyhow::Result<Exit> {
@@ -100,8 +101,12 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
     let detail = serde_json::to_string(&summary)?;
     crate::db::finish_run(pool, run_id, "purged", &detail).await?;
     println!(
-        "purged {} people: names, addresses, phone and identifier tails and extra columns erased, refs replaced by their SHA-256; {} replies, {} events and {} bounces scrubbed of addresses. Counts, states, times, notice ids and hashes are kept.",
-        summary.people, summary.replies_scrubbed, summary.events_scrubbed, summary.bounces_scrubbed
+        "purged {} people: names, addresses, phone and identifier tails and extra columns erased, refs replaced by their SHA-256; {} replies, {} events and {} bounces scrubbed of addresses; {} call notes erased. Counts, states, times, notice ids and hashes are kept.",
+        summary.people,
+        summary.replies_scrubbed,
+        summary.events_scrubbed,
+        summary.bounces_scrubbed,
+        summary.call_notes_erased
     );
     println!("previews, exports and file:// outbox folders are not touched: delete them yourself");
     Ok(Exit::Ok)
@@ -200,6 +205,9 @@ async fn erase(tx: &mut Transaction<'_, Sqlite>) -> anyhow::Result<PurgeSummary>
             .await?;
         summary.bounces_scrubbed += 1;
     }
+    // What callers told the helpline is personal data too; the notes' rows (who, when) stay, so
+    // the counts do.
+    summary.call_notes_erased = crate::store::helpline::erase_call_notes(tx, now).await?;
     Ok(summary)
 }
 

@@ -4,8 +4,11 @@
 //!
 //! - [`ledger`]: people and the delivery life cycle (import, claim, outcomes, bounces, resends),
 //!   each transition checked against the from-states of [`crate::domain::Transition`].
+//! - [`helpline`]: what the advisers' console reads and records (accounts, sessions, the
+//!   access log, call notes).
 //! - [`schedule`]: the campaign's days (letters sent per day and per domain) for the caps.
 
+pub mod helpline;
 pub mod ledger;
 pub mod schedule;
 

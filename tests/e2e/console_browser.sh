@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The helpline console end to end in headless Chromium: a demo campaign (its letters sent to
+# files), an adviser, `breachmail serve` on a free loopback port, then console_browser.py drives
+# the browser (log in, search, open a person, record a corrected address, and the refusals) and
+# takes screenshots of the search and person pages. Finally the correction must be in
+# `export audit --events`, naming the adviser.
+#
+# Usage: tests/e2e/console_browser.sh [OUT_DIR]
+# Needs chromium (Debian's package) and python3 on PATH; BREACHMAIL_BIN may name the binary to
+# use, otherwise it is built with cargo (debug). OUT_DIR keeps the screenshots for a look.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+work="$(mktemp -d)"
+out="${1:-$work/out}"
+mkdir -p "$out"
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "console_browser: $*" >&2
+    exit 1
+}
+
+browser="$(command -v chromium || command -v chromium-browser || true)"
+[[ -n "$browser" ]] || fail "chromium is not installed (apt-get install -y chromium)"
+
+if [[ -n "${BREACHMAIL_BIN:-}" ]]; then
+    bin="$(realpath "$BREACHMAIL_BIN")"
+    # breachmail refuses BREACHMAIL_* variables that are not config keys: keep it to ourselves.
+    unset BREACHMAIL_BIN
+else
+    (cd "$repo" && cargo build --quiet --bin breachmail)
+    bin="$repo/target/debug/breachmail"
+fi
+
+campaign="$work/campaign"
+"$bin" -q demo "$campaign" --people 50 >/dev/null
+config="$campaign/breachmail.toml"
+password="the adviser's long password"
+printf '%s\n' "$password" | "$bin" -q --config "$config" adviser add alice --supervisor >/dev/null
+
+notice_id="$(python3 - "$campaign/breachmail.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+row = db.execute(
+    "SELECT p.notice_id FROM people p JOIN deliveries d ON d.person_id = p.id "
+    "WHERE d.state = 'sent' ORDER BY p.id LIMIT 1").fetchone()
+print(row[0] if row else "")
+PY
+)"
+[[ -n "$notice_id" ]] || fail "the demo sent no letter"
+
+# A low search limit, so that the flood is reached quickly.
+BREACHMAIL_CONSOLE_SEARCHES_PER_MINUTE=8 "$bin" --config "$config" serve --listen 127.0.0.1:0 \
+    >"$work/serve.out" 2>"$work/serve.log" &
+server_pid=$!
+base=""
+for _ in $(seq 1 100); do
+    base="$(sed -n 's/^listening on \(http:\/\/.*\)$/\1/p' "$work/serve.out")"
+    [[ -n "$base" ]] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.log" >&2; fail "serve did not start"; }
+    sleep 0.1
+done
+[[ -n "$base" ]] || fail "serve printed no address"
+
+timeout 300 python3 "$repo/tests/e2e/console_browser.py" "$browser" "$base" \
+    "$campaign/breachmail.db" "$notice_id" "$out" "$password" || {
+    echo "--- serve log" >&2
+    cat "$work/serve.log" >&2
+    fail "the browser test failed"
+}
+
+"$bin" -q --config "$config" export audit --events --format csv >"$work/events.csv"
+grep -q "address_corrected" "$work/events.csv" || fail "export audit --events lacks the correction"
+grep "address_corrected" "$work/events.csv" | grep -q "adviser alice" ||
+    fail "the correction's event does not name the adviser"
+echo "console_browser: ok: export audit --events shows the correction, naming the adviser"
+
+[[ -s "$out/search.png" && -s "$out/person.png" ]] || fail "the screenshots are missing"
+echo "console_browser: ok ($out/search.png, $out/person.png)"
