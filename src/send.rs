@@ -590,6 +590,12 @@ impl SendJob {
                 until_ready_precisely(global).await;
             }
             dispatcher.pacer.wait().await;
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                // The wait ran past the deadline (a sending window's end): hold the letter
+                // back, to be given back below, rather than let it leave late.
+                dispatcher.hold(vec![prepared]);
+                continue;
+            }
             let job = Job {
                 prepared,
                 _worker_free: worker_free,

@@ -130,6 +130,28 @@ async fn no_letter_leaves_outside_a_window() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_run_stops_claiming_when_its_window_closes() {
+    let mut campaign = campaign(10, "windows = [\"mon-fri 08:30-18:00\"]\n");
+    // One letter a second, three seconds before Friday's window closes.
+    campaign.set("BREACHMAIL_RATE_PER_SECOND", "1");
+    let out = send_at(&campaign, "2026-01-16T17:59:57+01:00");
+    let sent = sent_by(&out);
+    assert!((1..=3).contains(&sent), "{out}");
+    assert!(
+        out.contains("the next window opens Mon 2026-01-19 08:30 CET"),
+        "{out}"
+    );
+    // What was handed over in the last instant may be recorded a moment later, never more.
+    let closed: DateTime<Utc> = "2026-01-16T17:00:00.500Z".parse().unwrap();
+    for (person_ref, sent_at) in sent_times(&campaign).await {
+        assert!(sent_at < closed, "{person_ref} went at {sent_at}");
+    }
+    let states = campaign.states().await;
+    let pending = states.values().filter(|s| *s == "pending").count();
+    assert_eq!(pending, 10 - sent, "the rest wait for Monday: {states:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_cap_holds_across_runs_and_midnight_the_night_the_clocks_change() {
     let campaign = campaign(10, "daily_cap = 3\n");
     // Saturday 28 March 2026, 23:50 in Paris (UTC+1); the clocks go forward that night.

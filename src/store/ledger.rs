@@ -348,7 +348,7 @@ pub struct Claimed {
 /// queue is full) are left for later.
 ///
 /// With a schedule, the claim also takes its place in the day's allowance and in each capped
-/// domain's, in the same transaction: it first takes the write lock, then reads the day's
+/// domain's, in the same transaction: holding the write lock from its start, it reads the day's
 /// counts, claims at most what is left, and raises the counts. A second run, or the next one
 /// after a restart, reads what this one counted.
 pub async fn claim(
@@ -360,7 +360,10 @@ pub async fn claim(
     schedule: Option<&crate::schedule::Schedule>,
 ) -> anyhow::Result<Vec<Claimed>> {
     use crate::store::schedule as days;
-    let mut tx = pool.begin().await?;
+    // The write lock first: the claim reads what is due (and the day's counts) before it writes,
+    // and a deferred transaction whose snapshot went stale (the outcome writer committed in
+    // between) would fail at its first write instead of waiting its turn.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut limit = limit;
     let mut exclude = exclude.to_vec();
     let mut domain_room: std::collections::HashMap<String, i64> = Default::default();
@@ -432,7 +435,7 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     if let Some(day) = &day {
-        // The write lock has been held since `open_day`: every candidate was still due.
+        // The write lock has been held since the start: every candidate was still due.
         days::add_claims(&mut tx, day, days::ALL_DOMAINS, ids.len() as i64).await?;
         for (domain, count) in &taken {
             days::add_claims(&mut tx, day, domain, *count).await?;

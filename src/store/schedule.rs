@@ -30,8 +30,7 @@ pub struct Candidate {
     pub email_domain: String,
 }
 
-/// Makes sure the day's total row exists. Being a write, it also takes the database's write
-/// lock first, so what the claim then reads cannot change before it writes.
+/// Makes sure the day's total row exists, so every day with a claim has its row.
 pub async fn open_day(conn: &mut SqliteConnection, day: &str) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO schedule_days (day, domain, claimed) VALUES (?, ?, 0) ON CONFLICT DO NOTHING",
