@@ -75,6 +75,8 @@ enum StopReason {
     LeaseLost,
     /// The outcome writer failed: nothing more can be recorded.
     WriterFailed,
+    /// Everything left to claim is letters that do not render.
+    Unrenderable,
 }
 
 /// What tells every part of a run to stop at once, whatever it is waiting for.
@@ -302,6 +304,7 @@ fn describe(reason: StopReason) -> &'static str {
         StopReason::Misconfigured => "relay refuses this configuration",
         StopReason::LeaseLost => "sender lease lost",
         StopReason::WriterFailed => "the outcomes could not be recorded",
+        StopReason::Unrenderable => "what is left to send does not render",
     }
 }
 
@@ -521,7 +524,14 @@ impl SendJob {
                 match task.await.context("the claiming task failed") {
                     Ok(Ok((claimed, prepared))) => {
                         last_claim_empty = claimed == 0;
+                        // A batch in which no letter rendered: what is due now is letters that
+                        // do not render, given back each time and claimed again. Stop (exit 1,
+                        // `check` says why) rather than claim them in a loop.
+                        let unrenderable = claimed > 0 && prepared.is_empty();
                         dispatcher.hold(prepared);
+                        if unrenderable && dispatcher.held() == 0 {
+                            break StopReason::Unrenderable;
+                        }
                     }
                     // Another process holds the database: what is in flight goes on, the
                     // next claim is tried again.

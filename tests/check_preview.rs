@@ -218,3 +218,36 @@ fn preview_all_and_limit() {
     let manifest = std::fs::read_to_string(some.join("manifest.csv")).unwrap();
     assert_eq!(manifest.lines().count(), 1 + 2, "{manifest}");
 }
+
+#[test]
+fn send_gives_back_letters_that_do_not_render_once_and_sends_the_others() {
+    let campaign = campaign();
+    let template = campaign.dir.join("letters/en/body.txt.hbs");
+    let mut body = std::fs::read_to_string(&template).unwrap();
+    body.push_str("\n{{incident.no_such_fact}}\n");
+    std::fs::write(&template, body).unwrap();
+    // --max-duration only bounds a run that would otherwise claim the same letter forever.
+    let out = campaign.run(&["send", "--max-duration", "120s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did not render"), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("4 sent"), "{said}");
+    let released: u64 = said
+        .split(", ")
+        .find_map(|part| {
+            part.strip_suffix(" released")
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .or_else(|| {
+            said.split(" released")
+                .next()
+                .and_then(|head| head.rsplit(' ').next())
+                .and_then(|n| n.parse().ok())
+        })
+        .expect("the summary counts what was released");
+    // Given back a few times while other letters were claimed beside it, not in a loop.
+    assert!(
+        released < 20,
+        "EN-1 was given back {released} times: {said}"
+    );
+}
