@@ -356,7 +356,11 @@ fn feedback_from_report(text: &str, report_from: &str) -> (Feedback, Option<Stri
             .to_ascii_lowercase()
     });
     let provider = first_address(report_from)
-        .and_then(|address| address.rsplit_once('@').map(|(_, domain)| domain.to_string()))
+        .and_then(|address| {
+            address
+                .rsplit_once('@')
+                .map(|(_, domain)| domain.to_string())
+        })
         .or(reporting_mta)
         .map(|domain| organisation_domain(&domain))
         .filter(|domain| !domain.is_empty())
@@ -413,7 +417,9 @@ fn is_human_reply(header: &impl Fn(&str) -> Option<String>, subject: &str, from:
 
 /// How mail programs mark an answer or a forward, in French and English (and German, for
 /// Outlook's "AW:").
-const REPLY_SUBJECT_PREFIXES: &[&str] = &["re:", "re :", "ré:", "réf", "aw:", "tr:", "tr :", "fw:", "fwd:"];
+const REPLY_SUBJECT_PREFIXES: &[&str] = &[
+    "re:", "re :", "ré:", "réf", "aw:", "tr:", "tr :", "fw:", "fwd:",
+];
 
 /// Sorts the top-level parts of the bounce by what they are for. Nested messages are
 /// not descended into for text: their body is the notice itself, whose wording must
@@ -1441,5 +1447,37 @@ Final-Recipient: rfc822; a@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n\r
     fn headers_without_body_are_not_a_bounce() {
         let bounce = parse_bounce(b"From: a@example.org\r\nSubject: hi\r\n").expect("parses");
         assert_eq!(bounce.kind, BounceKind::NotABounce);
+    }
+
+    #[test]
+    fn complaints_name_their_provider() {
+        let report = "Feedback-Type: Abuse\r\nUser-Agent: x\r\nReporting-MTA: dns; fbl.mail.example.co.uk\r\nOriginal-Rcpt-To: <A@B.example>\r\n";
+        let (feedback, recipient) = feedback_from_report(report, "");
+        assert_eq!(feedback.feedback_type, "abuse");
+        assert_eq!(feedback.provider, "example.co.uk");
+        assert_eq!(recipient.as_deref(), Some("a@b.example"));
+        let (feedback, _) = feedback_from_report(
+            "Feedback-Type: fraud\n",
+            "AntiSpam <feedback@arf.mail.yahoo.com>",
+        );
+        assert_eq!(feedback.provider, "yahoo.com");
+        assert_eq!(feedback.feedback_type, "fraud");
+    }
+
+    #[test]
+    fn a_person_answering_is_a_reply_a_machine_is_not() {
+        let reply =
+            b"From: A <a@example.org>\r\nTo: x@example.fr\r\nSubject: RE: notice\r\n\r\nHelp?\r\n";
+        assert_eq!(parse_bounce(reply).expect("parses").kind, BounceKind::Reply);
+        let list = b"From: A <a@example.org>\r\nList-Id: <l.example.org>\r\nSubject: Re: notice\r\n\r\nx\r\n";
+        assert_eq!(
+            parse_bounce(list).expect("parses").kind,
+            BounceKind::NotABounce
+        );
+        let generated = b"From: A <a@example.org>\r\nAuto-Submitted: auto-generated\r\nSubject: Re: notice\r\n\r\nx\r\n";
+        assert_eq!(
+            parse_bounce(generated).expect("parses").kind,
+            BounceKind::AutoReply
+        );
     }
 }
