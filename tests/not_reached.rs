@@ -929,3 +929,23 @@ fn complaints_delays_and_replies_are_recorded_apart_from_bounces() {
     assert_eq!(again["duplicates"], 3, "{again}");
     assert_eq!(campaign.events("A1", "complained"), 1);
 }
+
+#[test]
+fn the_mailbox_must_be_named_and_its_password_given_outside_the_file() {
+    let campaign = Campaign::new(PEOPLE);
+    let output = campaign.run(&["bounces"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--imap"));
+    let output = campaign.run(&["bounces", "--imap", "imaps://bounces@127.0.0.1:1/INBOX"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BREACHMAIL_BOUNCES_PASSWORD"));
+    let output = campaign.run(&[
+        "bounces",
+        "--imap",
+        "imaps://bounces:hunter2@127.0.0.1/INBOX",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("BREACHMAIL_BOUNCES_PASSWORD"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
