@@ -147,6 +147,12 @@ pub async fn run_command(config: &Config, args: &BouncesArgs) -> anyhow::Result<
     } else if let Some(folder) = move_to {
         imap::check_mailbox_name(&folder)
             .map_err(|e| UsageError::new(format!("--move-to: {e}")))?;
+        if folder == url.folder {
+            return Err(UsageError::new(format!(
+                "--move-to {folder:?} is the folder being read: name another one"
+            ))
+            .into());
+        }
         imap::Disposal::MoveTo(folder)
     } else {
         imap::Disposal::Flag
