@@ -62,15 +62,9 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Send what is due, record every outcome, and exit (run it from cron)
     Send(SendArgs),
-    /// Read bounce messages (mbox files, maildir folders, .eml files) and record them
-    Bounces {
-        /// mbox files, maildir folders or .eml files
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Print the summary as JSON on stdout
-        #[arg(long)]
-        json: bool,
-    },
+    /// Read what came back (mbox files, maildir folders, .eml files, or the mailbox over IMAP)
+    /// and record it: bounces, delays, complaints, auto-replies, people's replies
+    Bounces(BouncesArgs),
     /// Put people back to pending as a new attempt generation, to their current address
     Resend(ResendArgs),
     /// Counts by state, last runs, errors, estimated finish
@@ -143,6 +137,33 @@ pub struct ImportArgs {
     /// Import nothing if any row is refused (exit 1)
     #[arg(long)]
     pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BouncesArgs {
+    /// mbox files, maildir folders or .eml files [default: the mailbox of bounces.imap]
+    pub paths: Vec<PathBuf>,
+    /// Read the bounce mailbox over IMAP: imaps://USER@HOST[:PORT]/FOLDER, or imap://... upgraded
+    /// with STARTTLS; the password comes from BREACHMAIL_BOUNCES_PASSWORD [default: bounces.imap]
+    #[arg(long, value_name = "URL", conflicts_with = "paths")]
+    pub imap: Option<String>,
+    /// IMAP: move each message, once recorded, to this folder (created if missing) instead of
+    /// flagging it \Seen [default: bounces.move_to]
+    #[arg(long, value_name = "FOLDER")]
+    pub move_to: Option<String>,
+    /// IMAP: delete each message once recorded, instead of moving or flagging it
+    #[arg(long, conflicts_with = "move_to")]
+    pub delete: bool,
+    /// Write people's replies into this folder, one .eml each, owner-only [default:
+    /// bounces.replies_to]
+    #[arg(long, value_name = "DIR")]
+    pub replies_to: Option<PathBuf>,
+    /// Print the summary as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// IMAP: messages fetched, recorded and moved together
+    #[arg(long, value_name = "N", default_value_t = crate::bounces::imap::DEFAULT_BATCH, hide = true)]
+    pub imap_batch: usize,
 }
 
 #[derive(Debug, Args)]

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use crate::UsageError;
 
 /// The sections scripts may override from the environment, in the spec's order.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "campaign", "sender", "smtp", "rate", "retry", "dkim", "incident", "schedule", "console",
+    "bounces",
 ];
 
 /// Variables that look like overrides but are not config keys.
@@ -26,8 +27,11 @@ const NOT_OVERRIDES: &[&str] = &[
     "BREACHMAIL_LOG",
     "BREACHMAIL_SMTP_PASSWORD",
     "BREACHMAIL_SMTP_PASSWORD_FILE",
+    "BREACHMAIL_BOUNCES_PASSWORD",
+    "BREACHMAIL_BOUNCES_PASSWORD_FILE",
     "BREACHMAIL_TEST_CA_FILE",
     crate::clock::TEST_NOW_VARIABLE,
+    "BREACHMAIL_TEST_ABORT_AFTER_BATCHES",
 ];
 
 #[derive(Debug, Clone)]
@@ -42,6 +46,7 @@ pub struct Config {
     pub dkim: Option<Dkim>,
     /// `[schedule]`: sending windows, daily caps, warm-up, order; None: send whenever run.
     pub schedule: Option<crate::schedule::Schedule>,
+    pub bounces: Bounces,
     /// Every `[incident]` key, as the templates see it under `incident.*`.
     pub incident: serde_json::Map<String, serde_json::Value>,
     pub console: Console,
@@ -142,6 +147,19 @@ pub struct Retry {
     pub give_up_after: Duration,
 }
 
+/// `[bounces]`: where `bounces` reads when no file is named, and what it does with what it read.
+#[derive(Debug, Clone, Default)]
+pub struct Bounces {
+    /// The bounce mailbox, `imaps://USER@HOST[:PORT]/FOLDER`.
+    pub imap: Option<crate::bounces::imap::ImapUrl>,
+    /// Move messages read to this folder instead of flagging them `\Seen`.
+    pub move_to: Option<String>,
+    /// Delete messages once recorded.
+    pub delete: bool,
+    /// Write people's replies into this folder.
+    pub replies_to: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Dkim {
     pub selector: String,
@@ -165,6 +183,8 @@ struct FileConfig {
     #[serde(default)]
     retry: FileRetry,
     dkim: Option<FileDkim>,
+    #[serde(default)]
+    bounces: FileBounces,
     #[serde(default)]
     incident: toml::Table,
     schedule: Option<FileSchedule>,
@@ -198,6 +218,15 @@ impl Default for FileConsole {
             tls_key: None,
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileBounces {
+    imap: Option<String>,
+    move_to: Option<String>,
+    delete: bool,
+    replies_to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +477,13 @@ impl Config {
                 "smtp.password: secrets are not read from the file; set BREACHMAIL_SMTP_PASSWORD (or BREACHMAIL_SMTP_PASSWORD_FILE) in the environment instead",
             ));
         }
+        if let Some(bounces) = table.get("bounces").and_then(|s| s.as_table())
+            && bounces.contains_key("password")
+        {
+            return Err(UsageError::new(
+                "bounces.password: secrets are not read from the file; set BREACHMAIL_BOUNCES_PASSWORD (or BREACHMAIL_BOUNCES_PASSWORD_FILE) in the environment instead",
+            ));
+        }
         apply_environment(&mut table, env)?;
         let file: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| UsageError::new(describe_toml_error(&e)))?;
@@ -537,6 +573,7 @@ impl Config {
                 })
             })
             .transpose()?;
+        let bounces = bounces_settings(file.bounces, dir)?;
         let incident = match serde_json::to_value(&file.incident) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => return Err(UsageError::new("incident: must be a table of facts")),
@@ -552,6 +589,7 @@ impl Config {
             retry,
             dkim,
             schedule,
+            bounces,
             incident,
             console,
         })
@@ -614,6 +652,34 @@ fn console(file: FileConsole, dir: &Path) -> Result<Console, UsageError> {
         proxy_header,
         trusted_proxies,
         tls,
+    })
+}
+
+fn bounces_settings(file: FileBounces, dir: &Path) -> Result<Bounces, UsageError> {
+    let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    let imap = given(file.imap)
+        .map(|url| {
+            crate::bounces::imap::ImapUrl::parse(&url)
+                .map_err(|e| UsageError::new(format!("bounces.imap is not valid: {e}")))
+        })
+        .transpose()?;
+    let move_to = given(file.move_to)
+        .map(|folder| {
+            crate::bounces::imap::check_mailbox_name(&folder)
+                .map(|()| folder.clone())
+                .map_err(|e| UsageError::new(format!("bounces.move_to: {e}")))
+        })
+        .transpose()?;
+    if file.delete && move_to.is_some() {
+        return Err(UsageError::new(
+            "bounces.delete and bounces.move_to: choose one (delete the messages, or move them)",
+        ));
+    }
+    Ok(Bounces {
+        imap,
+        move_to,
+        delete: file.delete,
+        replies_to: given(file.replies_to).map(|d| dir.join(d)),
     })
 }
 
@@ -989,6 +1055,40 @@ mod tests {
             let error = load(text, &[]).unwrap_err();
             assert!(error.contains(key), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn bounces_section_reads_the_mailbox_and_refuses_passwords() {
+        let config = load(
+            "[bounces]\nimap = \"imaps://bounces%40example.fr@mail.example.fr/INBOX\"\nmove_to = \"Processed\"\nreplies_to = \"replies\"\n",
+            &[("BREACHMAIL_BOUNCES_PASSWORD", "not a key")],
+        )
+        .unwrap();
+        let url = config.bounces.imap.expect("a mailbox");
+        assert_eq!(url.user, "bounces@example.fr");
+        assert_eq!(config.bounces.move_to.as_deref(), Some("Processed"));
+        assert_eq!(
+            config.bounces.replies_to.as_deref(),
+            Some(Path::new("/campaign/replies"))
+        );
+        let error = load("[bounces]\npassword = \"hunter2\"\n", &[]).unwrap_err();
+        assert!(error.contains("BREACHMAIL_BOUNCES_PASSWORD"), "{error}");
+        assert!(!error.contains("hunter2"));
+        let error = load("[bounces]\nimap = \"imaps://u:hunter2@h/INBOX\"\n", &[]).unwrap_err();
+        assert!(error.contains("bounces.imap"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let error = load(
+            "[bounces]\nimap = \"imaps://u@h/INBOX\"\ndelete = true\nmove_to = \"Done\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.contains("bounces.delete"), "{error}");
+        let config = load(
+            "",
+            &[("BREACHMAIL_BOUNCES_IMAP", "imap://u@127.0.0.1:1143/Bounces")],
+        )
+        .unwrap();
+        assert_eq!(config.bounces.imap.expect("a mailbox").folder, "Bounces");
     }
 
     #[test]

@@ -324,10 +324,14 @@ pub enum EventKind {
     PaperRequested,
     /// An adviser's note of a call (its text is erased by `purge`).
     CallNote,
+    /// A delay notice ("still trying") came back: a note, the state stays.
+    Delayed,
+    /// The person marked the letter as spam (a provider's ARF feedback report).
+    Complained,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Imported,
         EventKind::Updated,
         EventKind::Claimed,
@@ -342,6 +346,8 @@ impl EventKind {
         EventKind::AddressCorrected,
         EventKind::PaperRequested,
         EventKind::CallNote,
+        EventKind::Delayed,
+        EventKind::Complained,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -360,6 +366,8 @@ impl EventKind {
             EventKind::AddressCorrected => "address_corrected",
             EventKind::PaperRequested => "paper_requested",
             EventKind::CallNote => "call_note",
+            EventKind::Delayed => "delayed",
+            EventKind::Complained => "complained",
         }
     }
 }

@@ -168,7 +168,7 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
         Command::Check { json } => check::run(config, json).await,
         Command::Preview(args) => preview::run(config, &args).await,
         Command::Send(args) => send::run(config, &args).await,
-        Command::Bounces { paths, json } => bounces::run(config, &paths, json).await,
+        Command::Bounces(args) => bounces::ingest::run_command(config, &args).await,
         Command::Resend(args) => resend::run(config, &args).await,
         Command::Export(ExportCommand::Postal { out, letters }) => {
             export_postal(config, out.as_deref(), letters.as_deref()).await

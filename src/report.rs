@@ -72,6 +72,8 @@ pub struct ReportFacts {
     pub first_send: Option<i64>,
     pub last_send: Option<i64>,
     pub letters: Vec<LettersInUse>,
+    /// Complaints from the providers' feedback loops, per provider.
+    pub complaints: Vec<crate::store::mailbox::ProviderComplaints>,
     pub generated_at: i64,
 }
 
@@ -79,7 +81,8 @@ pub async fn run(config: &Config, html: &Path) -> anyhow::Result<Exit> {
     let pool = crate::db::open_read_only(&config.campaign.database).await?;
     let status = crate::status::collect_for(config, &pool).await?;
     let mut conn = pool.acquire().await?;
-    let facts = gather(&mut conn, status).await?;
+    let mut facts = gather(&mut conn, status).await?;
+    facts.complaints = crate::store::mailbox::complaints_by_provider(&pool).await?;
     let page = render(config, &facts);
     crate::files::write_private(html, page.as_bytes())
         .with_context(|| format!("while writing {}", html.display()))?;
@@ -145,6 +148,7 @@ async fn gather(conn: &mut SqliteConnection, status: Status) -> anyhow::Result<R
         first_send,
         last_send,
         letters,
+        complaints: Vec::new(),
         generated_at: crate::db::now_ms(),
     })
 }
@@ -524,6 +528,7 @@ const SECTIONS: &[fn(&Page) -> String] = &[
     states_section,
     not_reached_section,
     domains_section,
+    complaints_section,
     timeline_section,
     letters_section,
 ];
@@ -1080,6 +1085,32 @@ fn domains_section(page: &Page) -> String {
             out,
             "<tr><td colspan=\"6\">{}</td></tr>",
             escape_html(words.no_domains)
+        );
+    }
+    out.push_str("</table>\n</section>\n");
+    out
+}
+
+/// Complaints per provider: the notice is mandatory, so nothing is withdrawn, but they decide
+/// whether that provider keeps delivering the next letters to the inbox.
+fn complaints_section(page: &Page) -> String {
+    let facts = page.facts;
+    if facts.complaints.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section>\n<h2>Complaints from the providers' feedback loops</h2>\n<p>People who marked \
+         the notice as spam, as the providers reported it (ARF). The notice is mandatory and is not \
+         withdrawn; many complaints at one provider make it file the next letters as spam.</p>\n\
+         <table>\n<tr><th>provider</th><th class=\"n\">complaints</th><th class=\"n\">matched to a person</th></tr>\n",
+    );
+    for provider in &facts.complaints {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape_html(&provider.provider),
+            provider.complaints,
+            provider.matched
         );
     }
     out.push_str("</table>\n</section>\n");

@@ -113,7 +113,7 @@ fn two_recipient_report_keeps_each_outcome() {
     let bytes = fs::read(corpus_dir().join("rfc3464-two-recipients.eml")).expect("corpus file");
     let bounce = parse_bounce(&bytes).expect("parses");
     let kinds: Vec<_> = bounce.recipients.iter().map(|r| r.kind).collect();
-    assert_eq!(kinds, [BounceKind::Hard, BounceKind::Soft]);
+    assert_eq!(kinds, [BounceKind::Hard, BounceKind::Delayed]);
     assert_eq!(bounce.recipients[0].action.as_deref(), Some("failed"));
     assert_eq!(bounce.recipients[1].action.as_deref(), Some("delayed"));
     assert_eq!(
@@ -252,7 +252,7 @@ fn mixed_mbox_yields_each_message_unescaped() {
         [
             BounceKind::Hard,
             BounceKind::Hard,
-            BounceKind::NotABounce,
+            BounceKind::Reply,
             BounceKind::Soft,
             BounceKind::AutoReply
         ]
@@ -293,7 +293,7 @@ fn maildir_reads_new_and_cur_sorted_by_name() {
     );
     assert_eq!(
         parse_bounce(&found[0].bytes).expect("parses").kind,
-        BounceKind::Soft
+        BounceKind::Delayed
     );
     assert_eq!(
         parse_bounce(&found[1].bytes).expect("parses").kind,

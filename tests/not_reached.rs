@@ -924,3 +924,114 @@ fn ingest_100k_bounces_from_one_mbox() {
         assert!(elapsed.as_secs_f64() <= 20.0, "took {elapsed:?}");
     }
 }
+
+/// The corpus message `name` with its foreign VERP token and Message-ID replaced by those of this
+/// person's letter.
+fn corpus_for(campaign: &Campaign, name: &str, person_ref: &str) -> String {
+    std::fs::read_to_string(corpus(name))
+        .expect("corpus file")
+        .replace(
+            "b-0000002s01k3h6q9z2m4x7w@bounces.example.fr",
+            &campaign.verp(person_ref, 1),
+        )
+        .replace(
+            "3f9a1c0e5b7d2a64c8e1f0b2@notification.example.fr",
+            &campaign.message_id(person_ref, 1),
+        )
+}
+
+#[test]
+fn complaints_delays_and_replies_are_recorded_apart_from_bounces() {
+    let campaign = Campaign::new(PEOPLE);
+    for person in ["A1", "A2", "A3"] {
+        campaign.mark_sent(person);
+    }
+    let complaint = campaign.path("complaint.eml");
+    std::fs::write(&complaint, corpus_for(&campaign, "arf-laposte.eml", "A1")).expect("writes");
+    // Yahoo's report keeps only the headers, with the recipient redacted: the Return-Path's
+    // token still names the letter.
+    let redacted = campaign.path("redacted.eml");
+    std::fs::write(&redacted, corpus_for(&campaign, "arf-yahoo.eml", "A2")).expect("writes");
+    let delay = campaign.path("delay.eml");
+    std::fs::write(&delay, corpus_for(&campaign, "postfix-delayed.eml", "A3")).expect("writes");
+    let replies = campaign.path("replies");
+    let output = campaign.run(&[
+        "bounces",
+        "--json",
+        "--replies-to",
+        replies.to_str().expect("utf-8"),
+        complaint.to_str().expect("utf-8"),
+        redacted.to_str().expect("utf-8"),
+        delay.to_str().expect("utf-8"),
+        corpus("reply-person.eml").to_str().expect("utf-8"),
+        corpus("autoreply-outlook-fr.eml").to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(summary["complaints"], 2, "{summary}");
+    assert_eq!(
+        summary["complaints_by_provider"]["laposte.net"], 1,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["complaints_by_provider"]["yahoo.com"], 1,
+        "{summary}"
+    );
+    assert_eq!(summary["delayed"], 1, "{summary}");
+    assert_eq!(summary["replies"], 1, "{summary}");
+    assert_eq!(summary["auto_replies"], 1, "{summary}");
+    assert_eq!(summary["hard"], 0, "{summary}");
+    assert_eq!(summary["soft"], 0, "{summary}");
+    // A complaint withdraws nothing: the letters stay sent, with the evidence beside them.
+    for person in ["A1", "A2", "A3"] {
+        assert_eq!(campaign.state(person), "sent", "{person}");
+    }
+    assert_eq!(campaign.events("A1", "complained"), 1);
+    assert_eq!(campaign.events("A2", "complained"), 1);
+    assert_eq!(campaign.events("A3", "delayed"), 1);
+    assert_eq!(campaign.events("A3", "soft_bounce"), 0);
+    // The person's reply is written out for the operator, owner-only.
+    let written: Vec<PathBuf> = std::fs::read_dir(&replies)
+        .expect("replies folder")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(mode(&written[0]), 0o600);
+    assert_eq!(mode(&replies), 0o700);
+    let reply = std::fs::read_to_string(&written[0]).expect("reply");
+    assert!(reply.contains("Merci de me rappeler"), "{reply}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("1 replies from people"), "{stderr}");
+    // The report shows the complaints per provider.
+    let report = campaign.path("report.html");
+    let output = campaign.run(&["report", "--html", report.to_str().expect("utf-8")]);
+    assert!(output.status.success(), "{output:?}");
+    let page = std::fs::read_to_string(&report).expect("report");
+    assert!(page.contains("feedback loops"), "no complaints section");
+    assert!(page.contains("<td>laposte.net</td>"), "no laposte.net row");
+    // Read again: nothing counted twice.
+    let again = campaign.bounces(&[&complaint, &redacted, &delay]);
+    assert_eq!(again["complaints"], 0, "{again}");
+    assert_eq!(again["duplicates"], 3, "{again}");
+    assert_eq!(campaign.events("A1", "complained"), 1);
+}
+
+#[test]
+fn the_mailbox_must_be_named_and_its_password_given_outside_the_file() {
+    let campaign = Campaign::new(PEOPLE);
+    let output = campaign.run(&["bounces"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--imap"));
+    let output = campaign.run(&["bounces", "--imap", "imaps://bounces@127.0.0.1:1/INBOX"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BREACHMAIL_BOUNCES_PASSWORD"));
+    let output = campaign.run(&[
+        "bounces",
+        "--imap",
+        "imaps://bounces:hunter2@127.0.0.1/INBOX",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("BREACHMAIL_BOUNCES_PASSWORD"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

@@ -6,7 +6,7 @@
 //! trustworthy first: the signed VERP token of the address the bounce came back to, the returned
 //! Message-ID, the returned X-Notice-Id, and last a reported recipient that only one person has.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -14,8 +14,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::mailbox;
 use super::parse::{Bounce, BounceKind, RecipientStatus, parse_bounce};
+use super::{imap, mailbox};
+use crate::cli::BouncesArgs;
 use crate::config::Config;
 use crate::domain::{DeliveryState, NoticeId};
 use crate::ledger::{self, BounceRecord};
@@ -40,8 +41,18 @@ pub struct Summary {
     pub forged: u64,
     /// Reports already recorded by an earlier reading of the same message.
     pub duplicates: u64,
-    /// Auto-replies and messages that report no delivery problem.
+    /// Messages that report no delivery problem: auto-replies, people's replies and the rest.
     pub ignored: u64,
+    /// Of the ignored: auto-replies and out-of-office answers (RFC 3834 and the providers' shapes).
+    pub auto_replies: u64,
+    /// Of the ignored: people writing back, who may be asking for help (`--replies-to DIR`).
+    pub replies: u64,
+    /// Delay notices ("still trying") matched to a delivery: a note each, not a bounce.
+    pub delayed: u64,
+    /// Complaints (ARF feedback reports), matched or not.
+    pub complaints: u64,
+    /// Complaints per provider's feedback loop (`yahoo.com`, `laposte.net`).
+    pub complaints_by_provider: BTreeMap<String, u64>,
     /// Messages that could not be read (garbage, truncated, oversized): reported and skipped.
     pub errors: u64,
     /// Reports about an older generation than the delivery's current one (already resent).
@@ -52,28 +63,45 @@ pub struct Summary {
 
 impl Summary {
     pub fn line(&self) -> String {
+        let providers = if self.complaints_by_provider.is_empty() {
+            String::new()
+        } else {
+            let each: Vec<String> = self
+                .complaints_by_provider
+                .iter()
+                .map(|(provider, count)| format!("{provider} {count}"))
+                .collect();
+            format!(" ({})", each.join(", "))
+        };
         format!(
-            "bounces: {} messages: {} hard ({} marked bounced), {} soft, {} unmatched, {} forged, {} duplicates, {} ignored, {} errors, {} stale generation",
+            "bounces: {} messages: {} hard ({} marked bounced), {} soft, {} delayed, {} complaints{providers}, {} unmatched, {} forged, {} duplicates, {} ignored ({} auto-replies, {} replies), {} errors, {} stale generation",
             self.messages,
             self.hard,
             self.marked_bounced,
             self.soft,
+            self.delayed,
+            self.complaints,
             self.unmatched,
             self.forged,
             self.duplicates,
             self.ignored,
+            self.auto_replies,
+            self.replies,
             self.errors,
             self.stale_generation
         )
     }
 }
 
-/// One message as the reader thread hands it over.
-enum ReadMessage {
+/// One message as the reader hands it over.
+pub(crate) enum ReadMessage {
     Parsed {
         source: String,
         fingerprint: String,
         bounce: Bounce,
+        /// The message itself, kept only for a person's reply (to be written out for the
+        /// operator).
+        reply: Option<Vec<u8>>,
     },
     Unreadable {
         source: String,
@@ -81,7 +109,70 @@ enum ReadMessage {
     },
 }
 
-pub async fn run(config: &Config, paths: &[PathBuf], json: bool) -> anyhow::Result<Exit> {
+/// What the operator asked of one `bounces` run, besides where to read.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Write each person's reply into this folder (0700, files 0600).
+    pub replies_to: Option<PathBuf>,
+    /// Print the summary as JSON.
+    pub json: bool,
+}
+
+/// `bounces`: the files named, or else the IMAP mailbox of `--imap` or `bounces.imap`.
+pub async fn run_command(config: &Config, args: &BouncesArgs) -> anyhow::Result<Exit> {
+    let options = Options {
+        replies_to: args
+            .replies_to
+            .clone()
+            .or_else(|| config.bounces.replies_to.clone()),
+        json: args.json,
+    };
+    if !args.paths.is_empty() {
+        return run(config, &args.paths, &options).await;
+    }
+    let url = match &args.imap {
+        Some(url) => imap::ImapUrl::parse(url).map_err(|e| UsageError::new(format!("--imap: {e}")))?,
+        None => config.bounces.imap.clone().ok_or_else(|| {
+            UsageError::new(
+                "bounces: name mbox files, maildir folders or .eml files, or a mailbox with --imap imaps://USER@HOST/FOLDER (or bounces.imap)",
+            )
+        })?,
+    };
+    let move_to = args
+        .move_to
+        .clone()
+        .or_else(|| config.bounces.move_to.clone());
+    let disposal = if args.delete || (args.move_to.is_none() && config.bounces.delete) {
+        imap::Disposal::Delete
+    } else if let Some(folder) = move_to {
+        imap::check_mailbox_name(&folder)
+            .map_err(|e| UsageError::new(format!("--move-to: {e}")))?;
+        if folder == url.folder {
+            return Err(UsageError::new(format!(
+                "--move-to {folder:?} is the folder being read: name another one"
+            ))
+            .into());
+        }
+        imap::Disposal::MoveTo(folder)
+    } else {
+        imap::Disposal::Flag
+    };
+    let password = imap::password_from_environment()?;
+    let request = imap::Request {
+        url,
+        disposal,
+        batch: args.imap_batch,
+        abort_after_batches: std::env::var("BREACHMAIL_TEST_ABORT_AFTER_BATCHES")
+            .ok()
+            .and_then(|n| n.parse().ok()),
+    };
+    let pool = crate::db::open(&config.campaign.database, false).await?;
+    let summary = imap::ingest(&pool, &request, &password, &options).await?;
+    print_summary(&summary, &options)?;
+    Ok(Exit::Ok)
+}
+
+pub async fn run(config: &Config, paths: &[PathBuf], options: &Options) -> anyhow::Result<Exit> {
     if let Some(missing) = paths.iter().find(|p| !p.exists()) {
         return Err(UsageError::new(format!(
             "{}: no such mbox file, maildir folder or .eml file",
@@ -90,29 +181,53 @@ pub async fn run(config: &Config, paths: &[PathBuf], json: bool) -> anyhow::Resu
         .into());
     }
     let pool = crate::db::open(&config.campaign.database, false).await?;
-    let summary = ingest(&pool, paths).await?;
-    if json {
-        println!("{}", serde_json::to_string(&summary)?);
+    let summary = ingest_with(&pool, paths, options).await?;
+    print_summary(&summary, options)?;
+    Ok(Exit::Ok)
+}
+
+/// The summary on stdout, and on stderr what the operator should act on.
+pub(crate) fn print_summary(summary: &Summary, options: &Options) -> anyhow::Result<()> {
+    if options.json {
+        println!("{}", serde_json::to_string(summary)?);
     } else {
         println!("{}", summary.line());
     }
-    Ok(Exit::Ok)
+    if summary.replies > 0 {
+        match &options.replies_to {
+            Some(dir) => tracing::warn!(
+                "{} replies from people written to {}: someone may be asking for help",
+                summary.replies,
+                dir.display()
+            ),
+            None => tracing::warn!(
+                "{} replies from people: read them with --replies-to DIR, someone may be asking for help",
+                summary.replies
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Reads every message of every path and records what it says. The run is recorded for the
 /// evidence, with the summary as its detail.
 pub async fn ingest(pool: &SqlitePool, paths: &[PathBuf]) -> anyhow::Result<Summary> {
-    let key = crate::db::signing_key(pool).await?;
-    let run_id = crate::db::start_run(pool, "bounces").await?;
+    ingest_with(pool, paths, &Options::default()).await
+}
+
+async fn ingest_with(
+    pool: &SqlitePool,
+    paths: &[PathBuf],
+    options: &Options,
+) -> anyhow::Result<Summary> {
+    let mut recorder = Recorder::start(pool, options).await?;
     let (batches, mut received) = tokio::sync::mpsc::channel::<Vec<ReadMessage>>(4);
     let paths = paths.to_vec();
     let reader = std::thread::spawn(move || read_all(&paths, &batches));
 
-    let mut matcher = Matcher::new(key, run_id);
-    let mut summary = Summary::default();
     let mut outcome = Ok(());
     while let Some(batch) = received.recv().await {
-        if let Err(error) = record_batch(pool, &mut matcher, &batch, &mut summary).await {
+        if let Err(error) = recorder.record(pool, &batch, None).await {
             outcome = Err(error);
             break;
         }
@@ -124,17 +239,86 @@ pub async fn ingest(pool: &SqlitePool, paths: &[PathBuf]) -> anyhow::Result<Summ
             "the bounce reader stopped unexpectedly"
         )));
     }
-    let detail = serde_json::to_string(&summary)?;
-    match outcome {
-        Ok(()) => {
-            crate::db::finish_run(pool, run_id, "ok", &detail).await?;
-            Ok(summary)
+    recorder.finish(pool, outcome).await
+}
+
+/// Records batches of read messages for one run: matching, the ledger, the replies folder, the
+/// counts. Shared by the file readers and the IMAP reader.
+pub(crate) struct Recorder {
+    matcher: Matcher,
+    summary: Summary,
+    replies_to: Option<PathBuf>,
+}
+
+impl Recorder {
+    /// Starts a `bounces` run (recorded in `runs`).
+    pub(crate) async fn start(pool: &SqlitePool, options: &Options) -> anyhow::Result<Recorder> {
+        if let Some(dir) = &options.replies_to {
+            crate::files::create_private_dir(dir)
+                .with_context(|| format!("while creating the replies folder {}", dir.display()))?;
         }
-        Err(error) => {
-            crate::db::finish_run(pool, run_id, "error", &format!("{error:#}")).await?;
-            Err(error)
+        let key = crate::db::signing_key(pool).await?;
+        let run_id = crate::db::start_run(pool, "bounces").await?;
+        Ok(Recorder {
+            matcher: Matcher::new(key, run_id),
+            summary: Summary::default(),
+            replies_to: options.replies_to.clone(),
+        })
+    }
+
+    /// Records one batch in one transaction; `cursor`, when given, is saved in the same
+    /// transaction, so the mailbox position and what was read from it never disagree.
+    pub(crate) async fn record(
+        &mut self,
+        pool: &SqlitePool,
+        batch: &[ReadMessage],
+        cursor: Option<&crate::store::mailbox::Cursor>,
+    ) -> anyhow::Result<()> {
+        record_batch(pool, &mut self.matcher, batch, &mut self.summary, cursor).await?;
+        if let Some(dir) = &self.replies_to {
+            write_replies(dir, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the run, with the summary (or the error) as its detail.
+    pub(crate) async fn finish(
+        self,
+        pool: &SqlitePool,
+        outcome: anyhow::Result<()>,
+    ) -> anyhow::Result<Summary> {
+        let run_id = self.matcher.run_id;
+        let detail = serde_json::to_string(&self.summary)?;
+        match outcome {
+            Ok(()) => {
+                crate::db::finish_run(pool, run_id, "ok", &detail).await?;
+                Ok(self.summary)
+            }
+            Err(error) => {
+                crate::db::finish_run(pool, run_id, "error", &format!("{error:#}")).await?;
+                Err(error)
+            }
         }
     }
+}
+
+/// Each reply as `reply-<first 16 hex digits of its SHA-256>.eml`, owner-only: the same message
+/// read again lands on the same file.
+fn write_replies(dir: &Path, batch: &[ReadMessage]) -> anyhow::Result<()> {
+    for message in batch {
+        if let ReadMessage::Parsed {
+            fingerprint,
+            reply: Some(bytes),
+            ..
+        } = message
+        {
+            let name = format!("reply-{}.eml", fingerprint.get(..16).unwrap_or(fingerprint));
+            let path = dir.join(name);
+            crate::files::write_private(&path, bytes)
+                .with_context(|| format!("while writing the reply {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The reader thread: streams, fingerprints and parses, and hands over batches.
@@ -176,14 +360,30 @@ fn read_one(path: &Path, message: Result<mailbox::RawMessage, std::io::Error>) -
             ),
         };
     }
-    match parse_bounce(&message.bytes) {
+    read_bytes(message.source, message.bytes)
+}
+
+/// Fingerprints and parses one message's bytes.
+pub(crate) fn read_bytes(source: String, bytes: Vec<u8>) -> ReadMessage {
+    if bytes.len() > super::parse::MAX_BOUNCE_BYTES {
+        return ReadMessage::Unreadable {
+            source,
+            reason: format!(
+                "message of {} bytes is over the {}-byte bounce limit",
+                bytes.len(),
+                super::parse::MAX_BOUNCE_BYTES
+            ),
+        };
+    }
+    match parse_bounce(&bytes) {
         Ok(bounce) => ReadMessage::Parsed {
-            source: message.source,
-            fingerprint: hex::encode(Sha256::digest(&message.bytes)),
+            source,
+            fingerprint: hex::encode(Sha256::digest(&bytes)),
+            reply: (bounce.kind == BounceKind::Reply).then_some(bytes),
             bounce,
         },
         Err(error) => ReadMessage::Unreadable {
-            source: message.source,
+            source,
             reason: error.to_string(),
         },
     }
@@ -274,6 +474,7 @@ async fn record_batch(
     matcher: &mut Matcher,
     batch: &[ReadMessage],
     summary: &mut Summary,
+    cursor: Option<&crate::store::mailbox::Cursor>,
 ) -> anyhow::Result<()> {
     let mut tx = pool.begin().await.context("while starting a transaction")?;
     let matches = resolve(&mut tx, matcher, batch).await?;
@@ -298,6 +499,7 @@ async fn record_batch(
                 source,
                 fingerprint,
                 bounce,
+                ..
             } => {
                 let context = MessageContext {
                     source,
@@ -310,20 +512,31 @@ async fn record_batch(
             }
         }
     }
+    if let Some(cursor) = cursor {
+        crate::store::mailbox::save_cursor(&mut tx, cursor).await?;
+    }
     tx.commit().await.context("while committing bounces")?;
     Ok(())
 }
 
-/// The reports of a bounce that say something about a delivery: hard or soft ones.
+/// The kinds of report that say something about a delivery, so are matched to one.
+fn is_about_a_delivery(kind: BounceKind) -> bool {
+    matches!(
+        kind,
+        BounceKind::Hard | BounceKind::Soft | BounceKind::Delayed | BounceKind::Complaint
+    )
+}
+
+/// The reports of a message that say something about a delivery.
 fn problem_reports(bounce: &Bounce) -> impl Iterator<Item = &RecipientStatus> {
     bounce
         .recipients
         .iter()
-        .filter(|r| matches!(r.kind, BounceKind::Hard | BounceKind::Soft))
+        .filter(|r| is_about_a_delivery(r.kind))
 }
 
 fn is_problem(bounce: &Bounce) -> bool {
-    matches!(bounce.kind, BounceKind::Hard | BounceKind::Soft)
+    is_about_a_delivery(bounce.kind)
 }
 
 /// Finds who each problem report of each message is about. The database is asked once per
@@ -546,6 +759,11 @@ async fn record_message(
         };
         if ledger::record_bounce(conn, &record, message.now).await? {
             summary.ignored += 1;
+            match bounce.kind {
+                BounceKind::AutoReply => summary.auto_replies += 1,
+                BounceKind::Reply => summary.replies += 1,
+                _ => {}
+            }
         } else {
             summary.duplicates += 1;
         }
@@ -561,31 +779,53 @@ async fn record_message(
             }
         });
         record_report(
-            conn, message, report, &recipient, *found, deliveries, summary,
+            conn, message, bounce, report, &recipient, *found, deliveries, summary,
         )
         .await?;
     }
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn record_report(
     conn: &mut SqliteConnection,
     message: &MessageContext<'_>,
+    bounce: &Bounce,
     report: &RecipientStatus,
     recipient: &str,
     found: Match,
     deliveries: &mut HashMap<i64, DeliveryNow>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
-    let hard = report.kind == BounceKind::Hard;
+    // A complaint keeps its feedback type as the status and its provider as the diagnostic,
+    // so that the table counts complaints per provider, matched or not.
+    let complaint = bounce
+        .feedback
+        .as_ref()
+        .filter(|_| report.kind == BounceKind::Complaint);
+    let matched_kind = match report.kind {
+        BounceKind::Hard => "hard",
+        BounceKind::Delayed => "delayed",
+        BounceKind::Complaint => "complaint",
+        _ => "soft",
+    };
+    let unmatched_kind = if complaint.is_some() {
+        "complaint"
+    } else {
+        "unmatched"
+    };
     let mut record = BounceRecord {
         fingerprint: message.fingerprint,
         recipient,
         person_id: None,
         generation: None,
-        kind: "unmatched",
-        status: report.status.as_deref(),
-        diagnostic: report.diagnostic.as_deref(),
+        kind: unmatched_kind,
+        status: complaint
+            .map(|c| c.feedback_type.as_str())
+            .or(report.status.as_deref()),
+        diagnostic: complaint
+            .map(|c| c.provider.as_str())
+            .or(report.diagnostic.as_deref()),
         matched_by: None,
         source: message.source,
     };
@@ -604,14 +844,14 @@ async fn record_report(
             record.person_id = Some(person_id);
             record.generation = Some(generation);
             record.matched_by = Some(by);
-            record.kind = if hard { "hard" } else { "soft" };
+            record.kind = matched_kind;
             (person_id, generation, current)
         }),
     };
     // A token for a generation that never existed can only come from a damaged key: not ours.
     let delivery = delivery.filter(|(_, generation, current)| *generation <= current.generation);
     if delivery.is_none() && record.kind != "forged" {
-        record.kind = "unmatched";
+        record.kind = unmatched_kind;
         record.person_id = None;
         record.generation = None;
         record.matched_by = None;
@@ -620,31 +860,70 @@ async fn record_report(
         summary.duplicates += 1;
         return Ok(());
     }
+    if record.kind == "forged" {
+        summary.forged += 1;
+        return Ok(());
+    }
+    if let Some(complaint) = complaint {
+        summary.complaints += 1;
+        *summary
+            .complaints_by_provider
+            .entry(complaint.provider.clone())
+            .or_default() += 1;
+    }
     let Some((person_id, generation, current)) = delivery else {
-        match record.kind {
-            "forged" => summary.forged += 1,
-            _ => summary.unmatched += 1,
+        if complaint.is_none() {
+            summary.unmatched += 1;
         }
         return Ok(());
     };
+    if let Some(complaint) = complaint {
+        // Even about an older letter: the person complained, and the provider counted it.
+        return ledger::record_complaint(
+            conn,
+            person_id,
+            generation,
+            &complaint.feedback_type,
+            &complaint.provider,
+            message.run_id,
+            message.now,
+        )
+        .await;
+    }
     if generation < current.generation {
         // That letter was already replaced by a resend: the bounce is history, not news.
         summary.stale_generation += 1;
         return Ok(());
     }
     let (status, diagnostic) = (report.status.as_deref(), report.diagnostic.as_deref());
-    if !hard {
-        summary.soft += 1;
-        return ledger::note_soft_bounce(
-            conn,
-            person_id,
-            generation,
-            status,
-            diagnostic,
-            message.run_id,
-            message.now,
-        )
-        .await;
+    match report.kind {
+        BounceKind::Hard => {}
+        BounceKind::Delayed => {
+            summary.delayed += 1;
+            return ledger::note_delay(
+                conn,
+                person_id,
+                generation,
+                status,
+                diagnostic,
+                message.run_id,
+                message.now,
+            )
+            .await;
+        }
+        _ => {
+            summary.soft += 1;
+            return ledger::note_soft_bounce(
+                conn,
+                person_id,
+                generation,
+                status,
+                diagnostic,
+                message.run_id,
+                message.now,
+            )
+            .await;
+        }
     }
     summary.hard += 1;
     if current.state == DeliveryState::Sent

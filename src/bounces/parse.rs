@@ -1,5 +1,6 @@
 //! Reading one bounce message: decides whether a returned mail is a hard bounce, a
-//! soft (temporary) bounce, an auto-reply or not a bounce at all, and pulls out what
+//! soft (temporary) bounce, a delay notice, a complaint (an ARF feedback report, RFC 5965),
+//! an auto-reply, a person's reply or not a bounce at all, and pulls out what
 //! breachmail needs to mark the notice: the failed recipients with their delivery
 //! status, the VERP address the bounce came back to, and the Message-ID / X-Notice-Id
 //! of the notice that bounced.
@@ -26,10 +27,16 @@ const MAX_DIAGNOSTIC_CHARS: usize = 500;
 pub enum BounceKind {
     /// Permanent failure: the notice will never reach this address.
     Hard,
-    /// Temporary failure or delay: the notice may still arrive, or may be resent later.
+    /// Temporary failure: the notice may still arrive, or may be resent later.
     Soft,
+    /// "Still trying": the relay has not given up yet; a note, not a bounce.
+    Delayed,
+    /// A feedback-loop report (ARF): the person marked the notice as spam.
+    Complaint,
     /// A vacation / out-of-office answer: the notice was delivered.
     AutoReply,
+    /// A person wrote back: someone should read it, they may be asking for help.
+    Reply,
     /// Nothing that reports a delivery problem.
     NotABounce,
 }
@@ -40,7 +47,10 @@ impl BounceKind {
         match self {
             BounceKind::Hard => "hard",
             BounceKind::Soft => "soft",
+            BounceKind::Delayed => "delayed",
+            BounceKind::Complaint => "complaint",
             BounceKind::AutoReply => "auto-reply",
+            BounceKind::Reply => "reply",
             BounceKind::NotABounce => "not-a-bounce",
         }
     }
@@ -61,6 +71,18 @@ pub struct Bounce {
     pub original_message_id: Option<String>,
     pub notice_id: Option<String>,
     pub message_id: Option<String>,
+    /// What a feedback report says, for a complaint.
+    pub feedback: Option<Feedback>,
+}
+
+/// The fields of an ARF feedback report (RFC 5965) that the operator needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feedback {
+    /// `abuse`, `fraud`, `not-spam`, ... as the report says, lowercased.
+    pub feedback_type: String,
+    /// Who runs the feedback loop: the report sender's domain (`yahoo.com`, `laposte.net`),
+    /// so that complaints can be counted per provider.
+    pub provider: String,
 }
 
 /// The delivery outcome for one recipient named in a bounce.
@@ -136,6 +158,8 @@ fn mime_parser() -> &'static MessageParser {
 struct ReportParts {
     /// Bodies of message/delivery-status and message/global-delivery-status parts.
     delivery_status: Vec<String>,
+    /// Bodies of message/feedback-report parts (RFC 5965).
+    feedback_report: Vec<String>,
     /// Human-readable text/plain parts of the bounce itself.
     plain_text: Vec<String>,
     /// text/html parts, tags stripped; used only when there is no plain text.
@@ -151,6 +175,8 @@ struct ReturnedNotice {
     notice_id: Option<String>,
     /// The notice's From address: never a failed recipient.
     sender: Option<String>,
+    /// The notice's Return-Path: our VERP address, which feedback loops send back intact.
+    return_path: Option<String>,
 }
 
 impl ReturnedNotice {
@@ -163,6 +189,9 @@ impl ReturnedNotice {
         }
         if self.sender.is_none() {
             self.sender = other.sender;
+        }
+        if self.return_path.is_none() {
+            self.return_path = other.return_path;
         }
     }
 }
@@ -200,7 +229,29 @@ fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> 
     let mut returned = std::mem::take(&mut report.returned);
     returned.fill_from(scan_quoted_headers(&human_text));
 
-    if recipients.is_empty() {
+    let feedback = report
+        .feedback_report
+        .first()
+        .map(|text| feedback_from_report(text, &bounce_from));
+    let mut envelope_to = envelope_to;
+    if let Some((feedback, original_recipient)) = &feedback {
+        // A feedback loop sends its report to the address registered with it, not to the
+        // VERP address: the returned notice's Return-Path still carries the signed token.
+        if let Some(verp) = returned
+            .return_path
+            .clone()
+            .filter(|address| address.starts_with(VERP_PREFIX))
+        {
+            envelope_to = Some(verp);
+        }
+        recipients = vec![RecipientStatus {
+            final_recipient: original_recipient.clone(),
+            action: None,
+            status: None,
+            diagnostic: Some(feedback.feedback_type.clone()),
+            kind: BounceKind::Complaint,
+        }];
+    } else if recipients.is_empty() {
         let mut not_recipients: Vec<String> = Vec::new();
         not_recipients.extend(first_address(&bounce_from));
         not_recipients.extend(envelope_to.clone());
@@ -208,14 +259,23 @@ fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> 
         recipients = recipients_from_text(&subject, &bounce_from, &human_text, &not_recipients);
     }
 
-    let kind = if recipients.iter().any(|r| r.kind == BounceKind::Hard) {
+    let has_kind = |kind: BounceKind| recipients.iter().any(|r| r.kind == kind);
+    let no_report = report.delivery_status.is_empty();
+    let kind = if feedback.is_some() {
+        BounceKind::Complaint
+    } else if has_kind(BounceKind::Hard) {
         BounceKind::Hard
-    } else if recipients.iter().any(|r| r.kind == BounceKind::Soft) {
+    } else if has_kind(BounceKind::Soft) {
         BounceKind::Soft
-    } else if report.delivery_status.is_empty() && is_auto_reply(&header, &subject) {
+    } else if has_kind(BounceKind::Delayed) {
+        BounceKind::Delayed
+    } else if no_report && is_auto_reply(&header, &subject, &human_text) {
         // Postfix marks its own DSNs "Auto-Submitted: auto-replied": only a message
         // without a delivery report counts as a vacation-style answer.
         BounceKind::AutoReply
+    } else if no_report && recipients.is_empty() && is_human_reply(&header, &subject, &bounce_from)
+    {
+        BounceKind::Reply
     } else {
         BounceKind::NotABounce
     };
@@ -224,7 +284,10 @@ fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> 
     let usable = recipients
         .iter()
         .any(|r| r.final_recipient.is_some() || r.diagnostic.is_some())
-        || kind == BounceKind::AutoReply;
+        || matches!(
+            kind,
+            BounceKind::AutoReply | BounceKind::Reply | BounceKind::Complaint
+        );
     if !usable && is_cut_multipart(message, raw) {
         return Err(ParseError::Truncated);
     }
@@ -255,8 +318,108 @@ fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> 
         original_message_id,
         notice_id,
         message_id,
+        feedback: feedback.map(|(feedback, _)| feedback),
     })
 }
+
+/// Reads a message/feedback-report body (RFC 5965 section 3.1): the feedback type and the
+/// original recipient (often redacted by the provider), and names the provider by the report
+/// sender's domain, else the Reporting-MTA's.
+fn feedback_from_report(text: &str, report_from: &str) -> (Feedback, Option<String>) {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = fields.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let feedback_type = field("feedback-type")
+        .and_then(|value| value.split_whitespace().next())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_else(|| "abuse".to_string());
+    let original_recipient = field("original-rcpt-to").and_then(first_address);
+    let reporting_mta = field("reporting-mta").map(|value| {
+        value
+            .split_once(';')
+            .map_or(value, |(_, host)| host)
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let provider = first_address(report_from)
+        .and_then(|address| {
+            address
+                .rsplit_once('@')
+                .map(|(_, domain)| domain.to_string())
+        })
+        .or(reporting_mta)
+        .map(|domain| organisation_domain(&domain))
+        .filter(|domain| !domain.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    (
+        Feedback {
+            feedback_type,
+            provider,
+        },
+        original_recipient,
+    )
+}
+
+/// `fbl.mail.yahoo.com` -> `yahoo.com`; `feedback.laposte.net` -> `laposte.net`. The last two
+/// labels, or three under a short second-level label (`example.co.uk`).
+fn organisation_domain(domain: &str) -> String {
+    let labels: Vec<&str> = domain.trim_end_matches('.').split('.').collect();
+    let keep = match labels.as_slice() {
+        [.., second, last] if last.len() == 2 && second.len() <= 3 && labels.len() > 2 => 3,
+        _ => 2,
+    };
+    labels
+        .get(labels.len().saturating_sub(keep)..)
+        .unwrap_or_default()
+        .join(".")
+}
+
+/// A person writing back: a message that answers another (In-Reply-To, References, a "Re:"
+/// subject) and that no machine sent (no Auto-Submitted, no mailing-list or bulk marks, not a
+/// mailer-daemon).
+fn is_human_reply(header: &impl Fn(&str) -> Option<String>, subject: &str, from: &str) -> bool {
+    let from = from.to_lowercase();
+    if has_any(&from, BOUNCE_SENDERS) {
+        return false;
+    }
+    let machine = header("auto-submitted").is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"))
+        || header("precedence").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "bulk" | "list" | "junk" | "auto_reply"
+            )
+        })
+        || header("list-id").is_some();
+    if machine {
+        return false;
+    }
+    let subject = subject.trim_start().to_lowercase();
+    header("in-reply-to").is_some()
+        || header("references").is_some()
+        || REPLY_SUBJECT_PREFIXES
+            .iter()
+            .any(|prefix| subject.starts_with(prefix))
+}
+
+/// How mail programs mark an answer or a forward, in French and English (and German, for
+/// Outlook's "AW:").
+const REPLY_SUBJECT_PREFIXES: &[&str] = &[
+    "re:", "re :", "ré:", "réf", "aw:", "tr:", "tr :", "fw:", "fwd:",
+];
 
 /// Sorts the top-level parts of the bounce by what they are for. Nested messages are
 /// not descended into for text: their body is the notice itself, whose wording must
@@ -274,6 +437,7 @@ fn collect_parts(message: &Message<'_>, report: &mut ReportParts) {
             .unwrap_or_else(|| ("text".to_string(), "plain".to_string()));
         let is_delivery_status = ctype == "message"
             && (subtype == "delivery-status" || subtype == "global-delivery-status");
+        let is_feedback_report = ctype == "message" && subtype == "feedback-report";
         let is_returned_headers = (ctype == "text" && subtype == "rfc822-headers")
             || (ctype == "message"
                 && (subtype == "global-headers" || subtype == "rfc822" || subtype == "global"));
@@ -286,7 +450,7 @@ fn collect_parts(message: &Message<'_>, report: &mut ReportParts) {
             }
             PartType::Text(text) | PartType::Html(text) => text.as_ref().into(),
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
-                if !(is_delivery_status || is_returned_headers) {
+                if !(is_delivery_status || is_feedback_report || is_returned_headers) {
                     continue; // attachments such as icons in Exchange NDRs
                 }
                 String::from_utf8_lossy(bytes)
@@ -294,6 +458,8 @@ fn collect_parts(message: &Message<'_>, report: &mut ReportParts) {
         };
         if is_delivery_status {
             report.delivery_status.push(text.into_owned());
+        } else if is_feedback_report {
+            report.feedback_report.push(text.into_owned());
         } else if is_returned_headers {
             report.returned.fill_from(scan_quoted_headers(&text));
         } else if matches!(part.body, PartType::Html(_)) {
@@ -314,6 +480,7 @@ fn returned_from_message(nested: &Message<'_>) -> ReturnedNotice {
         message_id: header_text(nested, headers, "message-id").and_then(|v| message_id_from(&v)),
         notice_id: header_text(nested, headers, "x-notice-id").and_then(|v| notice_id_from(&v)),
         sender: header_text(nested, headers, "from").and_then(|v| first_address(&v)),
+        return_path: header_text(nested, headers, "return-path").and_then(|v| first_address(&v)),
     }
 }
 
@@ -553,6 +720,10 @@ fn classify(status: Option<&str>, action: Option<&str>, diagnostic: Option<&str>
     if failing && mailbox_full {
         return BounceKind::Soft;
     }
+    if action == Some("delayed") {
+        // "Still trying": whatever the code, the relay has not given up.
+        return BounceKind::Delayed;
+    }
     match class {
         Some('5') => return BounceKind::Hard,
         Some('4') => return BounceKind::Soft,
@@ -561,7 +732,6 @@ fn classify(status: Option<&str>, action: Option<&str>, diagnostic: Option<&str>
     }
     match action {
         Some("failed") => return BounceKind::Hard,
-        Some("delayed") => return BounceKind::Soft,
         Some(_) => return BounceKind::NotABounce,
         None => {}
     }
@@ -880,31 +1050,66 @@ fn outcome_from_lines(lines: &[&str], lower: &str, delayed: bool) -> TextOutcome
 const AUTO_REPLY_SUBJECTS: &[&str] = &[
     "out of office",
     "out-of-office",
+    "out of the office",
     "absence",
     "absent",
+    "abwesend",
+    "congés",
     "réponse automatique",
     "reponse automatique",
     "automatic reply",
     "auto-reply",
     "autoreply",
     "auto reply",
+    "auto response",
+    "auto-response",
+    "autoresponse",
     "abwesenheit",
     "vacation",
+    "accusé de réception",
+    "we received your message",
+    "nous avons bien reçu",
 ];
 
-fn is_auto_reply(header: &impl Fn(&str) -> Option<String>, subject: &str) -> bool {
-    let auto_submitted = header("auto-submitted")
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("auto-replied"));
+/// How vacation answers open when their subject says nothing (the first lines of the body).
+const AUTO_REPLY_BODY_WORDING: &[&str] = &[
+    "i am out of the office",
+    "i'm out of the office",
+    "i am currently out of",
+    "i'm currently out of",
+    "i will be out of the office",
+    "je suis absent",
+    "je serai absent",
+    "je suis actuellement absent",
+    "en congés",
+    "ceci est une réponse automatique",
+    "this is an automatic reply",
+    "this is an automated response",
+];
+
+/// RFC 3834 (`Auto-Submitted: auto-replied`, or `auto-generated` without a delivery report,
+/// which only the caller can know), the flags vacation programs and Exchange set, the subjects
+/// of Outlook, Gmail, Yahoo, Orange and Zimbra answers, and their usual opening lines.
+fn is_auto_reply(header: &impl Fn(&str) -> Option<String>, subject: &str, body: &str) -> bool {
+    let auto_submitted = header("auto-submitted").is_some_and(|v| {
+        let v = v.to_ascii_lowercase();
+        v.starts_with("auto-replied") || v.starts_with("auto-generated")
+    });
     let autoreply_flag = ["x-autoreply", "x-autorespond", "x-autoresponder"]
         .iter()
         .any(|name| header(name).is_some_and(|v| !v.eq_ignore_ascii_case("no")));
+    let exchange = header("x-ms-exchange-inbox-rules-loop").is_some()
+        || header("x-auto-response-suppress").is_some_and(|v| v.eq_ignore_ascii_case("all"));
     let precedence = header("precedence").is_some_and(|v| v.eq_ignore_ascii_case("auto_reply"));
     let subject = subject.to_lowercase();
+    let opening: String = body.chars().take(600).collect::<String>().to_lowercase();
     auto_submitted
         || autoreply_flag
+        || exchange
         || precedence
         || has_any(&subject, AUTO_REPLY_SUBJECTS)
         || subject.starts_with("auto:")
+        || has_any(&opening, AUTO_REPLY_BODY_WORDING)
 }
 
 // ---------------------------------------------------------------------------
@@ -936,6 +1141,9 @@ fn scan_quoted_headers(text: &str) -> ReturnedNotice {
                 notice.notice_id = notice_id_from(&value);
             }
             "from" if notice.sender.is_none() => notice.sender = first_address(&value),
+            "return-path" if notice.return_path.is_none() => {
+                notice.return_path = first_address(&value);
+            }
             _ => {}
         }
     }
@@ -1158,7 +1366,7 @@ mod tests {
         );
         assert_eq!(
             classify(Some("4.4.1"), Some("delayed"), None),
-            BounceKind::Soft
+            BounceKind::Delayed
         );
         assert_eq!(
             classify(Some("5.2.2"), Some("failed"), None),
@@ -1189,7 +1397,7 @@ mod tests {
             Some("550 5.1.1 user unknown")
         );
         assert_eq!(recipients[0].kind, BounceKind::Hard);
-        assert_eq!(recipients[1].kind, BounceKind::Soft);
+        assert_eq!(recipients[1].kind, BounceKind::Delayed);
     }
 
     #[test]
@@ -1239,5 +1447,37 @@ Final-Recipient: rfc822; a@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n\r
     fn headers_without_body_are_not_a_bounce() {
         let bounce = parse_bounce(b"From: a@example.org\r\nSubject: hi\r\n").expect("parses");
         assert_eq!(bounce.kind, BounceKind::NotABounce);
+    }
+
+    #[test]
+    fn complaints_name_their_provider() {
+        let report = "Feedback-Type: Abuse\r\nUser-Agent: x\r\nReporting-MTA: dns; fbl.mail.example.co.uk\r\nOriginal-Rcpt-To: <A@B.example>\r\n";
+        let (feedback, recipient) = feedback_from_report(report, "");
+        assert_eq!(feedback.feedback_type, "abuse");
+        assert_eq!(feedback.provider, "example.co.uk");
+        assert_eq!(recipient.as_deref(), Some("a@b.example"));
+        let (feedback, _) = feedback_from_report(
+            "Feedback-Type: fraud\n",
+            "AntiSpam <feedback@arf.mail.yahoo.com>",
+        );
+        assert_eq!(feedback.provider, "yahoo.com");
+        assert_eq!(feedback.feedback_type, "fraud");
+    }
+
+    #[test]
+    fn a_person_answering_is_a_reply_a_machine_is_not() {
+        let reply =
+            b"From: A <a@example.org>\r\nTo: x@example.fr\r\nSubject: RE: notice\r\n\r\nHelp?\r\n";
+        assert_eq!(parse_bounce(reply).expect("parses").kind, BounceKind::Reply);
+        let list = b"From: A <a@example.org>\r\nList-Id: <l.example.org>\r\nSubject: Re: notice\r\n\r\nx\r\n";
+        assert_eq!(
+            parse_bounce(list).expect("parses").kind,
+            BounceKind::NotABounce
+        );
+        let generated = b"From: A <a@example.org>\r\nAuto-Submitted: auto-generated\r\nSubject: Re: notice\r\n\r\nx\r\n";
+        assert_eq!(
+            parse_bounce(generated).expect("parses").kind,
+            BounceKind::AutoReply
+        );
     }
 }

@@ -791,7 +791,7 @@ pub struct BounceRecord<'a> {
     pub recipient: &'a str,
     pub person_id: Option<i64>,
     pub generation: Option<i64>,
-    /// hard | soft | forged | unmatched | ignored
+    /// hard | soft | delayed | complaint | forged | unmatched | ignored
     pub kind: &'a str,
     pub status: Option<&'a str>,
     pub diagnostic: Option<&'a str>,
@@ -895,6 +895,63 @@ pub async fn note_soft_bounce(
             to_state: None,
             generation: Some(generation),
             detail: Some(bounce_detail(status, diagnostic)),
+        },
+        now,
+    )
+    .await
+}
+
+/// A delay notice ("still trying") after the letter left: evidence only, the state stays and
+/// the letter is not counted as bounced.
+pub async fn note_delay(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    generation: i64,
+    status: Option<&str>,
+    diagnostic: Option<&str>,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    append_event(
+        conn,
+        Event {
+            person_id,
+            run_id: Some(run_id),
+            kind: EventKind::Delayed,
+            from_state: None,
+            to_state: None,
+            generation: Some(generation),
+            detail: Some(bounce_detail(status, diagnostic)),
+        },
+        now,
+    )
+    .await
+}
+
+/// A complaint from a provider's feedback loop (the person marked the letter as spam). The
+/// notice is mandatory, so nothing is withdrawn and the state stays; the event is the evidence,
+/// and the count per provider tells whether the next letters will still reach the inbox.
+pub async fn record_complaint(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    generation: i64,
+    feedback_type: &str,
+    provider: &str,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    append_event(
+        conn,
+        Event {
+            person_id,
+            run_id: Some(run_id),
+            kind: EventKind::Complained,
+            from_state: None,
+            to_state: None,
+            generation: Some(generation),
+            detail: Some(format!(
+                "{feedback_type} report from the feedback loop of {provider}"
+            )),
         },
         now,
     )

@@ -1007,7 +1007,7 @@ impl AsyncWrite for Stream {
 
 /// A throwaway CA and a certificate it signed for `localhost` and `127.0.0.1`:
 /// the acceptor that presents it, and the CA's PEM for the client to trust.
-fn test_tls() -> (TlsAcceptor, String) {
+pub fn test_tls() -> (TlsAcceptor, String) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

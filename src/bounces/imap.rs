@@ -1,0 +1,578 @@
+//! Reading the bounce mailbox over IMAP, where the operator has no shell on the mail server.
+//!
+//! The folder's UIDVALIDITY and the last UID read are kept in the campaign database
+//! (`store::mailbox`), saved in the transaction that records the messages. Only after that commit
+//! is a message moved (`--move-to`), deleted (`--delete`) or flagged `\Seen`; a run that dies
+//! between the two finds, next time, messages at or below the saved UID still waiting in the
+//! folder and finishes moving or flagging them without reading them again. Whatever happens, the
+//! `bounces` table's fingerprints keep a message read twice from counting twice.
+//!
+//! TLS is always verified (the web's roots, as for SMTP; debug builds add the one root named by
+//! `BREACHMAIL_TEST_CA_FILE` for the test suite): `imaps://` is TLS from the first byte, `imap://`
+//! must upgrade with STARTTLS or nothing is sent, not even the user name.
+
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_imap::Session;
+use futures_util::TryStreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::SqlitePool;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::{self, pki_types};
+
+use super::ingest::{self, Options, ReadMessage, Recorder, Summary};
+use super::parse::MAX_BOUNCE_BYTES;
+use crate::store::mailbox::{self as store, Cursor};
+
+/// Messages fetched, recorded and moved together.
+pub const DEFAULT_BATCH: usize = 500;
+
+/// `imaps://USER@HOST[:PORT]/FOLDER` or `imap://…` (STARTTLS), as written in `bounces.imap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapUrl {
+    pub security: Security,
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub folder: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// `imaps://`, port 993 by default.
+    Tls,
+    /// `imap://`, port 143 by default: STARTTLS is required.
+    StartTls,
+}
+
+impl ImapUrl {
+    /// Reads the URL; the error says what is expected. A password in it is refused: it comes
+    /// from `BREACHMAIL_BOUNCES_PASSWORD` only.
+    pub fn parse(value: &str) -> Result<ImapUrl, String> {
+        let expected = "imaps://USER@HOST[:PORT]/FOLDER (or imap://, upgraded with STARTTLS)";
+        let (scheme, rest) = value
+            .trim()
+            .split_once("://")
+            .ok_or_else(|| format!("expected {expected}"))?;
+        let (security, default_port) = match scheme.to_ascii_lowercase().as_str() {
+            "imaps" => (Security::Tls, 993),
+            "imap" => (Security::StartTls, 143),
+            _ => return Err(format!("expected {expected}")),
+        };
+        let (authority, folder) = rest.split_once('/').unwrap_or((rest, ""));
+        let (user, host_port) = authority
+            .rsplit_once('@')
+            .ok_or_else(|| format!("no user name: expected {expected}"))?;
+        if user.contains(':') {
+            return Err(
+                "a password in the URL: it is read from BREACHMAIL_BOUNCES_PASSWORD (or BREACHMAIL_BOUNCES_PASSWORD_FILE) only".to_owned(),
+            );
+        }
+        let user = percent_decode(user)?;
+        if user.is_empty() {
+            return Err(format!("no user name: expected {expected}"));
+        }
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') => (
+                host,
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| "the port must be a number from 1 to 65535".to_owned())?,
+            ),
+            _ => (host_port, default_port),
+        };
+        if host.is_empty() {
+            return Err(format!("no host: expected {expected}"));
+        }
+        let folder = percent_decode(folder.trim_end_matches('/'))?;
+        let folder = if folder.is_empty() {
+            "INBOX".to_owned()
+        } else {
+            folder
+        };
+        check_mailbox_name(&folder)?;
+        Ok(ImapUrl {
+            security,
+            user,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            folder,
+        })
+    }
+}
+
+impl fmt::Display for ImapUrl {
+    /// The folder's name in the database and the logs: never a password (there is none here).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.security {
+            Security::Tls => "imaps",
+            Security::StartTls => "imap",
+        };
+        write!(
+            f,
+            "{scheme}://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.folder
+        )
+    }
+}
+
+/// Folder names go into IMAP commands quoted: no quote, backslash or control character.
+pub fn check_mailbox_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        return Err(format!(
+            "{name:?}: a folder name without quotes, backslashes or control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'%' {
+            let hex = bytes
+                .get(index + 1..index + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("{text:?}: a % must be followed by two hex digits"))?;
+            out.push(hex);
+            index += 3;
+        } else {
+            out.push(byte);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{text:?}: not UTF-8 once decoded"))
+}
+
+/// What to do with a message once it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposal {
+    /// Flag it `\Seen` and leave it (the default).
+    Flag,
+    /// Move it to this folder, created if missing.
+    MoveTo(String),
+    /// Delete it (`--delete` only).
+    Delete,
+}
+
+/// Everything a run against one folder needs.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub url: ImapUrl,
+    pub disposal: Disposal,
+    pub batch: usize,
+    /// Debug builds only: stop dead after this many batches are recorded and before they are
+    /// moved, as a run killed at the worst moment would (the crash-safety test).
+    pub abort_after_batches: Option<usize>,
+}
+
+/// Reads the IMAP password: `BREACHMAIL_BOUNCES_PASSWORD`, or the file named by
+/// `BREACHMAIL_BOUNCES_PASSWORD_FILE` (one line, the newline dropped).
+pub fn password_from_environment() -> Result<SecretString, crate::UsageError> {
+    if let Ok(password) = std::env::var("BREACHMAIL_BOUNCES_PASSWORD")
+        && !password.is_empty()
+    {
+        return Ok(SecretString::from(password));
+    }
+    if let Some(path) = std::env::var_os("BREACHMAIL_BOUNCES_PASSWORD_FILE") {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            crate::UsageError::new(format!(
+                "BREACHMAIL_BOUNCES_PASSWORD_FILE: cannot read {}: {e}",
+                std::path::Path::new(&path).display()
+            ))
+        })?;
+        return Ok(SecretString::from(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+        ));
+    }
+    Err(crate::UsageError::new(
+        "bounces over IMAP need the mailbox's password in BREACHMAIL_BOUNCES_PASSWORD (or a file named by BREACHMAIL_BOUNCES_PASSWORD_FILE)",
+    ))
+}
+
+type ImapSession = Session<TlsStream<TcpStream>>;
+
+/// One `bounces --imap` run: log in, finish what an interrupted run left, read every new
+/// message in batches, record each batch with the folder's position, then move or flag it.
+pub async fn ingest(
+    pool: &SqlitePool,
+    request: &Request,
+    password: &SecretString,
+    options: &Options,
+) -> anyhow::Result<Summary> {
+    let label = request.url.to_string();
+    let mut session = connect(&request.url, password).await?;
+    let mut recorder = Recorder::start(pool, options).await?;
+    let outcome = read_folder(pool, &mut session, request, &label, &mut recorder).await;
+    // A failed logout changes nothing that was recorded.
+    let _ = session.logout().await;
+    recorder.finish(pool, outcome).await
+}
+
+async fn read_folder(
+    pool: &SqlitePool,
+    session: &mut ImapSession,
+    request: &Request,
+    label: &str,
+    recorder: &mut Recorder,
+) -> anyhow::Result<()> {
+    let url = &request.url;
+    if let Disposal::MoveTo(folder) = &request.disposal {
+        ensure_folder(session, folder).await?;
+    }
+    let selected = session
+        .select(&url.folder)
+        .await
+        .with_context(|| format!("while opening the folder {:?}", url.folder))?;
+    let uidvalidity = selected.uid_validity.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the server gives no UIDVALIDITY for {:?}: messages cannot be tracked",
+            url.folder
+        )
+    })?;
+    let moves = session
+        .capabilities()
+        .await
+        .context("while asking the server's capabilities")?
+        .has_str("MOVE");
+    let saved = store::load_cursor(pool, label).await?;
+    let last_uid = match saved {
+        Some(cursor) if cursor.uidvalidity == uidvalidity => cursor.last_uid,
+        Some(cursor) => {
+            tracing::warn!(
+                "{label}: UIDVALIDITY changed ({} to {uidvalidity}): reading the folder again from the start; messages already recorded count as duplicates",
+                cursor.uidvalidity
+            );
+            0
+        }
+        None => 0,
+    };
+    if last_uid > 0 {
+        finish_interrupted(session, &request.disposal, last_uid, moves).await?;
+    }
+
+    let found = session
+        .uid_search(format!("UID {}:*", u64::from(last_uid) + 1))
+        .await
+        .context("while listing the new messages")?;
+    // "N:*" always names the last message, even when it is below N.
+    let mut uids: Vec<u32> = found.into_iter().filter(|uid| *uid > last_uid).collect();
+    uids.sort_unstable();
+    tracing::info!("{label}: {} new messages", uids.len());
+
+    for (done, chunk) in uids.chunks(request.batch.max(1)).enumerate() {
+        let batch = fetch_batch(session, label, chunk).await?;
+        let cursor = Cursor {
+            mailbox: label.to_owned(),
+            uidvalidity,
+            last_uid: chunk.last().copied().unwrap_or(last_uid),
+        };
+        recorder.record(pool, &batch, Some(&cursor)).await?;
+        if cfg!(debug_assertions) && request.abort_after_batches == Some(done + 1) {
+            tracing::warn!("stopping dead after {} batches, as asked", done + 1);
+            std::process::abort();
+        }
+        dispose(session, &request.disposal, &uid_set(chunk), moves).await?;
+    }
+    Ok(())
+}
+
+/// Messages at or below the saved UID are recorded: those still in the folder (moving or
+/// deleting mode) or still unseen (flagging mode) were left by a run that died after its commit.
+async fn finish_interrupted(
+    session: &mut ImapSession,
+    disposal: &Disposal,
+    last_uid: u32,
+    moves: bool,
+) -> anyhow::Result<()> {
+    let query = match disposal {
+        Disposal::Flag => format!("UID 1:{last_uid} UNSEEN"),
+        Disposal::MoveTo(_) | Disposal::Delete => format!("UID 1:{last_uid}"),
+    };
+    let left: Vec<u32> = session
+        .uid_search(query)
+        .await
+        .context("while looking for messages an interrupted run recorded but did not move")?
+        .into_iter()
+        .filter(|uid| *uid <= last_uid)
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        "{} messages recorded by an earlier run were still waiting: finishing them",
+        left.len()
+    );
+    let mut left = left;
+    left.sort_unstable();
+    for chunk in left.chunks(DEFAULT_BATCH) {
+        dispose(session, disposal, &uid_set(chunk), moves).await?;
+    }
+    Ok(())
+}
+
+/// Fetches one batch: sizes first, so that an oversized message is reported without being
+/// downloaded, then the bodies of the others (`BODY.PEEK`: reading sets no flag).
+async fn fetch_batch(
+    session: &mut ImapSession,
+    label: &str,
+    chunk: &[u32],
+) -> anyhow::Result<Vec<ReadMessage>> {
+    let sizes: Vec<(u32, u32)> = session
+        .uid_fetch(uid_set(chunk), "(UID RFC822.SIZE)")
+        .await
+        .context("while fetching the message sizes")?
+        .try_filter_map(|fetch| async move { Ok(fetch.uid.zip(fetch.size)) })
+        .try_collect()
+        .await
+        .context("while fetching the message sizes")?;
+    let mut batch = Vec::with_capacity(chunk.len());
+    let mut wanted = Vec::with_capacity(chunk.len());
+    for &(uid, size) in &sizes {
+        if size as usize > MAX_BOUNCE_BYTES {
+            batch.push(ReadMessage::Unreadable {
+                source: format!("{label} UID {uid}"),
+                reason: format!(
+                    "message of {size} bytes is over the {MAX_BOUNCE_BYTES}-byte bounce limit"
+                ),
+            });
+        } else {
+            wanted.push(uid);
+        }
+    }
+    wanted.sort_unstable();
+    if wanted.is_empty() {
+        return Ok(batch);
+    }
+    let bodies: Vec<(u32, Vec<u8>)> = session
+        .uid_fetch(uid_set(&wanted), "(UID BODY.PEEK[])")
+        .await
+        .context("while fetching the messages")?
+        .try_filter_map(|fetch| async move {
+            Ok(fetch
+                .uid
+                .map(|uid| (uid, fetch.body().map(<[u8]>::to_vec).unwrap_or_default())))
+        })
+        .try_collect()
+        .await
+        .context("while fetching the messages")?;
+    // Parsing is CPU work: off the async threads, as the file reader does on its own thread.
+    let label = label.to_owned();
+    let parsed = tokio::task::spawn_blocking(move || {
+        bodies
+            .into_iter()
+            .map(|(uid, bytes)| ingest::read_bytes(format!("{label} UID {uid}"), bytes))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .context("while parsing the messages")?;
+    batch.extend(parsed);
+    Ok(batch)
+}
+
+async fn dispose(
+    session: &mut ImapSession,
+    disposal: &Disposal,
+    set: &str,
+    moves: bool,
+) -> anyhow::Result<()> {
+    match disposal {
+        Disposal::Flag => store_flags(session, set, "+FLAGS.SILENT (\\Seen)").await,
+        Disposal::MoveTo(folder) if moves => session
+            .uid_mv(set, folder)
+            .await
+            .with_context(|| format!("while moving messages to {folder:?}")),
+        Disposal::MoveTo(folder) => {
+            session
+                .uid_copy(set, folder)
+                .await
+                .with_context(|| format!("while copying messages to {folder:?}"))?;
+            delete(session, set).await
+        }
+        Disposal::Delete => delete(session, set).await,
+    }
+}
+
+async fn store_flags(session: &mut ImapSession, set: &str, flags: &str) -> anyhow::Result<()> {
+    session
+        .uid_store(set, flags)
+        .await
+        .context("while flagging messages")?
+        .try_for_each(|_| async { Ok(()) })
+        .await
+        .context("while flagging messages")
+}
+
+async fn delete(session: &mut ImapSession, set: &str) -> anyhow::Result<()> {
+    store_flags(session, set, "+FLAGS.SILENT (\\Deleted)").await?;
+    session
+        .uid_expunge(set)
+        .await
+        .context("while deleting messages")?
+        .try_for_each(|_| async { Ok(()) })
+        .await
+        .context("while deleting messages")
+}
+
+/// Creates the folder unless it exists.
+async fn ensure_folder(session: &mut ImapSession, folder: &str) -> anyhow::Result<()> {
+    let existing: Vec<_> = session
+        .list(Some(""), Some(folder))
+        .await
+        .context("while looking for the folder to move messages to")?
+        .try_collect()
+        .await
+        .context("while looking for the folder to move messages to")?;
+    if existing.is_empty() {
+        session
+            .create(folder)
+            .await
+            .with_context(|| format!("while creating the folder {folder:?}"))?;
+        tracing::info!("created the folder {folder:?}");
+    }
+    Ok(())
+}
+
+/// Sorted UIDs as an IMAP set with ranges: `3:7,9,12:14`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut iter = uids.iter().copied().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while let Some(&next) = iter.peek() {
+            if next != end.saturating_add(1) {
+                break;
+            }
+            end = next;
+            iter.next();
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+    }
+    parts.join(",")
+}
+
+async fn connect(url: &ImapUrl, password: &SecretString) -> anyhow::Result<ImapSession> {
+    let address = format!("{}:{}", url.host, url.port);
+    let tcp = TcpStream::connect(&address)
+        .await
+        .with_context(|| format!("while connecting to the IMAP server {address}"))?;
+    let connector = TlsConnector::from(Arc::new(tls_config()?));
+    let name = pki_types::ServerName::try_from(url.host.clone())
+        .with_context(|| format!("{:?} is not a host name", url.host))?;
+    let tls = match url.security {
+        Security::Tls => connector.connect(name, tcp).await.with_context(|| {
+            format!("while opening TLS to {address} (the certificate must be valid for that name)")
+        })?,
+        Security::StartTls => {
+            let mut plain = async_imap::Client::new(tcp);
+            plain
+                .read_response()
+                .await
+                .context("while reading the server's greeting")?;
+            plain
+                .run_command_and_check_ok("STARTTLS", None)
+                .await
+                .with_context(|| {
+                    format!("{address} refuses STARTTLS: nothing is sent in clear, use imaps:// or a server that offers it")
+                })?;
+            connector
+                .connect(name, plain.into_inner())
+                .await
+                .with_context(|| format!("while upgrading to TLS with {address} (the certificate must be valid for that name)"))?
+        }
+    };
+    let mut client = async_imap::Client::new(tls);
+    if url.security == Security::Tls {
+        client
+            .read_response()
+            .await
+            .context("while reading the server's greeting")?;
+    }
+    client
+        .login(&url.user, password.expose_secret())
+        .await
+        .map_err(|(error, _)| error)
+        .with_context(|| format!("while logging in to {address} as {}", url.user))
+}
+
+fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if cfg!(debug_assertions)
+        && let Some(path) = std::env::var_os("BREACHMAIL_TEST_CA_FILE")
+    {
+        use pki_types::pem::PemObject;
+        let pem = std::fs::read(&path).context("while reading BREACHMAIL_TEST_CA_FILE")?;
+        for certificate in pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots
+                .add(certificate.context("while reading BREACHMAIL_TEST_CA_FILE")?)
+                .context("while trusting BREACHMAIL_TEST_CA_FILE")?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("while setting up TLS")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_read_and_passwords_refused() {
+        let url =
+            ImapUrl::parse("imaps://bounces%40example.fr@mail.example.fr/Bounces").expect("valid");
+        assert_eq!(url.user, "bounces@example.fr");
+        assert_eq!(url.host, "mail.example.fr");
+        assert_eq!(url.port, 993);
+        assert_eq!(url.folder, "Bounces");
+        assert_eq!(
+            url.to_string(),
+            "imaps://bounces@example.fr@mail.example.fr:993/Bounces"
+        );
+        let url = ImapUrl::parse("imap://b@example.fr@127.0.0.1:10143").expect("valid");
+        assert_eq!(url.security, Security::StartTls);
+        assert_eq!(url.user, "b@example.fr");
+        assert_eq!(url.port, 10143);
+        assert_eq!(url.folder, "INBOX");
+        for bad in [
+            "imaps://user:hunter2@host/INBOX",
+            "pop3s://user@host/",
+            "imaps://host/INBOX",
+            "imaps://user@host:0/INBOX",
+            "imaps://user@host/In\"box",
+        ] {
+            let error = ImapUrl::parse(bad).expect_err(bad);
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+
+    #[test]
+    fn uid_sets_use_ranges() {
+        assert_eq!(uid_set(&[3, 4, 5, 6, 7, 9, 12, 13, 14]), "3:7,9,12:14");
+        assert_eq!(uid_set(&[1]), "1");
+        assert_eq!(uid_set(&[]), "");
+    }
+}
