@@ -191,14 +191,33 @@ async fn a_run_that_lost_its_lease_hands_nothing_more_over_and_writes_nothing() 
             .expect("kill runs");
         assert!(status.success());
     };
-    signal("-STOP");
     // Frozen past its lease: the lease's expiry is in the past (as if two minutes had gone by).
-    let pool = campaign.db().await;
-    sqlx::query("UPDATE lease SET expires_at = 0")
-        .execute(&pool)
+    // A run frozen in the middle of a write holds SQLite's lock, and then nobody can take the
+    // lease over until it wakes: freeze it again after its next letter until it holds none.
+    let mut frozen = false;
+    for _ in 0..50 {
+        signal("-STOP");
+        let mut conn = sqlx::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(campaign.database())
+                .busy_timeout(Duration::from_millis(300)),
+        )
         .await
         .unwrap();
-    pool.close().await;
+        if sqlx::query("UPDATE lease SET expires_at = 0")
+            .execute(&mut conn)
+            .await
+            .is_ok()
+        {
+            frozen = true;
+            break;
+        }
+        drop(conn);
+        let seen = server.accepted().len();
+        signal("-CONT");
+        assert!(server.wait_for_accepted(seen + 1, WAIT).await);
+    }
+    assert!(frozen, "the first run was never frozen outside a write");
     let frozen_at = server.accepted().len() + server.unconfirmed().len();
 
     campaign.set("BREACHMAIL_RATE_PER_SECOND", "0");
