@@ -2,8 +2,10 @@
 //!
 //! `preview`, `check` and `send` all call `MessageBuilder::build`, so what the operator reads in a
 //! preview is byte for byte what a person receives (only the Date, the MIME boundary and the DKIM
-//! timestamp differ between two builds). Headers are built by lettre from typed values: a display
-//! name is encoded, never pasted, and any control character in a value that reaches a header is
+//! timestamp differ between two builds). Headers are built by lettre from typed values, except the
+//! From and Reply-To, written once per campaign as quoted strings when their names are plain
+//! ASCII (see `mailbox_header`), and the multipart's Content-Type, which must be a header of the
+//! message for DKIM to sign it. Any control character in a value that reaches a header is
 //! refused here even though the import already refuses them, because a header injection in a
 //! mass mailing would be a disaster no earlier check should be trusted to prevent alone.
 
@@ -627,6 +629,26 @@ impl Header for AutoSubmitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ascii_sender_name_is_a_quoted_string_lettre_reads_back() {
+        let mailbox = Mailbox::new(
+            Some("Agence \"Nord\" \\ Est (exemple)".to_owned()),
+            "ne-pas-repondre@example.fr".parse().expect("address"),
+        );
+        let value = mailbox_header::<header::From>(&mailbox);
+        let mut headers = lettre::message::header::Headers::new();
+        headers.insert_raw(value);
+        assert_eq!(
+            headers.get_raw("From"),
+            Some("\"Agence \\\"Nord\\\" \\\\ Est (exemple)\" <ne-pas-repondre@example.fr>")
+        );
+        let parsed = headers
+            .get::<header::From>()
+            .expect("lettre parses it back");
+        let parsed: Mailboxes = parsed.into();
+        assert_eq!(parsed.into_single(), Some(mailbox));
+    }
 
     /// Our encoder against lettre's `Body::new`, which it replaces, and against itself once every
     /// line is in the thread's cache.

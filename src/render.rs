@@ -646,7 +646,7 @@ fn helper_error(message: String) -> handlebars::RenderError {
     RenderErrorReason::Other(message).into()
 }
 
-/// `{{category_label code}}`: "votre numéro de téléphone" / "your phone number".
+/// `{{category_label code}}`: "votre numéro de téléphone" / "the phone number on your file".
 struct CategoryLabel;
 
 impl HelperDef for CategoryLabel {
