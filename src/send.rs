@@ -29,7 +29,9 @@ use crate::config::{Config, Retry};
 use crate::lease::{HEARTBEAT, Lease};
 use crate::ledger::{self, Claimed, Outcome};
 use crate::message::{MessageBuilder, Outgoing};
+use crate::pacing::Pace;
 use crate::render::Letters;
+use crate::smtp_reply::Scope;
 use crate::transport::{Attempt, Relayer};
 
 type Limiter = governor::DefaultDirectRateLimiter;
@@ -37,6 +39,10 @@ type Limiter = governor::DefaultDirectRateLimiter;
 /// After this many connection failures in a row, with no success between them, the relay is
 /// taken as unreachable and the run ends with 75.
 const UNREACHABLE_AFTER: u64 = 3;
+
+/// How often one letter may be held back in a run by a relay or domain asking to slow down;
+/// after that it is deferred like any temporary failure, with its own retry delay.
+const HOLD_BACK_AT_MOST: u32 = 5;
 
 /// What one run did, for the summary line, the runs table and tests.
 #[derive(Debug, Default)]
@@ -214,6 +220,8 @@ struct SendJob {
 struct Prepared {
     claimed: Claimed,
     message: Outgoing,
+    /// How often a relay or domain that asked to slow down held it back in this run.
+    held_back: u32,
 }
 
 /// The next batch being claimed and prepared: how many were claimed, and their messages.
@@ -228,10 +236,19 @@ struct Job {
 /// What workers tell the dispatcher besides outcomes.
 #[derive(Debug)]
 enum Signal {
-    Reached,
+    /// The relay answered; `accepted` when it took the letter (to the recipient's domain).
+    Reached {
+        domain: String,
+        accepted: bool,
+    },
     Unreachable(String),
     Misconfigured(String),
-    Throttled,
+    /// A reply that asks the relay or a domain to slow down (see `smtp_reply::Scope`).
+    SlowDown {
+        scope: Scope,
+        domain: String,
+        reason: String,
+    },
 }
 
 /// What the workers' signals say about the relay, as the dispatcher reads them.
@@ -244,18 +261,29 @@ struct RelayHealth {
 }
 
 impl RelayHealth {
-    /// Takes one signal in; true when the relay asked to slow down.
-    fn note(&mut self, signal: Signal) -> bool {
+    /// Takes one signal in, and passes what concerns the pace to the dispatcher.
+    fn note(&mut self, signal: Signal, dispatcher: &mut Dispatcher) {
         match signal {
-            Signal::Reached => self.failures_in_a_row = 0,
+            Signal::Reached { domain, accepted } => {
+                self.failures_in_a_row = 0;
+                if accepted {
+                    dispatcher.accepted(&domain);
+                }
+            }
             Signal::Unreachable(reason) => {
                 self.failures_in_a_row += 1;
                 tracing::warn!(%reason, "relay not reached");
             }
             Signal::Misconfigured(reason) => self.misconfigured = Some(reason),
-            Signal::Throttled => return true,
+            Signal::SlowDown {
+                scope,
+                domain,
+                reason,
+            } => {
+                self.failures_in_a_row = 0;
+                dispatcher.slow_down(scope, &domain, &reason);
+            }
         }
-        false
     }
 }
 
@@ -289,6 +317,7 @@ impl SendJob {
         let job_receiver = Arc::new(Mutex::new(job_receiver));
         let (outcome_sender, outcome_receiver) = mpsc::channel::<(i64, i64, Outcome)>(4096);
         let (signal_sender, mut signal_receiver) = mpsc::unbounded_channel::<Signal>();
+        let (requeue_sender, mut requeue_receiver) = mpsc::unbounded_channel::<Prepared>();
         // Set when claimed work must be given back instead of sent.
         let draining = Arc::new(AtomicBool::new(false));
 
@@ -306,6 +335,7 @@ impl SendJob {
                 jobs: job_receiver.clone(),
                 outcomes: outcome_sender.clone(),
                 signals: signal_sender.clone(),
+                requeue: requeue_sender.clone(),
                 fingerprint: self.letters.fingerprint().to_owned(),
                 retry: self.config.retry.clone(),
                 draining: draining.clone(),
@@ -314,6 +344,7 @@ impl SendJob {
             worker_handles.push(tokio::spawn(worker.run()));
         }
         drop(signal_sender);
+        drop(requeue_sender);
 
         let mut dispatcher = Dispatcher::new(&self.config);
         let mut dispatched: u64 = 0;
@@ -325,9 +356,13 @@ impl SendJob {
         let mut last_claim_empty = false;
         let reason = loop {
             while let Ok(signal) = signal_receiver.try_recv() {
-                if health.note(signal) {
-                    dispatcher.pacer.slow_down();
-                }
+                health.note(signal, &mut dispatcher);
+            }
+            // Letters the relay or their domain asked to hold: back in their queue, to go when
+            // the pace allows, without an attempt counted.
+            while let Ok(held_back) = requeue_receiver.try_recv() {
+                dispatched = dispatched.saturating_sub(1);
+                dispatcher.hold_again(held_back);
             }
             if let Some(reason) = &health.misconfigured {
                 tracing::error!(%reason, "stopping: the relay cannot be used as configured");
@@ -402,7 +437,7 @@ impl SendJob {
             if let Some(global) = &global {
                 until_ready_precisely(global).await;
             }
-            dispatcher.pacer.wait().await;
+            dispatcher.relay_slot().await;
             let job = Job {
                 prepared,
                 _worker_free: worker_free,
@@ -440,14 +475,30 @@ impl SendJob {
         for handle in worker_handles {
             handle.await.context("a send worker failed")?;
         }
+        // Held back by the last replies, after the dispatch ended: given back too.
+        while let Ok(prepared) = requeue_receiver.try_recv() {
+            let person = &prepared.claimed.person;
+            outcome_sender
+                .send((
+                    person.id,
+                    person.generation,
+                    Outcome::Released {
+                        reason: format!("not attempted: {}", describe(reason)),
+                    },
+                ))
+                .await
+                .ok();
+            self.totals.released.fetch_add(1, Ordering::Relaxed);
+        }
         drop(outcome_sender);
         writer.await.context("the outcome writer failed")??;
         // Signals from the last messages: a relay that failed every session after the last
         // success was not reached, even when fewer people were due than it takes to notice.
         let mut reason = reason;
         while let Ok(signal) = signal_receiver.try_recv() {
-            health.note(signal);
+            health.note(signal, &mut dispatcher);
         }
+        dispatcher.log_pacing();
         if reason == StopReason::NothingDue {
             if let Some(why) = &health.misconfigured {
                 tracing::error!(reason = %why, "the relay cannot be used as configured");
@@ -505,7 +556,11 @@ async fn prepare(
     for task in tasks {
         for (claimed, built) in task.await.context("a rendering task failed")? {
             match built {
-                Ok(message) => prepared.push(Prepared { claimed, message }),
+                Ok(message) => prepared.push(Prepared {
+                    claimed,
+                    message,
+                    held_back: 0,
+                }),
                 Err(error) => {
                     let person = &claimed.person;
                     tracing::error!(person = %person.person_ref, %error, "the letter did not render");
@@ -525,33 +580,60 @@ async fn prepare(
     Ok(prepared)
 }
 
-/// Holds claimed deliveries until the rate limiters let them go.
+/// Holds claimed deliveries until the rate limiters and the pace of their scope let them go.
 struct Dispatcher {
-    domains: HashMap<String, (Limiter, VecDeque<Prepared>, usize)>,
+    domains: HashMap<String, DomainQueue>,
     general: VecDeque<Prepared>,
     batch: i64,
-    pacer: Pacer,
+    /// The pace of the relay as a whole, under `rate.per_second`.
+    relay: Pace,
+}
+
+/// The letters of one domain that has a rate of its own (`rate.per_domain`) or that asked to
+/// slow down during this run.
+struct DomainQueue {
+    limiter: Option<Limiter>,
+    ceiling: u32,
+    pace: Pace,
+    queue: VecDeque<Prepared>,
+}
+
+impl DomainQueue {
+    fn new(ceiling: u32, now: Instant) -> DomainQueue {
+        DomainQueue {
+            limiter: NonZeroU32::new(ceiling).map(limiter),
+            ceiling,
+            pace: Pace::new(ceiling, now),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// At most two seconds' worth held (four at least); as many as a batch while not limited.
+    fn cap(&self, batch: usize) -> usize {
+        let rate = match (self.pace.rate(), self.ceiling) {
+            (Some(rate), _) => rate,
+            (None, 0) => return batch,
+            (None, ceiling) => f64::from(ceiling),
+        };
+        ((rate * 2.0) as usize).max(4)
+    }
 }
 
 impl Dispatcher {
     fn new(config: &Config) -> Dispatcher {
-        let per_second = config.rate.per_second;
+        let now = Instant::now();
         let domains = config
             .rate
             .per_domain
             .iter()
-            .filter_map(|(domain, rate)| {
-                let rate = NonZeroU32::new(*rate)?;
-                // Hold at most two seconds' worth per throttled domain.
-                let cap = (rate.get() as usize * 2).max(4);
-                Some((domain.clone(), (limiter(rate), VecDeque::new(), cap)))
-            })
+            .filter(|(_, rate)| **rate > 0)
+            .map(|(domain, rate)| (domain.clone(), DomainQueue::new(*rate, now)))
             .collect();
         Dispatcher {
             domains,
             general: VecDeque::new(),
             batch: (config.smtp.max_connections as i64 * 32).clamp(64, 1000),
-            pacer: Pacer::new(per_second),
+            relay: Pace::new(config.rate.per_second, now),
         }
     }
 
@@ -560,12 +642,7 @@ impl Dispatcher {
     }
 
     fn held(&self) -> usize {
-        self.general.len()
-            + self
-                .domains
-                .values()
-                .map(|(_, q, _)| q.len())
-                .sum::<usize>()
+        self.general.len() + self.domains.values().map(|d| d.queue.len()).sum::<usize>()
     }
 
     fn needs_more(&self) -> bool {
@@ -574,9 +651,10 @@ impl Dispatcher {
 
     /// Domains whose queue is full: the next claim leaves their people in the database.
     fn full_domains(&self) -> Vec<String> {
+        let batch = self.batch as usize;
         self.domains
             .iter()
-            .filter(|(_, (_, queue, cap))| queue.len() >= *cap)
+            .filter(|(_, d)| d.queue.len() >= d.cap(batch))
             .map(|(domain, _)| domain.clone())
             .collect()
     }
@@ -584,31 +662,132 @@ impl Dispatcher {
     fn hold(&mut self, prepared: Vec<Prepared>) {
         for item in prepared {
             match self.domains.get_mut(&item.claimed.email_domain) {
-                Some((_, queue, _)) => queue.push_back(item),
+                Some(domain) => domain.queue.push_back(item),
                 None => self.general.push_back(item),
             }
         }
     }
 
-    /// The next delivery whose domain limiter allows it now, or how long until one does.
+    /// A letter held back by its relay or domain goes first when its scope allows.
+    fn hold_again(&mut self, mut item: Prepared) {
+        item.held_back += 1;
+        match self.domains.get_mut(&item.claimed.email_domain) {
+            Some(domain) => domain.queue.push_front(item),
+            None => self.general.push_front(item),
+        }
+    }
+
+    /// The relay took a letter to this domain: both paces may give a step back.
+    fn accepted(&mut self, domain: &str) {
+        let now = Instant::now();
+        self.relay.accepted(now);
+        if let Some(domain) = self.domains.get_mut(domain) {
+            domain.pace.accepted(now);
+        }
+    }
+
+    /// Slows the scope a reply named, once per window.
+    fn slow_down(&mut self, scope: Scope, domain: &str, reason: &str) {
+        let now = Instant::now();
+        match scope {
+            Scope::Recipient => {}
+            Scope::Relay => {
+                if let Some(rate) = self.relay.slow_down(now, reason) {
+                    tracing::warn!(
+                        scope = "relay",
+                        rate_per_s = format!("{rate:.1}"),
+                        %reason,
+                        "the relay asks to slow down: lowering the rate of the whole run"
+                    );
+                }
+            }
+            Scope::Domain => {
+                if !self.domains.contains_key(domain) {
+                    // Its letters held so far move to a queue of their own.
+                    let mut queue = DomainQueue::new(0, now);
+                    let (theirs, others) = std::mem::take(&mut self.general)
+                        .into_iter()
+                        .partition(|p| p.claimed.email_domain == domain);
+                    queue.queue = theirs;
+                    self.general = others;
+                    self.domains.insert(domain.to_owned(), queue);
+                }
+                if let Some(queue) = self.domains.get_mut(domain)
+                    && let Some(rate) = queue.pace.slow_down(now, reason)
+                {
+                    tracing::warn!(
+                        scope = "domain",
+                        %domain,
+                        rate_per_s = format!("{rate:.1}"),
+                        %reason,
+                        "a domain asks to slow down: lowering its rate only"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Which scopes were slowed during the run, and why: for the summary and `status`.
+    fn slowed(&self) -> Vec<(String, &Pace)> {
+        let mut slowed = Vec::new();
+        if self.relay.decreases() > 0 {
+            slowed.push(("relay".to_owned(), &self.relay));
+        }
+        let mut domains: Vec<_> = self
+            .domains
+            .iter()
+            .filter(|(_, d)| d.pace.decreases() > 0)
+            .map(|(name, d)| (name.clone(), &d.pace))
+            .collect();
+        domains.sort_by(|a, b| a.0.cmp(&b.0));
+        slowed.extend(domains);
+        slowed
+    }
+
+    fn log_pacing(&self) {
+        for (scope, pace) in self.slowed() {
+            tracing::info!(
+                %scope,
+                decreases = pace.decreases(),
+                rate_per_s = pace.rate().map(|r| format!("{r:.1}")).unwrap_or_else(|| "full".into()),
+                reason = pace.reason().unwrap_or(""),
+                "slowed during this run"
+            );
+        }
+    }
+
+    /// The next delivery whose domain allows it now, or how long until one does.
     fn pick(&mut self) -> Pick {
+        let now = Instant::now();
         let mut earliest: Option<Duration> = None;
-        for (limiter, queue, _) in self.domains.values_mut() {
-            if queue.is_empty() {
+        let mut wait_at_least = |wait: Duration| {
+            earliest = Some(earliest.map_or(wait, |e: Duration| e.min(wait)));
+        };
+        for domain in self.domains.values_mut() {
+            if domain.queue.is_empty() {
                 continue;
             }
-            match limiter.check() {
+            let paced = domain.pace.wait(now);
+            if !paced.is_zero() {
+                wait_at_least(paced);
+                continue;
+            }
+            let allowed = match &domain.limiter {
+                None => Ok(()),
+                Some(limiter) => limiter.check().map_err(|not_until| {
+                    not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ))
+                }),
+            };
+            match allowed {
                 Ok(()) => {
-                    if let Some(item) = queue.pop_front() {
+                    if let Some(item) = domain.queue.pop_front() {
+                        domain.pace.take(now);
                         return Pick::Ready(Box::new(item));
                     }
                 }
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                        &governor::clock::DefaultClock::default(),
-                    ));
-                    earliest = Some(earliest.map_or(wait, |e: Duration| e.min(wait)));
-                }
+                Err(wait) => wait_at_least(wait),
             }
         }
         if let Some(item) = self.general.pop_front() {
@@ -617,10 +796,19 @@ impl Dispatcher {
         earliest.map_or(Pick::Empty, Pick::Wait)
     }
 
+    /// Waits for the relay's pace, when it is slowed, and takes its slot.
+    async fn relay_slot(&mut self) {
+        let wait = self.relay.wait(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        self.relay.take(Instant::now());
+    }
+
     fn drain(&mut self) -> Vec<Prepared> {
         let mut all: Vec<Prepared> = self.general.drain(..).collect();
-        for (_, queue, _) in self.domains.values_mut() {
-            all.extend(queue.drain(..));
+        for domain in self.domains.values_mut() {
+            all.extend(domain.queue.drain(..));
         }
         all
     }
@@ -656,64 +844,14 @@ async fn until_ready_precisely(limiter: &Limiter) {
     }
 }
 
-/// Slows the whole run down when the relay says so (421, 4.7.x), and recovers gradually:
-/// each throttle halves the pace, each quiet ten seconds gives back a quarter.
-struct Pacer {
-    base_interval: Duration,
-    interval: Option<Duration>,
-    next: Instant,
-    last_change: Instant,
-}
-
-impl Pacer {
-    fn new(per_second: u32) -> Pacer {
-        let base_interval = if per_second == 0 {
-            Duration::from_millis(5)
-        } else {
-            Duration::from_secs_f64(1.0 / per_second as f64)
-        };
-        Pacer {
-            base_interval,
-            interval: None,
-            next: Instant::now(),
-            last_change: Instant::now(),
-        }
-    }
-
-    fn slow_down(&mut self) {
-        let current = self.interval.unwrap_or(self.base_interval);
-        let slower = (current * 2).min(Duration::from_secs(10));
-        tracing::warn!(
-            interval_ms = slower.as_millis() as u64,
-            "the relay asks to slow down: lowering the rate"
-        );
-        self.interval = Some(slower);
-        self.last_change = Instant::now();
-    }
-
-    async fn wait(&mut self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        if self.last_change.elapsed() >= Duration::from_secs(10) {
-            let faster = interval.mul_f64(0.75);
-            self.interval = (faster > self.base_interval).then_some(faster);
-            self.last_change = Instant::now();
-        }
-        let now = Instant::now();
-        if self.next > now {
-            tokio::time::sleep_until(self.next.into()).await;
-        }
-        self.next = Instant::now() + self.interval.unwrap_or(Duration::ZERO);
-    }
-}
-
 /// One relay session: builds each message and hands it over.
 struct Worker {
     connection: crate::transport::Connection,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     outcomes: mpsc::Sender<(i64, i64, Outcome)>,
     signals: mpsc::UnboundedSender<Signal>,
+    /// Letters held back by a relay or domain that asked to slow down, back to the dispatcher.
+    requeue: mpsc::UnboundedSender<Prepared>,
     fingerprint: String,
     retry: Retry,
     draining: Arc<AtomicBool>,
@@ -727,7 +865,9 @@ impl Worker {
             let Some(job) = job else { break };
             let person_id = job.prepared.claimed.person.id;
             let generation = job.prepared.claimed.person.generation;
-            let outcome = self.attempt(job.prepared).await;
+            let Some(outcome) = self.attempt(job.prepared).await else {
+                continue;
+            };
             if self
                 .outcomes
                 .send((person_id, generation, outcome))
@@ -740,21 +880,55 @@ impl Worker {
         self.connection.close().await;
     }
 
-    async fn attempt(&mut self, prepared: Prepared) -> Outcome {
+    /// The outcome to record, or None when the letter went back to the dispatcher to wait for
+    /// the pace of its scope (nothing reached the recipient; no attempt is counted).
+    async fn attempt(&mut self, prepared: Prepared) -> Option<Outcome> {
         if self.draining.load(Ordering::Relaxed) {
             self.totals.released.fetch_add(1, Ordering::Relaxed);
-            return Outcome::Released {
+            return Some(Outcome::Released {
                 reason: "not attempted: the relay is unreachable".into(),
-            };
+            });
         }
         let attempt = self.connection.deliver(&prepared.message).await;
+        let domain = prepared.claimed.email_domain.clone();
         let signal = match &attempt {
             Attempt::Unreachable { reason } => Signal::Unreachable(reason.clone()),
             Attempt::Misconfigured { reason } => Signal::Misconfigured(reason.clone()),
-            Attempt::Deferred { throttle: true, .. } => Signal::Throttled,
-            _ => Signal::Reached,
+            Attempt::Deferred { scope, reply } if *scope != Scope::Recipient => Signal::SlowDown {
+                scope: *scope,
+                domain: domain.clone(),
+                reason: reply.clone(),
+            },
+            Attempt::Accepted { .. } => Signal::Reached {
+                domain: domain.clone(),
+                accepted: true,
+            },
+            _ => Signal::Reached {
+                domain: domain.clone(),
+                accepted: false,
+            },
         };
         let _ = self.signals.send(signal);
+        // A relay or a domain that asks to slow down refused the letter before its message was
+        // complete: it waits in its queue for the lower pace, a few times at most, instead of
+        // for its retry delay.
+        if let Attempt::Deferred { scope, reply } = &attempt
+            && *scope != Scope::Recipient
+            && prepared.held_back < HOLD_BACK_AT_MOST
+        {
+            tracing::debug!(%domain, %reply, "held back for the pace of its {}", scope.as_str());
+            match self.requeue.send(prepared) {
+                Ok(()) => return None,
+                Err(returned) => {
+                    let prepared = returned.0;
+                    return Some(self.outcome(attempt, prepared));
+                }
+            }
+        }
+        Some(self.outcome(attempt, prepared))
+    }
+
+    fn outcome(&self, attempt: Attempt, prepared: Prepared) -> Outcome {
         outcome_of(
             attempt,
             &prepared.claimed,
