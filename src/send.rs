@@ -396,6 +396,16 @@ impl SendJob {
                 dispatcher.hold(prepared);
             }
             if refill.is_none() && dispatcher.held() == 0 && last_claim_empty {
+                // A letter in flight may still come back, held back by its relay or domain:
+                // nothing is due only once every worker is free.
+                if free_workers.available_permits() < workers {
+                    let all_free = free_workers
+                        .acquire_many(workers as u32)
+                        .await
+                        .context("the send workers stopped")?;
+                    drop(all_free);
+                    continue;
+                }
                 break StopReason::NothingDue;
             }
             if refill.is_none() && dispatcher.needs_more() && !last_claim_empty {
@@ -668,12 +678,13 @@ impl Dispatcher {
         }
     }
 
-    /// A letter held back by its relay or domain goes first when its scope allows.
+    /// A letter held back by its relay or domain goes behind those already waiting: the same
+    /// letter tried again at once would meet the same refusal, within the same window.
     fn hold_again(&mut self, mut item: Prepared) {
         item.held_back += 1;
         match self.domains.get_mut(&item.claimed.email_domain) {
-            Some(domain) => domain.queue.push_front(item),
-            None => self.general.push_front(item),
+            Some(domain) => domain.queue.push_back(item),
+            None => self.general.push_back(item),
         }
     }
 

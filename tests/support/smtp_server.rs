@@ -312,9 +312,15 @@ impl SmtpServer {
     /// Binds 127.0.0.1:0, spawns the accept loop on the current tokio runtime
     /// and returns at once; the port accepts connections from then on.
     pub async fn start(script: Script) -> SmtpServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        SmtpServer::start_on(0, script).await
+    }
+
+    /// The same on a given port (0: the kernel picks), to bring a relay back
+    /// where it was after an outage.
+    pub async fn start_on(port: u16, script: Script) -> SmtpServer {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
-            .expect("bind 127.0.0.1:0");
+            .expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("local_addr").port();
         let per_recipient = script
             .per_recipient
@@ -456,6 +462,15 @@ impl SmtpServer {
         }
     }
 
+    /// An outage: every session cut at once, the port closed. Returns what was
+    /// accepted until then.
+    pub async fn outage(self) -> Vec<Received> {
+        let shared = Arc::clone(&self.shared);
+        self.shutdown().await;
+        let accepted = shared.lock().accepted.clone();
+        accepted
+    }
+
     /// Stops accepting, closes every open session and the listening socket,
     /// and returns once they are all closed (so a test can then expect
     /// "connection refused" on this port).
@@ -491,6 +506,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Replies to pipelined commands go out one by one: with Nagle's algorithm
+                // each would wait for the client's delayed ACK of the one before (40 ms).
+                let _ = stream.set_nodelay(true);
                 // Counted here, before the task runs, so a test that has seen
                 // its client connect also sees the count.
                 shared.update(|s| {
