@@ -32,6 +32,7 @@ pub mod resend;
 pub mod send;
 pub mod smtp_reply;
 pub mod status;
+pub mod store;
 pub mod transport;
 pub mod verp;
 

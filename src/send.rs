@@ -33,8 +33,11 @@ use crate::pacing::Pace;
 use crate::render::Letters;
 use crate::smtp_reply::Scope;
 use crate::transport::{Attempt, Relayer};
+use lanes::Lanes;
 
 type Limiter = governor::DefaultDirectRateLimiter;
+
+mod lanes;
 
 /// After this many connection failures in a row, with no success between them, the relay is
 /// taken as unreachable and the run ends with 75.
@@ -78,7 +81,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let letters = Arc::new(Letters::load(config)?);
     let key = crate::db::signing_key(&pool).await?;
     let builder = Arc::new(MessageBuilder::new(config, &key)?);
-    let relayer = Relayer::from_config(config)?;
+    let relayers = Relayer::all(config)?;
     let run_id = crate::db::start_run(&pool, "send").await?;
     let lease = match Lease::acquire(&pool, run_id).await? {
         Ok(lease) => lease,
@@ -106,7 +109,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         run_id,
         letters,
         builder,
-        relayer,
+        relayers,
         limit: args.limit,
         deadline: args.max_duration.map(|d| started + d),
         stop: stop.receiver(),
@@ -209,7 +212,7 @@ struct SendJob {
     run_id: i64,
     letters: Arc<Letters>,
     builder: Arc<MessageBuilder>,
-    relayer: Relayer,
+    relayers: Vec<Relayer>,
     limit: Option<u64>,
     deadline: Option<Instant>,
     stop: watch::Receiver<bool>,
@@ -233,55 +236,71 @@ struct Job {
     _worker_free: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// What workers tell the dispatcher besides outcomes.
+/// What workers tell the dispatcher besides outcomes, each about the relay of its lane.
 #[derive(Debug)]
 enum Signal {
     /// The relay answered; `accepted` when it took the letter (to the recipient's domain).
     Reached {
+        lane: usize,
         domain: String,
         accepted: bool,
     },
-    Unreachable(String),
-    Misconfigured(String),
+    Unreachable {
+        lane: usize,
+        reason: String,
+    },
+    Misconfigured {
+        lane: usize,
+        reason: String,
+    },
     /// A reply that asks the relay or a domain to slow down (see `smtp_reply::Scope`).
     SlowDown {
+        lane: usize,
         scope: Scope,
         domain: String,
         reason: String,
     },
 }
 
-/// What the workers' signals say about the relay, as the dispatcher reads them.
-#[derive(Debug, Default)]
-struct RelayHealth {
-    /// Sessions that could not be opened since the last message the relay took.
-    failures_in_a_row: u64,
-    /// Set once the relay refused the configuration: no retry can help.
-    misconfigured: Option<String>,
-}
-
-impl RelayHealth {
-    /// Takes one signal in, and passes what concerns the pace to the dispatcher.
-    fn note(&mut self, signal: Signal, dispatcher: &mut Dispatcher) {
-        match signal {
-            Signal::Reached { domain, accepted } => {
-                self.failures_in_a_row = 0;
-                if accepted {
-                    dispatcher.accepted(&domain);
+/// Takes one signal in: the relay's health and pace in its lane, a domain's pace in the
+/// dispatcher.
+fn note(signal: Signal, lanes: &mut Lanes, dispatcher: &mut Dispatcher) {
+    match signal {
+        Signal::Reached {
+            lane,
+            domain,
+            accepted,
+        } => {
+            lanes.reached(lane);
+            if accepted {
+                lanes.lanes[lane].pace.accepted(Instant::now());
+                dispatcher.accepted(&domain);
+            }
+        }
+        Signal::Unreachable { lane, reason } => lanes.unreachable(lane, &reason),
+        Signal::Misconfigured { lane, reason } => lanes.misconfigured(lane, reason),
+        Signal::SlowDown {
+            lane,
+            scope,
+            domain,
+            reason,
+        } => {
+            lanes.reached(lane);
+            match scope {
+                Scope::Relay => {
+                    let relay = &mut lanes.lanes[lane];
+                    if let Some(rate) = relay.pace.slow_down(Instant::now(), &reason) {
+                        tracing::warn!(
+                            scope = "relay",
+                            relay = %relay.relayer.name(),
+                            rate_per_s = format!("{rate:.1}"),
+                            %reason,
+                            "the relay asks to slow down: lowering the rate of the whole run"
+                        );
+                    }
                 }
-            }
-            Signal::Unreachable(reason) => {
-                self.failures_in_a_row += 1;
-                tracing::warn!(%reason, "relay not reached");
-            }
-            Signal::Misconfigured(reason) => self.misconfigured = Some(reason),
-            Signal::SlowDown {
-                scope,
-                domain,
-                reason,
-            } => {
-                self.failures_in_a_row = 0;
-                dispatcher.slow_down(scope, &domain, &reason);
+                Scope::Domain => dispatcher.slow_down(&domain, &reason),
+                Scope::Recipient => {}
             }
         }
     }
@@ -312,9 +331,7 @@ impl SendJob {
     }
 
     async fn run(self, lease: &Lease) -> anyhow::Result<(StopReason, Arc<RunTotals>)> {
-        let workers = self.config.smtp.max_connections;
-        let (job_sender, job_receiver) = mpsc::channel::<Job>(workers);
-        let job_receiver = Arc::new(Mutex::new(job_receiver));
+        let mut lanes = Lanes::new(self.relayers.clone(), &self.config, Instant::now());
         let (outcome_sender, outcome_receiver) = mpsc::channel::<(i64, i64, Outcome)>(4096);
         let (signal_sender, mut signal_receiver) = mpsc::unbounded_channel::<Signal>();
         let (requeue_sender, mut requeue_receiver) = mpsc::unbounded_channel::<Prepared>();
@@ -327,12 +344,19 @@ impl SendJob {
             outcome_receiver,
         ));
         let global = NonZeroU32::new(self.config.rate.per_second).map(limiter);
-        let free_workers = Arc::new(tokio::sync::Semaphore::new(workers));
+        let (relay_sender, relay_receiver) = mpsc::unbounded_channel::<(i64, i64, String)>();
+        let relay_writer = tokio::spawn(write_relays(self.pool.clone(), relay_receiver));
         let mut worker_handles = Vec::new();
-        for _ in 0..workers {
+        for (lane, worker) in (0..lanes.lanes.len())
+            .flat_map(|lane| (0..lanes.connections(lane)).map(move |_| lane))
+            .map(|lane| (lane, &lanes.lanes[lane]))
+        {
             let worker = Worker {
-                connection: self.relayer.connection(),
-                jobs: job_receiver.clone(),
+                lane,
+                relay_name: worker.relayer.name().to_owned(),
+                relays: relay_sender.clone(),
+                connection: worker.relayer.connection(),
+                jobs: worker.receiver.clone(),
                 outcomes: outcome_sender.clone(),
                 signals: signal_sender.clone(),
                 requeue: requeue_sender.clone(),
@@ -345,10 +369,10 @@ impl SendJob {
         }
         drop(signal_sender);
         drop(requeue_sender);
+        drop(relay_sender);
 
         let mut dispatcher = Dispatcher::new(&self.config);
         let mut dispatched: u64 = 0;
-        let mut health = RelayHealth::default();
         let mut last_heartbeat = Instant::now();
         let mut progress = Progress::new(&self.pool).await;
         let mut stop = self.stop.clone();
@@ -356,7 +380,7 @@ impl SendJob {
         let mut last_claim_empty = false;
         let reason = loop {
             while let Ok(signal) = signal_receiver.try_recv() {
-                health.note(signal, &mut dispatcher);
+                note(signal, &mut lanes, &mut dispatcher);
             }
             // Letters the relay or their domain asked to hold: back in their queue, to go when
             // the pace allows, without an attempt counted.
@@ -364,11 +388,12 @@ impl SendJob {
                 dispatched = dispatched.saturating_sub(1);
                 dispatcher.hold_again(held_back);
             }
-            if let Some(reason) = &health.misconfigured {
-                tracing::error!(%reason, "stopping: the relay cannot be used as configured");
-                break StopReason::Misconfigured;
-            }
-            if health.failures_in_a_row >= UNREACHABLE_AFTER {
+            if lanes.all_down() {
+                // The relays that refused the configuration say more than the unreachable ones.
+                if let Some(reason) = lanes.first_misconfigured() {
+                    tracing::error!(%reason, "stopping: the relay cannot be used as configured");
+                    break StopReason::Misconfigured;
+                }
                 break StopReason::Unreachable;
             }
             if *stop.borrow() {
@@ -398,12 +423,8 @@ impl SendJob {
             if refill.is_none() && dispatcher.held() == 0 && last_claim_empty {
                 // A letter in flight may still come back, held back by its relay or domain:
                 // nothing is due only once every worker is free.
-                if free_workers.available_permits() < workers {
-                    let all_free = free_workers
-                        .acquire_many(workers as u32)
-                        .await
-                        .context("the send workers stopped")?;
-                    drop(all_free);
+                if !lanes.all_free() {
+                    lanes.wait_all_free().await?;
                     continue;
                 }
                 break StopReason::NothingDue;
@@ -437,22 +458,22 @@ impl SendJob {
                 }
                 Pick::Empty => continue,
             };
-            // A free worker first, then the global ceiling: the message leaves the moment the
-            // limiter allows it, so the relay sees the configured spacing.
-            let worker_free = free_workers
-                .clone()
-                .acquire_owned()
-                .await
-                .context("the send workers stopped")?;
+            // A relay with a free worker (by weight, at its own pace) first, then the global
+            // ceiling: the message leaves the moment the limiter allows it, so the relay sees
+            // the configured spacing.
+            let Some((lane, worker_free)) = lanes.next().await else {
+                // Every relay went down while this letter waited: given back below.
+                dispatcher.hold_again(prepared);
+                continue;
+            };
             if let Some(global) = &global {
                 until_ready_precisely(global).await;
             }
-            dispatcher.relay_slot().await;
             let job = Job {
                 prepared,
                 _worker_free: worker_free,
             };
-            if job_sender.send(job).await.is_err() {
+            if lanes.lanes[lane].jobs.send(job).await.is_err() {
                 anyhow::bail!("every send worker stopped");
             }
             dispatched += 1;
@@ -481,7 +502,11 @@ impl SendJob {
                 .ok();
             self.totals.released.fetch_add(1, Ordering::Relaxed);
         }
-        drop(job_sender);
+        for lane in &mut lanes.lanes {
+            // Closing each lane's queue lets its workers end.
+            let (closed, _) = mpsc::channel(1);
+            drop(std::mem::replace(&mut lane.jobs, closed));
+        }
         for handle in worker_handles {
             handle.await.context("a send worker failed")?;
         }
@@ -502,18 +527,24 @@ impl SendJob {
         }
         drop(outcome_sender);
         writer.await.context("the outcome writer failed")??;
+        relay_writer
+            .await
+            .context("the relay writer failed")?
+            .context("while recording which relay took each letter")?;
         // Signals from the last messages: a relay that failed every session after the last
         // success was not reached, even when fewer people were due than it takes to notice.
         let mut reason = reason;
         while let Ok(signal) = signal_receiver.try_recv() {
-            health.note(signal, &mut dispatcher);
+            note(signal, &mut lanes, &mut dispatcher);
         }
-        dispatcher.log_pacing();
-        if reason == StopReason::NothingDue {
-            if let Some(why) = &health.misconfigured {
+        dispatcher.log_pacing(&lanes);
+        // With one relay, a failure since its last success ends the run as unreachable; with
+        // several, only when every one of them is down.
+        if reason == StopReason::NothingDue && (lanes.lanes.len() == 1 || lanes.all_down()) {
+            if let Some(why) = lanes.first_misconfigured() {
                 tracing::error!(reason = %why, "the relay cannot be used as configured");
                 reason = StopReason::Misconfigured;
-            } else if health.failures_in_a_row > 0 {
+            } else if lanes.any_failing() {
                 reason = StopReason::Unreachable;
             }
         }
@@ -595,8 +626,6 @@ struct Dispatcher {
     domains: HashMap<String, DomainQueue>,
     general: VecDeque<Prepared>,
     batch: i64,
-    /// The pace of the relay as a whole, under `rate.per_second`.
-    relay: Pace,
 }
 
 /// The letters of one domain that has a rate of its own (`rate.per_domain`) or that asked to
@@ -642,8 +671,13 @@ impl Dispatcher {
         Dispatcher {
             domains,
             general: VecDeque::new(),
-            batch: (config.smtp.max_connections as i64 * 32).clamp(64, 1000),
-            relay: Pace::new(config.rate.per_second, now),
+            batch: (config
+                .relays
+                .iter()
+                .map(|r| r.max_connections)
+                .sum::<usize>() as i64
+                * 32)
+                .clamp(64, 1000),
         }
     }
 
@@ -688,62 +722,45 @@ impl Dispatcher {
         }
     }
 
-    /// The relay took a letter to this domain: both paces may give a step back.
+    /// The relay took a letter to this domain: its pace may give a step back.
     fn accepted(&mut self, domain: &str) {
-        let now = Instant::now();
-        self.relay.accepted(now);
         if let Some(domain) = self.domains.get_mut(domain) {
-            domain.pace.accepted(now);
+            domain.pace.accepted(Instant::now());
         }
     }
 
-    /// Slows the scope a reply named, once per window.
-    fn slow_down(&mut self, scope: Scope, domain: &str, reason: &str) {
+    /// Slows a domain that asked for it, once per window, and only that domain.
+    fn slow_down(&mut self, domain: &str, reason: &str) {
         let now = Instant::now();
-        match scope {
-            Scope::Recipient => {}
-            Scope::Relay => {
-                if let Some(rate) = self.relay.slow_down(now, reason) {
-                    tracing::warn!(
-                        scope = "relay",
-                        rate_per_s = format!("{rate:.1}"),
-                        %reason,
-                        "the relay asks to slow down: lowering the rate of the whole run"
-                    );
-                }
-            }
-            Scope::Domain => {
-                if !self.domains.contains_key(domain) {
-                    // Its letters held so far move to a queue of their own.
-                    let mut queue = DomainQueue::new(0, now);
-                    let (theirs, others) = std::mem::take(&mut self.general)
-                        .into_iter()
-                        .partition(|p| p.claimed.email_domain == domain);
-                    queue.queue = theirs;
-                    self.general = others;
-                    self.domains.insert(domain.to_owned(), queue);
-                }
-                if let Some(queue) = self.domains.get_mut(domain)
-                    && let Some(rate) = queue.pace.slow_down(now, reason)
-                {
-                    tracing::warn!(
-                        scope = "domain",
-                        %domain,
-                        rate_per_s = format!("{rate:.1}"),
-                        %reason,
-                        "a domain asks to slow down: lowering its rate only"
-                    );
-                }
-            }
+        if !self.domains.contains_key(domain) {
+            // Its letters held so far move to a queue of their own.
+            let mut queue = DomainQueue::new(0, now);
+            let (theirs, others) = std::mem::take(&mut self.general)
+                .into_iter()
+                .partition(|p| p.claimed.email_domain == domain);
+            queue.queue = theirs;
+            self.general = others;
+            self.domains.insert(domain.to_owned(), queue);
+        }
+        if let Some(queue) = self.domains.get_mut(domain)
+            && let Some(rate) = queue.pace.slow_down(now, reason)
+        {
+            tracing::warn!(
+                scope = "domain",
+                %domain,
+                rate_per_s = format!("{rate:.1}"),
+                %reason,
+                "a domain asks to slow down: lowering its rate only"
+            );
         }
     }
 
     /// Which scopes were slowed during the run, and why: for the summary and `status`.
-    fn slowed(&self) -> Vec<(String, &Pace)> {
-        let mut slowed = Vec::new();
-        if self.relay.decreases() > 0 {
-            slowed.push(("relay".to_owned(), &self.relay));
-        }
+    fn slowed<'a>(&'a self, lanes: &'a Lanes) -> Vec<(String, &'a Pace)> {
+        let mut slowed: Vec<(String, &Pace)> = lanes
+            .slowed()
+            .map(|(name, pace)| (format!("relay {name}"), pace))
+            .collect();
         let mut domains: Vec<_> = self
             .domains
             .iter()
@@ -755,8 +772,8 @@ impl Dispatcher {
         slowed
     }
 
-    fn log_pacing(&self) {
-        for (scope, pace) in self.slowed() {
+    fn log_pacing(&self, lanes: &Lanes) {
+        for (scope, pace) in self.slowed(lanes) {
             tracing::info!(
                 %scope,
                 decreases = pace.decreases(),
@@ -807,15 +824,6 @@ impl Dispatcher {
         earliest.map_or(Pick::Empty, Pick::Wait)
     }
 
-    /// Waits for the relay's pace, when it is slowed, and takes its slot.
-    async fn relay_slot(&mut self) {
-        let wait = self.relay.wait(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        self.relay.take(Instant::now());
-    }
-
     fn drain(&mut self) -> Vec<Prepared> {
         let mut all: Vec<Prepared> = self.general.drain(..).collect();
         for domain in self.domains.values_mut() {
@@ -857,6 +865,11 @@ async fn until_ready_precisely(limiter: &Limiter) {
 
 /// One relay session: builds each message and hands it over.
 struct Worker {
+    /// The relay this worker's session goes to.
+    lane: usize,
+    relay_name: String,
+    /// Which relay answered for each letter, to the database.
+    relays: mpsc::UnboundedSender<(i64, i64, String)>,
     connection: crate::transport::Connection,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     outcomes: mpsc::Sender<(i64, i64, Outcome)>,
@@ -902,39 +915,61 @@ impl Worker {
         }
         let attempt = self.connection.deliver(&prepared.message).await;
         let domain = prepared.claimed.email_domain.clone();
+        let lane = self.lane;
         let signal = match &attempt {
-            Attempt::Unreachable { reason } => Signal::Unreachable(reason.clone()),
-            Attempt::Misconfigured { reason } => Signal::Misconfigured(reason.clone()),
+            Attempt::Unreachable { reason } => Signal::Unreachable {
+                lane,
+                reason: reason.clone(),
+            },
+            Attempt::Misconfigured { reason } => Signal::Misconfigured {
+                lane,
+                reason: reason.clone(),
+            },
             Attempt::Deferred { scope, reply } if *scope != Scope::Recipient => Signal::SlowDown {
+                lane,
                 scope: *scope,
                 domain: domain.clone(),
                 reason: reply.clone(),
             },
             Attempt::Accepted { .. } => Signal::Reached {
+                lane,
                 domain: domain.clone(),
                 accepted: true,
             },
             _ => Signal::Reached {
+                lane,
                 domain: domain.clone(),
                 accepted: false,
             },
         };
         let _ = self.signals.send(signal);
-        // A relay or a domain that asks to slow down refused the letter before its message was
-        // complete: it waits in its queue for the lower pace, a few times at most, instead of
-        // for its retry delay.
-        if let Attempt::Deferred { scope, reply } = &attempt
-            && *scope != Scope::Recipient
-            && prepared.held_back < HOLD_BACK_AT_MOST
-        {
-            tracing::debug!(%domain, %reply, "held back for the pace of its {}", scope.as_str());
+        // Nothing reached the person when a relay could not be used, or when a relay or a
+        // domain that asks to slow down refused the letter before its message was complete: it
+        // goes back to the dispatcher (to another relay, or to wait for the lower pace), a few
+        // times at most, instead of waiting for its retry delay.
+        let hand_back = match &attempt {
+            Attempt::Unreachable { .. } | Attempt::Misconfigured { .. } => true,
+            Attempt::Deferred { scope, .. } => *scope != Scope::Recipient,
+            _ => false,
+        };
+        if hand_back && prepared.held_back < HOLD_BACK_AT_MOST {
+            tracing::debug!(%domain, relay = %self.relay_name, "handed back to the dispatcher");
             match self.requeue.send(prepared) {
                 Ok(()) => return None,
-                Err(returned) => {
-                    let prepared = returned.0;
-                    return Some(self.outcome(attempt, prepared));
-                }
+                Err(returned) => return Some(self.outcome(attempt, returned.0)),
             }
+        }
+        if matches!(
+            attempt,
+            Attempt::Accepted { .. }
+                | Attempt::Rejected { .. }
+                | Attempt::Deferred { .. }
+                | Attempt::Unknown { .. }
+        ) {
+            let person = &prepared.claimed.person;
+            let _ = self
+                .relays
+                .send((person.id, person.generation, self.relay_name.clone()));
         }
         Some(self.outcome(attempt, prepared))
     }
@@ -1053,6 +1088,26 @@ async fn write_outcomes(
         ledger::record_outcomes(&pool, run_id, &batch)
             .await
             .context("while recording delivery outcomes")?;
+        batch.clear();
+    }
+    Ok(())
+}
+
+/// Records which relay answered for each letter, in batches, beside the outcomes.
+async fn write_relays(
+    pool: SqlitePool,
+    mut relays: mpsc::UnboundedReceiver<(i64, i64, String)>,
+) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(512);
+    while let Some(first) = relays.recv().await {
+        batch.push(first);
+        while batch.len() < 512 {
+            match relays.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        crate::store::relay::record_relays(&pool, &batch).await?;
         batch.clear();
     }
     Ok(())

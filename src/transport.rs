@@ -50,6 +50,7 @@ pub enum Attempt {
 /// How to reach the relay, shared by every connection worker.
 #[derive(Clone)]
 pub struct Relayer {
+    name: String,
     relay: Relay,
     timeout: Duration,
     credentials: Option<(String, Arc<SecretString>)>,
@@ -93,32 +94,64 @@ pub fn password_from_environment() -> Result<Option<SecretString>, crate::UsageE
 }
 
 impl Relayer {
+    /// The relay of `smtp.url` (the first of the `[[relay]]` entries when there are several).
     pub fn from_config(config: &Config) -> Result<Relayer, crate::UsageError> {
-        let password = password_from_environment()?;
-        let credentials = match (&config.smtp.username, password) {
-            (Some(user), Some(password)) => Some((user.clone(), Arc::new(password))),
-            (Some(_), None) => {
-                return Err(crate::UsageError::new(
-                    "smtp.username is set but BREACHMAIL_SMTP_PASSWORD is not: set the password in the environment",
-                ));
-            }
-            (None, _) => None,
-        };
-        if credentials.is_some() && matches!(config.smtp.relay, Relay::File(_)) {
-            tracing::warn!("smtp.username is set but the transport is file://: no login happens");
-        }
+        Ok(Relayer::all(config)?.remove(0))
+    }
+
+    /// One per relay letters may go through, in the order of the configuration.
+    pub fn all(config: &Config) -> Result<Vec<Relayer>, crate::UsageError> {
         let extra_root = match std::env::var_os("BREACHMAIL_TEST_CA_FILE") {
             Some(path) if cfg!(debug_assertions) => std::fs::read(&path).ok(),
             _ => None,
         };
-        Ok(Relayer {
-            relay: config.smtp.relay.clone(),
-            timeout: config.smtp.timeout,
-            credentials,
-            hello: ClientId::default(),
-            extensions: Extensions::from_environment(),
-            extra_root,
-        })
+        let mut relayers = Vec::new();
+        for entry in &config.relays {
+            let password = match entry.password_variable.as_deref() {
+                Some("BREACHMAIL_SMTP_PASSWORD") | None => password_from_environment()?,
+                Some(variable) => std::env::var(variable)
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(SecretString::from),
+            };
+            let credentials = match (&entry.username, password) {
+                (Some(user), Some(password)) => Some((user.clone(), Arc::new(password))),
+                (Some(_), None) => {
+                    return Err(crate::UsageError::new(format!(
+                        "the relay {} has a username but {} is not set: set the password in the environment",
+                        entry.name,
+                        entry
+                            .password_variable
+                            .as_deref()
+                            .unwrap_or("BREACHMAIL_SMTP_PASSWORD")
+                    )));
+                }
+                (None, _) => None,
+            };
+            if credentials.is_some() && matches!(entry.relay, Relay::File(_)) {
+                tracing::warn!(
+                    "smtp.username is set but the transport is file://: no login happens"
+                );
+            }
+            relayers.push(Relayer {
+                name: entry.name.clone(),
+                relay: entry.relay.clone(),
+                timeout: config.smtp.timeout,
+                credentials,
+                hello: ClientId::default(),
+                extensions: Extensions::from_environment(),
+                extra_root: extra_root.clone(),
+            });
+        }
+        if relayers.is_empty() {
+            return Err(crate::UsageError::new("no relay is configured"));
+        }
+        Ok(relayers)
+    }
+
+    /// How the database names this relay (`host:port`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn relay(&self) -> &Relay {
