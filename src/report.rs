@@ -228,6 +228,7 @@ pub fn render(config: &Config, facts: &ReportFacts) -> String {
     page.push_str(&states_section(status));
     page.push_str(&not_reached_section(status));
     page.push_str(&domains_section(status));
+    page.push_str(&relays_section(status));
     page.push_str(&timeline_section(facts));
     page.push_str(&letters_section(facts));
     let _ = write!(
@@ -555,6 +556,31 @@ fn domains_section(status: &Status) -> String {
     }
     if status.domains.is_empty() {
         out.push_str("<tr><td colspan=\"6\">No e-mail address imported.</td></tr>\n");
+    }
+    out.push_str("</table>\n</section>\n");
+    out
+}
+
+/// Which relay carried how many letters: the regulator may ask who handled the data.
+fn relays_section(status: &Status) -> String {
+    if status.relays.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section>\n<h2>Relays</h2>\n<table>\n<tr><th>relay</th><th class=\"n\">sent</th>\
+         <th class=\"n\">deferred</th><th class=\"n\">failed</th><th class=\"n\">bounced</th></tr>\n",
+    );
+    for relay in &status.relays {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td></tr>",
+            escape_html(&relay.relay),
+            relay.sent,
+            relay.deferred,
+            relay.failed,
+            relay.bounced
+        );
     }
     out.push_str("</table>\n</section>\n");
     out

@@ -32,6 +32,7 @@ use crate::message::{MessageBuilder, Outgoing};
 use crate::pacing::Pace;
 use crate::render::Letters;
 use crate::smtp_reply::Scope;
+use crate::store::relay::Slowed;
 use crate::transport::{Attempt, Relayer};
 use lanes::Lanes;
 
@@ -537,7 +538,20 @@ impl SendJob {
         while let Ok(signal) = signal_receiver.try_recv() {
             note(signal, &mut lanes, &mut dispatcher);
         }
-        dispatcher.log_pacing(&lanes);
+        let slowed = dispatcher.slowed(&lanes);
+        for scope in &slowed {
+            tracing::info!(
+                scope = %scope.scope,
+                name = %scope.name,
+                decreases = scope.decreases,
+                rate_per_s = scope.final_rate.map_or("full".to_owned(), |r| format!("{r:.1}")),
+                reason = scope.reason.as_deref().unwrap_or(""),
+                "slowed during this run"
+            );
+        }
+        crate::store::relay::record_pacing(&self.pool, self.run_id, &slowed)
+            .await
+            .context("while recording what the run slowed down")?;
         // With one relay, a failure since its last success ends the run as unreachable; with
         // several, only when every one of them is down.
         if reason == StopReason::NothingDue && (lanes.lanes.len() == 1 || lanes.all_down()) {
@@ -755,33 +769,28 @@ impl Dispatcher {
         }
     }
 
-    /// Which scopes were slowed during the run, and why: for the summary and `status`.
-    fn slowed<'a>(&'a self, lanes: &'a Lanes) -> Vec<(String, &'a Pace)> {
-        let mut slowed: Vec<(String, &Pace)> = lanes
+    /// Which scopes were slowed during the run, and why: for the log and `status`.
+    fn slowed(&self, lanes: &Lanes) -> Vec<Slowed> {
+        let row = |scope: &str, name: &str, pace: &Pace| Slowed {
+            scope: scope.to_owned(),
+            name: name.to_owned(),
+            decreases: pace.decreases() as i64,
+            final_rate: pace.rate(),
+            reason: pace.reason().map(str::to_owned),
+        };
+        let mut slowed: Vec<Slowed> = lanes
             .slowed()
-            .map(|(name, pace)| (format!("relay {name}"), pace))
+            .map(|(name, pace)| row("relay", name, pace))
             .collect();
-        let mut domains: Vec<_> = self
+        let mut domains: Vec<Slowed> = self
             .domains
             .iter()
             .filter(|(_, d)| d.pace.decreases() > 0)
-            .map(|(name, d)| (name.clone(), &d.pace))
+            .map(|(name, d)| row("domain", name, &d.pace))
             .collect();
-        domains.sort_by(|a, b| a.0.cmp(&b.0));
+        domains.sort_by(|a, b| b.decreases.cmp(&a.decreases).then(a.name.cmp(&b.name)));
         slowed.extend(domains);
         slowed
-    }
-
-    fn log_pacing(&self, lanes: &Lanes) {
-        for (scope, pace) in self.slowed(lanes) {
-            tracing::info!(
-                %scope,
-                decreases = pace.decreases(),
-                rate_per_s = pace.rate().map(|r| format!("{r:.1}")).unwrap_or_else(|| "full".into()),
-                reason = pace.reason().unwrap_or(""),
-                "slowed during this run"
-            );
-        }
     }
 
     /// The next delivery whose domain allows it now, or how long until one does.

@@ -308,3 +308,128 @@ async fn a_relay_that_dies_mid_run_loses_nobody_and_doubles_nobody() {
     );
     assert_eq!(counts.len(), 400);
 }
+
+/// Adds `[[relay]]` entries to the campaign's configuration: (url, weight).
+fn with_relays(campaign: &Campaign, relays: &[(String, u32)]) {
+    let mut text = std::fs::read_to_string(campaign.config()).unwrap();
+    for (url, weight) in relays {
+        text.push_str(&format!(
+            "\n[[relay]]\nurl = \"{url}\"\nweight = {weight}\nmax_connections = 4\n"
+        ));
+    }
+    std::fs::write(campaign.config(), text).unwrap();
+}
+
+/// ref → relay, from the audit export.
+fn relays_in_audit(campaign: &Campaign) -> HashMap<String, String> {
+    let output = campaign.run(&["export", "audit", "--format", "csv"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
+    let header = reader.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (person_ref, relay) = (at("ref"), at("relay"));
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[person_ref].to_owned(), r[relay].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn letters_are_spread_over_relays_by_weight() {
+    let heavy = SmtpServer::start(Script::accept_all()).await;
+    let light = SmtpServer::start(Script::accept_all()).await;
+    let campaign = campaign_for(&heavy, &people(400, "P", "exemple.fr"));
+    with_relays(&campaign, &[(heavy.url(), 3), (light.url(), 1)]);
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(campaign.states().await.values().all(|s| s == "sent"));
+    let (h, l) = (heavy.accepted().len(), light.accepted().len());
+    assert_eq!(h + l, 400);
+    let share = h as f64 / 400.0;
+    assert!(
+        (0.6..=0.9).contains(&share),
+        "{h} and {l} for weights 3 and 1"
+    );
+    // The audit names the relay that took each letter.
+    let heavy_name = format!("127.0.0.1:{}", heavy.port());
+    let relays = relays_in_audit(&campaign);
+    assert_eq!(relays.values().filter(|r| **r == heavy_name).count(), h);
+    let status = campaign.status();
+    assert_eq!(status["relays"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_two_relays_one_killed_mid_run_every_letter_arrives_once() {
+    let dying = SmtpServer::start(Script {
+        latency: Duration::from_millis(5),
+        ..Script::accept_all()
+    })
+    .await;
+    let staying = SmtpServer::start(Script {
+        latency: Duration::from_millis(5),
+        ..Script::accept_all()
+    })
+    .await;
+    let dying_name = format!("127.0.0.1:{}", dying.port());
+    let staying_name = format!("127.0.0.1:{}", staying.port());
+    let campaign = campaign_for(&staying, &people(500, "P", "exemple.fr"));
+    with_relays(&campaign, &[(dying.url(), 1), (staying.url(), 1)]);
+    let send = campaign.spawn(&["send"]);
+    assert!(dying.wait_for_accepted(60, Duration::from_secs(30)).await);
+    let before = dying.outage().await;
+    let output = send.wait_with_output().await.unwrap();
+    // The other relay took the dead one's share: the run ends normally.
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("relay down for this run"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Letters whose message was complete when the relay died may have arrived: they are
+    // deferred as possible duplicates; the next run sends them through the relay that is up.
+    campaign.make_deferred_due().await;
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(campaign.states().await.values().all(|s| s == "sent"));
+
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for message in before.iter().chain(staying.accepted().iter()) {
+        for rcpt in &message.rcpt_to {
+            *counts.entry(rcpt.to_lowercase()).or_default() += 1;
+        }
+    }
+    assert_eq!(counts.len(), 500, "every letter arrived");
+    let pool = campaign.db().await;
+    let flagged: Vec<String> = sqlx::query_scalar(
+        "SELECT lower(d.email) FROM deliveries d WHERE d.possible_duplicate = 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (rcpt, n) in &counts {
+        assert!(
+            *n == 1 || flagged.contains(rcpt),
+            "{rcpt} arrived {n} times without being flagged"
+        );
+    }
+    // The audit names the relay that took each letter: the one that died for those it took.
+    let relays = relays_in_audit(&campaign);
+    assert!(
+        relays
+            .values()
+            .all(|r| *r == dying_name || *r == staying_name)
+    );
+    let taken_by_dying = before
+        .iter()
+        .filter(|m| {
+            let rcpt = m.rcpt_to[0].to_lowercase();
+            counts.get(&rcpt) == Some(&1)
+        })
+        .count();
+    let named_dying = relays.values().filter(|r| **r == dying_name).count();
+    assert_eq!(named_dying, taken_by_dying);
+}

@@ -1,9 +1,9 @@
 //! The relays a run sends through, one lane each: its workers' queue, its free connections, its
 //! own pace and rate, and what its sessions said about it.
 //!
-//! Each letter goes to a relay that is up, has a free connection and whose pace allows it, by
-//! smooth weighted round robin among those (a relay of weight 3 takes three letters for one of
-//! weight 1 while both keep up; a slower one takes what it can). A relay that cannot be reached
+//! Each letter goes to a relay that is up and whose pace allows it, by smooth weighted round
+//! robin among those (a relay of weight 3 takes three letters for one of weight 1), and waits
+//! for a free connection of that relay. A relay that cannot be reached
 //! three times in a row, or refuses the configuration, is down for the rest of the run: the
 //! letters it did not take go back to the dispatcher and to the others, none lost and none
 //! sent twice, since a letter is only ever handed back when its message was not complete.
@@ -132,7 +132,8 @@ impl Lanes {
     }
 
     /// The relay for the next letter, with the connection it will use: None when every relay
-    /// is down.
+    /// is down. The relay is chosen by weight among those whose pace allows a letter now, then
+    /// its next free connection is awaited, so the shares follow the weights.
     pub(super) async fn next(&mut self) -> Option<(usize, OwnedSemaphorePermit)> {
         loop {
             let now = Instant::now();
@@ -142,42 +143,25 @@ impl Lanes {
             if up.is_empty() {
                 return None;
             }
-            let with_free: Vec<usize> = up
-                .iter()
-                .copied()
-                .filter(|&i| self.lanes[i].free.available_permits() > 0)
-                .collect();
-            let ready: Vec<usize> = with_free
+            let ready: Vec<usize> = up
                 .iter()
                 .copied()
                 .filter(|&i| self.lanes[i].pace.wait(now).is_zero())
                 .collect();
-            if let Some(chosen) = self.by_weight(&ready)
-                && let Ok(permit) = self.lanes[chosen].free.clone().try_acquire_owned()
-            {
-                let lane = &mut self.lanes[chosen];
-                if let Some(limiter) = &lane.limiter {
-                    until_ready_precisely(limiter).await;
-                }
-                lane.pace.take(Instant::now());
-                return Some((chosen, permit));
+            let Some(chosen) = self.by_weight(&ready) else {
+                let wait = up.iter().map(|&i| self.lanes[i].pace.wait(now)).min();
+                tokio::time::sleep(wait.unwrap_or_default()).await;
+                continue;
+            };
+            let lane = &mut self.lanes[chosen];
+            let Ok(permit) = lane.free.clone().acquire_owned().await else {
+                return None;
+            };
+            if let Some(limiter) = &lane.limiter {
+                until_ready_precisely(limiter).await;
             }
-            let paced = with_free
-                .iter()
-                .map(|&i| self.lanes[i].pace.wait(now))
-                .filter(|w| !w.is_zero())
-                .min();
-            match paced {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None => {
-                    // Every relay busy: wait for the first connection to come free.
-                    let waits = up
-                        .iter()
-                        .map(|&i| Box::pin(self.lanes[i].free.clone().acquire_owned()));
-                    let (freed, _, _) = futures_util::future::select_all(waits).await;
-                    drop(freed);
-                }
-            }
+            lane.pace.take(Instant::now());
+            return Some((chosen, permit));
         }
     }
 
