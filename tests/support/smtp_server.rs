@@ -467,8 +467,7 @@ impl SmtpServer {
     pub async fn outage(self) -> Vec<Received> {
         let shared = Arc::clone(&self.shared);
         self.shutdown().await;
-        let accepted = shared.lock().accepted.clone();
-        accepted
+        shared.lock().accepted.clone()
     }
 
     /// Stops accepting, closes every open session and the listening socket,
