@@ -119,9 +119,11 @@ pub struct SmtpReply {
 const MAX_TEXT: usize = 500;
 
 /// Wording of "you send too much, too fast" in the replies of the big providers and of the
-/// usual relays (Postfix, Exim, Exchange). Lowercase.
-const RATE_WORDING: [&str; 12] = [
+/// usual relays (Postfix, Exim, Exchange), in English and French. Lowercase.
+const RATE_WORDING: [&str; 14] = [
     "rate",
+    "trop de",
+    "ralenti",
     "too many",
     "too much",
     "too fast",
@@ -221,7 +223,9 @@ impl SmtpReply {
         if self.closes_session() || self.step.is_session() {
             return Scope::Relay;
         }
-        if self.speaks_of(&["connection", "concurrent", "sessions"]) && self.is_transient() {
+        if self.speaks_of(&["connection", "connexion", "concurrent", "sessions"])
+            && self.is_transient()
+        {
             return Scope::Relay;
         }
         if self.is_greylisting() {
