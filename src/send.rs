@@ -31,7 +31,7 @@ use crate::ledger::{self, Claimed, Outcome};
 use crate::message::{MessageBuilder, Outgoing};
 use crate::pacing::Pace;
 use crate::render::Letters;
-use crate::smtp_reply::Scope;
+use crate::smtp_reply::{Scope, SmtpReply, Step};
 use crate::store::relay::Slowed;
 use crate::transport::{Attempt, Relayer};
 use lanes::Lanes;
@@ -1020,7 +1020,7 @@ fn outcome_of(
         Attempt::Rejected { reply } => {
             totals.failed.fetch_add(1, Ordering::Relaxed);
             return Outcome::Failed {
-                smtp_code: reply.get(..3).and_then(|c| c.parse().ok()),
+                smtp_code: recorded_code(&reply),
                 reason: reply,
                 message_id: Some(message.message_id),
                 possible_duplicate: false,
@@ -1046,7 +1046,7 @@ fn outcome_of(
         totals.failed.fetch_add(1, Ordering::Relaxed);
         return Outcome::Failed {
             reason: format!("gave up after {attempts} attempts: {reason}"),
-            smtp_code: reason.get(..3).and_then(|c| c.parse().ok()),
+            smtp_code: recorded_code(&reason),
             message_id: Some(message.message_id),
             possible_duplicate,
         };
@@ -1058,6 +1058,11 @@ fn outcome_of(
         possible_duplicate,
         message_id: message.message_id,
     }
+}
+
+/// The code of a reply as the transport recorded it, read back by the one reply type.
+fn recorded_code(reply: &str) -> Option<i64> {
+    SmtpReply::parse(Step::Message, reply).map(|reply| i64::from(reply.code()))
 }
 
 /// Exponential from `first_delay`, doubling, with jitter, capped at `max_delay`.

@@ -55,7 +55,6 @@ pub struct Relayer {
     timeout: Duration,
     credentials: Option<(String, Arc<SecretString>)>,
     hello: ClientId,
-    extensions: Extensions,
     /// Extra trusted roots, for tests against a local TLS server only.
     extra_root: Option<Vec<u8>>,
 }
@@ -139,7 +138,6 @@ impl Relayer {
                 timeout: config.smtp.timeout,
                 credentials,
                 hello: ClientId::default(),
-                extensions: Extensions::from_environment(),
                 extra_root: extra_root.clone(),
             });
         }
@@ -183,7 +181,7 @@ impl Relayer {
 
     /// Opens a session: TCP (or TLS), EHLO, STARTTLS when offered (required unless loopback),
     /// AUTH (never over plain text to a host that is not loopback).
-    async fn open(&self) -> Result<AsyncSmtpConnection, Attempt> {
+    async fn open(&self) -> Result<Session, Attempt> {
         let unreachable = |reason: String| Attempt::Unreachable { reason };
         let misconfigured = |reason: String| Attempt::Misconfigured { reason };
         let (host, port, implicit_tls) = match &self.relay {
@@ -245,6 +243,8 @@ impl Relayer {
                 )));
             }
         }
+        let (pipelining, chunking) =
+            learn_extensions(self.timeout, &self.hello, &mut session).await;
         if let Some((user, password)) = &self.credentials {
             if !may_log_in(session.is_encrypted(), loopback) {
                 return Err(misconfigured(
@@ -265,7 +265,11 @@ impl Relayer {
                 }
             })?;
         }
-        Ok(session)
+        Ok(Session {
+            smtp: session,
+            pipelining,
+            chunking,
+        })
     }
 }
 
@@ -459,15 +463,7 @@ async fn deliver_over_smtp(
     }
     if session.is_none() {
         match relayer.open().await {
-            Ok(smtp) => {
-                let mut opened = Session {
-                    smtp,
-                    pipelining: false,
-                    chunking: false,
-                };
-                learn_extensions(relayer, &mut opened).await;
-                *session = Some(Box::new(opened));
-            }
+            Ok(opened) => *session = Some(Box::new(opened)),
             Err(attempt) => return attempt,
         }
     }
@@ -499,51 +495,26 @@ async fn deliver_over_smtp(
 }
 
 /// lettre keeps only the extensions it uses; PIPELINING and CHUNKING are read from a second
-/// EHLO (RFC 5321 allows it at any time), once per session. A relay that does not answer it
-/// is used without them.
-async fn learn_extensions(relayer: &Relayer, session: &mut Session) {
-    let Ok(reply) = bounded(
-        relayer.timeout,
-        session.smtp.command(Ehlo::new(relayer.hello.clone())),
-    )
-    .await
-    else {
-        return;
+/// EHLO (RFC 5321 allows it at any time; it is sent before AUTH, so no relay can take it as
+/// the end of the login). A relay that does not answer it is used without them. CHUNKING is
+/// used only with PIPELINING: alone it saves nothing.
+async fn learn_extensions(
+    timeout: Duration,
+    hello: &ClientId,
+    smtp: &mut AsyncSmtpConnection,
+) -> (bool, bool) {
+    let Ok(reply) = bounded(timeout, smtp.command(Ehlo::new(hello.clone()))).await else {
+        return (false, false);
     };
-    for line in reply.message() {
-        let keyword = line.split_whitespace().next().unwrap_or("");
-        if keyword.eq_ignore_ascii_case("PIPELINING") {
-            session.pipelining = true;
-        }
-        if keyword.eq_ignore_ascii_case("CHUNKING") {
-            session.chunking = true;
-        }
-    }
-    session.pipelining &= relayer.extensions.pipelining;
-    session.chunking &= relayer.extensions.chunking && session.pipelining;
-}
-
-/// Whether PIPELINING and CHUNKING may be used when a relay offers them (both by default; the
-/// benchmark turns them off to measure what they bring).
-#[derive(Debug, Clone, Copy)]
-pub struct Extensions {
-    pub pipelining: bool,
-    pub chunking: bool,
-}
-
-impl Extensions {
-    fn from_environment() -> Extensions {
-        let off = std::env::var("BREACHMAIL_TEST_SMTP_EXTENSIONS_OFF").unwrap_or_default();
-        let off = if cfg!(debug_assertions) || !off.is_empty() {
-            off
-        } else {
-            String::new()
-        };
-        Extensions {
-            pipelining: !off.contains("pipelining"),
-            chunking: !off.contains("chunking"),
-        }
-    }
+    let offers = |name: &str| {
+        reply.message().any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|keyword| keyword.eq_ignore_ascii_case(name))
+        })
+    };
+    let pipelining = offers("PIPELINING");
+    (pipelining, pipelining && offers("CHUNKING"))
 }
 
 /// The envelope of one letter, checked, with the MAIL parameters it needs.

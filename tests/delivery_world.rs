@@ -22,9 +22,13 @@ fn people(n: usize, prefix: &str, domain: &str) -> Vec<String> {
         .collect()
 }
 
+/// A campaign pointed at the server; timeouts long enough for a loaded machine, since a
+/// timeout after the message would make a letter a possible duplicate.
 fn campaign_for(server: &SmtpServer, rows: &[String]) -> Campaign {
     let mut campaign = Campaign::with_people(rows);
-    campaign.send_to(&server.url());
+    campaign
+        .send_to(&server.url())
+        .set("BREACHMAIL_SMTP_TIMEOUT", "20s");
     campaign
 }
 
@@ -151,8 +155,9 @@ async fn a_relay_limit_is_followed_and_everyone_is_sent_in_one_run() {
         .await
         .unwrap();
     assert_eq!(attempts, 240);
-    // Followed closely: after the first second (which the relay's own window sets), the pace
-    // stays near the limit instead of collapsing under it.
+    // Followed, not collapsed under: after the first second (which the relay's own window
+    // sets), the pace stays near the limit (the unit tests of `pacing` hold it to 90 %; here
+    // the bound leaves room for a loaded machine).
     let mut times: Vec<Instant> = server.accepted().iter().map(|m| m.at).collect();
     times.sort();
     let first = times[0];
@@ -167,7 +172,7 @@ async fn a_relay_limit_is_followed_and_everyone_is_sent_in_one_run() {
         .as_secs_f64();
     let rate = after_first_second.len() as f64 / span.max(0.001);
     assert!(
-        rate >= 0.7 * f64::from(LIMIT),
+        rate >= 0.5 * f64::from(LIMIT),
         "{rate:.1}/s for a relay that takes {LIMIT}/s"
     );
     // The relay counts in windows of its own: a sliding second may straddle two of them.
@@ -215,9 +220,9 @@ async fn a_domain_that_throttles_slows_only_that_domain() {
     assert!(counts.values().all(|n| *n == 1));
 }
 
-/// The time between two letters on one session to a relay `latency` away, as the relay saw
-/// them arrive, and how many came with BDAT.
-async fn run_through(latency: Duration, chunking: bool, people_count: usize) -> (Duration, usize) {
+/// Round trips a letter on one session to a relay `latency` away (the session's own, from the
+/// greeting to QUIT, counted in), as the relay saw them, and how many letters came with BDAT.
+async fn run_through(latency: Duration, chunking: bool, people_count: usize) -> (f64, usize) {
     let server = SmtpServer::start(Script {
         latency,
         chunking,
@@ -229,28 +234,28 @@ async fn run_through(latency: Duration, chunking: bool, people_count: usize) -> 
     let output = campaign.run_async(&["send"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(campaign.states().await.values().all(|s| s == "sent"));
-    let mut times: Vec<Instant> = server.accepted().iter().map(|m| m.at).collect();
-    assert_eq!(times.len(), people_count);
-    times.sort();
-    let span = times[people_count - 1].duration_since(times[0]);
-    (span / (people_count as u32 - 1), server.bdat_messages())
+    assert_eq!(server.accepted().len(), people_count);
+    assert_eq!(server.connection_attempts(), 1);
+    let per_letter = server.flights() as f64 / people_count as f64;
+    (per_letter, server.bdat_messages())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_far_relay_costs_one_round_trip_a_letter_with_chunking() {
-    let latency = Duration::from_millis(40);
-    // Without PIPELINING a letter costs four round trips (MAIL, RCPT, DATA, the message).
-    let (each, bdat) = run_through(latency, true, 25).await;
-    assert_eq!(bdat, 25, "every letter went with BDAT");
+    // Without PIPELINING a letter costs four round trips (MAIL, RCPT, DATA, the message); the
+    // session adds EHLO twice and QUIT once for all its letters.
+    let latency = Duration::from_millis(5);
+    let (chunked, bdat) = run_through(latency, true, 40).await;
+    assert_eq!(bdat, 40, "every letter went with BDAT");
     assert!(
-        each < latency * 3 / 2,
-        "{each:?} a letter at {latency:?} a round trip"
+        chunked <= 1.1,
+        "{chunked} round trips a letter with CHUNKING"
     );
-    let (each, bdat) = run_through(latency, false, 25).await;
+    let (pipelined, bdat) = run_through(latency, false, 40).await;
     assert_eq!(bdat, 0);
     assert!(
-        each < latency * 5 / 2,
-        "{each:?} a letter at {latency:?} a round trip"
+        (1.9..=2.1).contains(&pipelined),
+        "{pipelined} round trips a letter with PIPELINING"
     );
 }
 
@@ -394,7 +399,15 @@ async fn with_two_relays_one_killed_mid_run_every_letter_arrives_once() {
     campaign.make_deferred_due().await;
     let output = campaign.run_async(&["send"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(campaign.states().await.values().all(|s| s == "sent"));
+    let states = campaign.states().await;
+    assert!(
+        states.values().all(|s| s == "sent"),
+        "{:?}",
+        states
+            .iter()
+            .filter(|(_, s)| *s != "sent")
+            .collect::<Vec<_>>()
+    );
 
     let mut counts: HashMap<String, usize> = HashMap::new();
     for message in before.iter().chain(staying.accepted().iter()) {

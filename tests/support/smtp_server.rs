@@ -233,6 +233,8 @@ struct State {
     domain_limited: usize,
     /// BDAT transactions completed.
     bdat_messages: usize,
+    /// Flights of commands: reads that had to wait for the client, i.e. round trips.
+    flights: usize,
 }
 
 /// Counts one more in a one-second window; false when it is over `limit`.
@@ -385,6 +387,12 @@ impl SmtpServer {
     /// RCPT TO answered 450 by a domain limit.
     pub fn domain_limited(&self) -> usize {
         self.shared.lock().domain_limited
+    }
+
+    /// Round trips: how often the server had read everything the client sent and waited
+    /// for more (a pipelined group is one).
+    pub fn flights(&self) -> usize {
+        self.shared.lock().flights
     }
 
     /// Messages that came with BDAT instead of DATA.
@@ -603,6 +611,9 @@ impl<'a> Session<'a> {
 
     /// A new flight of commands took the configured latency to come and go.
     async fn round_trip(&self, flight_starts: bool) {
+        if flight_starts {
+            self.shared.update(|s| s.flights += 1);
+        }
         let latency = self.shared.script.latency;
         if flight_starts && !latency.is_zero() {
             tokio::time::sleep(latency).await;
