@@ -428,6 +428,13 @@ impl SendJob {
                     lanes.wait_all_free().await?;
                     continue;
                 }
+                // A worker hands a letter back before it frees its connection: one handed back
+                // since the top of this turn is held again, not lost.
+                if let Ok(held_back) = requeue_receiver.try_recv() {
+                    dispatched = dispatched.saturating_sub(1);
+                    dispatcher.hold_again(held_back);
+                    continue;
+                }
                 break StopReason::NothingDue;
             }
             if refill.is_none() && dispatcher.needs_more() && !last_claim_empty {

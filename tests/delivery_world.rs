@@ -139,6 +139,9 @@ async fn a_relay_limit_is_followed_and_everyone_is_sent_in_one_run() {
         stderr(&output)
     );
     assert!(server.relay_limited() > 0, "the limit was reached");
+    let slowed = campaign.status()["slowed"].clone();
+    assert_eq!(slowed[0]["scope"], "relay", "{slowed}");
+    assert_eq!(slowed[0]["name"], format!("127.0.0.1:{}", server.port()));
     // Everyone in one run, once, with one attempt each: a refusal of the relay is not the
     // person's.
     let states = campaign.states().await;
@@ -195,6 +198,20 @@ async fn a_domain_that_throttles_slows_only_that_domain() {
         "the relay was slowed for one domain:\n{log}"
     );
     assert!(server.domain_limited() > 0);
+    // status says what the run slowed, and why: that domain, not the relay.
+    let slowed = campaign.status()["slowed"].clone();
+    let slowed = slowed.as_array().expect("status --json has slowed");
+    assert_eq!(slowed.len(), 1, "{slowed:?}");
+    assert_eq!(slowed[0]["scope"], "domain");
+    assert_eq!(slowed[0]["name"], "lent.fr");
+    assert!(
+        slowed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("450 4.7.28")
+    );
+    let text = support::campaign::stdout(&campaign.run(&["status"]));
+    assert!(text.contains("domain lent.fr"), "{text}");
     let accepted = server.accepted();
     let fast = times_to(&accepted, "@vite.fr");
     let slow = times_to(&accepted, "@lent.fr");
@@ -400,14 +417,24 @@ async fn with_two_relays_one_killed_mid_run_every_letter_arrives_once() {
     let output = campaign.run_async(&["send"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let states = campaign.states().await;
-    assert!(
-        states.values().all(|s| s == "sent"),
-        "{:?}",
-        states
-            .iter()
-            .filter(|(_, s)| *s != "sent")
-            .collect::<Vec<_>>()
-    );
+    for (person_ref, state) in &states {
+        if state != "sent" {
+            let reason: Option<String> = campaign.delivery(person_ref, "last_error").await;
+            let pool = campaign.db().await;
+            let details: Vec<Option<String>> = sqlx::query_scalar(
+                "SELECT e.detail FROM events e JOIN people p ON p.id = e.person_id WHERE p.ref = ? ORDER BY e.id",
+            )
+            .bind(person_ref)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            panic!(
+                "{person_ref} is {state}: {reason:?}, events {:?} {details:?}\n{}",
+                campaign.events(person_ref).await,
+                stderr(&output)
+            );
+        }
+    }
 
     let mut counts: HashMap<String, usize> = HashMap::new();
     for message in before.iter().chain(staying.accepted().iter()) {
