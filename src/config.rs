@@ -41,6 +41,8 @@ pub struct Config {
     pub campaign: Campaign,
     pub sender: Sender,
     pub smtp: Smtp,
+    /// The relays letters go through: the `[[relay]]` entries, or the one of `smtp.url`.
+    pub relays: Vec<RelayEntry>,
     pub rate: Rate,
     pub retry: Retry,
     pub dkim: Option<Dkim>,
@@ -91,6 +93,33 @@ pub struct Smtp {
     pub username: Option<String>,
     pub max_connections: usize,
     pub timeout: Duration,
+}
+
+/// One relay of several (`[[relay]]`), or the only one (`smtp.url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayEntry {
+    /// How the audit, `status` and the report name it: `host:port` (or the outbox folder).
+    pub name: String,
+    pub relay: Relay,
+    pub username: Option<String>,
+    /// The environment variable that holds the password (`BREACHMAIL_SMTP_PASSWORD` for the
+    /// relay of `smtp.url`).
+    pub password_variable: Option<String>,
+    /// Its share of the letters, among the relays that have a free connection.
+    pub weight: u32,
+    pub max_connections: usize,
+    /// Letters per second through this relay; 0: only `rate.per_second` applies.
+    pub per_second: u32,
+}
+
+impl Relay {
+    /// `host:port`, or `file://DIR`: how a relay is named in the database.
+    pub fn name(&self) -> String {
+        match self {
+            Relay::Smtp { host, port } | Relay::Smtps { host, port } => format!("{host}:{port}"),
+            Relay::File(_) => "outbox".to_owned(),
+        }
+    }
 }
 
 /// Where letters go.
@@ -178,6 +207,8 @@ struct FileConfig {
     sender: FileSender,
     #[serde(default)]
     smtp: FileSmtp,
+    #[serde(default)]
+    relay: Vec<FileRelay>,
     #[serde(default)]
     rate: FileRate,
     #[serde(default)]
@@ -283,6 +314,24 @@ impl Default for FileSmtp {
             timeout: "30s".into(),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRelay {
+    url: String,
+    username: Option<String>,
+    /// The name of the environment variable holding the password, never the password.
+    password_variable: Option<String>,
+    #[serde(default = "one")]
+    weight: i64,
+    max_connections: Option<i64>,
+    #[serde(default)]
+    per_second: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 #[derive(Deserialize)]
@@ -530,6 +579,7 @@ impl Config {
             max_connections: max_connections as usize,
             timeout: duration("smtp.timeout", &file.smtp.timeout)?,
         };
+        let relays = relay_entries(&file.relay, &smtp, dir)?;
         let rate = Rate {
             per_second: non_negative("rate.per_second", file.rate.per_second)?,
             per_domain: file
@@ -585,6 +635,7 @@ impl Config {
             campaign,
             sender,
             smtp,
+            relays,
             rate,
             retry,
             dkim,
@@ -683,6 +734,90 @@ fn bounces_settings(file: FileBounces, dir: &Path) -> Result<Bounces, UsageError
     })
 }
 
+/// The `[[relay]]` entries, checked; without any, the relay of `smtp.url`.
+fn relay_entries(
+    entries: &[FileRelay],
+    smtp: &Smtp,
+    dir: &Path,
+) -> Result<Vec<RelayEntry>, UsageError> {
+    if entries.is_empty() {
+        return Ok(vec![RelayEntry {
+            name: smtp.relay.name(),
+            relay: smtp.relay.clone(),
+            username: smtp.username.clone(),
+            password_variable: Some("BREACHMAIL_SMTP_PASSWORD".to_owned()),
+            weight: 1,
+            max_connections: smtp.max_connections,
+            per_second: 0,
+        }]);
+    }
+    let mut relays: Vec<RelayEntry> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let key = |name: &str| format!("relay[{i}].{name}");
+        let relay = relay(&key("url"), &entry.url, dir)?;
+        if matches!(relay, Relay::File(_)) {
+            return Err(key_error(
+                &key("url"),
+                &entry.url,
+                "smtp://HOST:PORT or smtps://HOST:PORT (several relays are SMTP relays)",
+            ));
+        }
+        let weight = entry.weight;
+        if !(1..=1000).contains(&weight) {
+            return Err(key_error(
+                &key("weight"),
+                &weight.to_string(),
+                "a whole number from 1 to 1000",
+            ));
+        }
+        let max_connections = entry.max_connections.unwrap_or(smtp.max_connections as i64);
+        if !(1..=256).contains(&max_connections) {
+            return Err(key_error(
+                &key("max_connections"),
+                &max_connections.to_string(),
+                "a whole number from 1 to 256",
+            ));
+        }
+        let username = entry.username.clone().filter(|u| !u.is_empty());
+        let password_variable = entry.password_variable.clone().filter(|v| !v.is_empty());
+        if username.is_some() && password_variable.is_none() {
+            return Err(UsageError::new(format!(
+                "{}: a username needs password_variable, the name of the environment variable that holds the password",
+                key("username")
+            )));
+        }
+        if let Some(variable) = &password_variable
+            && !variable
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            // Not echoed: someone may have written the password itself here.
+            return Err(UsageError::new(format!(
+                "{} is not valid: expected the NAME of an environment variable (capital letters, digits, _), not the password",
+                key("password_variable")
+            )));
+        }
+        let name = relay.name();
+        if relays.iter().any(|r| r.name == name) {
+            return Err(key_error(
+                &key("url"),
+                &entry.url,
+                "a relay not listed twice",
+            ));
+        }
+        relays.push(RelayEntry {
+            name,
+            relay,
+            username,
+            password_variable,
+            weight: weight as u32,
+            max_connections: max_connections as usize,
+            per_second: non_negative(&key("per_second"), entry.per_second)?,
+        });
+    }
+    Ok(relays)
+}
+
 /// Lays `BREACHMAIL_<SECTION>_<KEY>=value` over the table. A value is read as a TOML value when it
 /// is one (`50`, `{ "orange.fr" = 5 }`, `true`), else as a string.
 fn apply_environment(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), UsageError> {
@@ -690,7 +825,8 @@ fn apply_environment(table: &mut toml::Table, env: &[(String, String)]) -> Resul
         let Some(rest) = name.strip_prefix("BREACHMAIL_") else {
             continue;
         };
-        if NOT_OVERRIDES.contains(&name.as_str()) {
+        // The passwords of `[[relay]]` entries may live in BREACHMAIL_RELAY_* variables.
+        if NOT_OVERRIDES.contains(&name.as_str()) || name.starts_with("BREACHMAIL_RELAY_") {
             continue;
         }
         let rest = rest.to_ascii_lowercase();
@@ -1095,6 +1231,49 @@ mod tests {
     fn the_password_never_appears_in_the_error() {
         let error = load("[smtp]\npassword = \"hunter2\"\n", &[]).unwrap_err();
         assert!(!error.contains("hunter2"));
+    }
+
+    #[test]
+    fn several_relays_are_read_with_their_weights() {
+        let config = load(
+            "[[relay]]\nurl = \"smtp://relay-a.example.fr:587\"\nusername = \"agence\"\npassword_variable = \"BREACHMAIL_RELAY_A_PASSWORD\"\nweight = 3\nmax_connections = 4\n\n[[relay]]\nurl = \"smtps://relay-b.example.fr\"\nper_second = 100\n",
+            &[("BREACHMAIL_RELAY_A_PASSWORD", "not read here")],
+        )
+        .unwrap();
+        assert_eq!(config.relays.len(), 2);
+        assert_eq!(config.relays[0].name, "relay-a.example.fr:587");
+        assert_eq!(config.relays[0].weight, 3);
+        assert_eq!(config.relays[0].max_connections, 4);
+        assert_eq!(config.relays[1].name, "relay-b.example.fr:465");
+        assert_eq!(config.relays[1].weight, 1);
+        assert_eq!(config.relays[1].max_connections, 8);
+        assert_eq!(config.relays[1].per_second, 100);
+        // Without [[relay]], the relay of smtp.url.
+        let config = load("[smtp]\nurl = \"smtp://127.0.0.1:2525\"\n", &[]).unwrap();
+        assert_eq!(config.relays.len(), 1);
+        assert_eq!(config.relays[0].name, "127.0.0.1:2525");
+        for (text, key) in [
+            (
+                "[[relay]]\nurl = \"smtp://a:25\"\nweight = 0\n",
+                "relay[0].weight",
+            ),
+            (
+                "[[relay]]\nurl = \"smtp://a:25\"\nusername = \"u\"\n",
+                "password_variable",
+            ),
+            (
+                "[[relay]]\nurl = \"smtp://a:25\"\npassword_variable = \"hunter2!\"\n",
+                "relay[0].password_variable",
+            ),
+            ("[[relay]]\nurl = \"file://out\"\n", "relay[0].url"),
+            (
+                "[[relay]]\nurl = \"smtp://a:25\"\n[[relay]]\nurl = \"smtp://a:25\"\n",
+                "relay[1].url",
+            ),
+        ] {
+            let error = load(text, &[]).unwrap_err();
+            assert!(error.contains(key), "{text:?} gave {error:?}");
+        }
     }
 
     #[test]

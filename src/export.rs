@@ -63,9 +63,11 @@ pub struct AuditRow {
     pub bounce_diagnostic: Option<String>,
     pub possible_duplicate: bool,
     pub postal_fallback: bool,
+    /// The relay that answered for the letter (`host:port`), when one did.
+    pub relay: Option<String>,
 }
 
-pub const AUDIT_COLUMNS: [&str; 19] = [
+pub const AUDIT_COLUMNS: [&str; 20] = [
     "ref",
     "notice_id",
     "email",
@@ -85,6 +87,7 @@ pub const AUDIT_COLUMNS: [&str; 19] = [
     "bounce_diagnostic",
     "possible_duplicate",
     "postal_fallback",
+    "relay",
 ];
 
 /// One recorded step of one person's timeline.
@@ -118,7 +121,7 @@ const AUDIT_SQL: &str =
     "SELECT p.ref, p.notice_id, COALESCE(d.email, p.email), p.language, d.state,
         d.generation, d.attempts, d.first_attempt_at, d.last_attempt_at, d.sent_at, d.smtp_reply,
         d.message_id, d.letters_fingerprint, d.content_sha256, d.bounced_at, d.bounce_status,
-        d.bounce_diagnostic, d.possible_duplicate
+        d.bounce_diagnostic, d.possible_duplicate, d.relay
      FROM people p LEFT JOIN deliveries d ON d.person_id = p.id ORDER BY p.id";
 
 const EVENTS_SQL: &str =
@@ -163,10 +166,11 @@ impl AuditRow {
             bounce_diagnostic: mask(row.try_get(16)?),
             possible_duplicate: row.try_get::<Option<i64>, _>(17)?.unwrap_or(0) != 0,
             postal_fallback: unreached,
+            relay: row.try_get(18)?,
         })
     }
 
-    fn cells(&self) -> [Cow<'_, str>; 19] {
+    fn cells(&self) -> [Cow<'_, str>; 20] {
         let text = text_cell;
         [
             Cow::from(self.person_ref.as_str()),
@@ -188,6 +192,7 @@ impl AuditRow {
             text(&self.bounce_diagnostic),
             bool_cell(self.possible_duplicate),
             bool_cell(self.postal_fallback),
+            text(&self.relay),
         ]
     }
 }
@@ -467,6 +472,7 @@ mod tests {
             bounce_diagnostic: None,
             possible_duplicate: false,
             postal_fallback: true,
+            relay: None,
         };
         let json = serde_json::to_value(&row).unwrap();
         let keys: Vec<&str> = json

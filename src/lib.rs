@@ -23,6 +23,7 @@ pub mod init;
 pub mod lease;
 pub mod lookup;
 pub mod message;
+pub mod pacing;
 pub mod person;
 pub mod plan;
 pub mod postal;
@@ -33,6 +34,7 @@ pub mod report;
 pub mod resend;
 pub mod schedule;
 pub mod send;
+pub mod smtp_reply;
 pub mod status;
 pub mod store;
 /// The delivery life cycle, from [`store::ledger`]: kept under its old name for the callers.

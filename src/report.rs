@@ -529,6 +529,7 @@ const SECTIONS: &[fn(&Page) -> String] = &[
     not_reached_section,
     domains_section,
     complaints_section,
+    relays_section,
     timeline_section,
     letters_section,
 ];
@@ -1111,6 +1112,32 @@ fn complaints_section(page: &Page) -> String {
             escape_html(&provider.provider),
             provider.complaints,
             provider.matched
+        );
+    }
+    out.push_str("</table>\n</section>\n");
+    out
+}
+
+/// Which relay carried how many letters: the regulator may ask who handled the data.
+fn relays_section(page: &Page) -> String {
+    let status = &page.facts.status;
+    if status.relays.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section>\n<h2>Relays</h2>\n<table>\n<tr><th>relay</th><th class=\"n\">sent</th>\
+         <th class=\"n\">deferred</th><th class=\"n\">failed</th><th class=\"n\">bounced</th></tr>\n",
+    );
+    for relay in &status.relays {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td></tr>",
+            escape_html(&relay.relay),
+            relay.sent,
+            relay.deferred,
+            relay.failed,
+            relay.bounced
         );
     }
     out.push_str("</table>\n</section>\n");

@@ -29,8 +29,12 @@ use crate::config::{Config, Retry};
 use crate::lease::{HEARTBEAT, LEASE_TTL, Lease};
 use crate::ledger::{self, Claimed, Outcome};
 use crate::message::{MessageBuilder, Outgoing};
+use crate::pacing::Pace;
 use crate::render::Letters;
+use crate::smtp_reply::{Scope, SmtpReply, Step};
+use crate::store::relay::Slowed;
 use crate::transport::{Attempt, Relayer};
+use lanes::Lanes;
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
@@ -42,9 +46,15 @@ const MAX_WRITE_STALL: Duration = Duration::from_secs(300);
 /// over: another run may take the lease over once it has expired.
 const LEASE_MARGIN: Duration = Duration::from_secs(15);
 
+mod lanes;
+
 /// After this many connection failures in a row, with no success between them, the relay is
 /// taken as unreachable and the run ends with 75.
 const UNREACHABLE_AFTER: u64 = 3;
+
+/// How often one letter may be held back in a run by a relay or domain asking to slow down;
+/// after that it is deferred like any temporary failure, with its own retry delay.
+const HOLD_BACK_AT_MOST: u32 = 5;
 
 /// What one run did, for the summary line, the runs table and tests.
 #[derive(Debug, Default)]
@@ -164,7 +174,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let letters = Arc::new(Letters::load(config)?);
     let key = crate::db::signing_key(&pool).await?;
     let builder = Arc::new(MessageBuilder::new(config, &key)?);
-    let relayer = Relayer::from_config(config)?;
+    let relayers = Relayer::all(config)?;
     if let Some(exit) = refuse_without_disk(&pool, &config.campaign.database).await? {
         return Ok(exit);
     }
@@ -210,7 +220,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         run_id,
         letters,
         builder,
-        relayer,
+        relayers,
         limit: args.limit,
         deadline: args
             .max_duration
@@ -355,7 +365,7 @@ struct SendJob {
     run_id: i64,
     letters: Arc<Letters>,
     builder: Arc<MessageBuilder>,
-    relayer: Relayer,
+    relayers: Vec<Relayer>,
     limit: Option<u64>,
     deadline: Option<Instant>,
     stop: watch::Receiver<bool>,
@@ -368,6 +378,8 @@ struct SendJob {
 struct Prepared {
     claimed: Claimed,
     message: Outgoing,
+    /// How often a relay or domain that asked to slow down held it back in this run.
+    held_back: u32,
 }
 
 /// The next batch being claimed and prepared: how many were claimed, and their messages.
@@ -379,37 +391,73 @@ struct Job {
     _worker_free: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// What workers tell the dispatcher besides outcomes.
+/// What workers tell the dispatcher besides outcomes, each about the relay of its lane.
 #[derive(Debug)]
 enum Signal {
-    Reached,
-    Unreachable(String),
-    Misconfigured(String),
-    Throttled,
+    /// The relay answered; `accepted` when it took the letter (to the recipient's domain).
+    Reached {
+        lane: usize,
+        domain: String,
+        accepted: bool,
+    },
+    Unreachable {
+        lane: usize,
+        reason: String,
+    },
+    Misconfigured {
+        lane: usize,
+        reason: String,
+    },
+    /// A reply that asks the relay or a domain to slow down (see `smtp_reply::Scope`).
+    SlowDown {
+        lane: usize,
+        scope: Scope,
+        domain: String,
+        reason: String,
+    },
 }
 
-/// What the workers' signals say about the relay, as the dispatcher reads them.
-#[derive(Debug, Default)]
-struct RelayHealth {
-    /// Sessions that could not be opened since the last message the relay took.
-    failures_in_a_row: u64,
-    /// Set once the relay refused the configuration: no retry can help.
-    misconfigured: Option<String>,
-}
-
-impl RelayHealth {
-    /// Takes one signal in; true when the relay asked to slow down.
-    fn note(&mut self, signal: Signal) -> bool {
-        match signal {
-            Signal::Reached => self.failures_in_a_row = 0,
-            Signal::Unreachable(reason) => {
-                self.failures_in_a_row += 1;
-                tracing::warn!(%reason, "relay not reached");
+/// Takes one signal in: the relay's health and pace in its lane, a domain's pace in the
+/// dispatcher.
+fn note(signal: Signal, lanes: &mut Lanes, dispatcher: &mut Dispatcher) {
+    match signal {
+        Signal::Reached {
+            lane,
+            domain,
+            accepted,
+        } => {
+            lanes.reached(lane);
+            if accepted {
+                lanes.lanes[lane].pace.accepted(Instant::now());
+                dispatcher.accepted(&domain);
             }
-            Signal::Misconfigured(reason) => self.misconfigured = Some(reason),
-            Signal::Throttled => return true,
         }
-        false
+        Signal::Unreachable { lane, reason } => lanes.unreachable(lane, &reason),
+        Signal::Misconfigured { lane, reason } => lanes.misconfigured(lane, reason),
+        Signal::SlowDown {
+            lane,
+            scope,
+            domain,
+            reason,
+        } => {
+            lanes.reached(lane);
+            match scope {
+                Scope::Relay => {
+                    let relay = &mut lanes.lanes[lane];
+                    if let Some(rate) = relay.pace.slow_down(Instant::now(), &reason) {
+                        tracing::warn!(
+                            scope = "relay",
+                            relay = %relay.relayer.name(),
+                            rate_per_s = format!("{rate:.1}"),
+                            %reason,
+                            "the relay asks to slow down: lowering the rate of the whole run"
+                        );
+                    }
+                }
+                Scope::Domain => dispatcher.slow_down(&domain, &reason),
+                Scope::Recipient => {}
+            }
+        }
     }
 }
 
@@ -440,11 +488,11 @@ impl SendJob {
     }
 
     async fn run(self) -> anyhow::Result<(StopReason, Arc<RunTotals>)> {
-        let workers = self.config.smtp.max_connections;
-        let (job_sender, job_receiver) = mpsc::channel::<Job>(workers);
-        let job_receiver = Arc::new(Mutex::new(job_receiver));
+        let mut lanes = Lanes::new(self.relayers.clone(), &self.config, Instant::now());
         let (outcome_sender, outcome_receiver) = mpsc::channel::<(i64, i64, Outcome)>(4096);
         let (signal_sender, mut signal_receiver) = mpsc::unbounded_channel::<Signal>();
+        let (requeue_sender, mut requeue_receiver) = mpsc::unbounded_channel::<Prepared>();
+        let workers: usize = (0..lanes.lanes.len()).map(|l| lanes.connections(l)).sum();
         let (mark_sender, mark_receiver) = mpsc::channel::<HandOver>(workers.max(1) * 2);
         // Set when claimed work must be given back instead of sent.
         let draining = Arc::new(AtomicBool::new(false));
@@ -458,14 +506,22 @@ impl SendJob {
         ));
         let mut halted = self.halt.subscribe();
         let global = NonZeroU32::new(self.config.rate.per_second).map(limiter);
-        let free_workers = Arc::new(tokio::sync::Semaphore::new(workers));
+        let (relay_sender, relay_receiver) = mpsc::unbounded_channel::<(i64, i64, String)>();
+        let relay_writer = tokio::spawn(write_relays(self.pool.clone(), relay_receiver));
         let mut worker_handles = Vec::new();
-        for _ in 0..workers {
+        for (lane, worker) in (0..lanes.lanes.len())
+            .flat_map(|lane| (0..lanes.connections(lane)).map(move |_| lane))
+            .map(|lane| (lane, &lanes.lanes[lane]))
+        {
             let worker = Worker {
-                connection: self.relayer.connection(),
-                jobs: job_receiver.clone(),
+                lane,
+                relay_name: worker.relayer.name().to_owned(),
+                relays: relay_sender.clone(),
+                connection: worker.relayer.connection(),
+                jobs: worker.receiver.clone(),
                 outcomes: outcome_sender.clone(),
                 signals: signal_sender.clone(),
+                requeue: requeue_sender.clone(),
                 fingerprint: self.letters.fingerprint().to_owned(),
                 retry: self.config.retry.clone(),
                 draining: draining.clone(),
@@ -478,28 +534,34 @@ impl SendJob {
         }
         drop(signal_sender);
         drop(mark_sender);
+        drop(requeue_sender);
+        drop(relay_sender);
         // A claim or preparation that failed for a reason other than a busy database: returned
         // once what is in flight has been recorded.
         let mut failure: Option<anyhow::Error> = None;
 
         let mut dispatcher = Dispatcher::new(&self.config);
         let mut dispatched: u64 = 0;
-        let mut health = RelayHealth::default();
         let mut progress = Progress::new(&self.pool).await;
         let mut stop = self.stop.clone();
         let mut refill: Option<Refill> = None;
         let mut last_claim_empty = false;
         let reason = loop {
             while let Ok(signal) = signal_receiver.try_recv() {
-                if health.note(signal) {
-                    dispatcher.pacer.slow_down();
+                note(signal, &mut lanes, &mut dispatcher);
+            }
+            // Letters the relay or their domain asked to hold: back in their queue, to go when
+            // the pace allows, without an attempt counted.
+            while let Ok(held_back) = requeue_receiver.try_recv() {
+                dispatched = dispatched.saturating_sub(1);
+                dispatcher.hold_again(held_back);
+            }
+            if lanes.all_down() {
+                // The relays that refused the configuration say more than the unreachable ones.
+                if let Some(reason) = lanes.first_misconfigured() {
+                    tracing::error!(%reason, "stopping: the relay cannot be used as configured");
+                    break StopReason::Misconfigured;
                 }
-            }
-            if let Some(reason) = &health.misconfigured {
-                tracing::error!(%reason, "stopping: the relay cannot be used as configured");
-                break StopReason::Misconfigured;
-            }
-            if health.failures_in_a_row >= UNREACHABLE_AFTER {
                 break StopReason::Unreachable;
             }
             match *halted.borrow() {
@@ -550,6 +612,19 @@ impl SendJob {
                 }
             }
             if refill.is_none() && dispatcher.held() == 0 && last_claim_empty {
+                // A letter in flight may still come back, held back by its relay or domain:
+                // nothing is due only once every worker is free.
+                if !lanes.all_free() {
+                    lanes.wait_all_free().await?;
+                    continue;
+                }
+                // A worker hands a letter back before it frees its connection: one handed back
+                // since the top of this turn is held again, not lost.
+                if let Ok(held_back) = requeue_receiver.try_recv() {
+                    dispatched = dispatched.saturating_sub(1);
+                    dispatcher.hold_again(held_back);
+                    continue;
+                }
                 break StopReason::NothingDue;
             }
             if refill.is_none() && dispatcher.needs_more() && !last_claim_empty {
@@ -581,37 +656,41 @@ impl SendJob {
                 }
                 Pick::Empty => continue,
             };
-            // A free worker first, then the global ceiling: the message leaves the moment the
-            // limiter allows it, so the relay sees the configured spacing.
-            // Waiting for a worker watches the stop signal and the halt, so neither a stuck relay
-            // nor a failed writer can hold the run here.
-            let worker_free = tokio::select! {
-                permit = free_workers.clone().acquire_owned() => permit.context("the send workers stopped")?,
+            // A relay with a free worker (by weight, at its own pace) first, then the global
+            // ceiling: the message leaves the moment the limiter allows it, so the relay sees
+            // the configured spacing. Waiting for a worker watches the stop signal and the halt,
+            // so neither a stuck relay nor a failed writer can hold the run here.
+            let next = tokio::select! {
+                next = lanes.next() => next,
                 _ = stop.changed() => {
-                    dispatcher.hold(vec![prepared]);
+                    dispatcher.hold_again(prepared);
                     continue;
                 }
                 _ = halted.changed() => {
-                    dispatcher.hold(vec![prepared]);
+                    dispatcher.hold_again(prepared);
                     continue;
                 }
+            };
+            let Some((lane, worker_free)) = next else {
+                // Every relay went down while this letter waited: given back below.
+                dispatcher.hold_again(prepared);
+                continue;
             };
             if let Some(global) = &global {
                 until_ready_precisely(global).await;
             }
-            dispatcher.pacer.wait().await;
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 // The wait ran past the deadline (a sending window's end): hold the letter
                 // back, to be given back below, rather than let it leave late.
-                dispatcher.hold(vec![prepared]);
+                dispatcher.hold_again(prepared);
                 continue;
             }
             let job = Job {
                 prepared,
                 _worker_free: worker_free,
             };
-            if let Err(unsent) = job_sender.send(job).await {
-                dispatcher.hold(vec![unsent.0.prepared]);
+            if let Err(unsent) = lanes.lanes[lane].jobs.send(job).await {
+                dispatcher.hold_again(unsent.0.prepared);
                 failure = Some(anyhow::anyhow!("every send worker stopped"));
                 break StopReason::WriterFailed;
             }
@@ -645,14 +724,37 @@ impl SendJob {
                 .ok();
             self.totals.released.fetch_add(1, Ordering::Relaxed);
         }
-        drop(job_sender);
+        for lane in &mut lanes.lanes {
+            // Closing each lane's queue lets its workers end.
+            let (closed, _) = mpsc::channel(1);
+            drop(std::mem::replace(&mut lane.jobs, closed));
+        }
         for handle in worker_handles {
             if let Err(error) = handle.await {
                 tracing::error!(%error, "a send worker failed");
             }
         }
+        // Held back by the last replies, after the dispatch ended: given back too.
+        while let Ok(prepared) = requeue_receiver.try_recv() {
+            let person = &prepared.claimed.person;
+            outcome_sender
+                .send((
+                    person.id,
+                    person.generation,
+                    Outcome::Released {
+                        reason: format!("not attempted: {}", describe(reason)),
+                    },
+                ))
+                .await
+                .ok();
+            self.totals.released.fetch_add(1, Ordering::Relaxed);
+        }
         drop(outcome_sender);
         writer.await.context("the outcome writer failed")??;
+        relay_writer
+            .await
+            .context("the relay writer failed")?
+            .context("while recording which relay took each letter")?;
         if let Some(error) = failure {
             return Err(error);
         }
@@ -664,13 +766,29 @@ impl SendJob {
         // success was not reached, even when fewer people were due than it takes to notice.
         let mut reason = reason;
         while let Ok(signal) = signal_receiver.try_recv() {
-            health.note(signal);
+            note(signal, &mut lanes, &mut dispatcher);
         }
-        if reason == StopReason::NothingDue {
-            if let Some(why) = &health.misconfigured {
+        let slowed = dispatcher.slowed(&lanes);
+        for scope in &slowed {
+            tracing::info!(
+                scope = %scope.scope,
+                name = %scope.name,
+                decreases = scope.decreases,
+                rate_per_s = scope.final_rate.map_or("full".to_owned(), |r| format!("{r:.1}")),
+                reason = scope.reason.as_deref().unwrap_or(""),
+                "slowed during this run"
+            );
+        }
+        crate::store::relay::record_pacing(&self.pool, self.run_id, &slowed)
+            .await
+            .context("while recording what the run slowed down")?;
+        // With one relay, a failure since its last success ends the run as unreachable; with
+        // several, only when every one of them is down.
+        if reason == StopReason::NothingDue && (lanes.lanes.len() == 1 || lanes.all_down()) {
+            if let Some(why) = lanes.first_misconfigured() {
                 tracing::error!(reason = %why, "the relay cannot be used as configured");
                 reason = StopReason::Misconfigured;
-            } else if health.failures_in_a_row > 0 {
+            } else if lanes.any_failing() {
                 reason = StopReason::Unreachable;
             }
         }
@@ -723,7 +841,11 @@ async fn prepare(
     for task in tasks {
         for (claimed, built) in task.await.context("a rendering task failed")? {
             match built {
-                Ok(message) => prepared.push(Prepared { claimed, message }),
+                Ok(message) => prepared.push(Prepared {
+                    claimed,
+                    message,
+                    held_back: 0,
+                }),
                 Err(error) => {
                     let person = &claimed.person;
                     tracing::error!(person = %person.person_ref, %error, "the letter did not render");
@@ -743,33 +865,63 @@ async fn prepare(
     Ok(prepared)
 }
 
-/// Holds claimed deliveries until the rate limiters let them go.
+/// Holds claimed deliveries until the rate limiters and the pace of their scope let them go.
 struct Dispatcher {
-    domains: HashMap<String, (Limiter, VecDeque<Prepared>, usize)>,
+    domains: HashMap<String, DomainQueue>,
     general: VecDeque<Prepared>,
     batch: i64,
-    pacer: Pacer,
+}
+
+/// The letters of one domain that has a rate of its own (`rate.per_domain`) or that asked to
+/// slow down during this run.
+struct DomainQueue {
+    limiter: Option<Limiter>,
+    ceiling: u32,
+    pace: Pace,
+    queue: VecDeque<Prepared>,
+}
+
+impl DomainQueue {
+    fn new(ceiling: u32, now: Instant) -> DomainQueue {
+        DomainQueue {
+            limiter: NonZeroU32::new(ceiling).map(limiter),
+            ceiling,
+            pace: Pace::new(ceiling, now),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// At most two seconds' worth held (four at least); as many as a batch while not limited.
+    fn cap(&self, batch: usize) -> usize {
+        let rate = match (self.pace.rate(), self.ceiling) {
+            (Some(rate), _) => rate,
+            (None, 0) => return batch,
+            (None, ceiling) => f64::from(ceiling),
+        };
+        ((rate * 2.0) as usize).max(4)
+    }
 }
 
 impl Dispatcher {
     fn new(config: &Config) -> Dispatcher {
-        let per_second = config.rate.per_second;
+        let now = Instant::now();
         let domains = config
             .rate
             .per_domain
             .iter()
-            .filter_map(|(domain, rate)| {
-                let rate = NonZeroU32::new(*rate)?;
-                // Hold at most two seconds' worth per throttled domain.
-                let cap = (rate.get() as usize * 2).max(4);
-                Some((domain.clone(), (limiter(rate), VecDeque::new(), cap)))
-            })
+            .filter(|(_, rate)| **rate > 0)
+            .map(|(domain, rate)| (domain.clone(), DomainQueue::new(*rate, now)))
             .collect();
         Dispatcher {
             domains,
             general: VecDeque::new(),
-            batch: (config.smtp.max_connections as i64 * 32).clamp(64, 1000),
-            pacer: Pacer::new(per_second),
+            batch: (config
+                .relays
+                .iter()
+                .map(|r| r.max_connections)
+                .sum::<usize>() as i64
+                * 32)
+                .clamp(64, 1000),
         }
     }
 
@@ -778,12 +930,7 @@ impl Dispatcher {
     }
 
     fn held(&self) -> usize {
-        self.general.len()
-            + self
-                .domains
-                .values()
-                .map(|(_, q, _)| q.len())
-                .sum::<usize>()
+        self.general.len() + self.domains.values().map(|d| d.queue.len()).sum::<usize>()
     }
 
     fn needs_more(&self) -> bool {
@@ -792,9 +939,10 @@ impl Dispatcher {
 
     /// Domains whose queue is full: the next claim leaves their people in the database.
     fn full_domains(&self) -> Vec<String> {
+        let batch = self.batch as usize;
         self.domains
             .iter()
-            .filter(|(_, (_, queue, cap))| queue.len() >= *cap)
+            .filter(|(_, d)| d.queue.len() >= d.cap(batch))
             .map(|(domain, _)| domain.clone())
             .collect()
     }
@@ -802,31 +950,111 @@ impl Dispatcher {
     fn hold(&mut self, prepared: Vec<Prepared>) {
         for item in prepared {
             match self.domains.get_mut(&item.claimed.email_domain) {
-                Some((_, queue, _)) => queue.push_back(item),
+                Some(domain) => domain.queue.push_back(item),
                 None => self.general.push_back(item),
             }
         }
     }
 
-    /// The next delivery whose domain limiter allows it now, or how long until one does.
+    /// A letter held back by its relay or domain goes behind those already waiting: the same
+    /// letter tried again at once would meet the same refusal, within the same window.
+    fn hold_again(&mut self, mut item: Prepared) {
+        item.held_back += 1;
+        match self.domains.get_mut(&item.claimed.email_domain) {
+            Some(domain) => domain.queue.push_back(item),
+            None => self.general.push_back(item),
+        }
+    }
+
+    /// The relay took a letter to this domain: its pace may give a step back.
+    fn accepted(&mut self, domain: &str) {
+        if let Some(domain) = self.domains.get_mut(domain) {
+            domain.pace.accepted(Instant::now());
+        }
+    }
+
+    /// Slows a domain that asked for it, once per window, and only that domain.
+    fn slow_down(&mut self, domain: &str, reason: &str) {
+        let now = Instant::now();
+        if !self.domains.contains_key(domain) {
+            // Its letters held so far move to a queue of their own.
+            let mut queue = DomainQueue::new(0, now);
+            let (theirs, others) = std::mem::take(&mut self.general)
+                .into_iter()
+                .partition(|p| p.claimed.email_domain == domain);
+            queue.queue = theirs;
+            self.general = others;
+            self.domains.insert(domain.to_owned(), queue);
+        }
+        if let Some(queue) = self.domains.get_mut(domain)
+            && let Some(rate) = queue.pace.slow_down(now, reason)
+        {
+            tracing::warn!(
+                scope = "domain",
+                %domain,
+                rate_per_s = format!("{rate:.1}"),
+                %reason,
+                "a domain asks to slow down: lowering its rate only"
+            );
+        }
+    }
+
+    /// Which scopes were slowed during the run, and why: for the log and `status`.
+    fn slowed(&self, lanes: &Lanes) -> Vec<Slowed> {
+        let row = |scope: &str, name: &str, pace: &Pace| Slowed {
+            scope: scope.to_owned(),
+            name: name.to_owned(),
+            decreases: pace.decreases() as i64,
+            final_rate: pace.rate(),
+            reason: pace.reason().map(str::to_owned),
+        };
+        let mut slowed: Vec<Slowed> = lanes
+            .slowed()
+            .map(|(name, pace)| row("relay", name, pace))
+            .collect();
+        let mut domains: Vec<Slowed> = self
+            .domains
+            .iter()
+            .filter(|(_, d)| d.pace.decreases() > 0)
+            .map(|(name, d)| row("domain", name, &d.pace))
+            .collect();
+        domains.sort_by(|a, b| b.decreases.cmp(&a.decreases).then(a.name.cmp(&b.name)));
+        slowed.extend(domains);
+        slowed
+    }
+
+    /// The next delivery whose domain allows it now, or how long until one does.
     fn pick(&mut self) -> Pick {
+        let now = Instant::now();
         let mut earliest: Option<Duration> = None;
-        for (limiter, queue, _) in self.domains.values_mut() {
-            if queue.is_empty() {
+        let mut wait_at_least = |wait: Duration| {
+            earliest = Some(earliest.map_or(wait, |e: Duration| e.min(wait)));
+        };
+        for domain in self.domains.values_mut() {
+            if domain.queue.is_empty() {
                 continue;
             }
-            match limiter.check() {
+            let paced = domain.pace.wait(now);
+            if !paced.is_zero() {
+                wait_at_least(paced);
+                continue;
+            }
+            let allowed = match &domain.limiter {
+                None => Ok(()),
+                Some(limiter) => limiter.check().map_err(|not_until| {
+                    not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ))
+                }),
+            };
+            match allowed {
                 Ok(()) => {
-                    if let Some(item) = queue.pop_front() {
+                    if let Some(item) = domain.queue.pop_front() {
+                        domain.pace.take(now);
                         return Pick::Ready(Box::new(item));
                     }
                 }
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                        &governor::clock::DefaultClock::default(),
-                    ));
-                    earliest = Some(earliest.map_or(wait, |e: Duration| e.min(wait)));
-                }
+                Err(wait) => wait_at_least(wait),
             }
         }
         if let Some(item) = self.general.pop_front() {
@@ -837,8 +1065,8 @@ impl Dispatcher {
 
     fn drain(&mut self) -> Vec<Prepared> {
         let mut all: Vec<Prepared> = self.general.drain(..).collect();
-        for (_, queue, _) in self.domains.values_mut() {
-            all.extend(queue.drain(..));
+        for domain in self.domains.values_mut() {
+            all.extend(domain.queue.drain(..));
         }
         all
     }
@@ -874,64 +1102,19 @@ async fn until_ready_precisely(limiter: &Limiter) {
     }
 }
 
-/// Slows the whole run down when the relay says so (421, 4.7.x), and recovers gradually:
-/// each throttle halves the pace, each quiet ten seconds gives back a quarter.
-struct Pacer {
-    base_interval: Duration,
-    interval: Option<Duration>,
-    next: Instant,
-    last_change: Instant,
-}
-
-impl Pacer {
-    fn new(per_second: u32) -> Pacer {
-        let base_interval = if per_second == 0 {
-            Duration::from_millis(5)
-        } else {
-            Duration::from_secs_f64(1.0 / per_second as f64)
-        };
-        Pacer {
-            base_interval,
-            interval: None,
-            next: Instant::now(),
-            last_change: Instant::now(),
-        }
-    }
-
-    fn slow_down(&mut self) {
-        let current = self.interval.unwrap_or(self.base_interval);
-        let slower = (current * 2).min(Duration::from_secs(10));
-        tracing::warn!(
-            interval_ms = slower.as_millis() as u64,
-            "the relay asks to slow down: lowering the rate"
-        );
-        self.interval = Some(slower);
-        self.last_change = Instant::now();
-    }
-
-    async fn wait(&mut self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        if self.last_change.elapsed() >= Duration::from_secs(10) {
-            let faster = interval.mul_f64(0.75);
-            self.interval = (faster > self.base_interval).then_some(faster);
-            self.last_change = Instant::now();
-        }
-        let now = Instant::now();
-        if self.next > now {
-            tokio::time::sleep_until(self.next.into()).await;
-        }
-        self.next = Instant::now() + self.interval.unwrap_or(Duration::ZERO);
-    }
-}
-
 /// One relay session: builds each message and hands it over.
 struct Worker {
+    /// The relay this worker's session goes to.
+    lane: usize,
+    relay_name: String,
+    /// Which relay answered for each letter, to the database.
+    relays: mpsc::UnboundedSender<(i64, i64, String)>,
     connection: crate::transport::Connection,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     outcomes: mpsc::Sender<(i64, i64, Outcome)>,
     signals: mpsc::UnboundedSender<Signal>,
+    /// Letters held back by a relay or domain that asked to slow down, back to the dispatcher.
+    requeue: mpsc::UnboundedSender<Prepared>,
     fingerprint: String,
     retry: Retry,
     draining: Arc<AtomicBool>,
@@ -968,6 +1151,8 @@ impl Worker {
         self.connection.close().await;
     }
 
+    /// The outcome to record, or None when the letter went back to the dispatcher to wait for
+    /// the pace of its scope (nothing reached the recipient; no attempt is counted).
     async fn attempt(&mut self, prepared: Prepared) -> Option<Outcome> {
         if self.draining.load(Ordering::Relaxed) {
             self.totals.released.fetch_add(1, Ordering::Relaxed);
@@ -979,21 +1164,75 @@ impl Worker {
             return None;
         }
         let attempt = self.connection.deliver(&prepared.message).await;
+        let domain = prepared.claimed.email_domain.clone();
+        let lane = self.lane;
         let signal = match &attempt {
-            Attempt::Unreachable { reason } => Signal::Unreachable(reason.clone()),
-            Attempt::Misconfigured { reason } => Signal::Misconfigured(reason.clone()),
-            Attempt::Deferred { throttle: true, .. } => Signal::Throttled,
-            _ => Signal::Reached,
+            Attempt::Unreachable { reason } => Signal::Unreachable {
+                lane,
+                reason: reason.clone(),
+            },
+            Attempt::Misconfigured { reason } => Signal::Misconfigured {
+                lane,
+                reason: reason.clone(),
+            },
+            Attempt::Deferred { scope, reply } if *scope != Scope::Recipient => Signal::SlowDown {
+                lane,
+                scope: *scope,
+                domain: domain.clone(),
+                reason: reply.clone(),
+            },
+            Attempt::Accepted { .. } => Signal::Reached {
+                lane,
+                domain: domain.clone(),
+                accepted: true,
+            },
+            _ => Signal::Reached {
+                lane,
+                domain: domain.clone(),
+                accepted: false,
+            },
         };
         let _ = self.signals.send(signal);
-        Some(outcome_of(
+        // Nothing reached the person when a relay could not be used, or when a relay or a
+        // domain that asks to slow down refused the letter before its message was complete: it
+        // goes back to the dispatcher (to another relay, or to wait for the lower pace), a few
+        // times at most, instead of waiting for its retry delay.
+        let hand_back = match &attempt {
+            Attempt::Unreachable { .. } | Attempt::Misconfigured { .. } => true,
+            Attempt::Deferred { scope, .. } => *scope != Scope::Recipient,
+            _ => false,
+        };
+        if hand_back && prepared.held_back < HOLD_BACK_AT_MOST {
+            tracing::debug!(%domain, relay = %self.relay_name, "handed back to the dispatcher");
+            match self.requeue.send(prepared) {
+                Ok(()) => return None,
+                Err(returned) => return Some(self.outcome(attempt, returned.0)),
+            }
+        }
+        if matches!(
+            attempt,
+            Attempt::Accepted { .. }
+                | Attempt::Rejected { .. }
+                | Attempt::Deferred { .. }
+                | Attempt::Unknown { .. }
+        ) {
+            let person = &prepared.claimed.person;
+            let _ = self
+                .relays
+                .send((person.id, person.generation, self.relay_name.clone()));
+        }
+        Some(self.outcome(attempt, prepared))
+    }
+
+    fn outcome(&self, attempt: Attempt, prepared: Prepared) -> Outcome {
+        outcome_of(
             attempt,
             &prepared.claimed,
             prepared.message,
             self.fingerprint.clone(),
             &self.retry,
             &self.totals,
-        ))
+        )
     }
 
     /// The last check before a letter goes: the run is not halted, its lease has not lapsed,
@@ -1056,7 +1295,7 @@ fn outcome_of(
         Attempt::Rejected { reply } => {
             totals.failed.fetch_add(1, Ordering::Relaxed);
             return Outcome::Failed {
-                smtp_code: reply.get(..3).and_then(|c| c.parse().ok()),
+                smtp_code: recorded_code(&reply),
                 reason: reply,
                 message_id: Some(message.message_id),
                 possible_duplicate: false,
@@ -1082,7 +1321,7 @@ fn outcome_of(
         totals.failed.fetch_add(1, Ordering::Relaxed);
         return Outcome::Failed {
             reason: format!("gave up after {attempts} attempts: {reason}"),
-            smtp_code: reason.get(..3).and_then(|c| c.parse().ok()),
+            smtp_code: recorded_code(&reason),
             message_id: Some(message.message_id),
             possible_duplicate,
         };
@@ -1094,6 +1333,11 @@ fn outcome_of(
         possible_duplicate,
         message_id: message.message_id,
     }
+}
+
+/// The code of a reply as the transport recorded it, read back by the one reply type.
+fn recorded_code(reply: &str) -> Option<i64> {
+    SmtpReply::parse(Step::Message, reply).map(|reply| i64::from(reply.code()))
 }
 
 /// Exponential from `first_delay`, doubling, with jitter, capped at `max_delay`.
@@ -1239,6 +1483,38 @@ async fn write_once(
     };
     tx.commit().await?;
     Ok((lost, stale))
+}
+
+/// Records which relay answered for each letter, in batches, beside the outcomes.
+async fn write_relays(
+    pool: SqlitePool,
+    mut relays: mpsc::UnboundedReceiver<(i64, i64, String)>,
+) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(512);
+    while let Some(first) = relays.recv().await {
+        batch.push(first);
+        while batch.len() < 512 {
+            match relays.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        // Evidence beside the outcomes: a locked database is waited for, as for the outcomes.
+        let started = Instant::now();
+        loop {
+            match crate::store::relay::record_relays(&pool, &batch).await {
+                Ok(()) => break,
+                Err(error)
+                    if crate::db::is_busy(&error) && started.elapsed() < MAX_WRITE_STALL =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        batch.clear();
+    }
+    Ok(())
 }
 
 /// What the operator sees while a run goes: a progress bar with the rate and the time left on a

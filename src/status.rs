@@ -32,6 +32,10 @@ pub struct Status {
     /// Why letters failed or wait for a retry, grouped after taking out addresses and queue ids.
     pub top_errors: Vec<ErrorReason>,
     pub domains: Vec<DomainCounts>,
+    /// What each relay answered for (`deliveries.relay`).
+    pub relays: Vec<crate::store::relay::RelayCounts>,
+    /// What the last send run slowed down, and why.
+    pub slowed: Vec<crate::store::relay::Slowed>,
     pub not_reached: NotReached,
     pub estimated_finish: Option<EstimatedFinish>,
     pub notify_by_warning: Option<String>,
@@ -248,6 +252,8 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         .await?,
     };
     let domains = top_domains(&mut *conn, DOMAINS_SHOWN).await?;
+    let relays = crate::store::relay::counts_by_relay(&mut *conn).await?;
+    let slowed = crate::store::relay::slowed_in_last_run(&mut *conn).await?;
     Ok(Status {
         total: reconciliation.people,
         states,
@@ -256,6 +262,8 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         runs,
         top_errors,
         domains,
+        relays,
+        slowed,
         not_reached,
         estimated_finish: None,
         notify_by_warning: None,
@@ -637,6 +645,38 @@ pub fn render_table(status: &Status) -> String {
                 domain.deferred,
                 domain.failed,
                 domain.bounced
+            ));
+        }
+    }
+    if !status.relays.is_empty() {
+        line(String::new());
+        line(format!(
+            "{:<32} {:>8} {:>8} {:>8} {:>8}",
+            "relays", "sent", "deferred", "failed", "bounced"
+        ));
+        for relay in &status.relays {
+            line(format!(
+                "  {:<30} {:>8} {:>8} {:>8} {:>8}",
+                relay.relay, relay.sent, relay.deferred, relay.failed, relay.bounced
+            ));
+        }
+    }
+    if !status.slowed.is_empty() {
+        line(String::new());
+        line("slowed in the last send run".to_owned());
+        for slowed in &status.slowed {
+            let rate = slowed
+                .final_rate
+                .map_or("back to full rate".to_owned(), |r| {
+                    format!("ended at {r:.1}/s")
+                });
+            line(format!(
+                "  {} {}: {} times, {}; last: {}",
+                slowed.scope,
+                slowed.name,
+                slowed.decreases,
+                rate,
+                slowed.reason.as_deref().unwrap_or("")
             ));
         }
     }

@@ -11,16 +11,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, Relay};
+use crate::smtp_reply::{Scope, SmtpReply, Step};
 
 pub use crate::message::Outgoing;
+
+mod readable;
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +32,9 @@ pub enum Attempt {
     /// 4xx, or the connection broke before the final dot: try again later.
     Deferred {
         reply: String,
-        /// The relay asked us to slow down (421, 4.7.x, rate wording).
-        throttle: bool,
+        /// Whom it concerns: this recipient only, its domain, or the relay (which also covers
+        /// a session that broke before the message was complete).
+        scope: Scope,
     },
     /// 5xx: the relay will never take it.
     Rejected { reply: String },
@@ -47,6 +50,7 @@ pub enum Attempt {
 /// How to reach the relay, shared by every connection worker.
 #[derive(Clone)]
 pub struct Relayer {
+    name: String,
     relay: Relay,
     timeout: Duration,
     credentials: Option<(String, Arc<SecretString>)>,
@@ -89,31 +93,63 @@ pub fn password_from_environment() -> Result<Option<SecretString>, crate::UsageE
 }
 
 impl Relayer {
+    /// The relay of `smtp.url` (the first of the `[[relay]]` entries when there are several).
     pub fn from_config(config: &Config) -> Result<Relayer, crate::UsageError> {
-        let password = password_from_environment()?;
-        let credentials = match (&config.smtp.username, password) {
-            (Some(user), Some(password)) => Some((user.clone(), Arc::new(password))),
-            (Some(_), None) => {
-                return Err(crate::UsageError::new(
-                    "smtp.username is set but BREACHMAIL_SMTP_PASSWORD is not: set the password in the environment",
-                ));
-            }
-            (None, _) => None,
-        };
-        if credentials.is_some() && matches!(config.smtp.relay, Relay::File(_)) {
-            tracing::warn!("smtp.username is set but the transport is file://: no login happens");
-        }
+        Ok(Relayer::all(config)?.remove(0))
+    }
+
+    /// One per relay letters may go through, in the order of the configuration.
+    pub fn all(config: &Config) -> Result<Vec<Relayer>, crate::UsageError> {
         let extra_root = match std::env::var_os("BREACHMAIL_TEST_CA_FILE") {
             Some(path) if cfg!(debug_assertions) => std::fs::read(&path).ok(),
             _ => None,
         };
-        Ok(Relayer {
-            relay: config.smtp.relay.clone(),
-            timeout: config.smtp.timeout,
-            credentials,
-            hello: ClientId::default(),
-            extra_root,
-        })
+        let mut relayers = Vec::new();
+        for entry in &config.relays {
+            let password = match entry.password_variable.as_deref() {
+                Some("BREACHMAIL_SMTP_PASSWORD") | None => password_from_environment()?,
+                Some(variable) => std::env::var(variable)
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(SecretString::from),
+            };
+            let credentials = match (&entry.username, password) {
+                (Some(user), Some(password)) => Some((user.clone(), Arc::new(password))),
+                (Some(_), None) => {
+                    return Err(crate::UsageError::new(format!(
+                        "the relay {} has a username but {} is not set: set the password in the environment",
+                        entry.name,
+                        entry
+                            .password_variable
+                            .as_deref()
+                            .unwrap_or("BREACHMAIL_SMTP_PASSWORD")
+                    )));
+                }
+                (None, _) => None,
+            };
+            if credentials.is_some() && matches!(entry.relay, Relay::File(_)) {
+                tracing::warn!(
+                    "smtp.username is set but the transport is file://: no login happens"
+                );
+            }
+            relayers.push(Relayer {
+                name: entry.name.clone(),
+                relay: entry.relay.clone(),
+                timeout: config.smtp.timeout,
+                credentials,
+                hello: ClientId::default(),
+                extra_root: extra_root.clone(),
+            });
+        }
+        if relayers.is_empty() {
+            return Err(crate::UsageError::new("no relay is configured"));
+        }
+        Ok(relayers)
+    }
+
+    /// How the database names this relay (`host:port`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn relay(&self) -> &Relay {
@@ -145,7 +181,7 @@ impl Relayer {
 
     /// Opens a session: TCP (or TLS), EHLO, STARTTLS when offered (required unless loopback),
     /// AUTH (never over plain text to a host that is not loopback).
-    async fn open(&self) -> Result<AsyncSmtpConnection, Attempt> {
+    async fn open(&self) -> Result<Session, Attempt> {
         let unreachable = |reason: String| Attempt::Unreachable { reason };
         let misconfigured = |reason: String| Attempt::Misconfigured { reason };
         let (host, port, implicit_tls) = match &self.relay {
@@ -154,6 +190,7 @@ impl Relayer {
             Relay::File(_) => return Err(misconfigured("not an SMTP relay".into())),
         };
         let loopback = self.relay.is_loopback();
+        let tls_begins = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut session = if implicit_tls {
             let tls = self.tls_parameters(host).map_err(misconfigured)?;
             let connect = AsyncSmtpConnection::connect_tokio1(
@@ -181,7 +218,9 @@ impl Relayer {
                     })?
                     .map_err(|e| unreachable(format!("cannot connect to {}: {e}", self.relay)))?;
             let _ = tcp.set_nodelay(true);
-            let greet = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello);
+            let readable = readable::ReadableReplies::new(tcp, tls_begins.clone());
+            let greet =
+                AsyncSmtpConnection::connect_with_transport(Box::new(readable), &self.hello);
             bounded(self.timeout, greet).await.map_err(|e| {
                 classify_open_error(&e, format!("{} did not greet: {e}", self.relay))
             })?
@@ -190,6 +229,7 @@ impl Relayer {
             EncryptionStep::AlreadyEncrypted | EncryptionStep::StayInClear => {}
             EncryptionStep::StartTls => {
                 let tls = self.tls_parameters(host).map_err(misconfigured)?;
+                tls_begins.store(true, std::sync::atomic::Ordering::Release);
                 bounded(self.timeout, session.starttls(tls, &self.hello))
                     .await
                     .map_err(|e| {
@@ -203,6 +243,8 @@ impl Relayer {
                 )));
             }
         }
+        let (pipelining, chunking) =
+            learn_extensions(self.timeout, &self.hello, &mut session).await;
         if let Some((user, password)) = &self.credentials {
             if !may_log_in(session.is_encrypted(), loopback) {
                 return Err(misconfigured(
@@ -223,7 +265,11 @@ impl Relayer {
                 }
             })?;
         }
-        Ok(session)
+        Ok(Session {
+            smtp: session,
+            pipelining,
+            chunking,
+        })
     }
 }
 
@@ -271,6 +317,8 @@ async fn bounded<T>(
 enum StepError {
     Smtp(lettre::transport::smtp::Error),
     Timeout(Duration),
+    /// A pipelined reply not read because an earlier one never came.
+    NoReply,
 }
 
 /// A TLS failure (untrusted certificate, wrong name) is configuration, not weather.
@@ -308,28 +356,28 @@ impl std::fmt::Display for StepError {
         match self {
             StepError::Smtp(e) => write!(f, "{e}"),
             StepError::Timeout(d) => write!(f, "no answer within {}s", d.as_secs_f32()),
+            StepError::NoReply => f.write_str("the session broke before this reply"),
         }
     }
 }
 
 impl StepError {
-    /// "550 5.1.1 User unknown (at RCPT TO)": the code first, so it can be read back.
-    fn reply(&self, step: &str) -> String {
+    /// The relay's reply, read once into its type: "550 5.1.1 User unknown" at RCPT TO.
+    fn smtp_reply(&self, step: Step) -> Option<SmtpReply> {
+        let code = self.reply_code()?;
         let text = self.to_string();
+        // lettre writes "permanent error (550): 5.1.1 User unknown".
         let text = text
             .split_once("): ")
             .map_or(text.as_str(), |(_, rest)| rest);
-        match self.reply_code() {
-            Some(code) => format!("{code} {} (at {step})", text.trim()),
-            None => format!("{} (at {step})", text.trim()),
-        }
+        Some(SmtpReply::new(step, code, text))
     }
 
     /// An SMTP reply (as opposed to a broken connection or a timeout).
     fn reply_code(&self) -> Option<u16> {
         match self {
-            StepError::Smtp(e) => e.status().map(|code| code.to_string().parse().unwrap_or(0)),
-            StepError::Timeout(_) => None,
+            StepError::Smtp(e) => e.status().and_then(|code| code.to_string().parse().ok()),
+            StepError::Timeout(_) | StepError::NoReply => None,
         }
     }
 }
@@ -338,9 +386,18 @@ impl StepError {
 pub enum Connection {
     Smtp {
         relayer: Relayer,
-        session: Option<Box<AsyncSmtpConnection>>,
+        session: Option<Box<Session>>,
     },
     File(PathBuf),
+}
+
+/// An open relay session and what its EHLO offered beyond what lettre reads.
+pub struct Session {
+    smtp: AsyncSmtpConnection,
+    /// RFC 2920: the envelope goes in one write, its replies are read together.
+    pipelining: bool,
+    /// RFC 3030: the message goes as one `BDAT n LAST` chunk, in the same write as the envelope.
+    chunking: bool,
 }
 
 impl Connection {
@@ -362,7 +419,7 @@ impl Connection {
             session: Some(session),
         } = self
         {
-            let _ = tokio::time::timeout(relayer.timeout, session.command(Quit)).await;
+            let _ = tokio::time::timeout(relayer.timeout, session.smtp.command(Quit)).await;
         }
     }
 }
@@ -397,11 +454,11 @@ async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
 
 async fn deliver_over_smtp(
     relayer: &Relayer,
-    session: &mut Option<Box<AsyncSmtpConnection>>,
+    session: &mut Option<Box<Session>>,
     message: &Outgoing,
 ) -> Attempt {
     // A session the relay closed (or that broke on the last message) is replaced.
-    if session.as_ref().is_some_and(|s| s.has_broken()) {
+    if session.as_ref().is_some_and(|s| s.smtp.has_broken()) {
         *session = None;
     }
     if session.is_none() {
@@ -410,80 +467,138 @@ async fn deliver_over_smtp(
             Err(attempt) => return attempt,
         }
     }
-    let Some(smtp) = session.as_mut() else {
+    let Some(open) = session.as_mut() else {
         return Attempt::Unreachable {
             reason: "no session".into(),
         };
     };
-    let attempt = transaction(relayer.timeout, smtp, message).await;
-    match &attempt {
-        Attempt::Accepted { .. } => {}
-        // A refused recipient leaves the transaction open: without RSET the next MAIL would be
-        // "nested" (503) and the next person refused for nothing.
+    let (attempt, in_step) = transaction(relayer.timeout, open, message).await;
+    let keep = match &attempt {
+        Attempt::Accepted { .. } => in_step,
+        // A refused recipient (or a refused DATA after it) leaves the transaction open: without
+        // RSET the next MAIL would be "nested" (503) and the next person refused for nothing.
         Attempt::Rejected { .. } => {
-            if bounded(relayer.timeout, smtp.command(Rset)).await.is_err() {
-                *session = None;
-            }
+            in_step
+                && bounded(relayer.timeout, open.smtp.command(Rset))
+                    .await
+                    .is_ok()
         }
-        Attempt::Deferred { throttle, .. } => {
-            // After a 4xx the session may still be fine, but a throttling relay usually closes
-            // it; a clean RSET tells which.
-            if *throttle || bounded(relayer.timeout, smtp.command(Rset)).await.is_err() {
-                *session = None;
-            }
+        // After a 4xx the session may still be fine, but a relay that asks us to slow down
+        // usually closes it; a clean RSET tells which.
+        Attempt::Deferred { scope, .. } => {
+            in_step
+                && *scope != Scope::Relay
+                && bounded(relayer.timeout, open.smtp.command(Rset))
+                    .await
+                    .is_ok()
         }
         Attempt::Unknown { .. } | Attempt::Unreachable { .. } | Attempt::Misconfigured { .. } => {
-            *session = None
+            false
         }
+    };
+    if !keep {
+        *session = None;
     }
     attempt
 }
 
-/// MAIL, RCPT, DATA, message: the step that failed says what it means.
-async fn transaction(
+/// lettre keeps only the extensions it uses; PIPELINING and CHUNKING are read from a second
+/// EHLO (RFC 5321 allows it at any time; it is sent before AUTH, so no relay can take it as
+/// the end of the login). A relay that does not answer it is used without them. CHUNKING is
+/// used only with PIPELINING: alone it saves nothing.
+async fn learn_extensions(
     timeout: Duration,
+    hello: &ClientId,
     smtp: &mut AsyncSmtpConnection,
-    message: &Outgoing,
-) -> Attempt {
+) -> (bool, bool) {
+    let Ok(reply) = bounded(timeout, smtp.command(Ehlo::new(hello.clone()))).await else {
+        return (false, false);
+    };
+    let offers = |name: &str| {
+        reply.message().any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|keyword| keyword.eq_ignore_ascii_case(name))
+        })
+    };
+    let pipelining = offers("PIPELINING");
+    (pipelining, pipelining && offers("CHUNKING"))
+}
+
+/// The envelope of one letter, checked, with the MAIL parameters it needs.
+struct Envelope {
+    from: Option<lettre::Address>,
+    to: lettre::Address,
+    parameters: Vec<MailParameter>,
+}
+
+fn envelope_of(smtp: &AsyncSmtpConnection, message: &Outgoing) -> Result<Envelope, Attempt> {
     let (Ok(from), Ok(to)) = (
         message.envelope_from.parse::<lettre::Address>(),
         message.recipient.parse::<lettre::Address>(),
     ) else {
-        return Attempt::Rejected {
+        return Err(Attempt::Rejected {
             reply: format!("invalid envelope address for {}", message.recipient),
-        };
-    };
-    let envelope = match Envelope::new(Some(from), vec![to.clone()]) {
-        Ok(envelope) => envelope,
-        Err(e) => {
-            return Attempt::Rejected {
-                reply: format!("invalid envelope: {e}"),
-            };
-        }
+        });
     };
     let mut parameters = Vec::new();
     if !message.recipient.is_ascii() || !message.envelope_from.is_ascii() {
         if !smtp.server_info().supports_feature(Extension::SmtpUtfEight) {
-            return Attempt::Rejected {
+            return Err(Attempt::Rejected {
                 reply: "the address needs SMTPUTF8, which the relay does not offer".into(),
-            };
+            });
         }
         parameters.push(MailParameter::SmtpUtfEight);
     }
     if !message.bytes.is_ascii() && smtp.server_info().supports_feature(Extension::EightBitMime) {
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    let steps: [(&str, Box<dyn std::fmt::Display + Send>); 3] = [
+    Ok(Envelope {
+        from: Some(from),
+        to,
+        parameters,
+    })
+}
+
+/// MAIL, RCPT, DATA, message: the step that failed says what it means. Pipelined when the
+/// relay offers it, in one write with the message when it offers CHUNKING too. The flag says
+/// whether the session is still in step (every reply read).
+async fn transaction(
+    timeout: Duration,
+    session: &mut Session,
+    message: &Outgoing,
+) -> (Attempt, bool) {
+    let envelope = match envelope_of(&session.smtp, message) {
+        Ok(envelope) => envelope,
+        Err(refused) => return (refused, true),
+    };
+    let text = std::str::from_utf8(&message.bytes).ok();
+    match (session.pipelining, session.chunking, text) {
+        (true, true, Some(text)) => chunked(timeout, &mut session.smtp, envelope, text).await,
+        (true, _, Some(text)) => pipelined(timeout, &mut session.smtp, envelope, text).await,
+        _ => one_by_one(timeout, &mut session.smtp, envelope, message).await,
+    }
+}
+
+/// One command, one reply: for relays without PIPELINING (and the rare message that is not
+/// UTF-8).
+async fn one_by_one(
+    timeout: Duration,
+    smtp: &mut AsyncSmtpConnection,
+    envelope: Envelope,
+    message: &Outgoing,
+) -> (Attempt, bool) {
+    let steps: [(Step, Box<dyn std::fmt::Display + Send>); 3] = [
         (
-            "MAIL FROM",
-            Box::new(Mail::new(envelope.from().cloned(), parameters)),
+            Step::MailFrom,
+            Box::new(Mail::new(envelope.from, envelope.parameters)),
         ),
-        ("RCPT TO", Box::new(Rcpt::new(to, vec![]))),
-        ("DATA", Box::new(Data)),
+        (Step::RcptTo, Box::new(Rcpt::new(envelope.to, vec![]))),
+        (Step::Data, Box::new(Data)),
     ];
     for (step, command) in steps {
         if let Err(error) = bounded(timeout, smtp.command(command)).await {
-            return before_final_dot(step, &error);
+            return (before_final_dot(step, &error), error.reply_code().is_some());
         }
     }
     // The message and its final dot in one write (see `DataPayload`).
@@ -491,12 +606,134 @@ async fn transaction(
         Ok(text) => bounded(timeout, smtp.command(DataPayload(text))).await,
         Err(_) => bounded(timeout, smtp.message(&message.bytes)).await,
     };
+    (after_final_dot(sent), true)
+}
+
+/// RFC 2920: MAIL, RCPT and DATA in one write, their three replies read together, then the
+/// message once DATA said 354. Two round trips instead of four.
+async fn pipelined(
+    timeout: Duration,
+    smtp: &mut AsyncSmtpConnection,
+    envelope: Envelope,
+    text: &str,
+) -> (Attempt, bool) {
+    let group = format!(
+        "{}{}{}",
+        Mail::new(envelope.from, envelope.parameters),
+        Rcpt::new(envelope.to, vec![]),
+        Data
+    );
+    let replies = read_replies(
+        timeout,
+        smtp,
+        group,
+        &[Step::MailFrom, Step::RcptTo, Step::Data],
+    )
+    .await;
+    if let Some(refusal) = first_refusal(&replies) {
+        // Every reply of the group was read (or the session is dropped): nothing was sent.
+        return refusal;
+    }
+    let sent = bounded(timeout, smtp.command(DataPayload(text))).await;
+    (after_final_dot(sent), true)
+}
+
+/// RFC 3030 with RFC 2920: MAIL, RCPT and `BDAT n LAST` with the message, in one write; the
+/// three replies read together. One round trip a letter. The message is written before any
+/// reply is read, so a missing reply may hide a delivery: it is an unknown outcome.
+async fn chunked(
+    timeout: Duration,
+    smtp: &mut AsyncSmtpConnection,
+    envelope: Envelope,
+    text: &str,
+) -> (Attempt, bool) {
+    // The same bytes as DATA carries (the message and the CRLF before the final dot), so both
+    // ways deliver the same message.
+    let group = format!(
+        "{}{}BDAT {} LAST\r\n{text}\r\n",
+        Mail::new(envelope.from, envelope.parameters),
+        Rcpt::new(envelope.to, vec![]),
+        text.len() + 2,
+    );
+    let replies = read_replies(
+        timeout,
+        smtp,
+        group,
+        &[Step::MailFrom, Step::RcptTo, Step::Message],
+    )
+    .await;
+    let [mail, rcpt, last] = replies;
+    match (&mail, &rcpt) {
+        (Ok(_), Ok(_)) => (after_final_dot(last.map_err(|(_, e)| e)), true),
+        // The envelope was refused: the relay cannot have taken the message, whatever came
+        // after (RFC 3030 § 2: the chunk of a failed transaction is read and dropped).
+        (Err((step, error)), _) | (_, Err((step, error))) if error.reply_code().is_some() => {
+            let in_step = matches!(&last, Err((_, e)) if e.reply_code().is_some()) || last.is_ok();
+            (before_final_dot(*step, error), in_step)
+        }
+        (Err((_, error)), _) | (_, Err((_, error))) => (
+            Attempt::Unknown {
+                reason: format!("no reply after the message: {error}"),
+            },
+            false,
+        ),
+    }
+}
+
+type Replies<const N: usize> =
+    [Result<lettre::transport::smtp::response::Response, (Step, StepError)>; N];
+
+/// Writes a group of commands and reads one reply per step, in order. After a missing reply
+/// (timeout, hang-up) the others are not waited for.
+async fn read_replies<const N: usize>(
+    timeout: Duration,
+    smtp: &mut AsyncSmtpConnection,
+    group: String,
+    steps: &[Step; N],
+) -> Replies<N> {
+    let mut replies: Vec<Result<_, (Step, StepError)>> = Vec::with_capacity(N);
+    let first = bounded(timeout, smtp.command(group)).await;
+    let mut broken = first.as_ref().is_err_and(|e| e.reply_code().is_none());
+    replies.push(first.map_err(|e| (steps[0], e)));
+    for step in &steps[1..] {
+        if broken {
+            replies.push(Err((*step, StepError::NoReply)));
+            continue;
+        }
+        let reply = bounded(timeout, smtp.read_response()).await;
+        broken = reply.as_ref().is_err_and(|e| e.reply_code().is_none());
+        replies.push(reply.map_err(|e| (*step, e)));
+    }
+    match replies.try_into() {
+        Ok(replies) => replies,
+        // Cannot happen: one reply was pushed per step.
+        Err(_) => std::array::from_fn(|i| Err((steps[i], StepError::NoReply))),
+    }
+}
+
+/// The first refused or missing reply of a pipelined envelope, with whether the session is
+/// still in step.
+fn first_refusal<const N: usize>(replies: &Replies<N>) -> Option<(Attempt, bool)> {
+    let in_step = replies.iter().all(|r| {
+        r.as_ref()
+            .map_or_else(|(_, e)| e.reply_code().is_some(), |_| true)
+    });
+    replies.iter().find_map(|reply| match reply {
+        Ok(_) => None,
+        Err((step, error)) => Some((before_final_dot(*step, error), in_step)),
+    })
+}
+
+/// What the reply after the message says: 2xx is sent, whatever its text.
+fn after_final_dot(
+    sent: Result<lettre::transport::smtp::response::Response, StepError>,
+) -> Attempt {
     match sent {
         Ok(response) => Attempt::Accepted {
             reply: reply_text(response.code().to_string(), response.message()),
         },
-        Err(error) => match error.reply_code() {
-            Some(code) => classify_reply(code, &error.reply("after the message")),
+        Err(error) => match error.smtp_reply(Step::Message) {
+            Some(reply) => classify(&reply),
             // The message was (maybe fully) written and no verdict came back.
             None => Attempt::Unknown {
                 reason: format!("no reply after the message: {error}"),
@@ -524,48 +761,36 @@ impl std::fmt::Display for DataPayload<'_> {
     }
 }
 
-fn before_final_dot(step: &str, error: &StepError) -> Attempt {
-    match error.reply_code() {
-        Some(code) => classify_reply(code, &error.reply(step)),
+/// A failure before the message was complete: the relay's reply, or a broken session, which
+/// is the relay's trouble, not the recipient's.
+fn before_final_dot(step: Step, error: &StepError) -> Attempt {
+    match error.smtp_reply(step) {
+        Some(reply) => classify(&reply),
         None => Attempt::Deferred {
-            reply: format!("{step}: {error}"),
-            throttle: false,
+            reply: format!("{}: {error}", step.as_str()),
+            scope: Scope::Relay,
         },
     }
 }
 
 fn reply_text<'a>(code: String, lines: impl Iterator<Item = &'a str>) -> String {
     let text: Vec<&str> = lines.collect();
-    format!("{code} {}", text.join(" ")).trim().to_owned()
+    let reply = format!("{code} {}", text.join(" "));
+    reply.trim().chars().take(500).collect()
 }
 
-/// 5xx is final, 4xx is temporary; some 4xx mean "slow down".
-pub fn classify_reply(code: u16, reply: &str) -> Attempt {
-    let reply = reply.chars().take(500).collect::<String>();
-    match code {
-        500..=599 => Attempt::Rejected { reply },
-        _ => Attempt::Deferred {
-            throttle: is_throttle(code, &reply),
-            reply,
-        },
+/// 5xx is final, 4xx is temporary, and the reply says whom it concerns.
+pub fn classify(reply: &SmtpReply) -> Attempt {
+    if reply.is_permanent() {
+        Attempt::Rejected {
+            reply: reply.to_string(),
+        }
+    } else {
+        Attempt::Deferred {
+            reply: reply.to_string(),
+            scope: reply.scope(),
+        }
     }
-}
-
-fn is_throttle(code: u16, reply: &str) -> bool {
-    let lower = reply.to_lowercase();
-    code == 421
-        || lower.contains(" 4.7.")
-        || ((code == 450 || code == 451)
-            && [
-                "rate",
-                "too many",
-                "throttl",
-                "connection",
-                "slow down",
-                "try again later",
-            ]
-            .iter()
-            .any(|w| lower.contains(w)))
 }
 
 #[cfg(test)]
@@ -630,29 +855,52 @@ mod tests {
     }
 
     #[test]
-    fn replies_are_classified() {
+    fn replies_are_classified_by_whom_they_concern() {
+        let at_rcpt = |code, text| classify(&SmtpReply::new(Step::RcptTo, code, text));
         assert!(matches!(
-            classify_reply(550, "550 5.1.1 unknown"),
+            at_rcpt(550, "5.1.1 unknown"),
             Attempt::Rejected { .. }
         ));
         assert!(matches!(
-            classify_reply(451, "451 4.3.0 try later"),
+            at_rcpt(451, "4.7.1 Greylisted, please try again later"),
             Attempt::Deferred {
-                throttle: false,
+                scope: Scope::Recipient,
                 ..
             }
         ));
         assert!(matches!(
-            classify_reply(421, "421 4.7.0 too many connections"),
-            Attempt::Deferred { throttle: true, .. }
+            at_rcpt(421, "4.7.0 too many connections"),
+            Attempt::Deferred {
+                scope: Scope::Relay,
+                ..
+            }
         ));
         assert!(matches!(
-            classify_reply(450, "450 4.2.1 rate limited, slow down"),
-            Attempt::Deferred { throttle: true, .. }
+            at_rcpt(450, "4.7.28 unusual rate, slow down"),
+            Attempt::Deferred {
+                scope: Scope::Domain,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_2xx_after_the_message_is_sent_whatever_its_text() {
+        let response = lettre::transport::smtp::response::Response::new(
+            lettre::transport::smtp::response::Code::new(
+                lettre::transport::smtp::response::Severity::PositiveCompletion,
+                lettre::transport::smtp::response::Category::MailSystem,
+                lettre::transport::smtp::response::Detail::Zero,
+            ),
+            vec!["2.0.0 Ok: queued \u{fffd}".into()],
+        );
+        assert!(matches!(
+            after_final_dot(Ok(response)),
+            Attempt::Accepted { .. }
         ));
         assert!(matches!(
-            classify_reply(452, "452 4.7.1 too much mail"),
-            Attempt::Deferred { throttle: true, .. }
+            after_final_dot(Err(StepError::NoReply)),
+            Attempt::Unknown { .. }
         ));
     }
 }

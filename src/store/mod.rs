@@ -7,11 +7,13 @@
 //! - [`helpline`]: what the advisers' console reads and records (accounts, sessions, the
 //!   access log, call notes).
 //! - [`mailbox`]: where the bounce mailbox was read up to (UIDVALIDITY, last UID), complaints.
+//! - [`relay`]: which relay took each letter, and what each run slowed and why.
 //! - [`schedule`]: the campaign's days (letters sent per day and per domain) for the caps.
 
 pub mod helpline;
 pub mod ledger;
 pub mod mailbox;
+pub mod relay;
 pub mod schedule;
 
 /// A state change that did not happen because the delivery is no longer where the caller read

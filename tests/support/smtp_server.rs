@@ -16,6 +16,13 @@
 //! (`implicit_tls`, for `smtps://`). Each message records whether its session
 //! was encrypted, and the server counts logins attempted in clear.
 //!
+//! It can also behave like the relays and providers a real campaign meets:
+//! a round trip of latency per flight of commands (so pipelining shows), CHUNKING
+//! (BDAT), greylisting (a recipient's first try gets `451 4.7.1`), a per-domain
+//! throttle (`450 4.7.28` beyond N a second for that domain), a relay-side rate
+//! limit (`421 4.7.0` at MAIL beyond N a second, and the session closed), and
+//! outages ([`SmtpServer::shutdown`] mid-run, every session cut).
+//!
 //! It depends on tokio, tokio-rustls and rcgen only, so that it can be included
 //! as a module from any integration test.
 
@@ -99,6 +106,16 @@ impl Behaviour {
         }
     }
 
+    /// Greylisting as Postgrey and most providers do it: the first try is
+    /// answered `451 4.7.1 Greylisted, please try again later`, the next accepted.
+    pub fn greylist() -> Self {
+        Behaviour::TempFail {
+            times: 1,
+            code: 451,
+            text: "4.7.1 Greylisted, please try again later".into(),
+        }
+    }
+
     /// `550 5.1.1 User unknown`.
     pub fn reject() -> Self {
         Behaviour::Reject {
@@ -132,12 +149,36 @@ pub struct Script {
     /// with 530 until the client has authenticated with these.
     pub require_auth: Option<(String, String)>,
     pub greeting: Greeting,
+    /// Advertise CHUNKING and take `BDAT n [LAST]` (RFC 3030).
+    pub chunking: bool,
+    /// Waited once per flight of commands from the client (what arrives together
+    /// is read together): a relay this far away, round trip.
+    pub latency: Duration,
+    /// At most this many MAIL FROM a second over all sessions; beyond it,
+    /// `421 4.7.0 rate limit exceeded, slow down` and the session closed.
+    pub relay_limit: Option<u32>,
+    /// At most this many RCPT TO a second per lowercased recipient domain;
+    /// beyond it `450 4.7.28` (the wording of a provider that throttles).
+    pub domain_limits: HashMap<String, u32>,
 }
 
 impl Script {
     /// Every recipient is accepted.
     pub fn accept_all() -> Self {
         Script::default()
+    }
+
+    /// Limits what the relay takes to `per_second` letters (see
+    /// [`Script::relay_limit`]).
+    pub fn relay_limit(mut self, per_second: u32) -> Self {
+        self.relay_limit = Some(per_second);
+        self
+    }
+
+    /// Limits one domain to `per_second` recipients (see [`Script::domain_limits`]).
+    pub fn domain_limit(mut self, domain: &str, per_second: u32) -> Self {
+        self.domain_limits.insert(domain.to_lowercase(), per_second);
+        self
     }
 
     /// Adds (or replaces) the behaviour for one recipient.
@@ -183,6 +224,32 @@ struct State {
     tls_sessions: usize,
     /// AUTH commands received on a session that was not encrypted.
     auth_in_clear: usize,
+    /// The current one-second window of the relay limit and what it counted.
+    relay_window: Option<(Instant, u32)>,
+    /// The same per recipient domain.
+    domain_windows: HashMap<String, (Instant, u32)>,
+    /// MAIL FROM refused by the relay limit, RCPT TO refused by a domain limit.
+    relay_limited: usize,
+    domain_limited: usize,
+    /// BDAT transactions completed.
+    bdat_messages: usize,
+    /// Flights of commands: reads that had to wait for the client, i.e. round trips.
+    flights: usize,
+}
+
+/// Counts one more in a one-second window; false when it is over `limit`.
+fn within(window: &mut Option<(Instant, u32)>, limit: u32) -> bool {
+    let now = Instant::now();
+    match window {
+        Some((start, count)) if now.duration_since(*start) < Duration::from_secs(1) => {
+            *count += 1;
+            *count <= limit
+        }
+        _ => {
+            *window = Some((now, 1));
+            limit >= 1
+        }
+    }
 }
 
 struct Shared {
@@ -247,9 +314,15 @@ impl SmtpServer {
     /// Binds 127.0.0.1:0, spawns the accept loop on the current tokio runtime
     /// and returns at once; the port accepts connections from then on.
     pub async fn start(script: Script) -> SmtpServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        SmtpServer::start_on(0, script).await
+    }
+
+    /// The same on a given port (0: the kernel picks), to bring a relay back
+    /// where it was after an outage.
+    pub async fn start_on(port: u16, script: Script) -> SmtpServer {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
-            .expect("bind 127.0.0.1:0");
+            .expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("local_addr").port();
         let per_recipient = script
             .per_recipient
@@ -304,6 +377,27 @@ impl SmtpServer {
     /// How many AUTH commands arrived on a session that was not encrypted.
     pub fn auth_in_clear(&self) -> usize {
         self.shared.lock().auth_in_clear
+    }
+
+    /// MAIL FROM answered 421 by the relay limit.
+    pub fn relay_limited(&self) -> usize {
+        self.shared.lock().relay_limited
+    }
+
+    /// RCPT TO answered 450 by a domain limit.
+    pub fn domain_limited(&self) -> usize {
+        self.shared.lock().domain_limited
+    }
+
+    /// Round trips: how often the server had read everything the client sent and waited
+    /// for more (a pipelined group is one).
+    pub fn flights(&self) -> usize {
+        self.shared.lock().flights
+    }
+
+    /// Messages that came with BDAT instead of DATA.
+    pub fn bdat_messages(&self) -> usize {
+        self.shared.lock().bdat_messages
     }
 
     /// Every message answered with 250 after the final dot, in order.
@@ -376,6 +470,14 @@ impl SmtpServer {
         }
     }
 
+    /// An outage: every session cut at once, the port closed. Returns what was
+    /// accepted until then.
+    pub async fn outage(self) -> Vec<Received> {
+        let shared = Arc::clone(&self.shared);
+        self.shutdown().await;
+        shared.lock().accepted.clone()
+    }
+
     /// Stops accepting, closes every open session and the listening socket,
     /// and returns once they are all closed (so a test can then expect
     /// "connection refused" on this port).
@@ -411,6 +513,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Replies to pipelined commands go out one by one: with Nagle's algorithm
+                // each would wait for the client's delayed ACK of the one before (40 ms).
+                let _ = stream.set_nodelay(true);
                 // Counted here, before the task runs, so a test that has seen
                 // its client connect also sees the count.
                 shared.update(|s| {
@@ -451,6 +556,8 @@ struct Session<'a> {
     greeted: bool,
     authenticated: bool,
     tx: Option<Transaction>,
+    /// The chunks of the current BDAT transaction.
+    bdat: Vec<u8>,
 }
 
 impl<'a> Session<'a> {
@@ -461,6 +568,7 @@ impl<'a> Session<'a> {
             greeted: false,
             authenticated: shared.script.require_auth.is_none(),
             tx: None,
+            bdat: Vec::new(),
         }
     }
 
@@ -501,6 +609,17 @@ impl<'a> Session<'a> {
         Ok(true)
     }
 
+    /// A new flight of commands took the configured latency to come and go.
+    async fn round_trip(&self, flight_starts: bool) {
+        if flight_starts {
+            self.shared.update(|s| s.flights += 1);
+        }
+        let latency = self.shared.script.latency;
+        if flight_starts && !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
     /// Writes a reply; a multi-line `text` becomes a multi-line reply.
     async fn reply(&mut self, code: u16, text: &str) -> io::Result<()> {
         let lines: Vec<&str> = text.split('\n').collect();
@@ -518,6 +637,7 @@ impl<'a> Session<'a> {
     /// Reads one line without its line ending; None at EOF or if it is too long.
     async fn read_command(&mut self) -> io::Result<Option<String>> {
         let mut line = Vec::new();
+        let flight_starts = self.conn.buffer().is_empty();
         let n = (&mut self.conn)
             .take(MAX_LINE as u64)
             .read_until(b'\n', &mut line)
@@ -525,6 +645,7 @@ impl<'a> Session<'a> {
         if n == 0 {
             return Ok(None);
         }
+        self.round_trip(flight_starts).await;
         if !line.ends_with(b"\n") {
             if n >= MAX_LINE {
                 self.reply(500, "5.5.6 Line too long").await?;
@@ -564,7 +685,16 @@ impl<'a> Session<'a> {
                         return Ok(());
                     }
                 }
-                "MAIL" => self.mail(arg).await?,
+                "MAIL" => {
+                    if !self.mail(arg).await? {
+                        return Ok(());
+                    }
+                }
+                "BDAT" if self.shared.script.chunking => {
+                    if !self.bdat(arg).await? {
+                        return Ok(());
+                    }
+                }
                 "RCPT" => {
                     if !self.rcpt(arg).await? {
                         return Ok(());
@@ -577,6 +707,7 @@ impl<'a> Session<'a> {
                 }
                 "RSET" => {
                     self.tx = None;
+                    self.bdat.clear();
                     self.reply(250, "2.0.0 Ok").await?
                 }
                 "NOOP" => self.reply(250, "2.0.0 Ok").await?,
@@ -606,8 +737,12 @@ impl<'a> Session<'a> {
             "8BITMIME".to_string(),
             "SMTPUTF8".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
+            "CHUNKING".to_string(),
             format!("SIZE {MAX_MESSAGE_SIZE}"),
         ];
+        if !self.shared.script.chunking {
+            lines.retain(|l| l != "CHUNKING");
+        }
         if self.shared.script.require_auth.is_some() {
             lines.push("AUTH PLAIN LOGIN".to_string());
         }
@@ -696,7 +831,27 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn mail(&mut self, arg: &str) -> io::Result<()> {
+    /// Returns false when the connection is to be closed (the relay limit).
+    async fn mail(&mut self, arg: &str) -> io::Result<bool> {
+        if let Some(limit) = self.shared.script.relay_limit {
+            let allowed = self.shared.update(|s| {
+                let allowed = within(&mut s.relay_window, limit);
+                if !allowed {
+                    s.relay_limited += 1;
+                }
+                allowed
+            });
+            if !allowed {
+                self.reply(421, "4.7.0 rate limit exceeded, slow down")
+                    .await?;
+                return Ok(false);
+            }
+        }
+        self.mail_allowed(arg).await?;
+        Ok(true)
+    }
+
+    async fn mail_allowed(&mut self, arg: &str) -> io::Result<()> {
         if !self.greeted {
             return self.reply(503, "5.5.1 Error: send HELO/EHLO first").await;
         }
@@ -754,6 +909,28 @@ impl<'a> Session<'a> {
             *n += 1;
             *n
         });
+        let domain = key.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
+        if let Some(&limit) = self.shared.script.domain_limits.get(&domain) {
+            let allowed = self.shared.update(|s| {
+                let mut window = s.domain_windows.get(&domain).copied();
+                let allowed = within(&mut window, limit);
+                if let Some(window) = window {
+                    s.domain_windows.insert(domain.clone(), window);
+                }
+                if !allowed {
+                    s.domain_limited += 1;
+                }
+                allowed
+            });
+            if !allowed {
+                self.reply(
+                    450,
+                    "4.7.28 Our system has detected an unusual rate of mail from your IP, slow down",
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
         match &behaviour {
             Behaviour::TempFail { times, code, text } if attempt <= *times => {
                 self.reply(*code, text).await?
@@ -779,6 +956,47 @@ impl<'a> Session<'a> {
         Ok(true)
     }
 
+    /// `BDAT size [LAST]`: the chunk's bytes follow the command at once (RFC
+    /// 3030). They are read even when the transaction failed, as the RFC wants.
+    /// Returns false when the connection is to be closed.
+    async fn bdat(&mut self, arg: &str) -> io::Result<bool> {
+        let mut words = arg.split_whitespace();
+        let size = words.next().and_then(|w| w.parse::<usize>().ok());
+        let last = words.next().is_some_and(|w| w.eq_ignore_ascii_case("LAST"));
+        let Some(size) = size.filter(|s| *s <= MAX_MESSAGE_SIZE) else {
+            self.reply(501, "5.5.4 Syntax: BDAT size [LAST]").await?;
+            return Ok(false);
+        };
+        let mut chunk = vec![0u8; size];
+        self.conn.read_exact(&mut chunk).await?;
+        match &self.tx {
+            None => {
+                self.bdat.clear();
+                self.reply(503, "5.5.1 Error: need MAIL command").await?;
+                return Ok(true);
+            }
+            Some(tx) if tx.rcpts.is_empty() => {
+                self.bdat.clear();
+                self.tx = None;
+                self.reply(554, "5.5.1 Error: no valid recipients").await?;
+                return Ok(true);
+            }
+            Some(_) => {}
+        }
+        self.bdat.extend_from_slice(&chunk);
+        if !last {
+            return self
+                .reply(250, &format!("2.0.0 {size} octets received"))
+                .await
+                .map(|()| true);
+        }
+        let data = std::mem::take(&mut self.bdat);
+        let at = Instant::now();
+        let tx = self.tx.take().expect("checked above");
+        self.shared.update(|s| s.bdat_messages += 1);
+        self.finish_message(tx, data, at).await
+    }
+
     /// Returns false when the connection is to be closed.
     async fn data(&mut self) -> io::Result<bool> {
         match &self.tx {
@@ -793,7 +1011,10 @@ impl<'a> Session<'a> {
             Some(_) => {}
         }
         self.reply(354, "End data with <CR><LF>.<CR><LF>").await?;
-        let Some((data, too_big)) = self.read_data().await? else {
+        let flight_starts = self.conn.buffer().is_empty();
+        let read = self.read_data().await?;
+        self.round_trip(flight_starts).await;
+        let Some((data, too_big)) = read else {
             return Ok(false); // the client went away mid-message: nothing received
         };
         let at = Instant::now();
@@ -803,6 +1024,17 @@ impl<'a> Session<'a> {
                 .await?;
             return Ok(true);
         }
+        self.finish_message(tx, data, at).await
+    }
+
+    /// Answers a complete message as the script says. Returns false when the
+    /// connection is to be closed.
+    async fn finish_message(
+        &mut self,
+        tx: Transaction,
+        data: Vec<u8>,
+        at: Instant,
+    ) -> io::Result<bool> {
         match self.after_data(tx, data, at) {
             AfterData::Reply(reply) => {
                 let (code, text) = reply.split_at(3);

@@ -1,0 +1,189 @@
+//! The relays a run sends through, one lane each: its workers' queue, its free connections, its
+//! own pace and rate, and what its sessions said about it.
+//!
+//! Each letter goes to a relay that is up and whose pace allows it, by smooth weighted round
+//! robin among those (a relay of weight 3 takes three letters for one of weight 1), and waits
+//! for a free connection of that relay. A relay that cannot be reached
+//! three times in a row, or refuses the configuration, is down for the rest of the run: the
+//! letters it did not take go back to the dispatcher and to the others, none lost and none
+//! sent twice, since a letter is only ever handed back when its message was not complete.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+
+use super::{Job, Limiter, UNREACHABLE_AFTER, limiter, until_ready_precisely};
+use crate::pacing::Pace;
+use crate::transport::Relayer;
+
+/// One relay's lane.
+pub(super) struct Lane {
+    pub(super) relayer: Relayer,
+    weight: i64,
+    credit: i64,
+    connections: usize,
+    pub(super) jobs: mpsc::Sender<Job>,
+    pub(super) receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    free: Arc<Semaphore>,
+    limiter: Option<Limiter>,
+    /// The relay's own pace: slowed by its 421s, not by anyone else's.
+    pub(super) pace: Pace,
+    /// Sessions that could not be opened since the last message this relay took.
+    failures_in_a_row: u64,
+    /// Why the relay cannot be used as configured, once it said so.
+    pub(super) misconfigured: Option<String>,
+    down: bool,
+}
+
+pub(super) struct Lanes {
+    pub(super) lanes: Vec<Lane>,
+}
+
+impl Lanes {
+    pub(super) fn new(
+        relayers: Vec<Relayer>,
+        config: &crate::config::Config,
+        now: Instant,
+    ) -> Lanes {
+        let lanes = relayers
+            .into_iter()
+            .zip(&config.relays)
+            .map(|(relayer, entry)| {
+                let (jobs, receiver) = mpsc::channel(entry.max_connections);
+                Lane {
+                    relayer,
+                    weight: i64::from(entry.weight),
+                    credit: 0,
+                    connections: entry.max_connections,
+                    jobs,
+                    receiver: Arc::new(Mutex::new(receiver)),
+                    free: Arc::new(Semaphore::new(entry.max_connections)),
+                    limiter: NonZeroU32::new(entry.per_second).map(limiter),
+                    pace: Pace::new(entry.per_second, now),
+                    failures_in_a_row: 0,
+                    misconfigured: None,
+                    down: false,
+                }
+            })
+            .collect();
+        Lanes { lanes }
+    }
+
+    /// Workers per lane, for spawning them.
+    pub(super) fn connections(&self, lane: usize) -> usize {
+        self.lanes[lane].connections
+    }
+
+    pub(super) fn all_down(&self) -> bool {
+        self.lanes.iter().all(|l| l.down)
+    }
+
+    /// No letter in flight on any relay.
+    pub(super) fn all_free(&self) -> bool {
+        self.lanes
+            .iter()
+            .all(|l| l.free.available_permits() == l.connections)
+    }
+
+    /// Waits until no letter is in flight anywhere.
+    pub(super) async fn wait_all_free(&self) -> anyhow::Result<()> {
+        for lane in &self.lanes {
+            let all = lane
+                .free
+                .acquire_many(lane.connections as u32)
+                .await
+                .map_err(|_| anyhow::anyhow!("the send workers stopped"))?;
+            drop(all);
+        }
+        Ok(())
+    }
+
+    pub(super) fn reached(&mut self, lane: usize) {
+        self.lanes[lane].failures_in_a_row = 0;
+    }
+
+    /// A session could not be opened; three in a row and the relay is down for this run.
+    pub(super) fn unreachable(&mut self, lane: usize, reason: &str) {
+        let lane = &mut self.lanes[lane];
+        lane.failures_in_a_row += 1;
+        tracing::warn!(relay = %lane.relayer.name(), %reason, "relay not reached");
+        if lane.failures_in_a_row >= UNREACHABLE_AFTER && !lane.down {
+            lane.down = true;
+            tracing::warn!(relay = %lane.relayer.name(), "relay down for this run: its letters go to the others");
+        }
+    }
+
+    pub(super) fn misconfigured(&mut self, lane: usize, reason: String) {
+        let lane = &mut self.lanes[lane];
+        tracing::error!(relay = %lane.relayer.name(), %reason, "the relay cannot be used as configured");
+        lane.misconfigured = Some(reason);
+        lane.down = true;
+    }
+
+    /// Whether the run ended with some relay unreached since its last success.
+    pub(super) fn any_failing(&self) -> bool {
+        self.lanes.iter().any(|l| l.failures_in_a_row > 0)
+    }
+
+    pub(super) fn first_misconfigured(&self) -> Option<&str> {
+        self.lanes.iter().find_map(|l| l.misconfigured.as_deref())
+    }
+
+    /// The relay for the next letter, with the connection it will use: None when every relay
+    /// is down. The relay is chosen by weight among those whose pace allows a letter now, then
+    /// its next free connection is awaited, so the shares follow the weights.
+    pub(super) async fn next(&mut self) -> Option<(usize, OwnedSemaphorePermit)> {
+        loop {
+            let now = Instant::now();
+            let up: Vec<usize> = (0..self.lanes.len())
+                .filter(|&i| !self.lanes[i].down)
+                .collect();
+            if up.is_empty() {
+                return None;
+            }
+            let ready: Vec<usize> = up
+                .iter()
+                .copied()
+                .filter(|&i| self.lanes[i].pace.wait(now).is_zero())
+                .collect();
+            let Some(chosen) = self.by_weight(&ready) else {
+                let wait = up.iter().map(|&i| self.lanes[i].pace.wait(now)).min();
+                tokio::time::sleep(wait.unwrap_or_default()).await;
+                continue;
+            };
+            let lane = &mut self.lanes[chosen];
+            let Ok(permit) = lane.free.clone().acquire_owned().await else {
+                return None;
+            };
+            if let Some(limiter) = &lane.limiter {
+                until_ready_precisely(limiter).await;
+            }
+            lane.pace.take(Instant::now());
+            return Some((chosen, permit));
+        }
+    }
+
+    /// Smooth weighted round robin among `candidates`.
+    fn by_weight(&mut self, candidates: &[usize]) -> Option<usize> {
+        let total: i64 = candidates.iter().map(|&i| self.lanes[i].weight).sum();
+        for &i in candidates {
+            self.lanes[i].credit += self.lanes[i].weight;
+        }
+        let chosen = candidates
+            .iter()
+            .copied()
+            .max_by_key(|&i| (self.lanes[i].credit, std::cmp::Reverse(i)))?;
+        self.lanes[chosen].credit -= total;
+        Some(chosen)
+    }
+
+    /// The relays that were slowed during the run, for the summary and the log.
+    pub(super) fn slowed(&self) -> impl Iterator<Item = (&str, &Pace)> {
+        self.lanes
+            .iter()
+            .filter(|l| l.pace.decreases() > 0)
+            .map(|l| (l.relayer.name(), &l.pace))
+    }
+}

@@ -1,0 +1,149 @@
+//! Which relay took each letter: written as the relays answer, read by `status`, the audit and
+//! the report. Rows are read by column name.
+
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+/// Notes, for each (person, generation), the relay that answered for its letter (`host:port`).
+/// A delivery that moved on to a newer generation since is left alone.
+pub async fn record_relays(
+    pool: &SqlitePool,
+    records: &[(i64, i64, String)],
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    for (person_id, generation, relay) in records {
+        sqlx::query("UPDATE deliveries SET relay = ? WHERE person_id = ? AND generation = ?")
+            .bind(relay.as_str())
+            .bind(person_id)
+            .bind(generation)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What one relay carried, by state of the letters it answered for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RelayCounts {
+    pub relay: String,
+    pub sent: i64,
+    pub deferred: i64,
+    pub failed: i64,
+    pub bounced: i64,
+}
+
+/// The relays that answered for letters, busiest first.
+pub async fn counts_by_relay(conn: &mut SqliteConnection) -> anyhow::Result<Vec<RelayCounts>> {
+    use crate::domain::DeliveryState;
+    let rows = sqlx::query(
+        "SELECT relay,
+                sum(state = ?) AS sent, sum(state = ?) AS deferred,
+                sum(state = ?) AS failed, sum(state = ?) AS bounced
+         FROM deliveries WHERE relay IS NOT NULL GROUP BY relay ORDER BY count(*) DESC, relay",
+    )
+    .bind(DeliveryState::Sent.as_str())
+    .bind(DeliveryState::Deferred.as_str())
+    .bind(DeliveryState::Failed.as_str())
+    .bind(DeliveryState::Bounced.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RelayCounts {
+                relay: row.try_get("relay")?,
+                sent: row.try_get("sent")?,
+                deferred: row.try_get("deferred")?,
+                failed: row.try_get("failed")?,
+                bounced: row.try_get("bounced")?,
+            })
+        })
+        .collect()
+}
+
+/// One scope a send run slowed down.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Slowed {
+    /// `relay` or `domain`.
+    pub scope: String,
+    /// The relay's `host:port`, or the domain.
+    pub name: String,
+    pub decreases: i64,
+    /// Letters per second at the end of the run; None when back to the full rate.
+    pub final_rate: Option<f64>,
+    pub reason: Option<String>,
+}
+
+/// Keeps what a run slowed and why, for `status`.
+pub async fn record_pacing(
+    pool: &SqlitePool,
+    run_id: i64,
+    slowed: &[Slowed],
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    for row in slowed {
+        sqlx::query(
+            "INSERT OR REPLACE INTO run_pacing (run_id, scope, name, decreases, final_rate, reason)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(row.scope.as_str())
+        .bind(row.name.as_str())
+        .bind(row.decreases)
+        .bind(row.final_rate)
+        .bind(row.reason.as_deref())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What the last finished send run slowed, relays first, then domains by how often.
+pub async fn slowed_in_last_run(conn: &mut SqliteConnection) -> anyhow::Result<Vec<Slowed>> {
+    let rows = sqlx::query(
+        "SELECT scope, name, decreases, final_rate, reason FROM run_pacing
+         WHERE run_id = (SELECT max(id) FROM runs WHERE command = 'send' AND finished_at IS NOT NULL)
+         ORDER BY scope = 'domain', decreases DESC, name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Slowed {
+                scope: row.try_get("scope")?,
+                name: row.try_get("name")?,
+                decreases: row.try_get("decreases")?,
+                final_rate: row.try_get("final_rate")?,
+                reason: row.try_get("reason")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn relays_and_pacing_are_kept_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("c.db"), true)
+            .await
+            .unwrap();
+        let run = crate::db::start_run(&pool, "send").await.unwrap();
+        let slowed = vec![Slowed {
+            scope: "domain".into(),
+            name: "lent.fr".into(),
+            decreases: 3,
+            final_rate: Some(4.5),
+            reason: Some("450 4.7.28 slow down (at RCPT TO)".into()),
+        }];
+        record_pacing(&pool, run, &slowed).await.unwrap();
+        crate::db::finish_run(&pool, run, "nothing more due", "")
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(slowed_in_last_run(&mut conn).await.unwrap(), slowed);
+        assert!(counts_by_relay(&mut conn).await.unwrap().is_empty());
+    }
+}
