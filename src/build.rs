@@ -8,7 +8,10 @@ fn main() {
     println!("cargo:rerun-if-changed=letters");
     // sqlx::migrate! embeds migrations/ at compile time.
     println!("cargo:rerun-if-changed=migrations");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("letters");
+    // Read when the script runs, not when it is compiled: a build script compiled for one checkout
+    // and reused by another (a shared target folder) must still embed this checkout's letters.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| ".".into());
+    let root = Path::new(&manifest_dir).join("letters");
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
     files.sort();
