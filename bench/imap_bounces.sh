@@ -256,7 +256,7 @@ run() { # NAME: one timed `bounces --imap` run
     BREACHMAIL_TEST_CA_FILE="$dc/ca.pem" BREACHMAIL_BOUNCES_PASSWORD="$password" \
         /usr/bin/time -v -o "$work/$1.time" \
         "$bin" -q --config "$campaign/breachmail.toml" bounces \
-        --imap "imaps://bounces@127.0.0.1:$imaps_port/INBOX" --move-to Processed \
+        --imap "imaps://bounces@127.0.0.1:$imaps_port/INBOX" --move-to Processed --imap-batch "${BATCH:-500}" \
         >"$work/$1.out" 2>"$work/$1.err" || {
         cat "$work/$1.err" >&2
         exit 1
