@@ -2,9 +2,11 @@
 //! itself is in `migrations/`). Callers get typed rows, read by column name, and state changes
 //! that either happen with their event or report that they did not.
 //!
+//! - [`campaign`]: the signing key, the runs, the one-sender lease, the schema version.
 //! - [`ledger`]: people and the delivery life cycle (import, claim, outcomes, bounces, resends),
 //!   each transition checked against the from-states of [`crate::domain::Transition`].
 
+pub mod campaign;
 pub mod ledger;
 
 /// A state change that did not happen because the delivery is no longer where the caller read
