@@ -412,7 +412,7 @@ pub async fn claim(
                 d.generation_started_at AS generation_started_at, d.email_domain AS email_domain,
                 d.possible_duplicate AS possible_duplicate
          FROM people p JOIN deliveries d ON d.person_id = p.id WHERE p.id IN ({list})",
-        crate::person::PERSON_COLUMNS
+        super::people::PERSON_COLUMNS
     );
     let mut select = sqlx::query(&select_sql);
     for id in &ids {

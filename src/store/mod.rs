@@ -3,11 +3,15 @@
 //! that either happen with their event or report that they did not.
 //!
 //! - [`campaign`]: the signing key, the runs, the one-sender lease, the schema version.
+//! - [`deliveries`]: the reads of check, preview, the exports and resend, by typed selection.
 //! - [`ledger`]: people and the delivery life cycle (import, claim, outcomes, bounces, resends),
 //!   each transition checked against the from-states of [`crate::domain::Transition`].
+//! - [`people`]: the columns of a person, as the letters and the import read them.
 
 pub mod campaign;
+pub mod deliveries;
 pub mod ledger;
+pub mod people;
 
 /// A state change that did not happen because the delivery is no longer where the caller read
 /// it: another run took it over, or a bounce or a resend moved it on. Nothing was written.
