@@ -7,11 +7,13 @@
 //! - [`ledger`]: people and the delivery life cycle (import, claim, outcomes, bounces, resends),
 //!   each transition checked against the from-states of [`crate::domain::Transition`].
 //! - [`people`]: the columns of a person, as the letters and the import read them.
+//! - [`purge`]: erasing the people after the campaign, keeping the evidence.
 
 pub mod campaign;
 pub mod deliveries;
 pub mod ledger;
 pub mod people;
+pub mod purge;
 
 /// A state change that did not happen because the delivery is no longer where the caller read
 /// it: another run took it over, or a bounce or a resend moved it on. Nothing was written.
