@@ -4,6 +4,7 @@
 //!
 //! - [`campaign`]: the signing key, the runs, the one-sender lease, the schema version.
 //! - [`deliveries`]: the reads of check, preview, the exports and resend, by typed selection.
+//! - [`extract`]: the SQLite extract an import may read people from (another database).
 //! - [`ledger`]: people and the delivery life cycle (import, claim, outcomes, bounces, resends),
 //!   each transition checked against the from-states of [`crate::domain::Transition`].
 //! - [`people`]: the columns of a person, as the letters and the import read them.
@@ -11,6 +12,7 @@
 
 pub mod campaign;
 pub mod deliveries;
+pub mod extract;
 pub mod ledger;
 pub mod people;
 pub mod purge;
