@@ -57,21 +57,24 @@ pub async fn insert_people(
         return Ok(0);
     }
     let (first, last) = (before + 1, before + inserted as i64);
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO deliveries (person_id, state, generation, generation_started_at, email, email_domain, updated_at)
-         SELECT id, CASE WHEN email IS NULL THEN 'no_email' ELSE 'pending' END, 1, ?, email, email_domain, ?
+         SELECT id, CASE WHEN email IS NULL THEN '{no_email}' ELSE '{pending}' END, 1, ?, email, email_domain, ?
          FROM people WHERE id BETWEEN ? AND ?",
-    )
+        no_email = DeliveryState::NoEmail.as_str(),
+        pending = DeliveryState::Pending.as_str(),
+    ))
     .bind(now)
     .bind(now)
     .bind(first)
     .bind(last)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO events (person_id, at, run_id, kind, to_state, generation)
-         SELECT person_id, ?, ?, 'imported', state, 1 FROM deliveries WHERE person_id BETWEEN ? AND ?",
-    )
+         SELECT person_id, ?, ?, '{kind}', state, 1 FROM deliveries WHERE person_id BETWEEN ? AND ?",
+        kind = Transition::Import.kind().as_str(),
+    ))
     .bind(now)
     .bind(run_id)
     .bind(first)
@@ -767,11 +770,13 @@ pub async fn mark_bounced(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE deliveries SET state = 'bounced', bounced_at = ?, bounce_status = ?,
+    let changed = sqlx::query(&format!(
+        "UPDATE deliveries SET state = '{to}', bounced_at = ?, bounce_status = ?,
            bounce_diagnostic = ?, failed_email = email, updated_at = ?
-         WHERE person_id = ? AND generation = ? AND state = 'sent'",
-    )
+         WHERE person_id = ? AND generation = ? AND state IN ({from})",
+        to = DeliveryState::Bounced.as_str(),
+        from = Transition::Bounce.sql_from(),
+    ))
     .bind(now)
     .bind(status)
     .bind(diagnostic)
@@ -862,15 +867,16 @@ pub async fn start_new_generation(
     {
         return Ok(None);
     }
-    let generation: Option<i64> = sqlx::query_scalar(
-        "UPDATE deliveries SET state = 'pending', generation = generation + 1, attempts = 0,
+    let generation: Option<i64> = sqlx::query_scalar(&format!(
+        "UPDATE deliveries SET state = '{to}', generation = generation + 1, attempts = 0,
            generation_started_at = ?, email = ?, email_domain = ?, next_attempt_at = NULL,
            first_attempt_at = NULL, last_attempt_at = NULL, sent_at = NULL, claimed_by = NULL,
            claimed_from = NULL, last_error = NULL, smtp_code = NULL, smtp_reply = NULL,
            message_id = NULL, content_sha256 = NULL, possible_duplicate = 0, updated_at = ?
          WHERE person_id = ? AND state = ?
          RETURNING generation",
-    )
+        to = DeliveryState::Pending.as_str(),
+    ))
     .bind(now)
     .bind(resend.email)
     .bind(resend.email_domain)
