@@ -14,44 +14,29 @@ use sqlx::SqlitePool;
 use crate::Exit;
 use crate::config::Config;
 use crate::message::{MessageBuilder, Outgoing};
-use crate::person::{PERSON_COLUMNS, Person};
+use crate::person::Person;
 use crate::render::{Letter, Letters, RenderError};
-
-/// Deliveries whose letter has not gone yet (a `sending` one may be sent again by the next run).
-pub const STILL_TO_SEND: &str = "d.state IN ('pending', 'deferred', 'sending')";
+use crate::store::deliveries::{self, PersonPages, Selection};
 
 /// People read per database round trip.
 const PAGE: i64 = 4096;
 
-/// Calls `each` with successive pages of the people matching `filter` (an SQL condition on `p`
-/// and `d`), in id order.
-///
-/// Each page continues a walk of `deliveries` in rowid order (`NOT INDEXED`, `CROSS JOIN`). Left
-/// to choose, SQLite read every delivery in the state index, joined and sorted them all for each
-/// page of 4,096: a quadratic cost, two thirds of check's time at 340,000 people.
-pub async fn for_each_page<F>(pool: &SqlitePool, filter: &str, mut each: F) -> anyhow::Result<()>
+/// Calls `each` with successive pages of the people `selection` names, in id order (see
+/// [`PersonPages`] for how a page is read).
+pub async fn for_each_page<F>(
+    pool: &SqlitePool,
+    selection: &Selection,
+    mut each: F,
+) -> anyhow::Result<()>
 where
     F: FnMut(Vec<Person>) -> anyhow::Result<()>,
 {
-    let sql: std::sync::Arc<str> = format!(
-        "SELECT {PERSON_COLUMNS} FROM deliveries d NOT INDEXED CROSS JOIN people p ON p.id = d.person_id
-         WHERE d.person_id > ? AND ({filter}) ORDER BY d.person_id LIMIT ?"
-    )
-    .into();
+    let pages = PersonPages::new(selection);
     // The next page is read (and decoded) while this one is rendered: reading is a third of the
     // work, and SQLite's thread would otherwise wait for the renderers and they for it.
     let fetch = |after: i64| {
-        let (pool, sql) = (pool.clone(), sql.clone());
-        tokio::spawn(async move {
-            let rows = sqlx::query(&sql)
-                .bind(after)
-                .bind(PAGE)
-                .fetch_all(&pool)
-                .await?;
-            rows.iter()
-                .map(Person::from_row)
-                .collect::<anyhow::Result<Vec<Person>>>()
-        })
+        let (pool, pages) = (pool.clone(), pages.clone());
+        tokio::spawn(async move { pages.after(&pool, after, PAGE).await })
     };
     let mut next = Some(fetch(0));
     while let Some(reading) = next.take() {
@@ -184,10 +169,13 @@ pub async fn check(
         ..CheckReport::default()
     };
     // Counted beside the rendering, which leaves a third of a core idle.
-    let shared = tokio::spawn(shared_addresses(pool.clone()));
+    let shared = {
+        let pool = pool.clone();
+        tokio::spawn(async move { deliveries::count_shared_addresses(&pool).await })
+    };
     // Sizes counted by value, not kept one per person: memory stays flat at any N.
     let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
-    for_each_page(pool, STILL_TO_SEND, |people| {
+    for_each_page(pool, &Selection::StillToSend, |people| {
         let results = build_all(letters, builder, &people, |person, built| match built {
             Ok((letter, outgoing)) => Ok((letter.language, outgoing.bytes.len())),
             Err(error) => Err(Failure {
@@ -216,27 +204,6 @@ pub async fn check(
         .await
         .context("the count of shared addresses stopped")??;
     Ok(report)
-}
-
-/// How many addresses several people share. The count sorts every address: on a connection of its
-/// own that may spill the sort to a temporary file (SQLite unlinks it as it opens it), since in
-/// memory the sort grew with the campaign (3.4 million people: 400 MB).
-async fn shared_addresses(pool: SqlitePool) -> anyhow::Result<u64> {
-    let mut connection = pool.acquire().await?;
-    sqlx::query("PRAGMA temp_store = FILE")
-        .execute(&mut *connection)
-        .await?;
-    let shared = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM people WHERE email IS NOT NULL
-         GROUP BY lower(email) HAVING count(*) > 1)",
-    )
-    .fetch_one(&mut *connection)
-    .await;
-    // Back to the pool as every other connection is, whatever the count did.
-    sqlx::query("PRAGMA temp_store = MEMORY")
-        .execute(&mut *connection)
-        .await?;
-    Ok(shared?)
 }
 
 /// Smallest, median (the upper one for an even count) and largest of sizes counted by value.

@@ -1,4 +1,5 @@
-//! The campaign database: opening it privately, migrating it, and the campaign's signing key.
+//! The campaign database: opening it privately and migrating it, and the connection's plumbing
+//! (busy and disk-full errors, free space, times). Its statements are in [`crate::store`].
 //!
 //! SQLite in WAL mode with `synchronous=NORMAL`: a crash loses at most the last transaction, never
 //! corrupts, and readers (`status`) never block the sender.
@@ -7,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use rand::RngCore;
 use sqlx::ConnectOptions;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -125,7 +125,8 @@ pub async fn open(path: &Path, create: bool) -> anyhow::Result<SqlitePool> {
         .run(&pool)
         .await
         .with_context(|| format!("while migrating the database {}", path.display()))?;
-    ensure_signing_key(&pool).await?;
+    // The secret that signs VERP tokens and derives Message-IDs: made once, with the database.
+    crate::store::campaign::ensure_signing_key(&pool).await?;
     Ok(pool)
 }
 
@@ -151,11 +152,9 @@ pub async fn open_read_only(path: &Path) -> anyhow::Result<SqlitePool> {
         .connect_with(options)
         .await
         .with_context(|| format!("while opening the database {} to read it", path.display()))?;
-    let applied: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&pool)
-            .await
-            .with_context(|| format!("while reading the schema version of {}", path.display()))?;
+    let applied = crate::store::campaign::applied_schema_version(&pool)
+        .await
+        .with_context(|| format!("while reading the schema version of {}", path.display()))?;
     let expected = MIGRATOR.iter().map(|m| m.version).max();
     if applied < expected {
         anyhow::bail!(
@@ -167,55 +166,5 @@ pub async fn open_read_only(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-/// The secret that signs VERP tokens and derives Message-IDs. Made once, with the database, and
-/// never printed or exported.
-async fn ensure_signing_key(pool: &SqlitePool) -> anyhow::Result<()> {
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    sqlx::query("INSERT OR IGNORE INTO campaign (key, value) VALUES ('signing_key', ?)")
-        .bind(hex::encode(key))
-        .execute(pool)
-        .await
-        .context("while creating the campaign's signing key")?;
-    Ok(())
-}
-
-pub async fn signing_key(pool: &SqlitePool) -> anyhow::Result<Vec<u8>> {
-    let hex_key: String =
-        sqlx::query_scalar("SELECT value FROM campaign WHERE key = 'signing_key'")
-            .fetch_one(pool)
-            .await
-            .context("while reading the campaign's signing key")?;
-    hex::decode(hex_key).context("the campaign's signing key is damaged")
-}
-
-/// Starts a run of a state-changing command, for the evidence.
-pub async fn start_run(pool: &SqlitePool, command: &str) -> anyhow::Result<i64> {
-    let id = sqlx::query("INSERT INTO runs (command, started_at, host, pid) VALUES (?, ?, ?, ?)")
-        .bind(command)
-        .bind(now_ms())
-        .bind(crate::files::host_name())
-        .bind(std::process::id() as i64)
-        .execute(pool)
-        .await
-        .context("while recording the run")?
-        .last_insert_rowid();
-    Ok(id)
-}
-
-pub async fn finish_run(
-    pool: &SqlitePool,
-    run_id: i64,
-    outcome: &str,
-    detail: &str,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE runs SET finished_at = ?, outcome = ?, detail = ? WHERE id = ?")
-        .bind(now_ms())
-        .bind(outcome)
-        .bind(detail)
-        .bind(run_id)
-        .execute(pool)
-        .await
-        .context("while recording the end of the run")?;
-    Ok(())
-}
+/// The runs and the signing key, kept here under their old names for the commands that call them.
+pub use crate::store::campaign::{finish_run, signing_key, start_run};

@@ -13,14 +13,13 @@ use std::path::Path;
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use crate::Exit;
 use crate::cli::AuditFormat;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::DeliveryState;
+use crate::store::deliveries::{self, AuditRecord, EventRecord};
 
 /// A cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return
 /// first) gets a leading apostrophe, so opening an export can never execute anything.
@@ -117,57 +116,40 @@ pub const EVENT_COLUMNS: [&str; 9] = [
     "detail",
 ];
 
-const AUDIT_SQL: &str =
-    "SELECT p.ref, p.notice_id, COALESCE(d.email, p.email), p.language, d.state,
-        d.generation, d.attempts, d.first_attempt_at, d.last_attempt_at, d.sent_at, d.smtp_reply,
-        d.message_id, d.letters_fingerprint, d.content_sha256, d.bounced_at, d.bounce_status,
-        d.bounce_diagnostic, d.possible_duplicate, d.relay
-     FROM people p LEFT JOIN deliveries d ON d.person_id = p.id ORDER BY p.id";
-
-const EVENTS_SQL: &str =
-    "SELECT p.ref, p.notice_id, e.at, e.run_id, e.kind, e.from_state, e.to_state, e.generation,
-        e.detail
-     FROM events e JOIN people p ON p.id = e.person_id ORDER BY e.id";
-
 impl AuditRow {
-    fn from_row(row: &SqliteRow, mask_email: bool) -> anyhow::Result<AuditRow> {
-        let time = |i: usize| -> anyhow::Result<Option<String>> {
-            Ok(row
-                .try_get::<Option<i64>, _>(i)?
-                .map(|t| format_time(Some(t))))
-        };
+    fn new(record: AuditRecord, mask_email: bool) -> AuditRow {
+        let time = |t: Option<i64>| t.map(|t| format_time(Some(t)));
         let mask = |text: Option<String>| match text {
             Some(text) if mask_email => Some(mask_addresses(&text)),
             other => other,
         };
         // A person without a delivery breaks the reconciliation; the row still shows them.
-        let state: Option<String> = row.try_get(4)?;
-        let unreached = state
-            .as_deref()
-            .and_then(|s| s.parse::<DeliveryState>().ok())
-            .is_none_or(DeliveryState::is_unreached);
-        Ok(AuditRow {
-            person_ref: row.try_get(0)?,
-            notice_id: row.try_get(1)?,
-            email: mask(row.try_get(2)?),
-            language: row.try_get(3)?,
-            state: state.unwrap_or_else(|| "missing".to_owned()),
-            generation: row.try_get::<Option<i64>, _>(5)?.unwrap_or(0),
-            attempts: row.try_get::<Option<i64>, _>(6)?.unwrap_or(0),
-            first_attempt_at: time(7)?,
-            last_attempt_at: time(8)?,
-            sent_at: time(9)?,
-            smtp_reply: mask(row.try_get(10)?),
-            message_id: row.try_get(11)?,
-            letters_fingerprint: row.try_get(12)?,
-            content_sha256: row.try_get(13)?,
-            bounced_at: time(14)?,
-            bounce_status: row.try_get(15)?,
-            bounce_diagnostic: mask(row.try_get(16)?),
-            possible_duplicate: row.try_get::<Option<i64>, _>(17)?.unwrap_or(0) != 0,
-            postal_fallback: unreached,
-            relay: row.try_get(18)?,
-        })
+        let postal_fallback = record.state.is_none_or(DeliveryState::is_unreached);
+        AuditRow {
+            person_ref: record.person_ref,
+            notice_id: record.notice_id,
+            email: mask(record.email),
+            language: record.language,
+            state: record
+                .state
+                .map_or("missing", DeliveryState::as_str)
+                .to_owned(),
+            generation: record.generation.unwrap_or(0),
+            attempts: record.attempts.unwrap_or(0),
+            first_attempt_at: time(record.first_attempt_at),
+            last_attempt_at: time(record.last_attempt_at),
+            sent_at: time(record.sent_at),
+            smtp_reply: mask(record.smtp_reply),
+            message_id: record.message_id,
+            letters_fingerprint: record.letters_fingerprint,
+            content_sha256: record.content_sha256,
+            bounced_at: time(record.bounced_at),
+            bounce_status: record.bounce_status,
+            bounce_diagnostic: mask(record.bounce_diagnostic),
+            possible_duplicate: record.possible_duplicate,
+            postal_fallback,
+            relay: record.relay,
+        }
     }
 
     fn cells(&self) -> [Cow<'_, str>; 20] {
@@ -198,23 +180,23 @@ impl AuditRow {
 }
 
 impl EventRow {
-    fn from_row(row: &SqliteRow, mask_email: bool) -> anyhow::Result<EventRow> {
-        let detail: Option<String> = row.try_get(8)?;
-        Ok(EventRow {
-            person_ref: row.try_get(0)?,
-            notice_id: row.try_get(1)?,
-            at: format_time(row.try_get(2)?),
-            run_id: row.try_get(3)?,
-            kind: row.try_get(4)?,
-            from_state: row.try_get(5)?,
-            to_state: row.try_get(6)?,
-            generation: row.try_get(7)?,
+    fn new(record: EventRecord, mask_email: bool) -> EventRow {
+        let state = |s: Option<DeliveryState>| s.map(|s| s.as_str().to_owned());
+        EventRow {
+            person_ref: record.person_ref,
+            notice_id: record.notice_id,
+            at: format_time(Some(record.at)),
+            run_id: record.run_id,
+            kind: record.kind.as_str().to_owned(),
+            from_state: state(record.from_state),
+            to_state: state(record.to_state),
+            generation: record.generation,
             detail: if mask_email {
-                detail.map(|d| mask_addresses(&d))
+                record.detail.map(|d| mask_addresses(&d))
             } else {
-                detail
+                record.detail
             },
-        })
+        }
     }
 
     fn cells(&self) -> [Cow<'_, str>; 9] {
@@ -372,36 +354,32 @@ pub async fn audit(config: &Config, request: &AuditRequest<'_>) -> anyhow::Resul
     let mut sink = sink_for(request.format, request.out)?;
     let written = if request.events {
         sink.header(&EVENT_COLUMNS)?;
-        let mut rows = sqlx::query(EVENTS_SQL).fetch(&mut *tx);
+        let mut rows = deliveries::event_records(&mut tx);
         let mut written = 0_i64;
-        while let Some(row) = rows.try_next().await.context("while reading the events")? {
-            sink.event(&EventRow::from_row(&row, request.mask_email)?)?;
+        while let Some(record) = rows.try_next().await.context("while reading the events")? {
+            sink.event(&EventRow::new(record, request.mask_email))?;
             written += 1;
         }
         written
     } else {
         sink.header(&AUDIT_COLUMNS)?;
-        let mut rows = sqlx::query(AUDIT_SQL).fetch(&mut *tx);
+        let mut rows = deliveries::audit_records(&mut tx);
         let mut written = 0_i64;
-        while let Some(row) = rows
+        while let Some(record) = rows
             .try_next()
             .await
             .context("while reading the deliveries")?
         {
-            sink.audit(&AuditRow::from_row(&row, request.mask_email)?)?;
+            sink.audit(&AuditRow::new(record, request.mask_email))?;
             written += 1;
         }
         written
     };
     sink.finish().context("while writing the export")?;
-    let expected: i64 = if request.events {
-        sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&mut *tx)
-            .await?
+    let expected = if request.events {
+        deliveries::count_events(&mut tx).await?
     } else {
-        sqlx::query_scalar("SELECT count(*) FROM people")
-            .fetch_one(&mut *tx)
-            .await?
+        deliveries::count_people(&mut tx).await?
     };
     let reconciliation = crate::status::reconcile(&mut tx).await;
     tx.commit().await?;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool, ValueRef};
+use sqlx::SqlitePool;
 
 use crate::cli::ImportArgs;
 use crate::config::Config;
@@ -20,7 +20,9 @@ use crate::domain::{
     Category, Civility, Email, Invalid, MAX_FIELD_CHARS, PersonRef, check_header_safe,
     mask_identifier, mask_phone,
 };
-use crate::ledger::{self, NewPerson};
+use crate::ledger;
+use crate::store::extract::{self, ExtractPages};
+use crate::store::people::{self, KnownPerson, NewPerson};
 use crate::{Exit, UsageError};
 
 /// Rows per transaction: large enough to amortise the commit (each commit rewrites the index
@@ -269,9 +271,7 @@ pub async fn import_sqlite(
     let extract = sqlx::SqlitePool::connect_with(source_options)
         .await
         .with_context(|| format!("while opening the SQLite extract {}", path.display()))?;
-    let header: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info(?)")
-        .bind(table)
-        .fetch_all(&extract)
+    let header: Vec<String> = extract::table_columns(&extract, table)
         .await
         .with_context(|| {
             format!(
@@ -280,7 +280,7 @@ pub async fn import_sqlite(
             )
         })?
         .iter()
-        .map(|row| row.get::<String, _>(0).trim().to_lowercase())
+        .map(|name| name.trim().to_lowercase())
         .collect();
     if header.is_empty() {
         return Err(
@@ -290,10 +290,7 @@ pub async fn import_sqlite(
     let name = format!("{} table {table}", path.display());
     let mut source = Source::Sqlite {
         extract,
-        query: format!(
-            "SELECT * FROM \"{}\" LIMIT ? OFFSET ?",
-            table.replace('"', "\"\"")
-        ),
+        pages: ExtractPages::new(table),
         offset: 0,
         page: std::collections::VecDeque::new(),
         done: false,
@@ -309,7 +306,7 @@ enum Source {
     },
     Sqlite {
         extract: SqlitePool,
-        query: String,
+        pages: ExtractPages,
         offset: i64,
         page: std::collections::VecDeque<SourceRow>,
         done: bool,
@@ -334,27 +331,19 @@ impl Source {
             }),
             Source::Sqlite {
                 extract,
-                query,
+                pages,
                 offset,
                 page,
                 done,
             } => {
                 if page.is_empty() && !*done {
-                    let rows = match sqlx::query(query)
-                        .bind(SQLITE_PAGE)
-                        .bind(*offset)
-                        .fetch_all(&*extract)
-                        .await
-                    {
+                    let rows = match pages.page(extract, SQLITE_PAGE, *offset).await {
                         Ok(rows) => rows,
-                        Err(e) => return Some(Err(e.into())),
+                        Err(e) => return Some(Err(e)),
                     };
                     *done = (rows.len() as i64) < SQLITE_PAGE;
-                    for row in rows {
+                    for values in rows {
                         *offset += 1;
-                        let values = (0..row.columns().len())
-                            .map(|i| sqlite_value_as_text(&row, i))
-                            .collect();
                         page.push_back(SourceRow {
                             line: *offset as u64,
                             values,
@@ -364,28 +353,6 @@ impl Source {
                 page.pop_front().map(Ok)
             }
         }
-    }
-}
-
-fn sqlite_value_as_text(row: &sqlx::sqlite::SqliteRow, index: usize) -> Result<String, ()> {
-    let Ok(raw) = row.try_get_raw(index) else {
-        return Err(());
-    };
-    if raw.is_null() {
-        return Ok(String::new());
-    }
-    if let Ok(text) = row.try_get::<String, _>(index) {
-        return Ok(text);
-    }
-    if let Ok(number) = row.try_get::<i64, _>(index) {
-        return Ok(number.to_string());
-    }
-    if let Ok(number) = row.try_get::<f64, _>(index) {
-        return Ok(number.to_string());
-    }
-    match row.try_get::<Vec<u8>, _>(index) {
-        Ok(bytes) => String::from_utf8(bytes).map_err(|_| ()),
-        Err(_) => Err(()),
     }
 }
 
@@ -635,98 +602,16 @@ async fn write_batch(
     Ok(())
 }
 
-/// What the database already holds for a ref, to tell new, unchanged and changed rows apart.
-struct KnownPerson {
-    id: i64,
-    row_hash: String,
-    import_run: i64,
-    fields: Vec<Option<String>>,
-}
-
-impl KnownPerson {
-    fn changed_fields(&self, person: &NewPerson) -> Vec<&'static str> {
-        COMPARED_FIELDS
-            .iter()
-            .zip(self.fields.iter().zip(person.compared_values()))
-            .filter(|(_, (old, new))| old.as_deref() != new.as_deref())
-            .map(|(name, _)| *name)
-            .collect()
-    }
-}
-
-const COMPARED_FIELDS: [&str; 16] = [
-    "email",
-    "alt_email",
-    "civility",
-    "first_name",
-    "last_name",
-    "language",
-    "address_line1",
-    "address_line2",
-    "postcode",
-    "city",
-    "country",
-    "phone",
-    "identifier",
-    "exposed",
-    "extra",
-    "email_domain",
-];
-
-impl NewPerson {
-    fn compared_values(&self) -> Vec<Option<String>> {
-        vec![
-            self.email.clone(),
-            self.alt_email.clone(),
-            self.civility.map(str::to_owned),
-            self.first_name.clone(),
-            self.last_name.clone(),
-            Some(self.language.clone()),
-            self.address_line1.clone(),
-            self.address_line2.clone(),
-            self.postcode.clone(),
-            self.city.clone(),
-            self.country.clone(),
-            self.phone_masked.clone(),
-            self.identifier_masked.clone(),
-            Some(self.exposed.clone()),
-            Some(self.extra.clone()),
-            self.email_domain.clone(),
-        ]
-    }
-}
-
+/// The people of a batch already stored, by ref.
 async fn existing_people(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     batch: &[(u64, NewPerson)],
 ) -> anyhow::Result<HashMap<String, KnownPerson>> {
-    let mut known = HashMap::new();
-    for chunk in batch.chunks(900) {
-        let sql = format!(
-            "SELECT id, ref, row_hash, import_run, email, alt_email, civility, first_name, last_name,
-                    language, address_line1, address_line2, postcode, city, country, phone_masked,
-                    identifier_masked, exposed, extra, email_domain
-             FROM people WHERE ref IN ({})",
-            vec!["?"; chunk.len()].join(",")
-        );
-        let mut query = sqlx::query(&sql);
-        for (_, person) in chunk {
-            query = query.bind(&person.person_ref);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let fields = (4..20).map(|i| row.get::<Option<String>, _>(i)).collect();
-            known.insert(
-                row.get::<String, _>(1),
-                KnownPerson {
-                    id: row.get(0),
-                    row_hash: row.get(2),
-                    import_run: row.get(3),
-                    fields,
-                },
-            );
-        }
-    }
-    Ok(known)
+    let refs: Vec<&str> = batch
+        .iter()
+        .map(|(_, person)| person.person_ref.as_str())
+        .collect();
+    people::known_people(tx, &refs).await
 }
 
 /// Where each known column sits in the source's header.
@@ -982,7 +867,7 @@ impl Columns {
 /// A fingerprint of what is stored for a person (masked values only), to see a changed row.
 fn row_hash(person: &NewPerson) -> String {
     let mut hasher = Sha256::new();
-    for value in person.compared_values() {
+    for value in person.field_values() {
         match value {
             Some(v) => {
                 hasher.update(b"\x01");

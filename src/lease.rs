@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
+
+use crate::store::campaign::{self, LeaseClaim, LeaseRow};
 
 /// How long a lease lives without a heartbeat: long enough for a busy database, short enough
 /// that cron's next run takes over from a machine that vanished.
@@ -36,30 +38,18 @@ impl Lease {
         let host = crate::files::host_name();
         let pid = std::process::id() as i64;
         let now = crate::db::now_ms();
-        let expires = now + LEASE_TTL.as_millis() as i64;
-        let current = sqlx::query("SELECT run_id, host, pid, expires_at FROM lease WHERE id = 1")
-            .fetch_optional(pool)
-            .await?;
-        let taken = match current {
-            None => sqlx::query(
-                "INSERT INTO lease (id, run_id, host, pid, heartbeat_at, expires_at)
-                 VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(run_id)
-            .bind(&host)
-            .bind(pid)
-            .bind(now)
-            .bind(expires)
-            .execute(pool)
-            .await?
-            .rows_affected(),
+        let claim = LeaseClaim {
+            run_id,
+            host: &host,
+            pid,
+            now,
+            expires_at: now + LEASE_TTL.as_millis() as i64,
+        };
+        let taken = match campaign::current_lease(pool).await? {
+            None => campaign::take_free_lease(pool, &claim).await?,
             Some(row) => {
-                let holder = Holder {
-                    run_id: row.get(0),
-                    host: row.get(1),
-                    pid: row.get(2),
-                };
-                let expired = row.get::<i64, _>(3) < now;
+                let expired = row.expires_at < now;
+                let holder = Holder::from(row);
                 let dead = holder.host == host && holder.pid != pid && !process_alive(holder.pid);
                 if !expired && !dead {
                     return Ok(Err(holder));
@@ -70,58 +60,39 @@ impl Lease {
                     pid = holder.pid,
                     "taking over the sender lease of a run that is gone"
                 );
-                // Conditional on the old holder, so two runs taking over at once cannot both win.
-                sqlx::query(
-                    "UPDATE lease SET run_id = ?, host = ?, pid = ?, heartbeat_at = ?, expires_at = ?
-                     WHERE id = 1 AND run_id = ?",
-                )
-                .bind(run_id)
-                .bind(&host)
-                .bind(pid)
-                .bind(now)
-                .bind(expires)
-                .bind(holder.run_id)
-                .execute(pool)
-                .await?
-                .rows_affected()
+                campaign::take_over_lease(pool, &claim, holder.run_id).await?
             }
         };
-        if taken == 1 {
+        if taken {
             return Ok(Ok(Lease {
                 pool: pool.clone(),
                 run_id,
             }));
         }
-        let row = sqlx::query("SELECT run_id, host, pid FROM lease WHERE id = 1")
-            .fetch_one(pool)
-            .await?;
-        Ok(Err(Holder {
-            run_id: row.get(0),
-            host: row.get(1),
-            pid: row.get(2),
-        }))
+        let holder = campaign::current_lease(pool).await?.ok_or_else(|| {
+            anyhow::anyhow!("the sender lease changed hands while this run tried to take it")
+        })?;
+        Ok(Err(Holder::from(holder)))
     }
 
     /// Extends the lease; false when another run has taken it (then this run must stop).
     pub async fn heartbeat(&self) -> anyhow::Result<bool> {
         let now = crate::db::now_ms();
-        let updated = sqlx::query(
-            "UPDATE lease SET heartbeat_at = ?, expires_at = ? WHERE id = 1 AND run_id = ?",
-        )
-        .bind(now)
-        .bind(now + LEASE_TTL.as_millis() as i64)
-        .bind(self.run_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated == 1)
+        let expires_at = now + LEASE_TTL.as_millis() as i64;
+        campaign::extend_lease(&self.pool, self.run_id, now, expires_at).await
     }
 
     pub async fn release(self) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM lease WHERE id = 1 AND run_id = ?")
-            .bind(self.run_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        campaign::release_lease(&self.pool, self.run_id).await
+    }
+}
+
+impl From<LeaseRow> for Holder {
+    fn from(row: LeaseRow) -> Holder {
+        Holder {
+            run_id: row.run_id,
+            host: row.host,
+            pid: row.pid,
+        }
     }
 }

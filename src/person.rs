@@ -30,11 +30,11 @@ pub struct Person {
     pub generation: i64,
 }
 
-/// The columns `from_row` reads, for `SELECT {PERSON_COLUMNS} FROM people p JOIN deliveries d ...`.
-/// Each is named, and `from_row` reads them by name, so a query may add columns anywhere.
-pub const PERSON_COLUMNS: &str = "p.id AS id, p.ref AS ref, p.notice_id AS notice_id, COALESCE(d.email, p.email) AS email, p.civility AS civility, p.first_name AS first_name, p.last_name AS last_name, p.language AS language, p.address_line1 AS address_line1, p.address_line2 AS address_line2, p.postcode AS postcode, p.city AS city, p.country AS country, p.phone_masked AS phone_masked, p.identifier_masked AS identifier_masked, p.exposed AS exposed, p.extra AS extra, d.generation AS generation";
+/// The columns [`Person::from_row`] reads, kept here under their old name for the callers.
+pub use crate::store::people::PERSON_COLUMNS;
 
 impl Person {
+    /// Reads a row of [`PERSON_COLUMNS`], by column name.
     pub fn from_row(row: &SqliteRow) -> anyhow::Result<Person> {
         let exposed: String = row.try_get("exposed")?;
         let extra: String = row.try_get("extra")?;

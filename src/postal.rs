@@ -10,13 +10,14 @@ use std::path::Path;
 
 use anyhow::Context;
 use futures_util::TryStreamExt;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::Exit;
 use crate::config::Config;
 use crate::domain::DeliveryState;
 use crate::export::neutralise_formula;
-use crate::person::{PERSON_COLUMNS, Person};
+use crate::person::Person;
+use crate::store::deliveries;
 
 /// The columns of the postal CSV, in order.
 pub const POSTAL_HEADER: [&str; 12] = [
@@ -159,29 +160,20 @@ pub async fn export(
     }
     let mut csv = csv::Writer::from_writer(sink);
     csv.write_record(POSTAL_HEADER)?;
-    // Everyone not reached, and whoever asked the helpline for a paper letter.
-    let paper_requested = crate::store::helpline::PAPER_REQUESTED;
-    let sql = format!(
-        "SELECT {PERSON_COLUMNS}, d.state, d.smtp_reply, d.last_error, d.bounce_status, d.bounce_diagnostic
-         FROM people p JOIN deliveries d ON d.person_id = p.id
-         WHERE d.state IN ('no_email', 'bounced', 'failed') OR {paper_requested}
-         ORDER BY p.id"
-    );
-    let mut rows = sqlx::query(&sql).fetch(pool);
+    let mut rows = deliveries::not_reached(pool);
     let mut summary = PostalSummary::default();
-    while let Some(row) = rows.try_next().await.context("while reading the people")? {
-        let person = Person::from_row(&row)?;
-        let state: DeliveryState = row.try_get::<String, _>(18)?.parse()?;
+    while let Some(unreached) = rows.try_next().await.context("while reading the people")? {
+        let (person, state) = (&unreached.person, unreached.state);
         let outcome = DeliveryOutcome {
-            smtp_reply: row.try_get(19)?,
-            last_error: row.try_get(20)?,
-            bounce_status: row.try_get(21)?,
-            bounce_diagnostic: row.try_get(22)?,
+            smtp_reply: unreached.smtp_reply.as_deref(),
+            last_error: unreached.last_error.as_deref(),
+            bounce_status: unreached.bounce_status.as_deref(),
+            bounce_diagnostic: unreached.bounce_diagnostic.as_deref(),
         };
         let reason =
             unreached_reason(state, &outcome).unwrap_or_else(|| PAPER_LETTER_ASKED.to_owned());
         csv.write_record(
-            postal_record(&person, state, &reason)
+            postal_record(person, state, &reason)
                 .iter()
                 .map(|cell| neutralise_formula(cell).into_owned()),
         )?;
@@ -193,7 +185,7 @@ pub async fn export(
             _ => summary.paper_requested += 1,
         }
         if let Some((dir, render)) = letters {
-            match write_letter(dir, &person, render) {
+            match write_letter(dir, person, render) {
                 Ok(()) => summary.letters_written += 1,
                 Err(error) => {
                     summary.letters_failed += 1;

@@ -14,10 +14,11 @@ use std::path::Path;
 use anyhow::Context as _;
 use sqlx::SqlitePool;
 
-use crate::check::{STILL_TO_SEND, build_all, for_each_page, load_pipeline};
+use crate::check::{build_all, for_each_page, load_pipeline};
 use crate::cli::PreviewArgs;
 use crate::config::Config;
 use crate::person::Person;
+use crate::store::deliveries::{self, Selection};
 use crate::{Exit, UsageError};
 
 /// One line of the manifest, or why that person's message could not be made.
@@ -55,7 +56,7 @@ pub async fn write_preview(
     args: &PreviewArgs,
 ) -> anyhow::Result<PreviewSummary> {
     let (letters, builder) = load_pipeline(config, pool).await?;
-    let filter = choose(pool, &letters, args).await?;
+    let selection = choose(pool, &letters, args).await?;
     let out = &args.out;
     crate::files::create_private_dir(out)
         .with_context(|| format!("while creating {}", out.display()))?;
@@ -70,7 +71,7 @@ pub async fn write_preview(
         failures: Vec::new(),
     };
     let mut remaining = args.limit.unwrap_or(u64::MAX);
-    for_each_page(pool, &filter, |mut people| {
+    for_each_page(pool, &selection, |mut people| {
         if remaining == 0 {
             return Ok(());
         }
@@ -112,35 +113,31 @@ fn write_one(out: &Path, person: &Person, built: crate::check::Built) -> Written
     ])
 }
 
-/// The SQL condition naming the people to preview.
+/// The people to preview.
 async fn choose(
     pool: &SqlitePool,
     letters: &crate::render::Letters,
     args: &PreviewArgs,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Selection> {
     if !args.refs.is_empty() {
-        return refs_filter(pool, &args.refs).await;
+        return named_people(pool, &args.refs).await;
     }
     if args.all {
-        return Ok("COALESCE(d.email, p.email) IS NOT NULL".to_owned());
+        return Ok(Selection::WithAddress);
     }
     if args.limit.is_some() {
-        return Ok(STILL_TO_SEND.to_owned());
+        return Ok(Selection::StillToSend);
     }
-    sample_filter(pool, letters).await
+    one_per_variant(pool, letters).await
 }
 
 /// The named people, whatever their state; refs that do not exist are a usage error.
-async fn refs_filter(pool: &SqlitePool, refs: &[String]) -> anyhow::Result<String> {
+async fn named_people(pool: &SqlitePool, refs: &[String]) -> anyhow::Result<Selection> {
     let mut ids = Vec::new();
     let mut missing = Vec::new();
     for person_ref in refs {
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM people WHERE ref = ?")
-            .bind(person_ref)
-            .fetch_optional(pool)
-            .await?;
-        match id {
-            Some(id) => ids.push(id.to_string()),
+        match deliveries::person_id_by_ref(pool, person_ref).await? {
+            Some(id) => ids.push(id),
             None => missing.push(person_ref.as_str()),
         }
     }
@@ -149,37 +146,28 @@ async fn refs_filter(pool: &SqlitePool, refs: &[String]) -> anyhow::Result<Strin
             UsageError::new(format!("no person with the ref {}", missing.join(", "))).into(),
         );
     }
-    Ok(format!("p.id IN ({})", ids.join(",")))
+    Ok(Selection::People(ids))
 }
 
 /// One person per letter variant (resolved language × set of exposed categories) among those
 /// still to send.
-async fn sample_filter(
+async fn one_per_variant(
     pool: &SqlitePool,
     letters: &crate::render::Letters,
-) -> anyhow::Result<String> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(&format!(
-        "SELECT MIN(p.id), p.language, p.exposed FROM people p JOIN deliveries d ON d.person_id = p.id
-         WHERE {STILL_TO_SEND} AND COALESCE(d.email, p.email) IS NOT NULL
-         GROUP BY p.language, p.exposed ORDER BY MIN(p.id)"
-    ))
-    .fetch_all(pool)
-    .await?;
+) -> anyhow::Result<Selection> {
+    let variants = deliveries::letter_variants_still_to_send(pool).await?;
     let known: BTreeSet<&str> = letters.languages().collect();
     let mut seen = BTreeSet::new();
     let mut ids = Vec::new();
-    for (id, language, exposed) in rows {
-        let language = if known.contains(language.as_str()) {
-            language
+    for variant in variants {
+        let language = if known.contains(variant.language.as_str()) {
+            variant.language
         } else {
             letters.default_language().to_owned()
         };
-        if seen.insert((language, exposed)) {
-            ids.push(id.to_string());
+        if seen.insert((language, variant.exposed)) {
+            ids.push(variant.first_person_id);
         }
     }
-    if ids.is_empty() {
-        return Ok("0".to_owned());
-    }
-    Ok(format!("p.id IN ({})", ids.join(",")))
+    Ok(Selection::People(ids))
 }

@@ -8,12 +8,12 @@
 //! is still due, since a purged person can no longer be written to, and it runs in one
 //! transaction followed by `VACUUM`, so the erased values do not linger in free pages.
 
-use anyhow::Context;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::config::Config;
 use crate::lease::Lease;
+use crate::store::purge as store;
 use crate::{Exit, UsageError};
 
 /// What stands where an address was.
@@ -60,31 +60,15 @@ async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
     lease.release().await?;
     let exit = outcome?;
     if matches!(exit, Exit::Ok) {
-        // VACUUM rewrites the file without the free pages that still hold the old values; the
-        // checkpoint then empties the write-ahead log, which held copies of them too.
-        sqlx::query("VACUUM")
-            .execute(pool)
-            .await
-            .context("while compacting the database after the purge")?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(pool)
-            .await
-            .context("while emptying the write-ahead log after the purge")?;
+        // The erased values still sit in free pages and in the write-ahead log until compacted.
+        store::compact(pool).await?;
     }
     Ok(exit)
 }
 
 async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exit> {
     let mut tx = pool.begin().await?;
-    let due: Vec<(String, i64)> = sqlx::query(
-        "SELECT state, count(*) FROM deliveries
-          WHERE state IN ('pending', 'deferred', 'sending') GROUP BY state ORDER BY state",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|row| (row.get(0), row.get(1)))
-    .collect();
+    let due = store::count_still_to_send_by_state(&mut tx).await?;
     if !due.is_empty() {
         tx.rollback().await?;
         let counts: Vec<String> = due.iter().map(|(s, n)| format!("{n} {s}")).collect();
@@ -113,96 +97,42 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
 }
 
 /// Everything in one transaction: a purge that stops half way changes nothing.
-async fn erase(tx: &mut Transaction<'_, Sqlite>) -> anyhow::Result<PurgeSummary> {
+async fn erase(tx: &mut SqliteConnection) -> anyhow::Result<PurgeSummary> {
     let now = crate::db::now_ms();
     let mut summary = PurgeSummary::default();
 
-    let people: Vec<(i64, String)> =
-        sqlx::query("SELECT id, ref FROM people WHERE purged_at IS NULL")
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-    for (id, person_ref) in &people {
-        sqlx::query(
-            "UPDATE people SET ref = ?1, email = NULL, email_domain = NULL, alt_email = NULL,
-                    civility = NULL, first_name = NULL, last_name = NULL,
-                    address_line1 = NULL, address_line2 = NULL, postcode = NULL, city = NULL,
-                    country = NULL, phone_masked = NULL, identifier_masked = NULL, extra = '{}',
-                    purged_at = ?2, updated_at = ?2
-              WHERE id = ?3",
-        )
-        .bind(hashed_ref(person_ref))
-        .bind(now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .context("while erasing a person")?;
+    let people = store::people_to_erase(tx).await?;
+    for person in &people {
+        store::erase_person(tx, person.id, &hashed_ref(&person.person_ref), now).await?;
         summary.people += 1;
     }
-    sqlx::query("UPDATE deliveries SET email = NULL, failed_email = NULL, email_domain = NULL")
-        .execute(&mut **tx)
-        .await?;
+    store::erase_delivery_addresses(tx).await?;
 
-    let replies = sqlx::query(
-        "SELECT person_id, smtp_reply, last_error, bounce_diagnostic FROM deliveries
-          WHERE smtp_reply LIKE '%@%' OR last_error LIKE '%@%' OR bounce_diagnostic LIKE '%@%'",
-    )
-    .fetch_all(&mut **tx)
-    .await?;
-    for row in replies {
-        let scrub = |column: &str| {
-            row.get::<Option<String>, _>(column)
-                .map(|text| erase_addresses(&text))
+    for replies in store::replies_quoting_addresses(tx).await? {
+        let scrub = |text: Option<String>| text.map(|text| erase_addresses(&text));
+        let scrubbed = store::QuotedReplies {
+            person_id: replies.person_id,
+            smtp_reply: scrub(replies.smtp_reply),
+            last_error: scrub(replies.last_error),
+            bounce_diagnostic: scrub(replies.bounce_diagnostic),
         };
-        sqlx::query(
-            "UPDATE deliveries SET smtp_reply = ?, last_error = ?, bounce_diagnostic = ?
-              WHERE person_id = ?",
-        )
-        .bind(scrub("smtp_reply"))
-        .bind(scrub("last_error"))
-        .bind(scrub("bounce_diagnostic"))
-        .bind(row.get::<i64, _>("person_id"))
-        .execute(&mut **tx)
-        .await?;
+        store::rewrite_replies(tx, &scrubbed).await?;
         summary.replies_scrubbed += 1;
     }
 
-    // Events are append-only; the schema lets `detail`, and only it, be rewritten for this.
-    let events: Vec<(i64, String)> =
-        sqlx::query("SELECT id, detail FROM events WHERE detail LIKE '%@%'")
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-    for (id, detail) in events {
-        sqlx::query("UPDATE events SET detail = ? WHERE id = ?")
-            .bind(erase_addresses(&detail))
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+    for event in store::event_details_quoting_addresses(tx).await? {
+        store::rewrite_event_detail(tx, event.event_id, &erase_addresses(&event.detail)).await?;
         summary.events_scrubbed += 1;
     }
 
-    let bounces: Vec<(i64, Option<String>, Option<String>)> = sqlx::query(
-        "SELECT id, recipient, diagnostic FROM bounces
-          WHERE recipient LIKE '%@%' OR diagnostic LIKE '%@%'",
-    )
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|row| (row.get(0), row.get(1), row.get(2)))
-    .collect();
-    for (id, recipient, diagnostic) in bounces {
+    for bounce in store::bounces_quoting_addresses(tx).await? {
         // Hashed rather than emptied: (fingerprint, recipient) stays unique.
-        sqlx::query("UPDATE bounces SET recipient = ?, diagnostic = ? WHERE id = ?")
-            .bind(recipient.map(|r| hashed_ref(&r.to_lowercase())))
-            .bind(diagnostic.map(|d| erase_addresses(&d)))
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+        let scrubbed = store::QuotedBounce {
+            bounce_id: bounce.bounce_id,
+            recipient: bounce.recipient.map(|r| hashed_ref(&r.to_lowercase())),
+            diagnostic: bounce.diagnostic.map(|d| erase_addresses(&d)),
+        };
+        store::rewrite_bounce(tx, &scrubbed).await?;
         summary.bounces_scrubbed += 1;
     }
     // What callers told the helpline is personal data too; the notes' rows (who, when) stay, so

@@ -7,12 +7,13 @@
 //! about, and `--changed-only` skips it.
 
 use anyhow::Context;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::cli::ResendArgs;
 use crate::config::Config;
 use crate::domain::{DeliveryState, Email};
 use crate::ledger::{self, NewGeneration};
+use crate::store::deliveries::{self, ResendCandidate as Candidate, ResendSelection};
 use crate::{Exit, UsageError};
 
 /// People per transaction.
@@ -20,18 +21,6 @@ const BATCH_PEOPLE: usize = 500;
 
 /// Refs named on stderr in each warning, at most.
 const REFS_SHOWN: usize = 10;
-
-/// One person who may go again, as read before deciding.
-#[derive(Debug, Clone)]
-struct Candidate {
-    person_id: i64,
-    person_ref: String,
-    email: Option<String>,
-    alt_email: Option<String>,
-    state: DeliveryState,
-    /// The address that failed or bounced last (or the delivery's, when not recorded).
-    failed_email: Option<String>,
-}
 
 /// Where a candidate's new generation goes, or why it does not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,45 +80,18 @@ pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
 
 /// The people the arguments name. An unknown ref is a usage error, before anything changes.
 async fn candidates(pool: &SqlitePool, args: &ResendArgs) -> anyhow::Result<Vec<Candidate>> {
-    const SELECT: &str = "SELECT p.id, p.ref, p.email, p.alt_email, d.state,
-           COALESCE(d.failed_email, d.email) FROM people p JOIN deliveries d ON d.person_id = p.id";
-    let rows = if args.refs.is_empty() {
-        let state = if args.bounced {
-            DeliveryState::Bounced
-        } else {
-            DeliveryState::Failed
-        };
-        sqlx::query(&format!("{SELECT} WHERE d.state = ? ORDER BY p.id"))
-            .bind(state.as_str())
-            .fetch_all(pool)
-            .await?
+    let state = if args.bounced {
+        DeliveryState::Bounced
     } else {
-        let mut rows = Vec::new();
-        for chunk in args.refs.chunks(900) {
-            let sql = format!(
-                "{SELECT} WHERE p.ref IN ({}) ORDER BY p.id",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut query = sqlx::query(&sql);
-            for person_ref in chunk {
-                query = query.bind(person_ref.trim());
-            }
-            rows.extend(query.fetch_all(pool).await?);
-        }
-        rows
+        DeliveryState::Failed
     };
-    let mut found = Vec::with_capacity(rows.len());
-    for row in rows {
-        let state: String = row.try_get(4)?;
-        found.push(Candidate {
-            person_id: row.try_get(0)?,
-            person_ref: row.try_get(1)?,
-            email: row.try_get(2)?,
-            alt_email: row.try_get(3)?,
-            state: state.parse()?,
-            failed_email: row.try_get(5)?,
-        });
-    }
+    let refs: Vec<&str> = args.refs.iter().map(|r| r.trim()).collect();
+    let selection = if refs.is_empty() {
+        ResendSelection::InState(state)
+    } else {
+        ResendSelection::Refs(&refs)
+    };
+    let found = deliveries::resend_candidates(pool, selection).await?;
     let unknown: Vec<&str> = args
         .refs
         .iter()

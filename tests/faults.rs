@@ -76,7 +76,7 @@ async fn a_write_the_database_refuses_ends_the_run_with_the_error_and_exit_1() {
         "SELECT count(*) FROM deliveries WHERE state = 'sent'",
     )
     .await;
-    assert!(sent >= 20 && sent < 120, "{sent} sent");
+    assert!((20..120).contains(&sent), "{sent} sent");
 
     let pool = campaign.db().await;
     sqlx::query("DROP TRIGGER fail_the_30th_sent")

@@ -79,12 +79,6 @@ impl Campaign {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    fn execute(&self, sql: &str) {
-        self.runtime
-            .block_on(sqlx::query(sql).execute(&self.pool))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
     fn state(&self, person_ref: &str) -> String {
         self.scalar(&format!(
             "SELECT d.state FROM deliveries d JOIN people p ON p.id = d.person_id WHERE p.ref = '{person_ref}'"

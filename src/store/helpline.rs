@@ -8,7 +8,6 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::check::STILL_TO_SEND;
 use crate::domain::{DeliveryState, EventKind};
 use crate::person::{PERSON_COLUMNS, Person};
 
@@ -666,7 +665,8 @@ pub async fn counters(pool: &SqlitePool, since: i64) -> anyhow::Result<Counters>
 pub async fn still_to_send(pool: &SqlitePool) -> anyhow::Result<Vec<(DeliveryState, i64)>> {
     let sql = format!(
         "SELECT d.state AS state, count(*) AS letters FROM deliveries d
-          WHERE {STILL_TO_SEND} GROUP BY d.state ORDER BY d.state"
+          WHERE d.state IN ({}) GROUP BY d.state ORDER BY d.state",
+        crate::domain::sql_states(DeliveryState::STILL_TO_SEND)
     );
     sqlx::query(&sql)
         .fetch_all(pool)

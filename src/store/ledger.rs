@@ -5,36 +5,27 @@
 //! batch, importing a batch) are single set-based statements, so they cost one round trip per
 //! batch, not per person.
 
+use std::sync::LazyLock;
+
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
+use super::people::PERSON_FIELDS;
 use crate::domain::{DeliveryState, EventKind, NoticeId, Transition};
 use crate::store::Stale;
 
-/// A validated person, ready to be written. Only masked identifier and phone exist here.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewPerson {
-    pub person_ref: String,
-    pub email: Option<String>,
-    pub email_domain: Option<String>,
-    pub alt_email: Option<String>,
-    pub civility: Option<&'static str>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub language: String,
-    pub address_line1: Option<String>,
-    pub address_line2: Option<String>,
-    pub postcode: Option<String>,
-    pub city: Option<String>,
-    pub country: Option<String>,
-    pub phone_masked: Option<String>,
-    pub identifier_masked: Option<String>,
-    pub exposed: String,
-    pub extra: String,
-    pub row_hash: String,
-}
+/// A validated person, from [`super::people`]: kept here under its old name for the callers.
+pub use super::people::NewPerson;
 
-const PERSON_COLUMNS: &str = "ref, notice_id, email, email_domain, alt_email, civility, first_name, last_name, language, address_line1, address_line2, postcode, city, country, phone_masked, identifier_masked, exposed, extra, row_hash, import_run, imported_at, updated_at";
-const PERSON_COLUMN_COUNT: usize = 22;
+/// The columns of a new person's row, in the order [`bind_person`] binds them: the ref, its
+/// notice id, the imported values ([`PERSON_FIELDS`]), then the hash and the import's marks.
+static INSERT_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let fields = PERSON_FIELDS.iter().map(|field| field.column);
+    ["ref", "notice_id"]
+        .into_iter()
+        .chain(fields)
+        .chain(["row_hash", "import_run", "imported_at", "updated_at"])
+        .collect()
+});
 
 /// Inserts new people, their deliveries (`pending`, or `no_email` without an address) and an
 /// `imported` event each. Returns how many were inserted.
@@ -66,21 +57,24 @@ pub async fn insert_people(
         return Ok(0);
     }
     let (first, last) = (before + 1, before + inserted as i64);
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO deliveries (person_id, state, generation, generation_started_at, email, email_domain, updated_at)
-         SELECT id, CASE WHEN email IS NULL THEN 'no_email' ELSE 'pending' END, 1, ?, email, email_domain, ?
+         SELECT id, CASE WHEN email IS NULL THEN '{no_email}' ELSE '{pending}' END, 1, ?, email, email_domain, ?
          FROM people WHERE id BETWEEN ? AND ?",
-    )
+        no_email = DeliveryState::NoEmail.as_str(),
+        pending = DeliveryState::Pending.as_str(),
+    ))
     .bind(now)
     .bind(now)
     .bind(first)
     .bind(last)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO events (person_id, at, run_id, kind, to_state, generation)
-         SELECT person_id, ?, ?, 'imported', state, 1 FROM deliveries WHERE person_id BETWEEN ? AND ?",
-    )
+         SELECT person_id, ?, ?, '{kind}', state, 1 FROM deliveries WHERE person_id BETWEEN ? AND ?",
+        kind = Transition::Import.kind().as_str(),
+    ))
     .bind(now)
     .bind(run_id)
     .bind(first)
@@ -108,9 +102,10 @@ async fn insert_person_rows(
     now: i64,
     mut notice_id: impl FnMut() -> NoticeId,
 ) -> anyhow::Result<u64> {
-    let placeholders = format!("({})", vec!["?"; PERSON_COLUMN_COUNT].join(","));
+    let columns = INSERT_COLUMNS.join(", ");
+    let placeholders = format!("({})", vec!["?"; INSERT_COLUMNS.len()].join(","));
     let sql = format!(
-        "INSERT OR IGNORE INTO people ({PERSON_COLUMNS}) VALUES {}",
+        "INSERT OR IGNORE INTO people ({columns}) VALUES {}",
         vec![placeholders.as_str(); people.len()].join(",")
     );
     let mut query = sqlx::query(&sql);
@@ -133,7 +128,7 @@ async fn insert_person_rows(
         }
         query.fetch_all(&mut **tx).await?.into_iter().collect()
     };
-    let one_row = format!("INSERT INTO people ({PERSON_COLUMNS}) VALUES {placeholders}");
+    let one_row = format!("INSERT INTO people ({columns}) VALUES {placeholders}");
     let mut repaired = 0;
     for person in people.iter().filter(|p| !placed.contains(&p.person_ref)) {
         let mut tries = 0;
@@ -160,30 +155,31 @@ fn bind_person<'q>(
     run_id: i64,
     now: i64,
 ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    query
+    let mut query = query
         .bind(person.person_ref.as_str())
-        .bind(notice_id.as_str().to_owned())
-        .bind(person.email.as_deref())
-        .bind(person.email_domain.as_deref())
-        .bind(person.alt_email.as_deref())
-        .bind(person.civility)
-        .bind(person.first_name.as_deref())
-        .bind(person.last_name.as_deref())
-        .bind(person.language.as_str())
-        .bind(person.address_line1.as_deref())
-        .bind(person.address_line2.as_deref())
-        .bind(person.postcode.as_deref())
-        .bind(person.city.as_deref())
-        .bind(person.country.as_deref())
-        .bind(person.phone_masked.as_deref())
-        .bind(person.identifier_masked.as_deref())
-        .bind(person.exposed.as_str())
-        .bind(person.extra.as_str())
+        .bind(notice_id.as_str().to_owned());
+    for value in person.field_values() {
+        query = query.bind(value);
+    }
+    query
         .bind(person.row_hash.as_str())
         .bind(run_id)
         .bind(now)
         .bind(now)
 }
+
+/// `UPDATE people SET` every imported value ([`PERSON_FIELDS`], in its order), the hash and the
+/// import's marks, for one id.
+static UPDATE_PERSON_SQL: LazyLock<String> = LazyLock::new(|| {
+    let fields: Vec<String> = PERSON_FIELDS
+        .iter()
+        .map(|field| format!("{} = ?", field.column))
+        .collect();
+    format!(
+        "UPDATE people SET {}, row_hash = ?, import_run = ?, updated_at = ? WHERE id = ?",
+        fields.join(", ")
+    )
+});
 
 /// Marks people as seen by this import without changing them (re-import of the same row).
 pub async fn touch_people(
@@ -216,35 +212,17 @@ pub async fn update_person(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE people SET email = ?, email_domain = ?, alt_email = ?, civility = ?, first_name = ?,
-           last_name = ?, language = ?, address_line1 = ?, address_line2 = ?, postcode = ?, city = ?,
-           country = ?, phone_masked = ?, identifier_masked = ?, exposed = ?, extra = ?, row_hash = ?,
-           import_run = ?, updated_at = ?
-         WHERE id = ?",
-    )
-    .bind(&person.email)
-    .bind(&person.email_domain)
-    .bind(&person.alt_email)
-    .bind(person.civility)
-    .bind(&person.first_name)
-    .bind(&person.last_name)
-    .bind(&person.language)
-    .bind(&person.address_line1)
-    .bind(&person.address_line2)
-    .bind(&person.postcode)
-    .bind(&person.city)
-    .bind(&person.country)
-    .bind(&person.phone_masked)
-    .bind(&person.identifier_masked)
-    .bind(&person.exposed)
-    .bind(&person.extra)
-    .bind(&person.row_hash)
-    .bind(run_id)
-    .bind(now)
-    .bind(person_id)
-    .execute(&mut **tx)
-    .await?;
+    let mut update = sqlx::query(UPDATE_PERSON_SQL.as_str());
+    for value in person.field_values() {
+        update = update.bind(value);
+    }
+    update
+        .bind(&person.row_hash)
+        .bind(run_id)
+        .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?;
     let state: String = sqlx::query_scalar("SELECT state FROM deliveries WHERE person_id = ?")
         .bind(person_id)
         .fetch_one(&mut **tx)
@@ -459,7 +437,7 @@ pub async fn claim(
                 d.generation_started_at AS generation_started_at, d.email_domain AS email_domain,
                 d.possible_duplicate AS possible_duplicate
          FROM people p JOIN deliveries d ON d.person_id = p.id WHERE p.id IN ({list})",
-        crate::person::PERSON_COLUMNS
+        super::people::PERSON_COLUMNS
     );
     let mut select = sqlx::query(&select_sql);
     for id in &ids {
@@ -841,11 +819,13 @@ pub async fn mark_bounced(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE deliveries SET state = 'bounced', bounced_at = ?, bounce_status = ?,
+    let changed = sqlx::query(&format!(
+        "UPDATE deliveries SET state = '{to}', bounced_at = ?, bounce_status = ?,
            bounce_diagnostic = ?, failed_email = email, updated_at = ?
-         WHERE person_id = ? AND generation = ? AND state = 'sent'",
-    )
+         WHERE person_id = ? AND generation = ? AND state IN ({from})",
+        to = DeliveryState::Bounced.as_str(),
+        from = Transition::Bounce.sql_from(),
+    ))
     .bind(now)
     .bind(status)
     .bind(diagnostic)
@@ -993,15 +973,16 @@ pub async fn start_new_generation(
     {
         return Ok(None);
     }
-    let generation: Option<i64> = sqlx::query_scalar(
-        "UPDATE deliveries SET state = 'pending', generation = generation + 1, attempts = 0,
+    let generation: Option<i64> = sqlx::query_scalar(&format!(
+        "UPDATE deliveries SET state = '{to}', generation = generation + 1, attempts = 0,
            generation_started_at = ?, email = ?, email_domain = ?, next_attempt_at = NULL,
            first_attempt_at = NULL, last_attempt_at = NULL, sent_at = NULL, claimed_by = NULL,
            claimed_from = NULL, last_error = NULL, smtp_code = NULL, smtp_reply = NULL,
            message_id = NULL, content_sha256 = NULL, possible_duplicate = 0, updated_at = ?
          WHERE person_id = ? AND state = ?
          RETURNING generation",
-    )
+        to = DeliveryState::Pending.as_str(),
+    ))
     .bind(now)
     .bind(resend.email)
     .bind(resend.email_domain)

@@ -2,6 +2,9 @@
 //! itself is in `migrations/`). Callers get typed rows, read by column name, and state changes
 //! that either happen with their event or report that they did not.
 //!
+//! - [`campaign`]: the signing key, the runs, the one-sender lease, the schema version.
+//! - [`deliveries`]: the reads of check, preview, the exports and resend, by typed selection.
+//! - [`extract`]: the SQLite extract an import may read people from (another database).
 //! - [`ledger`]: people and the delivery life cycle (import, claim, outcomes, bounces, resends),
 //!   each transition checked against the from-states of [`crate::domain::Transition`].
 //! - [`helpline`]: what the advisers' console reads and records (accounts, sessions, the
@@ -9,10 +12,17 @@
 //! - [`mailbox`]: where the bounce mailbox was read up to (UIDVALIDITY, last UID), complaints.
 //! - [`relay`]: which relay took each letter, and what each run slowed and why.
 //! - [`schedule`]: the campaign's days (letters sent per day and per domain) for the caps.
+//! - [`people`]: the columns of a person, as the letters and the import read them.
+//! - [`purge`]: erasing the people after the campaign, keeping the evidence.
 
+pub mod campaign;
+pub mod deliveries;
+pub mod extract;
 pub mod helpline;
 pub mod ledger;
 pub mod mailbox;
+pub mod people;
+pub mod purge;
 pub mod relay;
 pub mod schedule;
 

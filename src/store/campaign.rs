@@ -1,0 +1,175 @@
+//! The campaign itself: its signing key, the runs of state-changing commands, the one-sender
+//! lease, and the schema version a reader checks before trusting the file.
+//!
+//! These rows say who did what and who may send; the people and their deliveries are elsewhere
+//! in the store.
+
+use anyhow::Context;
+use rand::RngCore;
+use sqlx::{Row, SqlitePool};
+
+/// Makes the secret that signs VERP tokens and derives Message-IDs, once: a database that has
+/// one keeps it.
+pub async fn ensure_signing_key(pool: &SqlitePool) -> anyhow::Result<()> {
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    sqlx::query("INSERT OR IGNORE INTO campaign (key, value) VALUES ('signing_key', ?)")
+        .bind(hex::encode(key))
+        .execute(pool)
+        .await
+        .context("while creating the campaign's signing key")?;
+    Ok(())
+}
+
+/// The campaign's signing key. Never printed or exported.
+pub async fn signing_key(pool: &SqlitePool) -> anyhow::Result<Vec<u8>> {
+    let hex_key: String =
+        sqlx::query_scalar("SELECT value FROM campaign WHERE key = 'signing_key'")
+            .fetch_one(pool)
+            .await
+            .context("while reading the campaign's signing key")?;
+    hex::decode(hex_key).context("the campaign's signing key is damaged")
+}
+
+/// The newest migration applied to the file, None for a file sqlx never migrated.
+pub async fn applied_schema_version(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
+    let applied = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await?;
+    Ok(applied)
+}
+
+/// Starts a run of a state-changing command, for the evidence.
+pub async fn start_run(pool: &SqlitePool, command: &str) -> anyhow::Result<i64> {
+    let id = sqlx::query("INSERT INTO runs (command, started_at, host, pid) VALUES (?, ?, ?, ?)")
+        .bind(command)
+        .bind(crate::db::now_ms())
+        .bind(crate::files::host_name())
+        .bind(std::process::id() as i64)
+        .execute(pool)
+        .await
+        .context("while recording the run")?
+        .last_insert_rowid();
+    Ok(id)
+}
+
+/// Records how a run ended.
+pub async fn finish_run(
+    pool: &SqlitePool,
+    run_id: i64,
+    outcome: &str,
+    detail: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE runs SET finished_at = ?, outcome = ?, detail = ? WHERE id = ?")
+        .bind(crate::db::now_ms())
+        .bind(outcome)
+        .bind(detail)
+        .bind(run_id)
+        .execute(pool)
+        .await
+        .context("while recording the end of the run")?;
+    Ok(())
+}
+
+/// The sender lease as its row holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub run_id: i64,
+    pub host: String,
+    pub pid: i64,
+    pub expires_at: i64,
+}
+
+/// What a run writes when it takes the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseClaim<'a> {
+    pub run_id: i64,
+    pub host: &'a str,
+    pub pid: i64,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+/// The lease's row, None when no run holds it.
+pub async fn current_lease(pool: &SqlitePool) -> anyhow::Result<Option<LeaseRow>> {
+    let row = sqlx::query("SELECT run_id, host, pid, expires_at FROM lease WHERE id = 1")
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| {
+        Ok(LeaseRow {
+            run_id: row.try_get("run_id")?,
+            host: row.try_get("host")?,
+            pid: row.try_get("pid")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    })
+    .transpose()
+}
+
+/// Takes a lease nobody holds; false when another run wrote its row first.
+pub async fn take_free_lease(pool: &SqlitePool, claim: &LeaseClaim<'_>) -> anyhow::Result<bool> {
+    let taken = sqlx::query(
+        "INSERT INTO lease (id, run_id, host, pid, heartbeat_at, expires_at)
+         VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(claim.run_id)
+    .bind(claim.host)
+    .bind(claim.pid)
+    .bind(claim.now)
+    .bind(claim.expires_at)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
+}
+
+/// Takes the lease over from `old_run_id`. Conditional on the old holder, so two runs taking
+/// over at once cannot both win: false for the one that lost.
+pub async fn take_over_lease(
+    pool: &SqlitePool,
+    claim: &LeaseClaim<'_>,
+    old_run_id: i64,
+) -> anyhow::Result<bool> {
+    let taken = sqlx::query(
+        "UPDATE lease SET run_id = ?, host = ?, pid = ?, heartbeat_at = ?, expires_at = ?
+         WHERE id = 1 AND run_id = ?",
+    )
+    .bind(claim.run_id)
+    .bind(claim.host)
+    .bind(claim.pid)
+    .bind(claim.now)
+    .bind(claim.expires_at)
+    .bind(old_run_id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
+}
+
+/// Extends `run_id`'s lease; false when another run holds it.
+pub async fn extend_lease(
+    pool: &SqlitePool,
+    run_id: i64,
+    now: i64,
+    expires_at: i64,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE lease SET heartbeat_at = ?, expires_at = ? WHERE id = 1 AND run_id = ?",
+    )
+    .bind(now)
+    .bind(expires_at)
+    .bind(run_id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Gives the lease up, if `run_id` still holds it.
+pub async fn release_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM lease WHERE id = 1 AND run_id = ?")
+        .bind(run_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
