@@ -217,7 +217,7 @@ impl fmt::Display for NoticeId {
     }
 }
 
-/// Where one person's letter stands. See the state diagram in the README.
+/// Where one person's letter stands. The life cycle is [`Transition`] (docs/internals.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DeliveryState {
     Pending,
