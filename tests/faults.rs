@@ -38,6 +38,17 @@ async fn count(campaign: &Campaign, sql: &str) -> i64 {
     n
 }
 
+/// Another process's connection holding SQLite's lock (`BEGIN IMMEDIATE` or `BEGIN EXCLUSIVE`)
+/// until the test rolls it back.
+async fn lock(campaign: &Campaign, begin: &str) -> sqlx::SqliteConnection {
+    let mut holder =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", campaign.database().display()))
+            .await
+            .unwrap();
+    sqlx::query(begin).execute(&mut holder).await.unwrap();
+    holder
+}
+
 /// Waits for a child with a bound: a run that hangs fails the test instead of blocking it.
 async fn finishes(child: tokio::process::Child) -> std::process::Output {
     tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
@@ -105,14 +116,7 @@ async fn a_lock_held_past_the_busy_timeout_is_exit_75_saying_the_database_is_bus
     campaign
         .send_to(&server.url())
         .set("BREACHMAIL_BUSY_TIMEOUT", "1s");
-    let mut holder =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}", campaign.database().display()))
-            .await
-            .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = lock(&campaign, "BEGIN EXCLUSIVE").await;
 
     let output = finishes(campaign.spawn(&["send"])).await;
     assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
@@ -142,14 +146,7 @@ async fn a_lock_in_the_middle_of_a_run_loses_no_accepted_letter() {
     assert!(server.wait_for_accepted(20, WAIT).await);
 
     // Another process takes the database for five times the busy timeout.
-    let mut holder =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}", campaign.database().display()))
-            .await
-            .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = lock(&campaign, "BEGIN IMMEDIATE").await;
     let during = server.accepted().len();
     tokio::time::sleep(Duration::from_secs(5)).await;
     // Nothing is handed over while the hand-over cannot be recorded: at most what was in flight.
@@ -356,14 +353,7 @@ async fn read_only_commands_work_while_another_process_holds_the_write_lock() {
     let output = campaign.run_async(&["send"]).await;
     assert!(output.status.success(), "{}", stderr(&output));
 
-    let mut holder =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}", campaign.database().display()))
-            .await
-            .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = lock(&campaign, "BEGIN IMMEDIATE").await;
     let report = campaign.outside("report.html");
     for args in [
         vec!["status"],
