@@ -646,7 +646,7 @@ async fn supervisor_page(
             "This page is for the helpline's supervisors.",
         );
     }
-    match supervisor::figures(&console.pool).await {
+    match supervisor::figures(&console.pool, &console.config).await {
         Ok(figures) => html(StatusCode::OK, console.pages.supervisor(&signed, &figures)),
         Err(error) => internal_error(&console, &error),
     }

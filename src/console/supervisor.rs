@@ -3,6 +3,8 @@
 
 use sqlx::SqlitePool;
 
+use crate::config::Config;
+
 use crate::store::helpline::{self as store, Counters};
 
 /// One line of the letters still to go out.
@@ -29,9 +31,32 @@ fn start_of_day(now_ms: i64) -> i64 {
     now_ms - now_ms.rem_euclid(DAY)
 }
 
-/// The letters still to go out. Today: the counts by state, all due now; this is the one place a
-/// sending schedule (windows, daily caps) fills in with the days the batches land.
-pub async fn letters_to_go(pool: &SqlitePool) -> anyhow::Result<Vec<PlanLine>> {
+/// The letters still to go out. With a `[schedule]`, the days ahead and how many letters each
+/// is planned to carry, so the helpline can staff for the days the batches land; without one,
+/// the counts by state, all due now.
+pub async fn letters_to_go(pool: &SqlitePool, config: &Config) -> anyhow::Result<Vec<PlanLine>> {
+    if config.schedule.is_some() {
+        let still_due = crate::ledger::count_still_to_send(pool).await?;
+        let mut conn = pool.acquire().await?;
+        if let Some(plan) =
+            crate::plan::collect(&mut conn, config, still_due, crate::clock::now()).await?
+        {
+            return Ok(plan
+                .days
+                .iter()
+                .filter(|day| day.planned > 0)
+                .map(|day| PlanLine {
+                    when: if day.date == plan.today {
+                        format!("{} (today)", day.date)
+                    } else {
+                        day.date.clone()
+                    },
+                    what: "planned by the schedule".to_owned(),
+                    letters: day.planned as i64,
+                })
+                .collect());
+        }
+    }
     Ok(store::still_to_send(pool)
         .await?
         .into_iter()
@@ -47,10 +72,10 @@ pub async fn letters_to_go(pool: &SqlitePool) -> anyhow::Result<Vec<PlanLine>> {
         .collect())
 }
 
-pub async fn figures(pool: &SqlitePool) -> anyhow::Result<Figures> {
+pub async fn figures(pool: &SqlitePool, config: &Config) -> anyhow::Result<Figures> {
     let since = start_of_day(crate::db::now_ms());
     let counters = store::counters(pool, since).await?;
-    let plan = letters_to_go(pool).await?;
+    let plan = letters_to_go(pool, config).await?;
     Ok(Figures {
         since: crate::db::format_time(Some(since)),
         still_to_send: plan.iter().map(|line| line.letters).sum(),
