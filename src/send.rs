@@ -1504,9 +1504,7 @@ async fn write_relays(
         loop {
             match crate::store::relay::record_relays(&pool, &batch).await {
                 Ok(()) => break,
-                Err(error)
-                    if crate::db::is_busy(&error) && started.elapsed() < MAX_WRITE_STALL =>
-                {
+                Err(error) if crate::db::is_busy(&error) && started.elapsed() < MAX_WRITE_STALL => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(error) => return Err(error),

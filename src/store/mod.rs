@@ -12,6 +12,7 @@
 //! - [`mailbox`]: where the bounce mailbox was read up to (UIDVALIDITY, last UID), complaints.
 //! - [`relay`]: which relay took each letter, and what each run slowed and why.
 //! - [`schedule`]: the campaign's days (letters sent per day and per domain) for the caps.
+//! - [`status`]: the counts `status` shows (states, runs, reasons, domains, what is left).
 //! - [`people`]: the columns of a person, as the letters and the import read them.
 //! - [`purge`]: erasing the people after the campaign, keeping the evidence.
 
@@ -25,6 +26,7 @@ pub mod people;
 pub mod purge;
 pub mod relay;
 pub mod schedule;
+pub mod status;
 
 /// A state change that did not happen because the delivery is no longer where the caller read
 /// it: another run took it over, or a bounce or a resend moved it on. Nothing was written.
