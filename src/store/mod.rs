@@ -12,6 +12,7 @@
 //! - [`mailbox`]: where the bounce mailbox was read up to (UIDVALIDITY, last UID), complaints.
 //! - [`relay`]: which relay took each letter, and what each run slowed and why.
 //! - [`schedule`]: the campaign's days (letters sent per day and per domain) for the caps.
+//! - [`report`]: what the HTML report adds: letters sent over time, runs, letter versions.
 //! - [`status`]: the counts `status` shows (states, runs, reasons, domains, what is left).
 //! - [`people`]: the columns of a person, as the letters and the import read them.
 //! - [`purge`]: erasing the people after the campaign, keeping the evidence.
@@ -25,6 +26,7 @@ pub mod mailbox;
 pub mod people;
 pub mod purge;
 pub mod relay;
+pub mod report;
 pub mod schedule;
 pub mod status;
 
