@@ -2,6 +2,7 @@
 //! itself is in `migrations/`). Callers get typed rows, read by column name, and state changes
 //! that either happen with their event or report that they did not.
 //!
+//! - [`bounces`]: what matching a bounce reads (Message-IDs, notice ids, addresses, states).
 //! - [`campaign`]: the signing key, the runs, the one-sender lease, the schema version.
 //! - [`deliveries`]: the reads of check, preview, the exports and resend, by typed selection.
 //! - [`extract`]: the SQLite extract an import may read people from (another database).
@@ -17,6 +18,7 @@
 //! - [`people`]: the columns of a person, as the letters and the import read them.
 //! - [`purge`]: erasing the people after the campaign, keeping the evidence.
 
+pub mod bounces;
 pub mod campaign;
 pub mod deliveries;
 pub mod extract;
