@@ -185,3 +185,42 @@ pub async fn last_retry_at(conn: &mut SqliteConnection) -> anyhow::Result<Option
             .await?;
     Ok(row.try_get("last_retry")?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_send_runs_totals_are_read_back_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("c.db"), true)
+            .await
+            .unwrap();
+        let run = crate::db::start_run(&pool, "send").await.unwrap();
+        let totals = crate::store::campaign::SendTotals {
+            sent: 7,
+            deferred: 2,
+            failed: 1,
+            duplicates: 0,
+        };
+        crate::store::campaign::record_send_totals(&pool, run, totals)
+            .await
+            .unwrap();
+        crate::db::finish_run(&pool, run, "nothing more due", "")
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let runs = send_runs(&mut conn, 5).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            (runs[0].id, runs[0].sent, runs[0].deferred, runs[0].failed),
+            (run, 7, 2, 1)
+        );
+        assert_eq!(runs[0].outcome.as_deref(), Some("nothing more due"));
+        assert!(runs[0].finished_at.is_some());
+        assert_eq!(people_count(&mut conn).await.unwrap(), 0);
+        assert!(deliveries_by_state(&mut conn).await.unwrap().is_empty());
+        assert_eq!(last_sent_at(&mut conn).await.unwrap(), None);
+        assert_eq!(still_to_send_to(&mut conn, "x.fr").await.unwrap(), 0);
+    }
+}
