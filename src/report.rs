@@ -17,13 +17,14 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use crate::Exit;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::DeliveryState;
 use crate::status::{ErrorReason, SendRun, Status};
+use crate::store;
 
 /// How many send runs the timeline lists before summarising the rest.
 const RUNS_LISTED: i64 = 200;
@@ -46,21 +47,9 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// Letters sent in one hour or one day.
-#[derive(Debug, Clone)]
-pub struct SentBucket {
-    pub start_ms: i64,
-    pub sent: i64,
-}
-
-/// One version of the letters and how many people got it.
-#[derive(Debug, Clone)]
-pub struct LettersInUse {
-    pub fingerprint: String,
-    pub people: i64,
-    pub first_sent: Option<i64>,
-    pub last_sent: Option<i64>,
-}
+/// Letters sent in one hour or one day, and one version of the letters with how many people
+/// got it.
+pub use crate::store::report::{LettersInUse, SentBucket};
 
 /// Everything the page shows, read in one snapshot.
 pub struct ReportFacts {
@@ -92,10 +81,7 @@ pub async fn run(config: &Config, html: &Path) -> anyhow::Result<Exit> {
 }
 
 async fn gather(conn: &mut SqliteConnection, status: Status) -> anyhow::Result<ReportFacts> {
-    let (first_send, last_send): (Option<i64>, Option<i64>) =
-        sqlx::query_as("SELECT min(at), max(at) FROM events WHERE kind = 'sent'")
-            .fetch_one(&mut *conn)
-            .await?;
+    let (first_send, last_send) = store::report::send_span(&mut *conn).await?;
     let hour = 3_600_000;
     let span = last_send.unwrap_or(0) - first_send.unwrap_or(0);
     let bucket_ms = if span / hour >= MAX_HOURLY_BARS {
@@ -103,42 +89,11 @@ async fn gather(conn: &mut SqliteConnection, status: Status) -> anyhow::Result<R
     } else {
         hour
     };
-    let sent_over_time = sqlx::query(
-        "SELECT (at / ?1) * ?1, count(*) FROM events WHERE kind = 'sent' GROUP BY 1 ORDER BY 1",
-    )
-    .bind(bucket_ms)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(SentBucket {
-            start_ms: row.try_get(0)?,
-            sent: row.try_get(1)?,
-        })
-    })
-    .collect::<anyhow::Result<Vec<_>>>()?;
-    let send_runs_total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM runs WHERE command = 'send'")
-            .fetch_one(&mut *conn)
-            .await?;
+    let sent_over_time = store::report::sent_over_time(&mut *conn, bucket_ms).await?;
+    let send_runs_total = store::report::send_runs_total(&mut *conn).await?;
     let mut runs = crate::status::send_runs(&mut *conn, RUNS_LISTED).await?;
     runs.reverse();
-    let letters = sqlx::query(
-        "SELECT letters_fingerprint, count(*), min(sent_at), max(sent_at) FROM deliveries
-         WHERE letters_fingerprint IS NOT NULL GROUP BY 1 ORDER BY 3",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(LettersInUse {
-            fingerprint: row.try_get(0)?,
-            people: row.try_get(1)?,
-            first_sent: row.try_get(2)?,
-            last_sent: row.try_get(3)?,
-        })
-    })
-    .collect::<anyhow::Result<Vec<_>>>()?;
+    let letters = store::report::letters_in_use(&mut *conn).await?;
     Ok(ReportFacts {
         status,
         sent_over_time,

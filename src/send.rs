@@ -252,14 +252,13 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         elapsed.as_secs_f64(),
         describe(reason),
     );
-    sqlx::query("UPDATE runs SET sent = ?, deferred = ?, failed = ?, duplicates = ? WHERE id = ?")
-        .bind(RunTotals::get(&totals.sent) as i64)
-        .bind(RunTotals::get(&totals.deferred) as i64)
-        .bind(RunTotals::get(&totals.failed) as i64)
-        .bind(RunTotals::get(&totals.duplicates_possible) as i64)
-        .bind(run_id)
-        .execute(&pool)
-        .await?;
+    let run_totals = crate::store::campaign::SendTotals {
+        sent: RunTotals::get(&totals.sent) as i64,
+        deferred: RunTotals::get(&totals.deferred) as i64,
+        failed: RunTotals::get(&totals.failed) as i64,
+        duplicates: RunTotals::get(&totals.duplicates_possible) as i64,
+    };
+    crate::store::campaign::record_send_totals(&pool, run_id, run_totals).await?;
     crate::db::finish_run(&pool, run_id, describe(reason), &summary).await?;
     crate::print_out(&summary);
     if let crate::plan::Gate::Closed(why) =

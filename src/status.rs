@@ -9,12 +9,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::Exit;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::DeliveryState;
+use crate::store;
 
 /// How many send runs, error reasons and domains the status shows.
 const RUNS_SHOWN: i64 = 5;
@@ -82,15 +83,7 @@ pub struct ErrorReason {
     pub count: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct DomainCounts {
-    pub domain: String,
-    pub people: i64,
-    pub sent: i64,
-    pub deferred: i64,
-    pub failed: i64,
-    pub bounced: i64,
-}
+pub use crate::store::status::{DomainCounts, Reasons};
 
 /// Everyone e-mail did not reach, for good: refused at sending (5xx), hard bounce, no address.
 /// They go to the postal fallback.
@@ -223,35 +216,16 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
             100.0
         },
     };
-    let top_errors = reasons(
-        &mut *conn,
-        "SELECT COALESCE(last_error, smtp_reply, 'no reason recorded'), count(*) FROM deliveries
-         WHERE state IN ('failed', 'deferred') GROUP BY 1",
-        ERRORS_SHOWN,
-    )
-    .await?;
+    let top_errors = reasons(&mut *conn, Reasons::Errors, ERRORS_SHOWN).await?;
     let not_reached = NotReached {
         total: reconciliation.failed + reconciliation.bounced + reconciliation.no_email,
         failed: reconciliation.failed,
         bounced: reconciliation.bounced,
         no_email: reconciliation.no_email,
-        failed_reasons: reasons(
-            &mut *conn,
-            "SELECT COALESCE(smtp_reply, last_error, 'no reason recorded'), count(*) FROM deliveries
-             WHERE state = 'failed' GROUP BY 1",
-            ERRORS_SHOWN,
-        )
-        .await?,
-        bounce_reasons: reasons(
-            &mut *conn,
-            "SELECT trim(COALESCE(bounce_status, '') || ' ' || COALESCE(bounce_diagnostic, '')),
-                    count(*)
-             FROM deliveries WHERE state = 'bounced' GROUP BY 1",
-            ERRORS_SHOWN,
-        )
-        .await?,
+        failed_reasons: reasons(&mut *conn, Reasons::Refusals, ERRORS_SHOWN).await?,
+        bounce_reasons: reasons(&mut *conn, Reasons::Bounces, ERRORS_SHOWN).await?,
     };
-    let domains = top_domains(&mut *conn, DOMAINS_SHOWN).await?;
+    let domains = store::status::top_domains(&mut *conn, DOMAINS_SHOWN).await?;
     let relays = crate::store::relay::counts_by_relay(&mut *conn).await?;
     let slowed = crate::store::relay::slowed_in_last_run(&mut *conn).await?;
     Ok(Status {
@@ -276,17 +250,11 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
 /// a distinct existing person (its key is the person's id, a foreign key), so equal totals mean
 /// every person has exactly one delivery; no slower person-by-person check is needed.
 pub async fn reconcile(conn: &mut SqliteConnection) -> anyhow::Result<Reconciliation> {
-    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
-        .fetch_one(&mut *conn)
-        .await?;
-    let mut counts: HashMap<DeliveryState, i64> = HashMap::new();
-    for row in sqlx::query("SELECT state, count(*) FROM deliveries GROUP BY state")
-        .fetch_all(&mut *conn)
+    let people = store::status::people_count(&mut *conn).await?;
+    let counts: HashMap<DeliveryState, i64> = store::status::deliveries_by_state(&mut *conn)
         .await?
-    {
-        let state: DeliveryState = row.try_get::<String, _>(0)?.parse()?;
-        counts.insert(state, row.try_get(1)?);
-    }
+        .into_iter()
+        .collect();
     let count = |state| counts.get(&state).copied().unwrap_or(0);
     let reconciliation = Reconciliation {
         ok: true,
@@ -316,42 +284,32 @@ pub async fn reconcile(conn: &mut SqliteConnection) -> anyhow::Result<Reconcilia
 
 /// The last `limit` send runs, newest first.
 pub async fn send_runs(conn: &mut SqliteConnection, limit: i64) -> anyhow::Result<Vec<SendRun>> {
-    let rows = sqlx::query(
-        "SELECT id, started_at, finished_at, sent, deferred, failed, outcome FROM runs
-         WHERE command = 'send' ORDER BY id DESC LIMIT ?",
-    )
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(SendRun {
-                id: row.try_get(0)?,
-                started_at: format_time(row.try_get(1)?),
-                finished_at: row
-                    .try_get::<Option<i64>, _>(2)?
-                    .map(|t| format_time(Some(t))),
-                sent: row.try_get(3)?,
-                deferred: row.try_get(4)?,
-                failed: row.try_get(5)?,
-                outcome: row.try_get(6)?,
-            })
+    let runs = store::status::send_runs(&mut *conn, limit).await?;
+    Ok(runs
+        .into_iter()
+        .map(|run| SendRun {
+            id: run.id,
+            started_at: format_time(run.started_at),
+            finished_at: run.finished_at.map(|t| format_time(Some(t))),
+            sent: run.sent,
+            deferred: run.deferred,
+            failed: run.failed,
+            outcome: run.outcome,
         })
-        .collect()
+        .collect())
 }
 
-/// Runs a `SELECT reason, count(*) ... GROUP BY 1`, folds reasons that differ only by an
-/// address or a queue id together, and keeps the `limit` commonest.
+/// Counts the [`Reasons`] asked for, folds reasons that differ only by an address or a queue
+/// id together, and keeps the `limit` commonest.
 pub async fn reasons(
     conn: &mut SqliteConnection,
-    sql: &str,
+    which: Reasons,
     limit: usize,
 ) -> anyhow::Result<Vec<ErrorReason>> {
     let mut grouped: HashMap<String, i64> = HashMap::new();
-    for row in sqlx::query(sql).fetch_all(&mut *conn).await? {
-        let raw: Option<String> = row.try_get(0)?;
+    for (raw, count) in store::status::reason_counts(&mut *conn, which).await? {
         let reason = normalise_reason(raw.as_deref().unwrap_or(""));
-        *grouped.entry(reason).or_default() += row.try_get::<i64, _>(1)?;
+        *grouped.entry(reason).or_default() += count;
     }
     let mut reasons: Vec<ErrorReason> = grouped
         .into_iter()
@@ -360,34 +318,6 @@ pub async fn reasons(
     reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
     reasons.truncate(limit);
     Ok(reasons)
-}
-
-/// The domains with the most people, with how their letters fared.
-pub async fn top_domains(
-    conn: &mut SqliteConnection,
-    limit: i64,
-) -> anyhow::Result<Vec<DomainCounts>> {
-    let rows = sqlx::query(
-        "SELECT email_domain, count(*), sum(state = 'sent'), sum(state = 'deferred'),
-                sum(state = 'failed'), sum(state = 'bounced')
-         FROM deliveries WHERE email_domain IS NOT NULL AND email_domain <> ''
-         GROUP BY email_domain ORDER BY count(*) DESC, email_domain LIMIT ?",
-    )
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(DomainCounts {
-                domain: row.try_get(0)?,
-                people: row.try_get(1)?,
-                sent: row.try_get(2)?,
-                deferred: row.try_get(3)?,
-                failed: row.try_get(4)?,
-                bounced: row.try_get(5)?,
-            })
-        })
-        .collect()
 }
 
 /// A relay's reply without what makes it unique to one letter: addresses, bracketed parts and
@@ -458,9 +388,7 @@ async fn estimate_finish(
         + status.count(DeliveryState::Deferred)
         + status.count(DeliveryState::Sending);
     if still_due == 0 {
-        let last_sent: Option<i64> = sqlx::query_scalar("SELECT max(sent_at) FROM deliveries")
-            .fetch_one(&mut *conn)
-            .await?;
+        let last_sent = store::status::last_sent_at(&mut *conn).await?;
         return Ok(last_sent.map(|at| EstimatedFinish {
             still_due: 0,
             seconds: 0,
@@ -478,13 +406,7 @@ async fn estimate_finish(
         if per_second == 0 {
             continue;
         }
-        let backlog: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM deliveries
-             WHERE state IN ('pending', 'deferred', 'sending') AND email_domain = ?",
-        )
-        .bind(domain)
-        .fetch_one(&mut *conn)
-        .await?;
+        let backlog = store::status::still_to_send_to(&mut *conn, domain).await?;
         let domain_seconds = backlog as f64 / f64::from(per_second);
         if domain_seconds > seconds {
             seconds = domain_seconds;
@@ -492,10 +414,7 @@ async fn estimate_finish(
         }
     }
     let mut finish = now + (seconds * 1000.0).ceil() as i64;
-    let last_retry: Option<i64> =
-        sqlx::query_scalar("SELECT max(next_attempt_at) FROM deliveries WHERE state = 'deferred'")
-            .fetch_one(&mut *conn)
-            .await?;
+    let last_retry = store::status::last_retry_at(&mut *conn).await?;
     if let Some(retry_at) = last_retry.filter(|&at| at > finish) {
         finish = retry_at;
         limited_by = "the last scheduled retry".to_owned();

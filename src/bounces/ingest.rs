@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::parse::{Bounce, BounceKind, RecipientStatus, parse_bounce};
 use super::{imap, mailbox};
@@ -20,6 +20,8 @@ use crate::cli::BouncesArgs;
 use crate::config::Config;
 use crate::domain::{DeliveryState, NoticeId};
 use crate::ledger::{self, BounceRecord};
+use crate::store;
+use crate::store::bounces::DeliveryNow;
 use crate::verp::{self, DeliveryRef, TokenError};
 use crate::{Exit, UsageError};
 
@@ -389,13 +391,6 @@ pub(crate) fn read_bytes(source: String, bytes: Vec<u8>) -> ReadMessage {
     }
 }
 
-/// Where a delivery stands, as far as a bounce cares.
-#[derive(Debug, Clone)]
-struct DeliveryNow {
-    generation: i64,
-    state: DeliveryState,
-}
-
 /// Who a recipient report is about, and how we know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Match {
@@ -433,17 +428,14 @@ impl Matcher {
     ) -> anyhow::Result<&HashMap<String, Vec<i64>>> {
         if self.recipients.is_none() {
             let mut index: HashMap<String, Vec<i64>> = HashMap::new();
-            let rows =
-                sqlx::query("SELECT person_id, email FROM deliveries WHERE email IS NOT NULL")
-                    .fetch_all(&mut *conn)
-                    .await
-                    .context("while reading the recipients' addresses")?;
-            for row in rows {
-                let email: String = row.get(1);
+            let rows = store::bounces::recipients(&mut *conn)
+                .await
+                .context("while reading the recipients' addresses")?;
+            for (person_id, email) in rows {
                 index
                     .entry(email.to_lowercase())
                     .or_default()
-                    .push(row.get(0));
+                    .push(person_id);
             }
             self.recipients = Some(index);
         }
@@ -486,7 +478,7 @@ async fn record_batch(
             _ => None,
         })
         .collect();
-    let mut deliveries = load_deliveries(&mut tx, &person_ids).await?;
+    let mut deliveries = store::bounces::deliveries_now(&mut tx, &person_ids).await?;
     let now = crate::db::now_ms();
     for (message, reports) in batch.iter().zip(&matches) {
         summary.messages += 1;
@@ -575,12 +567,7 @@ async fn resolve(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let by_message_id = lookup(
-        conn,
-        "SELECT message_id, person_id FROM deliveries WHERE message_id IN",
-        &message_ids,
-    )
-    .await?;
+    let by_message_id = store::bounces::people_by_message_id(conn, &message_ids).await?;
     let notice_ids: Vec<String> = untokened()
         .filter_map(|b| b.notice_id.as_deref())
         .filter_map(|n| NoticeId::parse(n).ok())
@@ -588,12 +575,7 @@ async fn resolve(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let by_notice_id = lookup(
-        conn,
-        "SELECT notice_id, id FROM people WHERE notice_id IN",
-        &notice_ids,
-    )
-    .await?;
+    let by_notice_id = store::bounces::people_by_notice_id(conn, &notice_ids).await?;
 
     let mut matches = Vec::with_capacity(batch.len());
     for (bounce, token) in bounces.iter().zip(&tokens) {
@@ -673,60 +655,6 @@ async fn match_without_token(
         // Nobody, or several people sharing the address: guessing would mark the wrong one.
         _ => Ok(Match::Unmatched),
     }
-}
-
-/// `SELECT key, person FROM ... WHERE key IN (...)` in chunks under SQLite's variable limit.
-async fn lookup(
-    conn: &mut SqliteConnection,
-    select_in: &str,
-    keys: &[String],
-) -> anyhow::Result<HashMap<String, i64>> {
-    let mut found = HashMap::new();
-    for chunk in keys.chunks(900) {
-        let sql = format!("{select_in} ({})", vec!["?"; chunk.len()].join(","));
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(key);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            found.insert(row.get::<String, _>(0), row.get::<i64, _>(1));
-        }
-    }
-    Ok(found)
-}
-
-async fn load_deliveries(
-    conn: &mut SqliteConnection,
-    person_ids: &[i64],
-) -> anyhow::Result<HashMap<i64, DeliveryNow>> {
-    let unique: Vec<i64> = person_ids
-        .iter()
-        .copied()
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let mut deliveries = HashMap::new();
-    for chunk in unique.chunks(900) {
-        let sql = format!(
-            "SELECT person_id, generation, state FROM deliveries WHERE person_id IN ({})",
-            vec!["?"; chunk.len()].join(",")
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let state: String = row.get(2);
-            deliveries.insert(
-                row.get::<i64, _>(0),
-                DeliveryNow {
-                    generation: row.get(1),
-                    state: state.parse()?,
-                },
-            );
-        }
-    }
-    Ok(deliveries)
 }
 
 struct MessageContext<'a> {

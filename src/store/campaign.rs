@@ -71,6 +71,33 @@ pub async fn finish_run(
     Ok(())
 }
 
+/// What a send run did, as its row keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendTotals {
+    pub sent: i64,
+    pub deferred: i64,
+    pub failed: i64,
+    /// Letters that may have gone twice (the relay's answer was lost).
+    pub duplicates: i64,
+}
+
+/// Records a send run's totals on its row.
+pub async fn record_send_totals(
+    pool: &SqlitePool,
+    run_id: i64,
+    totals: SendTotals,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE runs SET sent = ?, deferred = ?, failed = ?, duplicates = ? WHERE id = ?")
+        .bind(totals.sent)
+        .bind(totals.deferred)
+        .bind(totals.failed)
+        .bind(totals.duplicates)
+        .bind(run_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// The sender lease as its row holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRow {
