@@ -1398,35 +1398,44 @@ async fn write_outcomes(
         if batch.is_empty() && waiting.is_empty() {
             continue;
         }
+        // The marks first, in a transaction of their own: a worker waits for its mark before
+        // the letter goes, so it must not wait behind a batch of outcomes as well.
         let ids: Vec<i64> = waiting.iter().map(|(id, _)| *id).collect();
-        match write_patiently(&pool, run_id, &batch, &ids).await {
-            Ok((lost, stale)) => {
-                if !lost.is_empty() || !stale.is_empty() {
-                    tracing::error!(
-                        deliveries = lost.len() + stale.len(),
-                        "another run holds deliveries this run had claimed (its lease was taken over): stopping, nothing more is written for them"
-                    );
-                    halt.send_if_modified(|h| halt_with(h, Halt::LeaseLost));
-                }
-                for (id, answer) in waiting.drain(..) {
-                    let _ = answer.send(!lost.contains(&id));
-                }
-                batch.clear();
+        for (outcomes, marks) in [(&[][..], &ids[..]), (&batch[..], &[][..])] {
+            if outcomes.is_empty() && marks.is_empty() {
+                continue;
             }
-            Err(error) => {
-                halt.send_if_modified(|h| halt_with(h, Halt::WriterFailed));
-                let what = if crate::db::is_disk_full(&error) {
-                    "the disk is full"
-                } else {
-                    "the database refused the write"
-                };
-                tracing::error!(error = %format!("{error:#}"), "{what}: stopping; the next run sends again what was in flight");
-                return Err(error.context(format!(
-                    "while recording delivery outcomes ({what}; {} outcomes not recorded: those letters stay `sending` and the next run takes them back)",
-                    batch.len()
-                )));
+            match write_patiently(&pool, run_id, outcomes, marks).await {
+                Ok((lost, stale)) => {
+                    if !lost.is_empty() || !stale.is_empty() {
+                        tracing::error!(
+                            deliveries = lost.len() + stale.len(),
+                            "another run holds deliveries this run had claimed (its lease was taken over): stopping, nothing more is written for them"
+                        );
+                        halt.send_if_modified(|h| halt_with(h, Halt::LeaseLost));
+                    }
+                    if !marks.is_empty() {
+                        for (id, answer) in waiting.drain(..) {
+                            let _ = answer.send(!lost.contains(&id));
+                        }
+                    }
+                }
+                Err(error) => {
+                    halt.send_if_modified(|h| halt_with(h, Halt::WriterFailed));
+                    let what = if crate::db::is_disk_full(&error) {
+                        "the disk is full"
+                    } else {
+                        "the database refused the write"
+                    };
+                    tracing::error!(error = %format!("{error:#}"), "{what}: stopping; the next run sends again what was in flight");
+                    return Err(error.context(format!(
+                        "while recording delivery outcomes ({what}; {} outcomes not recorded: those letters stay `sending` and the next run takes them back)",
+                        batch.len()
+                    )));
+                }
             }
         }
+        batch.clear();
     }
     Ok(())
 }
