@@ -450,3 +450,28 @@ fn the_console_refuses_to_listen_beyond_loopback_in_clear() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn the_supervisor_sees_the_days_the_schedule_plans_letters_for() {
+    // One letter a day, every day: the two people are planned on two days.
+    let console = Console::start(
+        &people(),
+        &[
+            ("BREACHMAIL_SCHEDULE_TIMEZONE", "Europe/Paris"),
+            ("BREACHMAIL_SCHEDULE_WINDOWS", "[\"mon-sun 00:00-24:00\"]"),
+            ("BREACHMAIL_SCHEDULE_DAILY_CAP", "1"),
+        ],
+    )
+    .await;
+    let supervisor = console.log_in("alice").await;
+    let page = console.get("/supervisor", Some(&supervisor)).await;
+    assert_eq!(page.status, 200);
+    let planned = page.body.matches("planned by the schedule").count();
+    assert_eq!(
+        planned,
+        people().len(),
+        "one line a day, one letter each: {}",
+        page.body
+    );
+    assert!(page.body.contains("(today)"), "{}", page.body);
+}
