@@ -1447,15 +1447,25 @@ async fn write_patiently(
     batch: &[(i64, i64, Outcome)],
     marks: &[i64],
 ) -> anyhow::Result<(Vec<i64>, Vec<crate::store::Stale>)> {
+    while_busy("outcomes", || write_once(pool, run_id, batch, marks)).await
+}
+
+/// Runs `write` until it succeeds, trying again while another process holds the database (up to
+/// [`MAX_WRITE_STALL`]); any other error is returned at once. `what` names what waits, for the log.
+async fn while_busy<T, F, Fut>(what: &str, mut write: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
     let started = Instant::now();
     let mut warned = false;
     loop {
-        match write_once(pool, run_id, batch, marks).await {
+        match write().await {
             Ok(written) => {
                 if warned {
                     tracing::info!(
                         waited_s = started.elapsed().as_secs(),
-                        "the database is free again: outcomes recorded"
+                        "the database is free again: {what} recorded"
                     );
                 }
                 return Ok(written);
@@ -1463,8 +1473,7 @@ async fn write_patiently(
             Err(error) if crate::db::is_busy(&error) && started.elapsed() < MAX_WRITE_STALL => {
                 if !warned {
                     tracing::warn!(
-                        outcomes = batch.len(),
-                        "the database is locked by another process: keeping the outcomes until it is free"
+                        "the database is locked by another process: keeping the {what} until it is free"
                     );
                     warned = true;
                 }
@@ -1508,16 +1517,10 @@ async fn write_relays(
             }
         }
         // Evidence beside the outcomes: a locked database is waited for, as for the outcomes.
-        let started = Instant::now();
-        loop {
-            match crate::store::relay::record_relays(&pool, &batch).await {
-                Ok(()) => break,
-                Err(error) if crate::db::is_busy(&error) && started.elapsed() < MAX_WRITE_STALL => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        while_busy("relays' names", || {
+            crate::store::relay::record_relays(&pool, &batch)
+        })
+        .await?;
         batch.clear();
     }
     Ok(())

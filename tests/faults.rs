@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -36,6 +35,17 @@ async fn count(campaign: &Campaign, sql: &str) -> i64 {
     let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
     pool.close().await;
     n
+}
+
+/// Every recipient the relay received more than once is flagged as a possible duplicate.
+async fn assert_every_duplicate_is_flagged(campaign: &Campaign, counts: &HashMap<String, usize>) {
+    for (rcpt, n) in counts.iter().filter(|(_, n)| **n > 1) {
+        let number: usize = rcpt[1..rcpt.find('@').unwrap()].parse().unwrap();
+        let flagged: i64 = campaign
+            .delivery(&format!("P{number:04}"), "possible_duplicate")
+            .await;
+        assert_eq!(flagged, 1, "{rcpt} received {n} times and is not flagged");
+    }
 }
 
 /// Another process's connection holding SQLite's lock (`BEGIN IMMEDIATE` or `BEGIN EXCLUSIVE`)
@@ -100,13 +110,7 @@ async fn a_write_the_database_refuses_ends_the_run_with_the_error_and_exit_1() {
     assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
     let counts = received_per_recipient(&server);
     assert_eq!(counts.len(), 120, "everyone was reached");
-    for (rcpt, n) in counts.iter().filter(|(_, n)| **n > 1) {
-        let number: usize = rcpt[1..rcpt.find('@').unwrap()].parse().unwrap();
-        let flagged: i64 = campaign
-            .delivery(&format!("P{number:04}"), "possible_duplicate")
-            .await;
-        assert_eq!(flagged, 1, "{rcpt} received {n} times and is not flagged");
-    }
+    assert_every_duplicate_is_flagged(&campaign, &counts).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,7 +344,6 @@ async fn stdout_on_a_full_disk_is_no_panic_and_loses_nothing() {
         19
     );
     assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
-    let _ = Stdio::null();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -431,11 +434,5 @@ async fn a_disk_that_fills_up_mid_run_stops_it_clearly_and_the_next_run_finishes
         .await,
         6000
     );
-    for (rcpt, n) in counts.iter().filter(|(_, n)| **n > 1) {
-        let number: usize = rcpt[1..rcpt.find('@').unwrap()].parse().unwrap();
-        let flagged: i64 = campaign
-            .delivery(&format!("P{number:04}"), "possible_duplicate")
-            .await;
-        assert_eq!(flagged, 1, "{rcpt} received {n} times and is not flagged");
-    }
+    assert_every_duplicate_is_flagged(&campaign, &counts).await;
 }

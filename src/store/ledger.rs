@@ -865,17 +865,13 @@ pub async fn note_soft_bounce(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<()> {
-    append_event(
+    note(
         conn,
-        Event {
-            person_id,
-            run_id: Some(run_id),
-            kind: EventKind::SoftBounce,
-            from_state: None,
-            to_state: None,
-            generation: Some(generation),
-            detail: Some(bounce_detail(status, diagnostic)),
-        },
+        person_id,
+        generation,
+        EventKind::SoftBounce,
+        bounce_detail(status, diagnostic),
+        run_id,
         now,
     )
     .await
@@ -892,17 +888,13 @@ pub async fn note_delay(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<()> {
-    append_event(
+    note(
         conn,
-        Event {
-            person_id,
-            run_id: Some(run_id),
-            kind: EventKind::Delayed,
-            from_state: None,
-            to_state: None,
-            generation: Some(generation),
-            detail: Some(bounce_detail(status, diagnostic)),
-        },
+        person_id,
+        generation,
+        EventKind::Delayed,
+        bounce_detail(status, diagnostic),
+        run_id,
         now,
     )
     .await
@@ -920,22 +912,39 @@ pub async fn record_complaint(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<()> {
-    append_event(
+    let detail = format!("{feedback_type} report from the feedback loop of {provider}");
+    note(
         conn,
-        Event {
-            person_id,
-            run_id: Some(run_id),
-            kind: EventKind::Complained,
-            from_state: None,
-            to_state: None,
-            generation: Some(generation),
-            detail: Some(format!(
-                "{feedback_type} report from the feedback loop of {provider}"
-            )),
-        },
+        person_id,
+        generation,
+        EventKind::Complained,
+        detail,
+        run_id,
         now,
     )
     .await
+}
+
+/// A note on a person's letter that changes no state (a soft bounce, a delay, a complaint).
+async fn note(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    generation: i64,
+    kind: EventKind,
+    detail: String,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    let event = Event {
+        person_id,
+        run_id: Some(run_id),
+        kind,
+        from_state: None,
+        to_state: None,
+        generation: Some(generation),
+        detail: Some(detail),
+    };
+    append_event(conn, event, now).await
 }
 
 fn bounce_detail(status: Option<&str>, diagnostic: Option<&str>) -> String {
