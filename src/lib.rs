@@ -39,6 +39,7 @@ pub mod status;
 pub mod store;
 /// The delivery life cycle, from [`store::ledger`]: kept under its old name for the callers.
 pub use store::ledger;
+pub mod tls;
 pub mod transport;
 pub mod verp;
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset, Starttls};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -55,8 +55,8 @@ pub struct Relayer {
     timeout: Duration,
     credentials: Option<(String, Arc<SecretString>)>,
     hello: ClientId,
-    /// Extra trusted roots, for tests against a local TLS server only.
-    extra_root: Option<Vec<u8>>,
+    /// How relays' certificates are verified ([`crate::tls`]).
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for Relayer {
@@ -100,10 +100,9 @@ impl Relayer {
 
     /// One per relay letters may go through, in the order of the configuration.
     pub fn all(config: &Config) -> Result<Vec<Relayer>, crate::UsageError> {
-        let extra_root = match std::env::var_os("BREACHMAIL_TEST_CA_FILE") {
-            Some(path) if cfg!(debug_assertions) => std::fs::read(&path).ok(),
-            _ => None,
-        };
+        let tls = Arc::new(
+            crate::tls::client_config().map_err(|e| crate::UsageError::new(format!("{e:#}")))?,
+        );
         let mut relayers = Vec::new();
         for entry in &config.relays {
             let password = match entry.password_variable.as_deref() {
@@ -138,7 +137,7 @@ impl Relayer {
                 timeout: config.smtp.timeout,
                 credentials,
                 hello: ClientId::default(),
-                extra_root: extra_root.clone(),
+                tls: tls.clone(),
             });
         }
         if relayers.is_empty() {
@@ -167,20 +166,74 @@ impl Relayer {
         }
     }
 
-    fn tls_parameters(&self, host: &str) -> Result<TlsParameters, String> {
-        let mut builder = TlsParameters::builder(host.to_owned());
-        if let Some(pem) = &self.extra_root {
-            let certificate = lettre::transport::smtp::client::Certificate::from_pem(pem)
-                .map_err(|e| format!("BREACHMAIL_TEST_CA_FILE: {e}"))?;
-            builder = builder.add_root_certificate(certificate);
+    /// TLS over a connected socket, the certificate verified for `host`.
+    async fn handshake(
+        &self,
+        host: &str,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Attempt> {
+        let name = crate::tls::server_name(host).map_err(|e| Attempt::Misconfigured {
+            reason: format!("{e:#}"),
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        match tokio::time::timeout(self.timeout, connector.connect(name, tcp)).await {
+            Ok(Ok(tls)) => Ok(tls),
+            Ok(Err(e)) => {
+                let reason = format!("TLS with {} failed: {e}", self.relay);
+                Err(if is_tls_failure(&e) {
+                    Attempt::Misconfigured { reason }
+                } else {
+                    Attempt::Unreachable { reason }
+                })
+            }
+            Err(_) => Err(Attempt::Unreachable {
+                reason: format!(
+                    "TLS with {}: no answer within {}s",
+                    self.relay,
+                    self.timeout.as_secs_f32()
+                ),
+            }),
         }
-        builder
-            .build_rustls()
-            .map_err(|e| format!("TLS setup: {e}"))
+    }
+
+    /// STARTTLS (RFC 3207): the command over the clear session, then TLS over its socket, then
+    /// a new session over TLS, which sends EHLO again, so that the extensions and login
+    /// mechanisms read are the ones offered under TLS. Whatever the clear session had read
+    /// beyond the `220` is dropped with it, never taken as said under TLS (the command injection
+    /// of CVE-2011-0411).
+    async fn starttls(
+        &self,
+        host: &str,
+        mut clear: AsyncSmtpConnection,
+        wire: &readable::Wire,
+    ) -> Result<AsyncSmtpConnection, Attempt> {
+        let failed = |e: &StepError| {
+            classify_open_error(e, format!("STARTTLS with {} failed: {e}", self.relay))
+        };
+        bounded(self.timeout, clear.command(Starttls))
+            .await
+            .map_err(|e| failed(&e))?;
+        drop(clear);
+        let tcp = wire.take_clear().ok_or_else(|| Attempt::Unreachable {
+            reason: format!("STARTTLS with {}: the session broke", self.relay),
+        })?;
+        let tls = self.handshake(host, tcp).await?;
+        let readable =
+            readable::ReadableReplies::primed(readable::Wire::tls(tls), "220 TLS started");
+        bounded(
+            self.timeout,
+            AsyncSmtpConnection::connect_with_transport(Box::new(readable), &self.hello),
+        )
+        .await
+        .map_err(|e| failed(&e))
     }
 
     /// Opens a session: TCP (or TLS), EHLO, STARTTLS when offered (required unless loopback),
     /// AUTH (never over plain text to a host that is not loopback).
+    ///
+    /// TLS is ours (tokio-rustls), not lettre's, so that the relay's replies are made readable
+    /// above it ([`readable`]) as they are on a clear session: lettre upgrades only the stream it
+    /// was given, under anything that sits between it and the socket.
     async fn open(&self) -> Result<Session, Attempt> {
         let unreachable = |reason: String| Attempt::Unreachable { reason };
         let misconfigured = |reason: String| Attempt::Misconfigured { reason };
@@ -190,63 +243,51 @@ impl Relayer {
             Relay::File(_) => return Err(misconfigured("not an SMTP relay".into())),
         };
         let loopback = self.relay.is_loopback();
-        let tls_begins = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut session = if implicit_tls {
-            let tls = self.tls_parameters(host).map_err(misconfigured)?;
-            let connect = AsyncSmtpConnection::connect_tokio1(
-                (host, port),
-                Some(self.timeout),
-                &self.hello,
-                Some(tls),
-                None,
-            );
-            bounded(self.timeout, connect).await.map_err(|e| {
-                classify_open_error(&e, format!("cannot connect to {}: {e}", self.relay))
+        // Our own socket, to switch Nagle's algorithm off: SMTP is a conversation of small
+        // writes, and Nagle plus delayed ACKs would add 40 ms to every message.
+        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "cannot connect to {}: no answer within {}s",
+                    self.relay,
+                    self.timeout.as_secs_f32()
+                ))
             })?
-        } else {
-            // Our own socket, to switch Nagle's algorithm off: SMTP is a conversation of small
-            // writes, and Nagle plus delayed ACKs would add 40 ms to every message.
-            let tcp =
-                tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((host, port)))
-                    .await
-                    .map_err(|_| {
-                        unreachable(format!(
-                            "cannot connect to {}: no answer within {}s",
-                            self.relay,
-                            self.timeout.as_secs_f32()
-                        ))
-                    })?
-                    .map_err(|e| unreachable(format!("cannot connect to {}: {e}", self.relay)))?;
-            let _ = tcp.set_nodelay(true);
-            let readable = readable::ReadableReplies::new(tcp, tls_begins.clone());
+            .map_err(|e| unreachable(format!("cannot connect to {}: {e}", self.relay)))?;
+        let _ = tcp.set_nodelay(true);
+        let (mut session, encrypted) = if implicit_tls {
+            let tls = self.handshake(host, tcp).await?;
+            let readable = readable::ReadableReplies::new(readable::Wire::tls(tls));
             let greet =
                 AsyncSmtpConnection::connect_with_transport(Box::new(readable), &self.hello);
-            bounded(self.timeout, greet).await.map_err(|e| {
+            let session = bounded(self.timeout, greet).await.map_err(|e| {
                 classify_open_error(&e, format!("{} did not greet: {e}", self.relay))
-            })?
+            })?;
+            (session, true)
+        } else {
+            let wire = readable::Wire::clear(tcp);
+            let readable = readable::ReadableReplies::new(wire.clone());
+            let greet =
+                AsyncSmtpConnection::connect_with_transport(Box::new(readable), &self.hello);
+            let session = bounded(self.timeout, greet).await.map_err(|e| {
+                classify_open_error(&e, format!("{} did not greet: {e}", self.relay))
+            })?;
+            match encryption_step(false, session.can_starttls(), loopback) {
+                EncryptionStep::AlreadyEncrypted | EncryptionStep::StayInClear => (session, false),
+                EncryptionStep::StartTls => (self.starttls(host, session, &wire).await?, true),
+                EncryptionStep::Refuse => {
+                    return Err(misconfigured(format!(
+                        "{} does not offer STARTTLS: refusing to send personal data in clear to a host that is not loopback",
+                        self.relay
+                    )));
+                }
+            }
         };
-        match encryption_step(implicit_tls, session.can_starttls(), loopback) {
-            EncryptionStep::AlreadyEncrypted | EncryptionStep::StayInClear => {}
-            EncryptionStep::StartTls => {
-                let tls = self.tls_parameters(host).map_err(misconfigured)?;
-                tls_begins.store(true, std::sync::atomic::Ordering::Release);
-                bounded(self.timeout, session.starttls(tls, &self.hello))
-                    .await
-                    .map_err(|e| {
-                        classify_open_error(&e, format!("STARTTLS with {} failed: {e}", self.relay))
-                    })?;
-            }
-            EncryptionStep::Refuse => {
-                return Err(misconfigured(format!(
-                    "{} does not offer STARTTLS: refusing to send personal data in clear to a host that is not loopback",
-                    self.relay
-                )));
-            }
-        }
         let (pipelining, chunking) =
             learn_extensions(self.timeout, &self.hello, &mut session).await;
         if let Some((user, password)) = &self.credentials {
-            if !may_log_in(session.is_encrypted(), loopback) {
+            if !may_log_in(encrypted, loopback) {
                 return Err(misconfigured(
                     "refusing to send the SMTP password over an unencrypted connection".into(),
                 ));
@@ -324,25 +365,25 @@ enum StepError {
 /// A TLS failure (untrusted certificate, wrong name) is configuration, not weather.
 fn classify_open_error(error: &StepError, reason: String) -> Attempt {
     match error {
-        StepError::Smtp(e) if e.is_tls() || is_tls_failure(e) => Attempt::Misconfigured { reason },
+        StepError::Smtp(e) if is_tls_failure(e) => Attempt::Misconfigured { reason },
         _ => Attempt::Unreachable { reason },
     }
 }
 
-/// lettre reports a failed handshake (e.g. "invalid peer certificate: UnknownIssuer") as a
-/// connection error, with rustls' error inside an `io::Error` somewhere down the chain. Retrying
+/// A failed handshake (e.g. "invalid peer certificate: UnknownIssuer") comes as an `io::Error`
+/// with rustls' error inside it, possibly further down a chain of errors. Retrying
 /// cannot mend it, so it must not look like a relay that is merely down.
 fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
-        if error.is::<rustls::Error>() {
+        if error.is::<tokio_rustls::rustls::Error>() {
             return true;
         }
         // `io::Error::source` skips the error it wraps: look inside it explicitly.
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && io
                 .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
+                .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>())
         {
             return true;
         }
@@ -845,6 +886,7 @@ mod tests {
 
     #[test]
     fn a_refused_certificate_is_recognised_inside_an_io_error() {
+        use tokio_rustls::rustls;
         let io = std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),

@@ -7,7 +7,7 @@
 mod support;
 
 use support::campaign::{Campaign, person, stderr, stdout};
-use support::smtp_server::{Script, SmtpServer};
+use support::smtp_server::{Behaviour, Script, SmtpServer};
 
 fn people(n: usize) -> Vec<String> {
     (1..=n)
@@ -124,4 +124,71 @@ async fn the_login_travels_only_inside_tls() {
     assert_eq!(server.accepted().len(), 2);
     assert!(server.accepted().iter().all(|m| m.encrypted));
     assert_eq!(server.auth_in_clear(), 0);
+}
+
+/// What a relay may answer after the final dot besides a tidy `250 2.0.0 Ok`: Latin-1 text,
+/// and a queue report longer than any line lettre reads (50 kB on one line, then 200 more).
+fn odd_acceptances() -> Vec<(String, Behaviour)> {
+    let latin1 =
+        b"250 2.0.0 Message accept\xe9 pour livraison (file d'attente \xabA1B2\xbb)\r\n".to_vec();
+    let mut long = b"250 2.0.0 Ok: queued as ".to_vec();
+    long.extend(std::iter::repeat_n(b'Q', 50_000));
+    long.extend_from_slice(b"\r\n");
+    let mut many = Vec::new();
+    for i in 0..200 {
+        many.extend_from_slice(format!("250-queued on node {i}\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"250 2.0.0 Ok\r\n");
+    vec![
+        (
+            "p1@example.fr".into(),
+            Behaviour::AcceptWithReply { reply: latin1 },
+        ),
+        (
+            "p2@example.fr".into(),
+            Behaviour::AcceptWithReply { reply: long },
+        ),
+        (
+            "p3@example.fr".into(),
+            Behaviour::AcceptWithReply { reply: many },
+        ),
+    ]
+}
+
+/// A 250 is `sent` whatever its text, on every kind of session: clear, STARTTLS and
+/// `smtps://` (the replies are made readable above TLS, not only on clear sessions).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_250_with_any_text_is_sent_over_clear_and_tls_sessions() {
+    for (name, starttls, implicit) in [
+        ("clear", false, false),
+        ("STARTTLS", true, false),
+        ("smtps", false, true),
+    ] {
+        let server = SmtpServer::start(Script {
+            advertise_starttls: starttls,
+            implicit_tls: implicit,
+            per_recipient: odd_acceptances().into_iter().collect(),
+            ..Script::default()
+        })
+        .await;
+        let campaign = campaign_for(&server, &people(4), true);
+        let output = campaign.run_async(&["send"]).await;
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let accepted = server.accepted();
+        assert_eq!(accepted.len(), 4, "{name}: each letter once");
+        assert!(server.unconfirmed().is_empty(), "{name}");
+        assert!(
+            accepted
+                .iter()
+                .all(|m| m.encrypted == (starttls || implicit)),
+            "{name}"
+        );
+        let states = campaign.states().await;
+        assert!(states.values().all(|s| s == "sent"), "{name}: {states:?}");
+        assert_eq!(
+            attempts(&campaign).await,
+            4,
+            "{name}: no letter tried twice"
+        );
+    }
 }

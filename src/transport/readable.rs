@@ -5,16 +5,18 @@
 //! reply", and the letter it accepted would be sent again as a possible duplicate. This stream
 //! sits under lettre on a clear-text session and hands it each reply line as valid UTF-8 (bad
 //! bytes become U+FFFD), cut to 900 bytes, and at most 64 continuation lines per reply: the
-//! code, which decides, always arrives. Once STARTTLS begins it steps aside, since what passes
-//! through it from then on is TLS.
+//! code, which decides, always arrives. It sits above TLS, so that a relay reached over
+//! `smtps://` or STARTTLS is read the same way: the socket under it is a [`Wire`], which the
+//! session's opener takes back to start TLS after the relay's `220` to STARTTLS.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// Longest reply line handed on, in bytes, the CRLF excluded (lettre refuses over 1,000).
 const MAX_LINE: usize = 900;
@@ -24,8 +26,6 @@ const MAX_CONTINUATIONS: usize = 64;
 #[derive(Debug)]
 pub struct ReadableReplies<S> {
     inner: S,
-    /// Set when TLS starts: from then on bytes pass untouched.
-    raw: Arc<AtomicBool>,
     /// Bytes of an incomplete line, as read.
     pending: Vec<u8>,
     /// The current line is over the limit: its rest is dropped up to the line feed.
@@ -36,15 +36,23 @@ pub struct ReadableReplies<S> {
 }
 
 impl<S> ReadableReplies<S> {
-    pub fn new(inner: S, raw: Arc<AtomicBool>) -> Self {
+    pub fn new(inner: S) -> Self {
         ReadableReplies {
             inner,
-            raw,
             pending: Vec::new(),
             skipping: false,
             continuations: 0,
             ready: Vec::new(),
         }
+    }
+
+    /// A stream whose first reply is `greeting`, as if the relay had sent it: after STARTTLS a
+    /// new session starts over TLS, and lettre's session begins by reading a greeting.
+    pub fn primed(inner: S, greeting: &str) -> Self {
+        let mut stream = ReadableReplies::new(inner);
+        stream.ready.extend_from_slice(greeting.as_bytes());
+        stream.ready.extend_from_slice(b"\r\n");
+        stream
     }
 
     /// Takes bytes as read from the relay; complete lines go to `ready`, cleaned.
@@ -104,10 +112,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadableReplies<S> {
             this.hand_out(buf);
             return Poll::Ready(Ok(()));
         }
-        if this.raw.load(Ordering::Acquire) {
-            // A reply line cut short when TLS began cannot be: STARTTLS's own 220 came whole.
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
         loop {
             let mut chunk = [0u8; 4096];
             let mut read = ReadBuf::new(&mut chunk);
@@ -156,9 +160,111 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadableReplies<S> {
     }
 }
 
-impl lettre::transport::smtp::client::AsyncTokioStream for ReadableReplies<tokio::net::TcpStream> {
+impl lettre::transport::smtp::client::AsyncTokioStream for ReadableReplies<Wire> {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.inner.peer_addr()
+    }
+}
+
+/// The socket under a session: clear TCP or TLS over it. The session's opener keeps a handle on
+/// a clear one, to take the TCP stream back when STARTTLS is accepted; the handle is only used
+/// between commands, so the lock is never contended.
+#[derive(Debug, Clone)]
+pub struct Wire(Arc<Mutex<Option<Layer>>>);
+
+#[derive(Debug)]
+enum Layer {
+    Clear(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Wire {
+    pub fn clear(tcp: TcpStream) -> Wire {
+        Wire(Arc::new(Mutex::new(Some(Layer::Clear(tcp)))))
+    }
+
+    pub fn tls(tls: TlsStream<TcpStream>) -> Wire {
+        Wire(Arc::new(Mutex::new(Some(Layer::Tls(Box::new(tls))))))
+    }
+
+    /// Takes the clear TCP stream back (for STARTTLS); from then on this wire is closed.
+    pub fn take_clear(&self) -> Option<TcpStream> {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match slot.take() {
+            Some(Layer::Clear(tcp)) => Some(tcp),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match &*self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
+            Some(Layer::Clear(tcp)) => tcp.peer_addr(),
+            Some(Layer::Tls(tls)) => tls.get_ref().0.peer_addr(),
+            None => Err(closed()),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(Pin<&mut (dyn Stream + '_)>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match slot.as_mut() {
+            Some(Layer::Clear(tcp)) => f(Pin::new(tcp)),
+            Some(Layer::Tls(tls)) => f(Pin::new(tls.as_mut())),
+            None => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream for T {}
+
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the session's socket was handed to TLS",
+    )
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.with(|stream| stream.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.with(|stream| stream.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|stream| stream.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|stream| stream.poll_shutdown(cx))
     }
 }
 
@@ -167,7 +273,7 @@ mod tests {
     use super::*;
 
     fn cleaned(input: &[u8]) -> Vec<u8> {
-        let mut stream = ReadableReplies::new(tokio::io::empty(), Arc::new(AtomicBool::new(false)));
+        let mut stream = ReadableReplies::new(tokio::io::empty());
         stream.take_in(input);
         stream.ready
     }

@@ -94,6 +94,10 @@ pub enum Behaviour {
     /// At RCPT TO, answer `421 4.7.0 ...` and close the connection, for the
     /// first `times` attempts; then accept.
     Throttle { times: usize },
+    /// Accept the message, answering these bytes after the final dot as they are
+    /// (CRLF included): a 250 in Latin-1, or a queue report of 50 kB, as some
+    /// relays send.
+    AcceptWithReply { reply: Vec<u8> },
 }
 
 impl Behaviour {
@@ -546,6 +550,8 @@ struct Transaction {
 /// What happens after the final dot.
 enum AfterData {
     Reply(String),
+    /// Bytes written as they are, after the message was recorded as accepted.
+    Raw(Vec<u8>),
     HangUp,
     Stall,
 }
@@ -743,7 +749,11 @@ impl<'a> Session<'a> {
         if !self.shared.script.chunking {
             lines.retain(|l| l != "CHUNKING");
         }
-        if self.shared.script.require_auth.is_some() {
+        // As Postfix with `smtpd_tls_auth_only`: where STARTTLS is offered, AUTH is
+        // offered only once it has been taken.
+        if self.shared.script.require_auth.is_some()
+            && (self.encrypted() || !self.shared.script.advertise_starttls)
+        {
             lines.push("AUTH PLAIN LOGIN".to_string());
         }
         if self.shared.script.advertise_starttls && !self.encrypted() {
@@ -1042,6 +1052,11 @@ impl<'a> Session<'a> {
                     .await?;
                 Ok(true)
             }
+            AfterData::Raw(bytes) => {
+                self.conn.write_all(&bytes).await?;
+                self.conn.flush().await?;
+                Ok(true)
+            }
             AfterData::HangUp => Ok(false),
             AfterData::Stall => {
                 // Never answer; hold the socket until the client gives up.
@@ -1080,6 +1095,10 @@ impl<'a> Session<'a> {
                     break;
                 }
             }
+            let raw = tx.rcpts.iter().find_map(|(_, _, b)| match b {
+                Behaviour::AcceptWithReply { reply } => Some(reply.clone()),
+                _ => None,
+            });
             let queue_id = shared.queue_id(s);
             let received = Received {
                 mail_from: tx.mail_from,
@@ -1097,7 +1116,10 @@ impl<'a> Session<'a> {
                 }
                 None => {
                     s.accepted.push(received);
-                    AfterData::Reply(format!("250 2.0.0 Ok: queued as {queue_id}"))
+                    match raw {
+                        Some(bytes) => AfterData::Raw(bytes),
+                        None => AfterData::Reply(format!("250 2.0.0 Ok: queued as {queue_id}")),
+                    }
                 }
             }
         })
