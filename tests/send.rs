@@ -368,15 +368,20 @@ async fn the_global_and_per_domain_rates_are_held() {
         .filter(|m| m.rcpt_to[0].ends_with("@orange.fr"))
         .map(|m| m.at)
         .collect();
-    // Receive times are measured after the network: allow one message of jitter.
+    // The server stamps a letter when it has read it, which a loaded machine can delay: a
+    // letter held back half a second arrives beside the next ones, and the first can arrive
+    // late. So the bounds allow half a second of jitter either way (`JITTER`), and still tell a
+    // held rate from none: unlimited, the 52 letters arrive within a few tens of milliseconds.
+    const JITTER: f64 = 0.5;
+    let most_in_a_second = |rate: f64| (rate * (1.0 + JITTER)).ceil() as usize + 1;
     assert!(
-        busiest_second(&all) <= 21,
-        "global: {}",
+        busiest_second(&all) <= most_in_a_second(20.0),
+        "global: {} in one second",
         busiest_second(&all)
     );
     assert!(
-        busiest_second(&orange) <= 5,
-        "orange.fr: {}",
+        busiest_second(&orange) <= most_in_a_second(4.0),
+        "orange.fr: {} in one second",
         busiest_second(&orange)
     );
     let span = |t: &[std::time::Instant]| {
@@ -384,16 +389,20 @@ async fn the_global_and_per_domain_rates_are_held() {
             .max()
             .unwrap()
             .duration_since(*t.iter().min().unwrap())
+            .as_secs_f64()
     };
-    // 12 letters at 4 per second need at least 2.75 s; 52 at 20 per second at least 2.55 s.
+    // 12 letters at 4 per second take at least 11/4 s; 52 at 20 per second at least 51/20 s.
+    let least = |letters: usize, rate: f64| (letters - 1) as f64 / rate - JITTER;
     assert!(
-        span(&orange) >= Duration::from_millis(2500),
-        "{:?}",
+        span(&orange) >= least(orange.len(), 4.0),
+        "orange.fr: {} letters in {:.2} s",
+        orange.len(),
         span(&orange)
     );
     assert!(
-        span(&all) >= Duration::from_millis(2300),
-        "{:?}",
+        span(&all) >= least(all.len(), 20.0),
+        "global: {} letters in {:.2} s",
+        all.len(),
         span(&all)
     );
 }
