@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use breachmail::config::Config;
-use breachmail::domain::Category;
+use breachmail::domain::{Category, Email, NoticeId, PersonRef};
 use breachmail::message::MessageBuilder;
 use breachmail::person::Person;
 use breachmail::render::Letters;
@@ -21,9 +21,9 @@ fn config(extra: &str) -> Config {
 fn person() -> Person {
     Person {
         id: 4821,
-        person_ref: "DE00004821".into(),
-        notice_id: "K7QF-3MZ9-P2XA".into(),
-        email: Some("elodie.lefevre@orange.fr".into()),
+        person_ref: PersonRef::parse("DE00004821").expect("a ref"),
+        notice_id: NoticeId::parse("K7QF-3MZ9-P2XA").expect("a notice id"),
+        email: Some(Email::parse("elodie.lefevre@orange.fr").expect("an address")),
         civility: Some("ms".into()),
         first_name: Some("Élodie".into()),
         last_name: Some("Lefèvre".into()),

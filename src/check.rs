@@ -179,7 +179,7 @@ pub async fn check(
         let results = build_all(letters, builder, &people, |person, built| match built {
             Ok((letter, outgoing)) => Ok((letter.language, outgoing.bytes.len())),
             Err(error) => Err(Failure {
-                person_ref: person.person_ref.clone(),
+                person_ref: person.person_ref.to_string(),
                 reason: error.to_string(),
             }),
         });

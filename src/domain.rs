@@ -61,6 +61,13 @@ impl PersonRef {
     }
 }
 
+/// Serialised as its text, for the letters' templates and the exports.
+impl serde::Serialize for PersonRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for PersonRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -130,6 +137,13 @@ impl Email {
 
     pub fn domain(&self) -> &str {
         &self.address[self.domain_start..]
+    }
+}
+
+/// Serialised as its text, for the letters' templates and the exports.
+impl serde::Serialize for Email {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -211,11 +225,57 @@ impl NoticeId {
     }
 }
 
+/// Serialised as its text, for the letters' templates and the exports.
+impl serde::Serialize for NoticeId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for NoticeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
+
+/// The SQL side of a checked text type: bound as its text, and checked again when read back
+/// (`parse`), so a value edited by hand in the database that no letter could carry is an error
+/// naming the column, not a header.
+macro_rules! sql_text {
+    ($type:ty) => {
+        impl sqlx::Type<sqlx::Sqlite> for $type {
+            fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+                <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+                <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for $type {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Sqlite as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(self.as_str().to_owned(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $type {
+            fn decode(
+                value: sqlx::sqlite::SqliteValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<'r, sqlx::Sqlite>>::decode(value)?;
+                Ok(<$type>::parse(text)?)
+            }
+        }
+    };
+}
+
+sql_text!(PersonRef);
+sql_text!(Email);
+sql_text!(NoticeId);
 
 /// Where one person's letter stands. The life cycle is [`Transition`] (docs/internals.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -565,21 +565,21 @@ async fn write_batch(
     let mut touched = Vec::new();
     for (line, person) in batch.iter() {
         let duplicate_of = seen_in_batch.get(person.person_ref.as_str()).copied();
-        let known = existing.get(&person.person_ref);
+        let known = existing.get(person.person_ref.as_str());
         let is_duplicate = duplicate_of.is_some() || known.is_some_and(|k| k.import_run == run_id);
         if is_duplicate {
             summary.refused += 1;
             let first = duplicate_of.map_or(String::new(), |l| format!(" (first on line {l})"));
             rejects.write(&Rejection {
                 line: *line,
-                person_ref: person.person_ref.clone(),
+                person_ref: person.person_ref.to_string(),
                 field: "ref".into(),
                 reason: format!("duplicate ref: already in this file{first}"),
                 action: REFUSED,
             })?;
             continue;
         }
-        seen_in_batch.insert(&person.person_ref, *line);
+        seen_in_batch.insert(person.person_ref.as_str(), *line);
         match known {
             None => new_people.push(person),
             Some(known) if known.row_hash == person.row_hash => {
@@ -840,11 +840,10 @@ impl Columns {
             }
         };
         let mut person = NewPerson {
-            person_ref: person_ref.as_str().to_owned(),
-            email_domain: email.as_ref().map(|e| e.domain().to_owned()),
-            email: email.map(|e| e.as_str().to_owned()),
-            alt_email: alt_email.map(|e| e.as_str().to_owned()),
-            civility: civility.map(Civility::code),
+            person_ref,
+            email,
+            alt_email,
+            civility,
             first_name,
             last_name,
             language,

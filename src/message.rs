@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::UsageError;
 use crate::config::{Config, Dkim};
+use crate::domain::Email;
 use crate::person::Person;
 use crate::render::{Letter, RenderError};
 use crate::verp::{self, DeliveryRef};
@@ -90,11 +91,12 @@ impl MessageBuilder {
         date: DateTime<Utc>,
     ) -> Result<Outgoing, RenderError> {
         let refuse = |reason: String| RenderError::new("message", reason);
+        // An `Email` is header-safe and was accepted by lettre when it was made.
         let email = person
             .email
-            .as_deref()
+            .as_ref()
+            .map(Email::as_str)
             .ok_or_else(|| refuse(format!("{} has no e-mail address", person.person_ref)))?;
-        header_safe("the e-mail address", email).map_err(refuse)?;
         let address: Address = email
             .parse()
             .map_err(|e| refuse(format!("{email:?} is not a usable e-mail address: {e}")))?;
@@ -103,7 +105,6 @@ impl MessageBuilder {
             header_safe("the name", name).map_err(refuse)?;
         }
         header_safe("the subject", &letter.subject).map_err(refuse)?;
-        header_safe("the notice id", &person.notice_id).map_err(refuse)?;
 
         let delivery = DeliveryRef {
             person_id: person.id,
@@ -127,7 +128,7 @@ impl MessageBuilder {
             .subject(letter.subject.clone())
             .date(SystemTime::from(date))
             .message_id(Some(format!("<{message_id}>")))
-            .header(NoticeIdHeader(person.notice_id.clone()))
+            .header(NoticeIdHeader(person.notice_id.to_string()))
             .header(AutoSubmitted);
         if let Some(reply_to) = &self.reply_to_header {
             builder = builder.raw_header(reply_to.clone());

@@ -3,17 +3,17 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::domain::Category;
+use crate::domain::{Category, Email, NoticeId, PersonRef};
 
 /// Everything a letter may say about a person, plus the delivery it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Person {
     pub id: i64,
-    pub person_ref: String,
-    pub notice_id: String,
+    pub person_ref: PersonRef,
+    pub notice_id: NoticeId,
     /// The address of the current delivery generation (may differ from the imported one after
     /// a resend to the alternative address).
-    pub email: Option<String>,
+    pub email: Option<Email>,
     pub civility: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -34,7 +34,9 @@ pub struct Person {
 pub use crate::store::people::PERSON_COLUMNS;
 
 impl Person {
-    /// Reads a row of [`PERSON_COLUMNS`], by column name.
+    /// Reads a row of [`PERSON_COLUMNS`], by column name. The ref, the notice id and the address
+    /// are checked again as they are read: a value edited in the database by hand that no letter
+    /// could carry stops here, naming the person, instead of reaching a header.
     pub fn from_row(row: &SqliteRow) -> anyhow::Result<Person> {
         let exposed: String = row.try_get("exposed")?;
         let extra: String = row.try_get("extra")?;

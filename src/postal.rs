@@ -201,8 +201,8 @@ pub async fn export(
 fn postal_record(person: &Person, state: DeliveryState, reason: &str) -> [String; 12] {
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     [
-        person.person_ref.clone(),
-        person.notice_id.clone(),
+        person.person_ref.to_string(),
+        person.notice_id.to_string(),
         text(&person.civility),
         text(&person.first_name),
         text(&person.last_name),

@@ -105,7 +105,7 @@ fn write_one(out: &Path, person: &Person, built: crate::check::Built) -> Written
     crate::files::write_private(&out.join(&file), &outgoing.bytes)
         .map_err(|e| format!("{}: cannot write {file}: {e}", person.person_ref))?;
     Ok([
-        person.person_ref.clone(),
+        person.person_ref.to_string(),
         letter.language,
         letter.subject,
         outgoing.bytes.len().to_string(),

@@ -261,7 +261,7 @@ impl Letters {
         let language = self.language_for(person).to_owned();
         let context = Context::wraps(self.context_for(person, &language)).map_err(|e| {
             RenderError::new(
-                person.person_ref.clone(),
+                person.person_ref.to_string(),
                 format!("cannot build context: {e}"),
             )
         })?;
@@ -981,7 +981,7 @@ mod tests {
 #[cfg(test)]
 mod variant_tests {
     use super::*;
-    use crate::domain::Category;
+    use crate::domain::{Category, Email, NoticeId, PersonRef};
 
     fn project_dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -1046,9 +1046,9 @@ mod variant_tests {
     fn person() -> Person {
         Person {
             id: 7,
-            person_ref: "V-1".into(),
-            notice_id: "K7QF-3MZ9-P2XA".into(),
-            email: Some("marie.dupont@exemple.fr".into()),
+            person_ref: PersonRef::parse("V-1").expect("a ref"),
+            notice_id: NoticeId::parse("K7QF-3MZ9-P2XA").expect("a notice id"),
+            email: Some(Email::parse("marie.dupont@exemple.fr").expect("an address")),
             civility: Some("ms".into()),
             first_name: Some("Marie".into()),
             last_name: Some("Dupont".into()),
@@ -1080,7 +1080,7 @@ mod variant_tests {
                     .filter(|(i, _)| mask & (1 << i) != 0)
                     .map(|(_, c)| c)
                     .collect();
-                p.notice_id = format!("N-{mask}");
+                p.notice_id = NoticeId::in_bucket(mask as i64);
                 people.push(p);
             }
             let civilities = [Some("ms"), Some("mr"), None, Some(""), Some("Dr")];
@@ -1097,7 +1097,7 @@ mod variant_tests {
                 for (first, last) in names {
                     for (identifier, phone, email) in [
                         (Some("…4821"), Some("•• 78"), Some("a@b.fr")),
-                        (None, None, Some("<x&y>@b.fr")),
+                        (None, None, Some("x&y's@b.fr")),
                         (Some(""), Some("&amp;"), None),
                     ] {
                         let mut p = person();
@@ -1107,7 +1107,7 @@ mod variant_tests {
                         p.last_name = last.map(str::to_owned);
                         p.identifier_masked = identifier.map(str::to_owned);
                         p.phone_masked = phone.map(str::to_owned);
-                        p.email = email.map(str::to_owned);
+                        p.email = email.map(|e| Email::parse(e).expect("a valid address"));
                         p.exposed = Category::parse_list("name;email;phone;identifier")
                             .expect("categories");
                         people.push(p);

@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use breachmail::config::Config;
-use breachmail::domain::Category;
+use breachmail::domain::{Category, Email, NoticeId, PersonRef};
 use breachmail::import::validate_csv_bytes;
 use breachmail::message::MessageBuilder;
 use breachmail::person::Person;
@@ -44,9 +44,9 @@ fn person_with_note(note: &str) -> Person {
     extra.insert("note".into(), serde_json::Value::String(note.into()));
     Person {
         id: 7,
-        person_ref: "H1".into(),
-        notice_id: "K7QF-3MZ9-P2XH".into(),
-        email: Some("marie.dupont@exemple.fr".into()),
+        person_ref: PersonRef::parse("H1").expect("a ref"),
+        notice_id: NoticeId::parse("K7QF-3MZ9-P2XH").expect("a notice id"),
+        email: Some(Email::parse("marie.dupont@exemple.fr").expect("an address")),
         civility: Some("ms".into()),
         first_name: Some("Marie".into()),
         last_name: Some("Dupont".into()),

@@ -3,7 +3,7 @@
 //! and try to record what they no longer hold, bounces and resends, every delivery's state is
 //! the `to_state` of its latest event, and a stale write changes nothing.
 
-use breachmail::domain::DeliveryState;
+use breachmail::domain::{DeliveryState, Email, PersonRef};
 use breachmail::ledger::{self, NewGeneration, NewPerson, Outcome};
 use proptest::prelude::*;
 
@@ -46,9 +46,8 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn new_person(i: usize) -> NewPerson {
     NewPerson {
-        person_ref: format!("R{i}"),
-        email: Some(format!("r{i}@exemple.fr")),
-        email_domain: Some("exemple.fr".into()),
+        person_ref: PersonRef::parse(&format!("R{i}")).expect("a ref"),
+        email: Some(Email::parse(&format!("r{i}@exemple.fr")).expect("an address")),
         alt_email: None,
         civility: None,
         first_name: Some("Anne".into()),

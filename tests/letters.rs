@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use breachmail::config::Config;
-use breachmail::domain::Category;
+use breachmail::domain::{Category, Email, NoticeId, PersonRef};
 use breachmail::message::MessageBuilder;
 use breachmail::person::Person;
 use breachmail::render::Letters;
@@ -37,9 +37,9 @@ fn config() -> Config {
 fn person(person_ref: &str, language: &str) -> Person {
     Person {
         id: 42,
-        person_ref: person_ref.to_owned(),
-        notice_id: "K7QF-3MZ9-P2XH".to_owned(),
-        email: Some("marie.dupont@exemple.fr".to_owned()),
+        person_ref: PersonRef::parse(person_ref).expect("a ref"),
+        notice_id: NoticeId::parse("K7QF-3MZ9-P2XH").expect("a notice id"),
+        email: Some(Email::parse("marie.dupont@exemple.fr").expect("an address")),
         civility: Some("ms".to_owned()),
         first_name: Some("Marie".to_owned()),
         last_name: Some("Dupont".to_owned()),
@@ -484,7 +484,7 @@ fn the_first_screen_holds_the_categories_the_three_rules_and_the_notice_number()
         for screen in [text, html.as_str()] {
             let what = format!("{} {variant}: {screen}", person.language);
             assert!(
-                screen.contains(&person.notice_id),
+                screen.contains(person.notice_id.as_str()),
                 "no notice number in {what}"
             );
             for rule in three_rules(&person.language) {

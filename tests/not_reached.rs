@@ -145,7 +145,12 @@ impl Campaign {
                             message_id: String::new(),
                             fingerprint: "test".into(),
                             sha256: "test".into(),
-                            email: c.person.email.clone().unwrap_or_default(),
+                            email: c
+                                .person
+                                .email
+                                .as_ref()
+                                .map(|e| e.to_string())
+                                .unwrap_or_default(),
                         };
                         (c.person.id, c.person.generation, sent)
                     })
@@ -184,7 +189,12 @@ impl Campaign {
                                 message_id,
                                 fingerprint,
                                 sha256,
-                                email: c.person.email.clone().unwrap_or_default(),
+                                email: c
+                                    .person
+                                    .email
+                                    .as_ref()
+                                    .map(|e| e.to_string())
+                                    .unwrap_or_default(),
                             },
                             other => other,
                         }

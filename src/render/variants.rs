@@ -86,13 +86,16 @@ pub(super) fn person_value<'a>(
         None => Looked::Null,
     };
     match name {
-        "ref" => Looked::Text(&person.person_ref),
-        "notice_id" => Looked::Text(&person.notice_id),
+        "ref" => Looked::Text(person.person_ref.as_str()),
+        "notice_id" => Looked::Text(person.notice_id.as_str()),
         "civility" => optional(&person.civility),
         "first_name" => optional(&person.first_name),
         "last_name" => optional(&person.last_name),
         "display_name" => optional(display_name),
-        "email" => optional(&person.email),
+        "email" => person
+            .email
+            .as_ref()
+            .map_or(Looked::Null, |email| Looked::Text(email.as_str())),
         "language" => Looked::Text(language),
         "address_line1" => optional(&person.address_line1),
         "address_line2" => optional(&person.address_line2),

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::people::PERSON_FIELDS;
-use crate::domain::{DeliveryState, EventKind, NoticeId, Transition};
+use crate::domain::{DeliveryState, Email, EventKind, NoticeId, Transition};
 use crate::store::Stale;
 
 /// A validated person, from [`super::people`]: kept here under its old name for the callers.
@@ -130,7 +130,10 @@ async fn insert_person_rows(
     };
     let one_row = format!("INSERT INTO people ({columns}) VALUES {placeholders}");
     let mut repaired = 0;
-    for person in people.iter().filter(|p| !placed.contains(&p.person_ref)) {
+    for person in people
+        .iter()
+        .filter(|p| !placed.contains(p.person_ref.as_str()))
+    {
         let mut tries = 0;
         loop {
             let query = bind_person(sqlx::query(&one_row), person, notice_id(), run_id, now);
@@ -243,7 +246,7 @@ pub async fn update_person(
         )
         .bind(to.as_str())
         .bind(&person.email)
-        .bind(&person.email_domain)
+        .bind(person.email.as_ref().map(Email::domain))
         .bind(now)
         .bind(person_id)
         .bind(state.as_str())
@@ -1026,9 +1029,11 @@ mod tests {
 
     fn person(person_ref: &str) -> NewPerson {
         NewPerson {
-            person_ref: person_ref.into(),
-            email: Some(format!("{}@exemple.fr", person_ref.to_lowercase())),
-            email_domain: Some("exemple.fr".into()),
+            person_ref: crate::domain::PersonRef::parse(person_ref).expect("a ref"),
+            email: Some(
+                Email::parse(&format!("{}@exemple.fr", person_ref.to_lowercase()))
+                    .expect("an address"),
+            ),
             alt_email: None,
             civility: None,
             first_name: Some("Anne".into()),

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use sqlx::{Row, SqliteConnection};
 
+use crate::domain::{Civility, Email, PersonRef};
+
 /// The columns `Person::from_row` reads, for `SELECT {PERSON_COLUMNS} FROM people p JOIN
 /// deliveries d ...`. Each is named, and `from_row` reads them by name, so a query may add
 /// columns anywhere.
@@ -15,11 +17,10 @@ pub const PERSON_COLUMNS: &str = "p.id AS id, p.ref AS ref, p.notice_id AS notic
 /// A validated person, ready to be written. Only masked identifier and phone exist here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPerson {
-    pub person_ref: String,
-    pub email: Option<String>,
-    pub email_domain: Option<String>,
-    pub alt_email: Option<String>,
-    pub civility: Option<&'static str>,
+    pub person_ref: PersonRef,
+    pub email: Option<Email>,
+    pub alt_email: Option<Email>,
+    pub civility: Option<Civility>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub language: String,
@@ -51,17 +52,17 @@ pub const PERSON_FIELDS: [PersonField; 16] = [
     PersonField {
         name: "email",
         column: "email",
-        value: |p| p.email.as_deref(),
+        value: |p| p.email.as_ref().map(Email::as_str),
     },
     PersonField {
         name: "alt_email",
         column: "alt_email",
-        value: |p| p.alt_email.as_deref(),
+        value: |p| p.alt_email.as_ref().map(Email::as_str),
     },
     PersonField {
         name: "civility",
         column: "civility",
-        value: |p| p.civility,
+        value: |p| p.civility.map(Civility::code),
     },
     PersonField {
         name: "first_name",
@@ -126,7 +127,7 @@ pub const PERSON_FIELDS: [PersonField; 16] = [
     PersonField {
         name: "email_domain",
         column: "email_domain",
-        value: |p| p.email_domain.as_deref(),
+        value: |p| p.email.as_ref().map(Email::domain),
     },
 ];
 
