@@ -3,7 +3,8 @@
 //! People are read from the database in pages (so 340,000 people never sit in memory at once) and
 //! each page is rendered and built into the full message on every core. A person whose letter fails
 //! is reported by ref and reason and the check goes on; the exit code says whether any failed. The
-//! paging and the parallel build are shared with `preview`, so both see exactly what `send` would.
+//! paging and the parallel build are [`crate::pipeline`]'s, shared with `preview` and `send`:
+//! the letter checked is the letter sent.
 
 use std::collections::BTreeMap;
 
@@ -13,107 +14,8 @@ use sqlx::SqlitePool;
 
 use crate::Exit;
 use crate::config::Config;
-use crate::message::{MessageBuilder, Outgoing};
-use crate::person::Person;
-use crate::render::{Letter, Letters, RenderError};
-use crate::store::deliveries::{self, PersonPages, Selection};
-
-/// People read per database round trip.
-const PAGE: i64 = 4096;
-
-/// Calls `each` with successive pages of the people `selection` names, in id order (see
-/// [`PersonPages`] for how a page is read).
-pub async fn for_each_page<F>(
-    pool: &SqlitePool,
-    selection: &Selection,
-    mut each: F,
-) -> anyhow::Result<()>
-where
-    F: FnMut(Vec<Person>) -> anyhow::Result<()>,
-{
-    let pages = PersonPages::new(selection);
-    // The next page is read (and decoded) while this one is rendered: reading is a third of the
-    // work, and SQLite's thread would otherwise wait for the renderers and they for it.
-    let fetch = |after: i64| {
-        let (pool, pages) = (pool.clone(), pages.clone());
-        tokio::spawn(async move { pages.after(&pool, after, PAGE).await })
-    };
-    let mut next = Some(fetch(0));
-    while let Some(reading) = next.take() {
-        let people = reading.await.context("the page reader stopped")??;
-        if people.len() as i64 == PAGE {
-            next = people.last().map(|last| fetch(last.id));
-        }
-        if people.is_empty() {
-            break;
-        }
-        // Rendering is CPU work: keep it off the async workers' backs.
-        tokio::task::block_in_place(|| each(people))?;
-    }
-    Ok(())
-}
-
-/// One person's letter and message, or why they could not be made.
-pub type Built = Result<(Letter, Outgoing), RenderError>;
-
-/// Renders and builds each person's message on every core; results in the people's order.
-/// `finish` runs on the worker right after each build (e.g. to write the file), so the bytes
-/// need not wait for the whole page.
-pub fn build_all<T, F>(
-    letters: &Letters,
-    builder: &MessageBuilder,
-    people: &[Person],
-    finish: F,
-) -> Vec<T>
-where
-    T: Send,
-    F: Fn(&Person, Built) -> T + Sync,
-{
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(people.len().max(1));
-    let chunk = people.len().div_ceil(threads).max(1);
-    let now = crate::clock::now();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = people
-            .chunks(chunk)
-            .map(|chunk| {
-                let finish = &finish;
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|person| {
-                            let built = letters.render(person).and_then(|letter| {
-                                let outgoing = builder.build(person, &letter, now)?;
-                                Ok((letter, outgoing))
-                            });
-                            finish(person, built)
-                        })
-                        .collect::<Vec<T>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| match worker.join() {
-                Ok(results) => results,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
-}
-
-/// The letters and the message builder, as `send` would load them.
-pub async fn load_pipeline(
-    config: &Config,
-    pool: &SqlitePool,
-) -> anyhow::Result<(Letters, MessageBuilder)> {
-    let letters = Letters::load(config)?;
-    let key = crate::db::signing_key(pool).await?;
-    let builder = MessageBuilder::new(config, &key)?;
-    Ok((letters, builder))
-}
+use crate::pipeline::{Pipeline, for_each_page};
+use crate::store::deliveries::{self, Selection};
 
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
@@ -144,8 +46,8 @@ pub struct Failure {
 
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let pool = crate::db::open(&config.campaign.database, false).await?;
-    let (letters, builder) = load_pipeline(config, &pool).await?;
-    let report = check(&pool, &letters, &builder).await?;
+    let pipeline = Pipeline::load(config, &pool).await?;
+    let report = check(&pool, &pipeline).await?;
     pool.close().await;
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -159,13 +61,11 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     })
 }
 
-pub async fn check(
-    pool: &SqlitePool,
-    letters: &Letters,
-    builder: &MessageBuilder,
-) -> anyhow::Result<CheckReport> {
+/// Prepares every letter still to send and delivers it nowhere: what is kept is its language and
+/// size, or why it failed.
+pub async fn check(pool: &SqlitePool, pipeline: &Pipeline) -> anyhow::Result<CheckReport> {
     let mut report = CheckReport {
-        letters_fingerprint: letters.fingerprint().to_owned(),
+        letters_fingerprint: pipeline.letters().fingerprint().to_owned(),
         ..CheckReport::default()
     };
     // Counted beside the rendering, which leaves a third of a core idle.
@@ -176,13 +76,17 @@ pub async fn check(
     // Sizes counted by value, not kept one per person: memory stays flat at any N.
     let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
     for_each_page(pool, &Selection::StillToSend, |people| {
-        let results = build_all(letters, builder, &people, |person, built| match built {
-            Ok((letter, outgoing)) => Ok((letter.language, outgoing.bytes.len())),
-            Err(error) => Err(Failure {
-                person_ref: person.person_ref.to_string(),
-                reason: error.to_string(),
-            }),
-        });
+        let results = pipeline.prepare_all(
+            people,
+            |person| person,
+            |person, built| match built {
+                Ok((letter, outgoing)) => Ok((letter.language, outgoing.bytes.len())),
+                Err(error) => Err(Failure {
+                    person_ref: person.person_ref.to_string(),
+                    reason: error.to_string(),
+                }),
+            },
+        );
         for result in results {
             report.checked += 1;
             match result {

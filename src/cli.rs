@@ -58,7 +58,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write the exact messages as files (<ref>.eml and manifest.csv); nothing is sent
+    /// Write the exact messages as files (<ref>.<generation>.eml, named as by file://, and manifest.csv); nothing is sent
     Preview(PreviewArgs),
     /// Send what is due, record every outcome, and exit (run it from cron)
     Send(SendArgs),

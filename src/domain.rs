@@ -49,7 +49,7 @@ impl PersonRef {
             return Err(invalid("longer than 200 characters"));
         }
         check_header_safe(value)?;
-        // A ref names preview files (`<ref>.eml`): keep it away from path separators.
+        // A ref names preview files (`<ref>.<generation>.eml`): keep it away from path separators.
         if value.contains(['/', '\\']) || value == "." || value == ".." {
             return Err(invalid("contains a path separator"));
         }

@@ -25,6 +25,7 @@ pub mod lookup;
 pub mod message;
 pub mod pacing;
 pub mod person;
+pub mod pipeline;
 pub mod plan;
 pub mod postal;
 pub mod preview;

@@ -37,6 +37,8 @@ pub struct Outgoing {
     pub envelope_from: String,
     /// The SMTP envelope recipient (`RCPT TO`).
     pub recipient: String,
+    /// Its name in a folder (`preview`, the `file://` transport): [`crate::pipeline::file_name`].
+    pub file_name: String,
     pub bytes: Vec<u8>,
 }
 
@@ -155,6 +157,7 @@ impl MessageBuilder {
             message_id,
             envelope_from,
             recipient: address.to_string(),
+            file_name: crate::pipeline::file_name(person),
             bytes: message.formatted(),
         })
     }

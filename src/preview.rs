@@ -1,5 +1,6 @@
-//! `preview`: writes the exact messages people would get as `<ref>.eml` files, plus a
-//! `manifest.csv`, and changes nothing in the campaign database.
+//! `preview`: writes the exact messages people would get as `<ref>.<generation>.eml` files (named
+//! and written as the `file://` transport does, [`crate::pipeline`]), plus a `manifest.csv`, and
+//! changes nothing in the campaign database.
 //!
 //! The messages come from the same `Letters` and `MessageBuilder` as `send` (DKIM-signed when
 //! configured), so the files are what would go out. Without a choice of people it writes one
@@ -14,10 +15,10 @@ use std::path::Path;
 use anyhow::Context as _;
 use sqlx::SqlitePool;
 
-use crate::check::{build_all, for_each_page, load_pipeline};
 use crate::cli::PreviewArgs;
 use crate::config::Config;
 use crate::person::Person;
+use crate::pipeline::{Built, Pipeline, for_each_page};
 use crate::store::deliveries::{self, Selection};
 use crate::{Exit, UsageError};
 
@@ -55,8 +56,8 @@ pub async fn write_preview(
     pool: &SqlitePool,
     args: &PreviewArgs,
 ) -> anyhow::Result<PreviewSummary> {
-    let (letters, builder) = load_pipeline(config, pool).await?;
-    let selection = choose(pool, &letters, args).await?;
+    let pipeline = Pipeline::load(config, pool).await?;
+    let selection = choose(pool, pipeline.letters(), args).await?;
     let out = &args.out;
     crate::files::create_private_dir(out)
         .with_context(|| format!("while creating {}", out.display()))?;
@@ -77,9 +78,11 @@ pub async fn write_preview(
         }
         people.truncate(usize::try_from(remaining).unwrap_or(usize::MAX));
         remaining -= people.len() as u64;
-        let results = build_all(&letters, &builder, &people, |person, built| {
-            write_one(out, person, built)
-        });
+        let results = pipeline.prepare_all(
+            people,
+            |person| person,
+            |person, built| write_one(out, &person, built),
+        );
         for result in results {
             match result {
                 Ok(record) => {
@@ -99,11 +102,15 @@ pub async fn write_preview(
     Ok(summary)
 }
 
-fn write_one(out: &Path, person: &Person, built: crate::check::Built) -> Written {
+/// Delivers one message to the preview folder, as the `file://` transport would.
+fn write_one(out: &Path, person: &Person, built: Built) -> Written {
     let (letter, outgoing) = built.map_err(|e| format!("{}: {e}", person.person_ref))?;
-    let file = format!("{}.eml", person.person_ref);
-    crate::files::write_private(&out.join(&file), &outgoing.bytes)
-        .map_err(|e| format!("{}: cannot write {file}: {e}", person.person_ref))?;
+    let file = crate::pipeline::write_to_folder(out, &outgoing).map_err(|e| {
+        format!(
+            "{}: cannot write {}: {e}",
+            person.person_ref, outgoing.file_name
+        )
+    })?;
     Ok([
         person.person_ref.to_string(),
         letter.language,

@@ -28,9 +28,9 @@ use crate::cli::SendArgs;
 use crate::config::{Config, Retry};
 use crate::lease::{HEARTBEAT, LEASE_TTL, Lease};
 use crate::ledger::{self, Claimed, Outcome};
-use crate::message::{MessageBuilder, Outgoing};
+use crate::message::Outgoing;
 use crate::pacing::Pace;
-use crate::render::Letters;
+use crate::pipeline::Pipeline;
 use crate::smtp_reply::{Scope, SmtpReply, Step};
 use crate::store::relay::Slowed;
 use crate::transport::{Attempt, Relayer};
@@ -171,9 +171,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Ok);
         }
     };
-    let letters = Arc::new(Letters::load(config)?);
-    let key = crate::db::signing_key(&pool).await?;
-    let builder = Arc::new(MessageBuilder::new(config, &key)?);
+    let pipeline = Arc::new(Pipeline::load(config, &pool).await?);
     let relayers = Relayer::all(config)?;
     if let Some(exit) = refuse_without_disk(&pool, &config.campaign.database).await? {
         return Ok(exit);
@@ -218,8 +216,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         config: config.clone(),
         pool: pool.clone(),
         run_id,
-        letters,
-        builder,
+        pipeline,
         relayers,
         limit: args.limit,
         deadline: args
@@ -362,8 +359,7 @@ struct SendJob {
     config: Config,
     pool: SqlitePool,
     run_id: i64,
-    letters: Arc<Letters>,
-    builder: Arc<MessageBuilder>,
+    pipeline: Arc<Pipeline>,
     relayers: Vec<Relayer>,
     limit: Option<u64>,
     deadline: Option<Instant>,
@@ -470,8 +466,7 @@ impl SendJob {
     ) -> Refill {
         let pool = self.pool.clone();
         let run_id = self.run_id;
-        let letters = self.letters.clone();
-        let builder = self.builder.clone();
+        let pipeline = self.pipeline.clone();
         let totals = self.totals.clone();
         let outcomes = outcomes.clone();
         let schedule = self.config.schedule.clone();
@@ -481,7 +476,7 @@ impl SendJob {
                 .await
                 .context("while claiming due deliveries")?;
             let count = claimed.len();
-            let prepared = prepare(letters, builder, totals, claimed, &outcomes).await?;
+            let prepared = prepare(pipeline, totals, claimed, &outcomes).await?;
             Ok((count, prepared))
         })
     }
@@ -521,7 +516,7 @@ impl SendJob {
                 outcomes: outcome_sender.clone(),
                 signals: signal_sender.clone(),
                 requeue: requeue_sender.clone(),
-                fingerprint: self.letters.fingerprint().to_owned(),
+                fingerprint: self.pipeline.letters().fingerprint().to_owned(),
                 retry: self.config.retry.clone(),
                 draining: draining.clone(),
                 totals: self.totals.clone(),
@@ -802,62 +797,45 @@ enum Pick {
     Empty,
 }
 
-/// Renders and builds the messages of a claimed batch, on both cores, off the I/O threads.
-/// A letter that does not render is released (no attempt counted) and makes the run end
-/// with exit 1, so `check` is run before anything else goes.
+/// Renders and builds the messages of a claimed batch ([`Pipeline::prepare_all`], as `check`
+/// and `preview` do), on every core, off the I/O threads. A letter that does not render is
+/// released (no attempt counted) and makes the run end with exit 1, so `check` is run before
+/// anything else goes.
 async fn prepare(
-    letters: Arc<Letters>,
-    builder: Arc<MessageBuilder>,
+    pipeline: Arc<Pipeline>,
     totals: Arc<RunTotals>,
     claimed: Vec<Claimed>,
     outcomes: &mpsc::Sender<(i64, i64, Outcome)>,
 ) -> anyhow::Result<Vec<Prepared>> {
-    let halves = claimed.len().div_ceil(2).max(1);
-    let mut chunks = Vec::new();
-    let mut rest = claimed;
-    while !rest.is_empty() {
-        let tail = rest.split_off(halves.min(rest.len()));
-        chunks.push(std::mem::replace(&mut rest, tail));
-    }
-    let mut tasks = Vec::new();
-    for chunk in chunks {
-        let letters = letters.clone();
-        let builder = builder.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            let now = crate::clock::now();
-            chunk
-                .into_iter()
-                .map(|claimed| {
-                    let built = letters
-                        .render(&claimed.person)
-                        .and_then(|letter| builder.build(&claimed.person, &letter, now));
-                    (claimed, built)
-                })
-                .collect::<Vec<_>>()
-        }));
-    }
+    let built = tokio::task::spawn_blocking(move || {
+        pipeline.prepare_all(
+            claimed,
+            |claimed| &claimed.person,
+            |claimed, built| (claimed, built.map(|(_, message)| message)),
+        )
+    })
+    .await
+    .context("a rendering task failed")?;
     let mut prepared = Vec::new();
-    for task in tasks {
-        for (claimed, built) in task.await.context("a rendering task failed")? {
-            match built {
-                Ok(message) => prepared.push(Prepared {
-                    claimed,
-                    message,
-                    held_back: 0,
-                }),
-                Err(error) => {
-                    let person = &claimed.person;
-                    tracing::error!(person = %person.person_ref, %error, "the letter did not render");
-                    totals.render_failures.fetch_add(1, Ordering::Relaxed);
-                    totals.released.fetch_add(1, Ordering::Relaxed);
-                    let released = Outcome::Released {
-                        reason: format!("the letter did not render: {error}"),
-                    };
-                    outcomes
-                        .send((person.id, person.generation, released))
-                        .await
-                        .context("the outcome writer stopped")?;
-                }
+    for (claimed, built) in built {
+        match built {
+            Ok(message) => prepared.push(Prepared {
+                claimed,
+                message,
+                held_back: 0,
+            }),
+            Err(error) => {
+                let person = &claimed.person;
+                tracing::error!(person = %person.person_ref, %error, "the letter did not render");
+                totals.render_failures.fetch_add(1, Ordering::Relaxed);
+                totals.released.fetch_add(1, Ordering::Relaxed);
+                let released = Outcome::Released {
+                    reason: format!("the letter did not render: {error}"),
+                };
+                outcomes
+                    .send((person.id, person.generation, released))
+                    .await
+                    .context("the outcome writer stopped")?;
             }
         }
     }

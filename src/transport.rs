@@ -465,24 +465,20 @@ impl Connection {
     }
 }
 
+/// Writes a message into a folder as `message.file_name`, owner-only (the folder too): the
+/// `file://` transport and `preview` alike. Returns the file's name.
+pub fn write_to_folder(dir: &Path, message: &Outgoing) -> std::io::Result<String> {
+    crate::files::create_private_dir(dir)?;
+    crate::files::write_private(&dir.join(&message.file_name), &message.bytes)?;
+    Ok(message.file_name.clone())
+}
+
 async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
-    let name = message
-        .message_id
-        .split('@')
-        .next()
-        .unwrap_or("message")
-        .to_owned();
-    let path = dir.join(format!("{name}.eml"));
-    let bytes = message.bytes.clone();
-    let dir = dir.to_path_buf();
-    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        crate::files::create_private_dir(&dir)?;
-        crate::files::write_private(&path, &bytes)
-    })
-    .await;
+    let (dir, message) = (dir.to_path_buf(), message.clone());
+    let written = tokio::task::spawn_blocking(move || write_to_folder(&dir, &message)).await;
     match written {
-        Ok(Ok(())) => Attempt::Accepted {
-            reply: format!("written to {name}.eml"),
+        Ok(Ok(name)) => Attempt::Accepted {
+            reply: format!("written to {name}"),
         },
         Ok(Err(e)) => Attempt::Unreachable {
             reason: format!("cannot write to the outbox: {e}"),

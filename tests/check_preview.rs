@@ -190,8 +190,8 @@ fn preview_of_named_people_and_of_unknown_refs() {
         "FR-3",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(out_dir.join("DE-1.eml").exists());
-    assert!(out_dir.join("FR-3.eml").exists());
+    assert!(out_dir.join("DE-1.1.eml").exists());
+    assert!(out_dir.join("FR-3.1.eml").exists());
     let out = campaign.run(&[
         "preview",
         "--out",
@@ -217,6 +217,54 @@ fn preview_all_and_limit() {
     assert_eq!(out.status.code(), Some(0));
     let manifest = std::fs::read_to_string(some.join("manifest.csv")).unwrap();
     assert_eq!(manifest.lines().count(), 1 + 2, "{manifest}");
+}
+
+/// The headers of a message that do not change from one preparation to the next.
+fn stable_headers(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut kept: Vec<String> = head
+        .split("\r\n")
+        .filter(|line| {
+            ["Subject:", "To:", "From:", "Message-ID:", "Reply-To:"]
+                .iter()
+                .any(|name| line.starts_with(name))
+        })
+        .map(str::to_owned)
+        .collect();
+    kept.sort();
+    kept
+}
+
+/// `preview` and `send` over `file://` are one pipeline: the same files, by the same names, with
+/// the same letters (only the date and the signature over it differ).
+#[test]
+fn preview_and_the_file_transport_write_the_same_files() {
+    let campaign = campaign();
+    let preview = campaign.dir.join("preview-all");
+    let out = campaign.run(&["preview", "--all", "--out", preview.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = campaign.run(&["send"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let names = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".eml"))
+            .collect();
+        names.sort();
+        names
+    };
+    let outbox = campaign.path("outbox");
+    let previewed = names(&preview);
+    assert_eq!(previewed.len(), 5, "{previewed:?}");
+    assert_eq!(previewed, names(&outbox));
+    assert!(previewed.contains(&"DE-1.1.eml".to_string()), "{previewed:?}");
+    for name in &previewed {
+        let (a, b) = (stable_headers(&preview.join(name)), stable_headers(&outbox.join(name)));
+        assert!(a.len() >= 4, "{name}: {a:?}");
+        assert_eq!(a, b, "{name}");
+    }
 }
 
 #[test]
