@@ -259,9 +259,15 @@ fn preview_and_the_file_transport_write_the_same_files() {
     let previewed = names(&preview);
     assert_eq!(previewed.len(), 5, "{previewed:?}");
     assert_eq!(previewed, names(&outbox));
-    assert!(previewed.contains(&"DE-1.1.eml".to_string()), "{previewed:?}");
+    assert!(
+        previewed.contains(&"DE-1.1.eml".to_string()),
+        "{previewed:?}"
+    );
     for name in &previewed {
-        let (a, b) = (stable_headers(&preview.join(name)), stable_headers(&outbox.join(name)));
+        let (a, b) = (
+            stable_headers(&preview.join(name)),
+            stable_headers(&outbox.join(name)),
+        );
         assert!(a.len() >= 4, "{name}: {a:?}");
         assert_eq!(a, b, "{name}");
     }

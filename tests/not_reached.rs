@@ -145,12 +145,7 @@ impl Campaign {
                             message_id: String::new(),
                             fingerprint: "test".into(),
                             sha256: "test".into(),
-                            email: c
-                                .person
-                                .email
-                                .as_ref()
-                                .map(|e| e.to_string())
-                                .unwrap_or_default(),
+                            email: address_of(c),
                         };
                         (c.person.id, c.person.generation, sent)
                     })
@@ -189,12 +184,7 @@ impl Campaign {
                                 message_id,
                                 fingerprint,
                                 sha256,
-                                email: c
-                                    .person
-                                    .email
-                                    .as_ref()
-                                    .map(|e| e.to_string())
-                                    .unwrap_or_default(),
+                                email: address_of(c),
                             },
                             other => other,
                         }
@@ -251,6 +241,16 @@ A3,chloe@example.org,,Mme,Chloé,Petit,fr,3 place Bellecour,69002,Lyon,France,na
 A4,shared@example.org,,M,David,Roux,fr,4 quai Rive Neuve,13007,Marseille,France,name;email
 A5,shared@example.org,,Mme,Emma,Roux,fr,4 quai Rive Neuve,13007,Marseille,France,name;email
 ";
+
+/// The address a claimed delivery goes to, as `send` records it with its outcome.
+fn address_of(claimed: &ledger::Claimed) -> String {
+    claimed
+        .person
+        .email
+        .as_ref()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
 
 /// What a bounce says and where it goes.
 #[derive(Clone, Default)]

@@ -22,7 +22,6 @@ use sqlx::SqlitePool;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::{self, pki_types};
 
 use super::ingest::{self, Options, ReadMessage, Recorder, Summary};
 use super::parse::MAX_BOUNCE_BYTES;
@@ -475,9 +474,8 @@ async fn connect(url: &ImapUrl, password: &SecretString) -> anyhow::Result<ImapS
     let tcp = TcpStream::connect(&address)
         .await
         .with_context(|| format!("while connecting to the IMAP server {address}"))?;
-    let connector = TlsConnector::from(Arc::new(tls_config()?));
-    let name = pki_types::ServerName::try_from(url.host.clone())
-        .with_context(|| format!("{:?} is not a host name", url.host))?;
+    let connector = TlsConnector::from(Arc::new(crate::tls::client_config()?));
+    let name = crate::tls::server_name(&url.host)?;
     let tls = match url.security {
         Security::Tls => connector.connect(name, tcp).await.with_context(|| {
             format!("while opening TLS to {address} (the certificate must be valid for that name)")
@@ -512,28 +510,6 @@ async fn connect(url: &ImapUrl, password: &SecretString) -> anyhow::Result<ImapS
         .await
         .map_err(|(error, _)| error)
         .with_context(|| format!("while logging in to {address} as {}", url.user))
-}
-
-fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if cfg!(debug_assertions)
-        && let Some(path) = std::env::var_os("BREACHMAIL_TEST_CA_FILE")
-    {
-        use pki_types::pem::PemObject;
-        let pem = std::fs::read(&path).context("while reading BREACHMAIL_TEST_CA_FILE")?;
-        for certificate in pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots
-                .add(certificate.context("while reading BREACHMAIL_TEST_CA_FILE")?)
-                .context("while trusting BREACHMAIL_TEST_CA_FILE")?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("while setting up TLS")?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 #[cfg(test)]
