@@ -175,6 +175,31 @@ async fn a_lock_in_the_middle_of_a_run_loses_no_accepted_letter() {
     assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
 }
 
+/// Waits until every thread of `pid` is stopped (state `T` in `/proc/PID/task/*/stat`).
+async fn wait_until_stopped(pid: u32) {
+    let all_stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the command name, which is in parentheses.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+            })
+        })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !all_stopped() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "process {pid} did not stop"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_that_lost_its_lease_hands_nothing_more_over_and_writes_nothing() {
     let server = SmtpServer::start(Script::accept_all()).await;
@@ -198,6 +223,9 @@ async fn a_run_that_lost_its_lease_hands_nothing_more_over_and_writes_nothing() 
     let mut frozen = false;
     for _ in 0..50 {
         signal("-STOP");
+        // kill returns before every thread has stopped: a thread that runs on for a moment
+        // could take the lock after the check below. Wait until all of them are stopped.
+        wait_until_stopped(pid).await;
         let mut conn = sqlx::SqliteConnection::connect_with(
             &sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(campaign.database())
