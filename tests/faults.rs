@@ -141,10 +141,11 @@ async fn a_lock_held_past_the_busy_timeout_is_exit_75_saying_the_database_is_bus
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lock_in_the_middle_of_a_run_loses_no_accepted_letter() {
     let server = SmtpServer::start(Script::accept_all()).await;
-    let mut campaign = Campaign::with_people(&people(150));
+    let mut campaign = Campaign::with_people(&people(200));
     campaign
         .send_to(&server.url())
         .set("BREACHMAIL_RATE_PER_SECOND", "50")
+        .set("BREACHMAIL_SMTP_MAX_CONNECTIONS", "2")
         .set("BREACHMAIL_BUSY_TIMEOUT", "1s");
     let child = campaign.spawn(&["send"]);
     assert!(server.wait_for_accepted(20, WAIT).await);
@@ -153,9 +154,11 @@ async fn a_lock_in_the_middle_of_a_run_loses_no_accepted_letter() {
     let mut holder = lock(&campaign, "BEGIN IMMEDIATE").await;
     let during = server.accepted().len();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    // Nothing is handed over while the hand-over cannot be recorded: at most what was in flight.
+    // The run goes on through the stall with its outcomes kept, but no further than 32 letters
+    // a connection ahead of the ledger (and what is in flight): at 50/s, five seconds would
+    // otherwise be 250 letters, everyone left.
     assert!(
-        server.accepted().len() <= during + 8,
+        server.accepted().len() <= during + 2 * 32 + 2,
         "{} accepted during the lock, {during} before it",
         server.accepted().len()
     );
@@ -164,9 +167,9 @@ async fn a_lock_in_the_middle_of_a_run_loses_no_accepted_letter() {
 
     let output = finishes(child).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains("150 sent"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("200 sent"), "{}", stdout(&output));
     let counts = received_per_recipient(&server);
-    assert_eq!(counts.len(), 150);
+    assert_eq!(counts.len(), 200);
     assert!(
         counts.values().all(|n| *n == 1),
         "no letter went twice: {:?}",

@@ -21,8 +21,12 @@ enum Step {
         person: usize,
         outcome: u8,
     },
-    /// Run `run` takes over from a dead run: what is left in `sending` goes back to pending.
-    Recover { run: i64 },
+    /// Run `run` takes over from a dead run: what is left in `sending` goes back to pending,
+    /// with the hand-over journal a dead run may have left naming one person.
+    Recover {
+        run: i64,
+        journal: Option<(i64, usize)>,
+    },
     /// A hard bounce arrives for a person's current generation.
     Bounce { person: usize },
     /// The operator resends to a person, from the state read just before.
@@ -38,7 +42,8 @@ fn step() -> impl Strategy<Value = Step> {
             person,
             outcome
         }),
-        (1..4i64).prop_map(|run| Step::Recover { run }),
+        (1..4i64, proptest::option::of((1..4i64, 0..PEOPLE)))
+            .prop_map(|(run, journal)| Step::Recover { run, journal }),
         (0..PEOPLE).prop_map(|person| Step::Bounce { person }),
         (0..PEOPLE).prop_map(|person| Step::Resend { person }),
     ]
@@ -199,8 +204,45 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     prop_assert!(held.is_none());
                 }
             }
-            Step::Recover { run } => {
-                ledger::recover_abandoned(&pool, *run).await.unwrap();
+            Step::Recover { run, journal } => {
+                let journaled: Vec<(i64, Vec<i64>)> = journal
+                    .iter()
+                    .map(|(dead, person)| (*dead, vec![id(*person)]))
+                    .collect();
+                // The journal's person, if its run still held it: it must come out flagged.
+                let held_by_dead = match journal {
+                    Some((dead, person)) => {
+                        sqlx::query_scalar::<_, i64>(
+                            "SELECT count(*) FROM deliveries
+                         WHERE person_id = ? AND state = 'sending' AND claimed_by = ?",
+                        )
+                        .bind(id(*person))
+                        .bind(dead)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap()
+                            > 0
+                    }
+                    None => false,
+                };
+                ledger::recover_abandoned(&pool, *run, &journaled)
+                    .await
+                    .unwrap();
+                if let (true, Some((_, person))) = (held_by_dead, journal) {
+                    let flagged: i64 = sqlx::query_scalar(
+                        "SELECT possible_duplicate FROM deliveries WHERE person_id = ?",
+                    )
+                    .bind(id(*person))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                    prop_assert_eq!(
+                        flagged,
+                        1,
+                        "step {}: a journaled hand-over was not flagged",
+                        n
+                    );
+                }
             }
             Step::Bounce { person } => {
                 let mut conn = pool.acquire().await.unwrap();

@@ -475,9 +475,10 @@ pub async fn count_still_to_send(pool: &sqlx::SqlitePool) -> anyhow::Result<u64>
     Ok(count.max(0) as u64)
 }
 
-/// Marks claimed deliveries as handed to a relay, before the first byte of their transaction
-/// goes out, and returns the ones this run no longer holds (taken over by another run): those
-/// must not be sent. Fenced by run id, so a run that lost its lease hands nothing over.
+/// Marks deliveries as handed to a relay (`handed_over_at`), and returns those `run_id` no
+/// longer holds in `sending`. Fenced by run id: the recovery folds a dead run's hand-over
+/// journal in with it, and a journal read twice, or naming letters since taken over, changes
+/// nothing.
 pub async fn mark_handed_over(
     conn: &mut SqliteConnection,
     run_id: i64,
@@ -565,7 +566,18 @@ pub async fn record_outcomes_in(
     now: i64,
 ) -> anyhow::Result<Vec<Stale>> {
     let mut stale = Vec::new();
-    for (person_id, generation, outcome) in outcomes {
+    // Letters the relay accepted, the bulk of every batch, are written a chunk to a statement
+    // (and their events a chunk to another), instead of two statements each: each statement is
+    // a round trip to SQLite's thread, and the claims wait for the connection meanwhile. The
+    // rest, and a person named twice, go one by one.
+    let mut seen = std::collections::HashSet::new();
+    let (sent, others): (Vec<_>, Vec<_>) = outcomes.iter().partition(|(person_id, _, outcome)| {
+        matches!(outcome, Outcome::Sent { .. }) && seen.insert(*person_id)
+    });
+    for chunk in sent.chunks(SENT_CHUNK) {
+        stale.extend(record_sent(conn, run_id, chunk, now).await?);
+    }
+    for (person_id, generation, outcome) in others {
         if let Err(lost) =
             record_outcome(conn, run_id, *person_id, *generation, outcome, now).await?
         {
@@ -573,6 +585,120 @@ pub async fn record_outcomes_in(
         }
     }
     Ok(stale)
+}
+
+/// Accepted letters written together: six values a letter, well under SQLite's limit of bound
+/// values in one statement.
+const SENT_CHUNK: usize = 128;
+
+/// [`record_outcome`] for a chunk of `Sent` outcomes (distinct people): one `UPDATE … FROM
+/// (VALUES …)` fenced like the single one, then the events of the rows it changed.
+async fn record_sent(
+    conn: &mut SqliteConnection,
+    run_id: i64,
+    chunk: &[&(i64, i64, Outcome)],
+    now: i64,
+) -> anyhow::Result<Vec<Stale>> {
+    let rows: Vec<_> = chunk
+        .iter()
+        .filter_map(|(person_id, generation, outcome)| match outcome {
+            Outcome::Sent {
+                reply,
+                message_id,
+                fingerprint,
+                sha256,
+                email,
+            } => Some((
+                *person_id,
+                *generation,
+                [reply, message_id, fingerprint, sha256, email],
+            )),
+            _ => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = (0..rows.len())
+        .map(|i| {
+            let base = 3 + i * 6;
+            format!(
+                "(?{},?{},?{},?{},?{},?{})",
+                base,
+                base + 1,
+                base + 2,
+                base + 3,
+                base + 4,
+                base + 5
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!(
+        "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
+           first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1, sent_at = ?1,
+           smtp_code = CASE WHEN v.column2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(v.column2, 1, 3) AS INTEGER) END,
+           smtp_reply = v.column2, last_error = NULL,
+           message_id = v.column3, letters_fingerprint = v.column4, content_sha256 = v.column5,
+           email = v.column6,
+           next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
+         FROM (VALUES {values}) AS v
+         WHERE deliveries.person_id = v.column1 AND deliveries.state IN ({from})
+           AND deliveries.claimed_by = ?2
+         RETURNING deliveries.person_id",
+        to = DeliveryState::Sent.as_str(),
+        from = Transition::Send.sql_from(),
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(now).bind(run_id);
+    for (person_id, _, texts) in &rows {
+        query = query.bind(person_id);
+        for text in texts {
+            query = query.bind(text.as_str());
+        }
+    }
+    let changed: std::collections::HashSet<i64> =
+        query.fetch_all(&mut *conn).await?.into_iter().collect();
+    let written: Vec<_> = rows
+        .iter()
+        .filter(|(person_id, _, _)| changed.contains(person_id))
+        .collect();
+    if !written.is_empty() {
+        let values = (0..written.len())
+            .map(|i| {
+                let base = 3 + i * 3;
+                format!(
+                    "(?{}, ?1, ?2, '{kind}', '{from}', '{to}', ?{}, ?{})",
+                    base,
+                    base + 1,
+                    base + 2,
+                    kind = Transition::Send.kind().as_str(),
+                    from = DeliveryState::Sending.as_str(),
+                    to = DeliveryState::Sent.as_str(),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
+             VALUES {values}"
+        );
+        let mut insert = sqlx::query(&sql).bind(now).bind(run_id);
+        for (person_id, generation, texts) in &written {
+            insert = insert
+                .bind(person_id)
+                .bind(generation)
+                .bind(texts[0].as_str());
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    Ok(rows
+        .iter()
+        .filter(|(person_id, _, _)| !changed.contains(person_id))
+        .map(|(person_id, _, _)| Stale {
+            person_id: *person_id,
+            expected: DeliveryState::Sending.as_str(),
+        })
+        .collect())
 }
 
 /// Writes one outcome if, and only if, the delivery is still `sending` for this run; the event
@@ -729,13 +855,23 @@ async fn record_outcome(
 }
 
 /// Deliveries a dead run left in `sending` are sent again. Those it had handed to a relay
-/// (`handed_over_at`) may have arrived: they are flagged as possible duplicates; those it had
-/// only claimed are not. Only called by the holder of the sender lease.
-pub async fn recover_abandoned(pool: &sqlx::SqlitePool, run_id: i64) -> anyhow::Result<u64> {
+/// (`handed_over_at`, or named in its hand-over journal: `handed_over` holds a run id and the
+/// person ids its journal names) may have arrived: they are flagged as possible duplicates;
+/// those it had only claimed are not. Only called by the holder of the sender lease.
+pub async fn recover_abandoned(
+    pool: &sqlx::SqlitePool,
+    run_id: i64,
+    handed_over: &[(i64, Vec<i64>)],
+) -> anyhow::Result<u64> {
     let now = crate::db::now_ms();
     let from = Transition::Recover.sql_from();
     let to = DeliveryState::Pending.as_str();
     let mut tx = pool.begin().await?;
+    // Fenced like the live mark: only deliveries that run still holds in `sending`, so a
+    // journal read twice changes nothing.
+    for (dead_run, person_ids) in handed_over {
+        mark_handed_over(&mut tx, *dead_run, person_ids, now).await?;
+    }
     sqlx::query(&format!(
         "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
          SELECT person_id, ?, ?, '{kind}', state, '{to}', generation,

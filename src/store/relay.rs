@@ -6,19 +6,31 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 /// Notes, for each (person, generation), the relay that answered for its letter (`host:port`).
 /// A delivery that moved on to a newer generation since is left alone.
 pub async fn record_relays(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     records: &[(i64, i64, String)],
 ) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+    // A few relays and, nearly always, one generation: one statement per relay and generation
+    // and chunk, not one per letter.
+    let mut groups: std::collections::BTreeMap<(&str, i64), Vec<i64>> = Default::default();
     for (person_id, generation, relay) in records {
-        sqlx::query("UPDATE deliveries SET relay = ? WHERE person_id = ? AND generation = ?")
-            .bind(relay.as_str())
-            .bind(person_id)
-            .bind(generation)
-            .execute(&mut *tx)
-            .await?;
+        groups
+            .entry((relay.as_str(), *generation))
+            .or_default()
+            .push(*person_id);
     }
-    tx.commit().await?;
+    for ((relay, generation), people) in groups {
+        for chunk in people.chunks(500) {
+            let sql = format!(
+                "UPDATE deliveries SET relay = ? WHERE generation = ? AND person_id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut query = sqlx::query(&sql).bind(relay).bind(generation);
+            for person_id in chunk {
+                query = query.bind(person_id);
+            }
+            query.execute(&mut *conn).await?;
+        }
+    }
     Ok(())
 }
 
