@@ -290,9 +290,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let (reason, totals) = result?;
     // Every outcome is recorded (or the run stopped before handing anything more over and
     // left its claims to the next run, which needs the journal).
-    if !matches!(reason, StopReason::LeaseLost | StopReason::WriterFailed)
-        && let Ok(handovers) = Arc::try_unwrap(handovers)
-    {
+    if !matches!(reason, StopReason::LeaseLost | StopReason::WriterFailed) {
         handovers.remove();
     }
     let elapsed = started.elapsed();
@@ -1183,8 +1181,7 @@ impl Worker {
             let reason = "not attempted: the relay is unreachable".into();
             return Some((Outcome::Released { reason }, None));
         }
-        let person = &prepared.claimed.person;
-        if !self.may_hand_over(person.id, person.generation) {
+        if !self.may_hand_over(prepared.claimed.person.id) {
             return None;
         }
         let attempt = self.connection.deliver(&prepared.message).await;
@@ -1274,11 +1271,11 @@ impl Worker {
     /// hand-over journal (only a letter so recorded can be flagged as a possible duplicate after
     /// a crash), and, read after that record, the lease has not lapsed, so no other run can
     /// have taken the letter over before the record was written (`handovers`).
-    fn may_hand_over(&self, person_id: i64, generation: i64) -> bool {
+    fn may_hand_over(&self, person_id: i64) -> bool {
         if *self.halt.borrow() != Halt::Running {
             return false;
         }
-        if let Err(error) = self.handovers.record(person_id, generation) {
+        if let Err(error) = self.handovers.record(person_id) {
             let what = if error.kind() == std::io::ErrorKind::StorageFull {
                 "the disk is full"
             } else {

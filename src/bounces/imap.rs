@@ -417,21 +417,7 @@ const MAX_SET_CHARS: usize = 8_000;
 pub fn uid_sets(uids: &[u32], max_chars: usize) -> Vec<String> {
     let mut sets = Vec::new();
     let mut current = String::new();
-    let mut iter = uids.iter().copied().peekable();
-    while let Some(start) = iter.next() {
-        let mut end = start;
-        while let Some(&next) = iter.peek() {
-            if next != end.saturating_add(1) {
-                break;
-            }
-            end = next;
-            iter.next();
-        }
-        let part = if start == end {
-            start.to_string()
-        } else {
-            format!("{start}:{end}")
-        };
+    for part in uid_ranges(uids) {
         if !current.is_empty() && current.len() + 1 + part.len() > max_chars {
             sets.push(std::mem::take(&mut current));
         }
@@ -511,9 +497,14 @@ async fn ensure_folder(session: &mut ImapSession, folder: &str) -> anyhow::Resul
 
 /// Sorted UIDs as an IMAP set with ranges: `3:7,9,12:14`.
 pub fn uid_set(uids: &[u32]) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    uid_ranges(uids).collect::<Vec<_>>().join(",")
+}
+
+/// The parts of an IMAP set for sorted UIDs: `3:7`, `9`, `12:14`.
+fn uid_ranges(uids: &[u32]) -> impl Iterator<Item = String> + '_ {
     let mut iter = uids.iter().copied().peekable();
-    while let Some(start) = iter.next() {
+    std::iter::from_fn(move || {
+        let start = iter.next()?;
         let mut end = start;
         while let Some(&next) = iter.peek() {
             if next != end.saturating_add(1) {
@@ -522,13 +513,12 @@ pub fn uid_set(uids: &[u32]) -> String {
             end = next;
             iter.next();
         }
-        parts.push(if start == end {
+        Some(if start == end {
             start.to_string()
         } else {
             format!("{start}:{end}")
-        });
-    }
-    parts.join(",")
+        })
+    })
 }
 
 async fn connect(url: &ImapUrl, password: &SecretString) -> anyhow::Result<ImapSession> {

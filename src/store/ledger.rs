@@ -569,7 +569,7 @@ pub async fn record_outcomes_in(
     // Letters the relay accepted, the bulk of every batch, are written a chunk to a statement
     // (and their events a chunk to another), instead of two statements each: each statement is
     // a round trip to SQLite's thread, and the claims wait for the connection meanwhile. The
-    // rest, and a person named twice, go one by one.
+    // rest, and a person named twice (a chunk holds distinct people), go one by one, after.
     let mut seen = std::collections::HashSet::new();
     let (sent, others): (Vec<_>, Vec<_>) = outcomes.iter().partition(|(person_id, _, outcome)| {
         matches!(outcome, Outcome::Sent { .. }) && seen.insert(*person_id)
@@ -714,36 +714,16 @@ async fn record_outcome(
     let transition = outcome.transition();
     let from = transition.sql_from();
     let (to, detail): (Option<DeliveryState>, String) = match outcome {
-        Outcome::Sent {
-            reply,
-            message_id,
-            fingerprint,
-            sha256,
-            email,
-        } => {
-            let sql = format!(
-                "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
-                   first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1, sent_at = ?1,
-                   smtp_code = CASE WHEN ?2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(?2, 1, 3) AS INTEGER) END,
-                   smtp_reply = ?2, last_error = NULL,
-                   message_id = ?3, letters_fingerprint = ?4, content_sha256 = ?5, email = ?6,
-                   next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
-                 WHERE person_id = ?7 AND state IN ({from}) AND claimed_by = ?8",
-                to = DeliveryState::Sent.as_str(),
-            );
-            let changed = sqlx::query(&sql)
-                .bind(now)
-                .bind(reply)
-                .bind(message_id)
-                .bind(fingerprint)
-                .bind(sha256)
-                .bind(email)
-                .bind(person_id)
-                .bind(run_id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            ((changed == 1).then_some(DeliveryState::Sent), reply.clone())
+        // Accepted letters have their own statement, for one letter or many.
+        Outcome::Sent { .. } => {
+            let stale = record_sent(
+                conn,
+                run_id,
+                &[&(person_id, generation, outcome.clone())],
+                now,
+            )
+            .await?;
+            return Ok(stale.into_iter().next().map_or(Ok(()), Err));
         }
         Outcome::Deferred {
             reason,
