@@ -394,15 +394,7 @@ pub async fn claim(
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "UPDATE deliveries SET state = '{sending}', claimed_by = ?, claimed_from = state,
-           claim_day = ?, handed_over_at = NULL, updated_at = ?
-         WHERE person_id IN ({list}) AND state IN ({from})
-         RETURNING person_id",
-        sending = DeliveryState::Sending.as_str(),
-        from = Transition::Claim.sql_from(),
-        list = vec!["?"; candidates.len()].join(","),
-    );
+    let sql = claim_sql(candidates.len());
     let mut query = sqlx::query_scalar::<_, i64>(&sql)
         .bind(run_id)
         .bind(day.as_deref())
@@ -463,6 +455,22 @@ pub async fn claim(
             })
         })
         .collect()
+}
+
+/// The claim of `count` candidates (bound after the run id, the day and the time). The `+` keeps
+/// SQLite from reading the state's index: with no statistics it took scanning every due letter
+/// in `deliveries_claim_order` for cheaper than `count` look-ups by id, 42 ms a claim of 256 at
+/// 340,000 people instead of 6, and the gap grows with the campaign.
+fn claim_sql(count: usize) -> String {
+    format!(
+        "UPDATE deliveries SET state = '{sending}', claimed_by = ?, claimed_from = state,
+           claim_day = ?, handed_over_at = NULL, updated_at = ?
+         WHERE person_id IN ({list}) AND +state IN ({from})
+         RETURNING person_id",
+        sending = DeliveryState::Sending.as_str(),
+        from = Transition::Claim.sql_from(),
+        list = vec!["?"; count].join(","),
+    )
 }
 
 /// How many letters the campaign still has to send (pending, deferred or in flight).
@@ -1211,6 +1219,33 @@ mod tests {
             expected.map(|(id, r, n)| (id, r.to_owned(), n.to_owned())),
             "ids stay contiguous after the batch, so its deliveries and events find every row"
         );
+    }
+
+    #[tokio::test]
+    async fn a_claim_finds_its_letters_by_id_not_by_scanning_the_due_ones() {
+        let (_dir, pool) = campaign_of(3).await;
+        for count in [1, 256] {
+            let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(count));
+            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql)
+                .bind(1)
+                .bind("2026-01-15")
+                .bind(0);
+            for id in 0..count as i64 {
+                query = query.bind(id);
+            }
+            let plan: Vec<String> = query
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| row.3)
+                .collect();
+            assert_eq!(
+                plan,
+                ["SEARCH deliveries USING INTEGER PRIMARY KEY (rowid=?)"],
+                "claim of {count}"
+            );
+        }
     }
 
     async fn campaign_of(n: usize) -> (tempfile::TempDir, sqlx::SqlitePool) {
