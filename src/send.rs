@@ -1145,8 +1145,12 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self) {
+        let mut next: Option<Job> = None;
         loop {
-            let job = { self.jobs.lock().await.recv().await };
+            let job = match next.take() {
+                Some(job) => Some(job),
+                None => self.jobs.lock().await.recv().await,
+            };
             let Some(job) = job else { break };
             let person_id = job.prepared.claimed.person.id;
             let generation = job.prepared.claimed.person.generation;
@@ -1154,7 +1158,9 @@ impl Worker {
                 // Halted while the writer could not keep up: left `sending` for the next run.
                 continue;
             };
-            let Some((outcome, relay)) = self.attempt(job.prepared).await else {
+            next = self.waiting_job();
+            let after = next.as_ref().map(|job| &job.prepared.message);
+            let Some((outcome, relay)) = self.attempt(job.prepared, after).await else {
                 // Not handed over, and not this run's to record any more.
                 continue;
             };
@@ -1175,7 +1181,11 @@ impl Worker {
     /// The outcome to record, with the relay that answered for the letter, or None when the
     /// letter went back to the dispatcher to wait for the pace of its scope (nothing reached the
     /// recipient; no attempt is counted).
-    async fn attempt(&mut self, prepared: Prepared) -> Option<(Outcome, Option<String>)> {
+    async fn attempt(
+        &mut self,
+        prepared: Prepared,
+        next: Option<&Outgoing>,
+    ) -> Option<(Outcome, Option<String>)> {
         if self.draining.load(Ordering::Relaxed) {
             self.totals.released.fetch_add(1, Ordering::Relaxed);
             let reason = "not attempted: the relay is unreachable".into();
@@ -1184,7 +1194,7 @@ impl Worker {
         if !self.may_hand_over(prepared.claimed.person.id) {
             return None;
         }
-        let attempt = self.connection.deliver(&prepared.message).await;
+        let attempt = self.connection.deliver(&prepared.message, next).await;
         let domain = prepared.claimed.email_domain.clone();
         let lane = self.lane;
         let signal = match &attempt {
@@ -1239,6 +1249,13 @@ impl Worker {
         );
         let relay = answered.then(|| self.relay_name.clone());
         Some((self.outcome(attempt, prepared), relay))
+    }
+
+    /// The letter this worker carries after the current one, when one already waits for this
+    /// relay and no idle worker is there to take it (an idle worker waits holding the queue):
+    /// its envelope can go in the same write as the current message. See `Lane::slots`.
+    fn waiting_job(&self) -> Option<Job> {
+        self.jobs.try_lock().ok()?.try_recv().ok()
     }
 
     fn outcome(&self, attempt: Attempt, prepared: Prepared) -> Outcome {
