@@ -125,6 +125,9 @@ async fn open_with(path: &Path, create: bool, connections: u32) -> anyhow::Resul
         // Checkpoint every 64 MiB of log (4,096 pages of 16 KiB) rather than every 1,000 pages:
         // a bulk import spent 6 % of its time copying the log back into the database.
         .pragma("wal_autocheckpoint", "4096")
+        // Room for every row a statement returns (a claim returns 256, an outcome batch 128):
+        // with sqlx's 50, SQLite's thread waited, mid-statement, for the task that reads them.
+        .row_buffer_size(1024)
         // sqlx warns of statements over a second; the import's and the report's whole-table
         // queries are meant to take that long, and the warning broke the output of --quiet.
         .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
