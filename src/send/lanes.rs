@@ -26,12 +26,8 @@ pub(super) struct Lane {
     connections: usize,
     pub(super) jobs: mpsc::Sender<Job>,
     pub(super) receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
-    /// Letters dispatched to this relay and not finished: three a connection, the one on the
-    /// wire, the next, whose envelope goes behind its message (`Worker::waiting_job`), and one
-    /// waiting, so that a next is there when the message goes (with two, every other letter
-    /// found none: the dispatcher hears of a free slot only when a letter is finished).
+    /// Letters dispatched to this relay and not finished: [`Lane::slots`].
     free: Arc<Semaphore>,
-    slots: usize,
     limiter: Option<Limiter>,
     /// The relay's own pace: slowed by its 421s, not by anyone else's.
     pub(super) pace: Pace,
@@ -40,6 +36,18 @@ pub(super) struct Lane {
     /// Why the relay cannot be used as configured, once it said so.
     pub(super) misconfigured: Option<String>,
     down: bool,
+}
+
+/// Letters a relay holds a connection: the one on the wire, the next, whose envelope goes
+/// behind its message (`Worker::waiting_job`), and one waiting, so that a next is there when the
+/// message goes (with two, every other letter found none: the dispatcher hears of a free slot
+/// only when a letter is finished).
+const LETTERS_A_CONNECTION: usize = 3;
+
+impl Lane {
+    fn slots(&self) -> usize {
+        LETTERS_A_CONNECTION * self.connections
+    }
 }
 
 pub(super) struct Lanes {
@@ -56,7 +64,7 @@ impl Lanes {
             .into_iter()
             .zip(&config.relays)
             .map(|(relayer, entry)| {
-                let slots = 3 * entry.max_connections;
+                let slots = LETTERS_A_CONNECTION * entry.max_connections;
                 let (jobs, receiver) = mpsc::channel(slots);
                 Lane {
                     relayer,
@@ -66,7 +74,6 @@ impl Lanes {
                     jobs,
                     receiver: Arc::new(Mutex::new(receiver)),
                     free: Arc::new(Semaphore::new(slots)),
-                    slots,
                     limiter: NonZeroU32::new(entry.per_second).map(limiter),
                     pace: Pace::new(entry.per_second, now),
                     failures_in_a_row: 0,
@@ -91,7 +98,7 @@ impl Lanes {
     pub(super) fn all_free(&self) -> bool {
         self.lanes
             .iter()
-            .all(|l| l.free.available_permits() == l.slots)
+            .all(|l| l.free.available_permits() == l.slots())
     }
 
     /// Waits until no letter is in flight anywhere.
@@ -99,7 +106,7 @@ impl Lanes {
         for lane in &self.lanes {
             let all = lane
                 .free
-                .acquire_many(lane.slots as u32)
+                .acquire_many(lane.slots() as u32)
                 .await
                 .map_err(|_| anyhow::anyhow!("the send workers stopped"))?;
             drop(all);
