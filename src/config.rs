@@ -93,6 +93,9 @@ pub struct Smtp {
     pub username: Option<String>,
     pub max_connections: usize,
     pub timeout: Duration,
+    /// Ask relays that offer it for delivery status notifications (RFC 3461), so that `bounces`
+    /// learns which letters the people's providers accepted (`delivered`).
+    pub delivery_notifications: bool,
 }
 
 /// One relay of several (`[[relay]]`), or the only one (`smtp.url`).
@@ -110,6 +113,8 @@ pub struct RelayEntry {
     pub max_connections: usize,
     /// Letters per second through this relay; 0: only `rate.per_second` applies.
     pub per_second: u32,
+    /// Ask this relay for delivery status notifications when it offers them.
+    pub delivery_notifications: bool,
 }
 
 impl Relay {
@@ -303,6 +308,7 @@ struct FileSmtp {
     username: Option<String>,
     max_connections: i64,
     timeout: String,
+    delivery_notifications: bool,
 }
 
 impl Default for FileSmtp {
@@ -312,6 +318,7 @@ impl Default for FileSmtp {
             username: None,
             max_connections: 8,
             timeout: "30s".into(),
+            delivery_notifications: true,
         }
     }
 }
@@ -328,6 +335,8 @@ struct FileRelay {
     max_connections: Option<i64>,
     #[serde(default)]
     per_second: i64,
+    /// Default: `smtp.delivery_notifications`.
+    delivery_notifications: Option<bool>,
 }
 
 fn one() -> i64 {
@@ -578,6 +587,7 @@ impl Config {
             username: file.smtp.username.filter(|u| !u.is_empty()),
             max_connections: max_connections as usize,
             timeout: duration("smtp.timeout", &file.smtp.timeout)?,
+            delivery_notifications: file.smtp.delivery_notifications,
         };
         let relays = relay_entries(&file.relay, &smtp, dir)?;
         let rate = Rate {
@@ -749,6 +759,7 @@ fn relay_entries(
             weight: 1,
             max_connections: smtp.max_connections,
             per_second: 0,
+            delivery_notifications: smtp.delivery_notifications,
         }]);
     }
     let mut relays: Vec<RelayEntry> = Vec::new();
@@ -813,6 +824,9 @@ fn relay_entries(
             weight: weight as u32,
             max_connections: max_connections as usize,
             per_second: non_negative(&key("per_second"), entry.per_second)?,
+            delivery_notifications: entry
+                .delivery_notifications
+                .unwrap_or(smtp.delivery_notifications),
         });
     }
     Ok(relays)

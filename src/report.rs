@@ -226,6 +226,13 @@ impl Words {
                     "sent"
                 }
             }
+            DeliveryState::Delivered => {
+                if french {
+                    "acceptées par le fournisseur"
+                } else {
+                    "delivered"
+                }
+            }
             DeliveryState::Deferred => {
                 if french {
                     "différées"
@@ -879,6 +886,7 @@ fn state_colour(state: DeliveryState) -> &'static str {
         DeliveryState::Pending => "#4a6fa5",
         DeliveryState::Sending => "#2a8bb5",
         DeliveryState::Sent => "#2f7d4f",
+        DeliveryState::Delivered => "#1f5f3a",
         DeliveryState::Deferred => "#c48a12",
         DeliveryState::Failed => "#b3261e",
         DeliveryState::Bounced => "#8e3b8e",

@@ -62,6 +62,7 @@ async fn mark_bounced(campaign: &Campaign, person_ref: &str) {
         &mut conn,
         person_id,
         1,
+        breachmail::domain::DeliveryState::Sent,
         Some("5.1.1"),
         Some("smtp; 550 5.1.1 <bounce@example.net>: Recipient address rejected"),
         run_id,
