@@ -92,6 +92,9 @@ pub struct PersonReport {
     pub state: String,
     pub generation: i64,
     pub purged: bool,
+    /// Where the letter stands past the relay, in one sentence (handed to the relay, accepted
+    /// by the person's provider, or bounced); None before it was handed over.
+    pub past_the_relay: Option<String>,
     pub delivery: Option<store::DeliveryRow>,
     pub attempts: Vec<Attempt>,
     pub bounces: Vec<store::BounceRow>,
@@ -205,13 +208,21 @@ pub async fn report(
             ..b
         })
         .collect();
-    let delivery = delivery.map(|d| store::DeliveryRow {
+    let mut delivery = delivery.map(|d| store::DeliveryRow {
         email: d.email.as_deref().map(mask_email),
         smtp_reply: d.smtp_reply.as_deref().map(mask_addresses),
         last_error: d.last_error.as_deref().map(mask_addresses),
         bounce_diagnostic: d.bounce_diagnostic.as_deref().map(mask_addresses),
         ..d
     });
+    if let Some(d) = delivery.as_mut() {
+        d.confirmation.delivered_reply = d
+            .confirmation
+            .delivered_reply
+            .as_deref()
+            .map(mask_addresses);
+    }
+    let past_the_relay = delivery.as_ref().and_then(past_the_relay);
     Ok(Some(PersonReport {
         person_id,
         person_ref: person.person_ref.clone(),
@@ -223,12 +234,56 @@ pub async fn report(
         state: person.state.as_str().to_owned(),
         generation: person.generation,
         purged: person.purged,
+        past_the_relay,
         delivery,
         attempts,
         bounces,
         timeline,
         paper_requested,
     }))
+}
+
+/// The three levels in one sentence: handed to the relay, accepted by the person's provider,
+/// bounced.
+fn past_the_relay(delivery: &store::DeliveryRow) -> Option<String> {
+    use crate::domain::DeliveryState;
+    let state: DeliveryState = delivery.state.parse().ok()?;
+    let confirmation = &delivery.confirmation;
+    let sent = format_time(delivery.sent_at);
+    match state {
+        DeliveryState::Delivered => Some(format!(
+            "accepted by the person's provider{} at {}{} (not a proof that it was read)",
+            confirmation
+                .delivered_by
+                .as_deref()
+                .map(|by| format!(" ({by})"))
+                .unwrap_or_default(),
+            format_time(confirmation.delivered_at),
+            confirmation
+                .delivered_reply
+                .as_deref()
+                .map(|reply| format!(": {reply}"))
+                .unwrap_or_default()
+        )),
+        DeliveryState::Sent if confirmation.notify_requested => Some(format!(
+            "handed to the relay at {sent}; no word yet from the person's provider: still at the relay"
+        )),
+        DeliveryState::Sent => Some(format!(
+            "handed to the relay at {sent}; this relay does not confirm delivery"
+        )),
+        DeliveryState::Bounced => Some(format!(
+            "bounced at {}{}",
+            format_time(delivery.bounced_at),
+            confirmation
+                .delivered_at
+                .map(|at| format!(
+                    ", after the provider had accepted it at {}",
+                    format_time(Some(at))
+                ))
+                .unwrap_or_default()
+        )),
+        _ => None,
+    }
 }
 
 /// The answer to one query.
@@ -350,6 +405,9 @@ pub fn as_text(answer: &Answer) -> String {
             "letter    {} (generation {})",
             person.state, person.generation
         );
+        if let Some(past) = &person.past_the_relay {
+            let _ = writeln!(out, "          {past}");
+        }
         if let Some(paper) = &person.paper_requested {
             let _ = writeln!(
                 out,

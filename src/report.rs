@@ -488,6 +488,7 @@ const SECTIONS: &[fn(&Page) -> String] = &[
     sent_over_time_section,
     plan_section,
     states_section,
+    past_the_relay_section,
     not_reached_section,
     domains_section,
     complaints_section,
@@ -674,6 +675,7 @@ fn reconciliation_line(words: &Words, status: &Status) -> String {
         (recon.pending, DeliveryState::Pending),
         (recon.deferred, DeliveryState::Deferred),
         (recon.sending, DeliveryState::Sending),
+        (recon.delivered, DeliveryState::Delivered),
     ]
     .map(|(count, state)| format!("{count} {}", words.state(state)))
     .join(" + ");
@@ -716,7 +718,7 @@ fn totals_section(page: &Page) -> String {
         escape_html(words.totals)
     );
     out.push_str(&card(status.total, words.card_imported));
-    out.push_str(&card(status.count(DeliveryState::Sent), words.card_sent));
+    out.push_str(&card(status.progress.sent, words.card_sent));
     out.push_str(&card(
         format!("{:.1} %", status.progress.reached_percent),
         words.card_reached,
@@ -1104,6 +1106,94 @@ fn relays_section(page: &Page) -> String {
         );
     }
     out.push_str("</table>\n</section>\n");
+    out
+}
+
+/// The three levels past the relay (handed to the relay / accepted by the person's provider /
+/// bounced), the relays that confirm nothing, and per provider how long acceptance took.
+fn past_the_relay_section(page: &Page) -> String {
+    let past = &page.facts.status.past_the_relay;
+    let counts = &past.counts;
+    let french = page.words.lang == "fr";
+    let text = |fr: &'static str, en: &'static str| if french { fr } else { en };
+    let mut out = format!(
+        "<section>\n<h2>{}</h2>\n<div class=\"cards\">",
+        text("Au-delà du relais", "Past the relay")
+    );
+    out.push_str(&card(
+        counts.handed_to_relay,
+        text("remises au relais", "handed to the relay"),
+    ));
+    out.push_str(&card(
+        counts.accepted_by_provider,
+        text(
+            "acceptées par le fournisseur du destinataire",
+            "accepted by the person's provider",
+        ),
+    ));
+    out.push_str(&card(counts.bounced, text("revenues en erreur", "bounced")));
+    out.push_str(&card(
+        counts.still_at_relay,
+        text("encore au relais", "still at the relay"),
+    ));
+    out.push_str("</div>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"sub\">{}</p>",
+        escape_html(text(
+            "« acceptée » : le serveur du fournisseur (Orange, Gmail…) a pris la lettre, selon l'avis de remise du relais (RFC 3461). Cela ne dit pas que la personne l'a lue.",
+            "\"accepted\": the provider's server (Orange, Gmail...) took the letter, as the relay's delivery status notification says (RFC 3461). It does not say that the person read it.",
+        ))
+    );
+    for relay in past.relays.iter().filter(|r| !r.requested) {
+        let _ = writeln!(
+            out,
+            "<p class=\"bad\">{} {}</p>",
+            escape_html(&relay.relay),
+            escape_html(text(
+                "ne confirme pas la remise (pas d'avis de remise DSN) : ses lettres restent « envoyées ».",
+                "does not confirm delivery (no DSN delivery notifications): its letters stay \"sent\".",
+            ))
+        );
+    }
+    if counts.not_confirmed > 0 {
+        let _ = writeln!(
+            out,
+            "<p>{}: {}</p>",
+            escape_html(text(
+                "envoyées par un relais qui ne confirme pas la remise",
+                "sent through a relay that does not confirm delivery"
+            )),
+            counts.not_confirmed
+        );
+    }
+    if !past.providers.is_empty() {
+        let _ = writeln!(
+            out,
+            "<table>\n<tr><th>{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th>\
+             <th class=\"n\">{}</th><th class=\"n\">{}</th></tr>",
+            text("fournisseur", "provider"),
+            text("encore au relais", "still at the relay"),
+            text("acceptées", "accepted"),
+            text("attente médiane", "median wait"),
+            text("95 % en moins de", "95% within"),
+        );
+        let wait = |seconds: Option<f64>| seconds.map_or("-".to_owned(), |s| format!("{s:.0} s"));
+        for provider in &past.providers {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape_html(&provider.domain),
+                provider.still_at_relay,
+                provider.accepted,
+                wait(provider.median_seconds),
+                wait(provider.p95_seconds)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</section>\n");
     out
 }
 

@@ -1068,6 +1068,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dsn_is_read_from_the_ehlo_keywords_only() {
+        let postfix = [
+            "relay.example.fr",
+            "PIPELINING",
+            "SIZE 10240000",
+            "ETRN",
+            "STARTTLS",
+            "ENHANCEDSTATUSCODES",
+            "8BITMIME",
+            "DSN",
+            "SMTPUTF8",
+            "CHUNKING",
+        ];
+        let offers = offers_of(&postfix);
+        assert_eq!(
+            offers,
+            Offers {
+                pipelining: true,
+                chunking: true,
+                dsn: true
+            }
+        );
+        // A provider's MX without DSN; a host name that happens to contain the word is not
+        // the keyword.
+        let without = offers_of(&["dsn.example.fr greets you", "PIPELINING", "8BITMIME"]);
+        assert!(!without.dsn);
+        assert!(
+            !offers_of(&["x", "CHUNKING"]).chunking,
+            "CHUNKING only with PIPELINING"
+        );
+    }
+
+    #[test]
+    fn notification_parameters_carry_the_notice_id_and_an_xtext_recipient() {
+        let letter = |recipient: &str| Outgoing {
+            message_id: "m@x".into(),
+            envelope_from: "b-x@bounces.example.fr".into(),
+            recipient: recipient.into(),
+            notice_id: "K7QF-3MZ9-P2XA".into(),
+            file_name: "f".into(),
+            bytes: Vec::new(),
+        };
+        let (mail, rcpt) = notification_parameters(&letter("jean+alertes=1@exemple.fr"));
+        let text = |p: &[String]| p.join(" ");
+        assert_eq!(
+            text(&mail.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "RET=HDRS ENVID=K7QF-3MZ9-P2XA"
+        );
+        assert_eq!(
+            text(&rcpt.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;jean+2Balertes+3D1@exemple.fr"
+        );
+        // An address outside ASCII has no rfc822 ORCPT: NOTIFY alone.
+        let (_, rcpt) = notification_parameters(&letter("élodie@société.fr"));
+        assert_eq!(rcpt.len(), 1);
+    }
+
+    #[test]
     fn the_payload_is_dot_stuffed_and_ends_with_the_final_dot() {
         let payload = data_payload("Subject: x\r\n\r\n.hidden\r\nline\r\n..two", "");
         assert_eq!(

@@ -71,6 +71,7 @@ const PERSON: &str = r#"<h1>Notice {{report.notice_id}}</h1>
 <tr><th>Alternative</th><td>{{report.alt_email}}</td></tr>
 <tr><th>Postal</th><td>{{report.postal}}</td></tr>
 <tr><th>Letter</th><td id="state">{{report.state}} (generation {{report.generation}})</td></tr>
+{{#if report.past_the_relay}}<tr><th>Past the relay</th><td id="past-the-relay">{{report.past_the_relay}}</td></tr>{{/if}}
 <tr><th>Paper letter</th><td>{{#if report.paper_requested}}asked on {{paper_at}} (adviser {{report.paper_requested.adviser}}){{else}}not asked{{/if}}</td></tr>
 </table>
 <h2>Attempts</h2>

@@ -38,6 +38,7 @@ pub async fn record_relays(
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RelayCounts {
     pub relay: String,
+    /// Handed over: `sent` and `delivered`.
     pub sent: i64,
     pub deferred: i64,
     pub failed: i64,
@@ -47,18 +48,19 @@ pub struct RelayCounts {
 /// The relays that answered for letters, busiest first.
 pub async fn counts_by_relay(conn: &mut SqliteConnection) -> anyhow::Result<Vec<RelayCounts>> {
     use crate::domain::DeliveryState;
-    let rows = sqlx::query(
+    let sql = format!(
         "SELECT relay,
-                sum(state = ?) AS sent, sum(state = ?) AS deferred,
+                sum(state IN ({handed_over})) AS sent, sum(state = ?) AS deferred,
                 sum(state = ?) AS failed, sum(state = ?) AS bounced
          FROM deliveries WHERE relay IS NOT NULL GROUP BY relay ORDER BY count(*) DESC, relay",
-    )
-    .bind(DeliveryState::Sent.as_str())
-    .bind(DeliveryState::Deferred.as_str())
-    .bind(DeliveryState::Failed.as_str())
-    .bind(DeliveryState::Bounced.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
+        handed_over = crate::domain::sql_states(DeliveryState::HANDED_OVER)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(DeliveryState::Deferred.as_str())
+        .bind(DeliveryState::Failed.as_str())
+        .bind(DeliveryState::Bounced.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|row| {
             Ok(RelayCounts {

@@ -168,6 +168,8 @@ pub struct Script {
     /// RCPT. Without it those parameters are refused with 555, as Postfix refuses options
     /// it does not offer.
     pub dsn: bool,
+    /// Leave PIPELINING out of EHLO: the client then sends one command at a time.
+    pub no_pipelining: bool,
 }
 
 impl Script {
@@ -762,6 +764,9 @@ impl<'a> Session<'a> {
         }
         if !self.shared.script.dsn {
             lines.retain(|l| l != "DSN");
+        }
+        if self.shared.script.no_pipelining {
+            lines.retain(|l| l != "PIPELINING");
         }
         // As Postfix with `smtpd_tls_auth_only`: where STARTTLS is offered, AUTH is
         // offered only once it has been taken.
