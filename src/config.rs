@@ -1355,8 +1355,14 @@ mod tests {
         let relay = &config.relays[0];
         assert_eq!(relay.section, "smtp");
         assert_eq!(relay.tls.ca, Some("/campaign/agence-ca.pem".into()));
-        assert_eq!(relay.tls.server_name.as_deref(), Some("relay.agence.example"));
-        assert_eq!(config.bounces.tls.ca, Some("/etc/ssl/certs/mail.pem".into()));
+        assert_eq!(
+            relay.tls.server_name.as_deref(),
+            Some("relay.agence.example")
+        );
+        assert_eq!(
+            config.bounces.tls.ca,
+            Some("/etc/ssl/certs/mail.pem".into())
+        );
         assert_eq!(
             config.bounces.tls.server_name.as_deref(),
             Some("mail.agence.example")
@@ -1370,15 +1376,24 @@ mod tests {
         assert_eq!(config.relays[0].tls, crate::tls::TlsSettings::default());
         assert_eq!(config.relays[1].section, "relay[1]");
         assert_eq!(config.relays[1].tls.ca, Some("/campaign/b.pem".into()));
-        assert_eq!(config.relays[1].tls.server_name.as_deref(), Some("10.0.0.26"));
+        assert_eq!(
+            config.relays[1].tls.server_name.as_deref(),
+            Some("10.0.0.26")
+        );
 
         for (text, key) in [
-            ("[smtp]\ntls_server_name = \"not a name\"\n", "smtp.tls_server_name"),
+            (
+                "[smtp]\ntls_server_name = \"not a name\"\n",
+                "smtp.tls_server_name",
+            ),
             (
                 "[[relay]]\nurl = \"smtp://a:25\"\ntls_server_name = \"a b\"\n",
                 "relay[0].tls_server_name",
             ),
-            ("[bounces]\ntls_server_name = \"x y\"\n", "bounces.tls_server_name"),
+            (
+                "[bounces]\ntls_server_name = \"x y\"\n",
+                "bounces.tls_server_name",
+            ),
         ] {
             let error = load(text, &[]).unwrap_err();
             assert!(error.contains(key), "{error}");
