@@ -475,3 +475,54 @@ async fn the_supervisor_sees_the_days_the_schedule_plans_letters_for() {
     );
     assert!(page.body.contains("(today)"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn the_person_page_says_where_the_letter_stands_past_the_relay() {
+    let console = Console::start(&people(), &[]).await;
+    assert_success(&console.campaign.run(&["send"]), "send");
+    // A1's provider accepted the letter, as its relay's notification said (what `bounces` records).
+    let a1 = console.person_id("A1").await;
+    let pool = console.campaign.db().await;
+    let run = breachmail::db::start_run(&pool, "bounces")
+        .await
+        .expect("a run");
+    let mut conn = pool.acquire().await.expect("a connection");
+    let acceptance = breachmail::ledger::Acceptance {
+        remote_mta: Some("mx.example.org"),
+        reply: Some("250 2.0.0 Ok: queued as 4P00000001"),
+        at: 1_796_541_198_000,
+    };
+    assert!(
+        breachmail::ledger::mark_delivered(&mut conn, a1, 1, &acceptance, run, 1_796_541_199_000)
+            .await
+            .expect("mark delivered")
+    );
+    drop(conn);
+    pool.close().await;
+
+    let cookie = console.log_in("bob").await;
+    let page = console.get(&format!("/person/{a1}"), Some(&cookie)).await;
+    assert!(
+        page.body.contains("delivered (generation 1)"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(
+            "accepted by the person&#x27;s provider (mx.example.org) at 2026-12-06T07:13:18Z: 250 2.0.0 Ok: queued as 4P00000001"
+        ) || page.body.contains(
+            "accepted by the person's provider (mx.example.org) at 2026-12-06T07:13:18Z: 250 2.0.0 Ok: queued as 4P00000001"
+        ),
+        "{}",
+        page.body
+    );
+    // A2 went to the outbox folder, which confirms nothing.
+    let a2 = console.person_id("A2").await;
+    let page = console.get(&format!("/person/{a2}"), Some(&cookie)).await;
+    assert!(
+        page.body.contains("this relay does not confirm delivery"),
+        "{}",
+        page.body
+    );
+    console.stop().await;
+}
