@@ -635,8 +635,14 @@ pub fn render_table(status: &Status) -> String {
     line(String::new());
     match &status.estimated_finish {
         Some(estimate) if estimate.still_due == 0 => line(format!(
-            "finished        {} (nothing left to send)",
-            estimate.at
+            "finished        {} (nothing left to send{})",
+            estimate.at,
+            match status.past_the_relay.counts.still_at_relay {
+                0 => String::new(),
+                waiting => format!(
+                    "; {waiting} still at the relay, not yet accepted by the person's provider"
+                ),
+            }
         )),
         Some(estimate) => line(format!(
             "estimated finish {} ({} still due, in {}; limited by {}){}",

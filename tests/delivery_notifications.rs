@@ -304,7 +304,9 @@ async fn notifications_make_letters_delivered_bounced_or_still_at_the_relay_once
     assert_eq!(states["CARL"], "bounced");
     let notes = event_details(&campaign, "BEA", "delayed").await;
     assert!(
-        notes.len() == 1 && notes[0].contains("451 4.7.1") && notes[0].contains("Greylisted"),
+        notes.len() == 1
+            && notes[0].starts_with("still at the relay: 4.7.1 451 4.7.1")
+            && notes[0].contains("Greylisted"),
         "the provider's reason is kept: {notes:?}"
     );
     let status = campaign.run_async(&["status", "--json"]).await;
@@ -313,6 +315,13 @@ async fn notifications_make_letters_delivered_bounced_or_still_at_the_relay_once
     let waiting = status["past_the_relay"]["providers"][0].clone();
     assert_eq!(waiting["domain"], "people.test");
     assert_eq!(waiting["still_at_relay"], 3);
+    let table = stdout(&campaign.run_async(&["status"]).await);
+    assert!(
+        table.contains(
+            "(nothing left to send; 3 still at the relay, not yet accepted by the person's provider)"
+        ),
+        "the finish counts what still waits at the relay: {table}"
+    );
 
     // Then the acceptances: Anne's at once, Bea's once the greylisting let it through.
     let second = campaign.outside("second");
@@ -557,4 +566,62 @@ async fn a_delivered_letter_may_be_resent_and_news_of_the_old_one_changes_nothin
     assert_eq!(summary["marked_bounced"], 0, "{summary}");
     assert_eq!(campaign.states().await["ANNE"], "sent");
     assert!(campaign.ledger_disagreements().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_erases_an_address_the_providers_reply_quotes() {
+    let server = SmtpServer::start(Script {
+        dsn: true,
+        ..Script::accept_all()
+    })
+    .await;
+    let campaign = campaign_for(&server);
+    let output = campaign.run_async(&["send"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let anne = received_by(&server, "anne@people.test");
+    let anne_id = notice_id(&campaign, "ANNE").await;
+    // Some providers quote the recipient in their 250.
+    let text = notification("postfix-relayed.eml", &anne, &anne_id).replace(
+        "Diagnostic-Code: smtp; 250 2.0.0 Ok: queued as 4P00000001",
+        "Diagnostic-Code: smtp; 250 2.1.5 <anne@people.test> ok, queued as 4P00000001",
+    );
+    let dir = campaign.outside("quoting");
+    write_maildir(&dir, &[("1.relayed".into(), text)]);
+    assert_eq!(bounces(&campaign, &dir).await["marked_delivered"], 1);
+    let reply: String = campaign.delivery("ANNE", "delivered_reply").await;
+    assert!(reply.contains("anne@people.test"), "{reply}");
+
+    // purge erases the people (their refs too): the delivery and its events are found by id.
+    let pool = campaign.db().await;
+    let anne_id: i64 = sqlx::query_scalar("SELECT id FROM people WHERE ref = 'ANNE'")
+        .fetch_one(&pool)
+        .await
+        .expect("Anne");
+    pool.close().await;
+    let output = campaign.run_async(&["purge", "--yes"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pool = campaign.db().await;
+    let reply: String =
+        sqlx::query_scalar("SELECT delivered_reply FROM deliveries WHERE person_id = ?")
+            .bind(anne_id)
+            .fetch_one(&pool)
+            .await
+            .expect("Anne's delivery");
+    assert!(
+        !reply.contains('@'),
+        "the address stays after purge: {reply}"
+    );
+    assert!(reply.contains("queued as 4P00000001"), "{reply}");
+    let details: Vec<String> =
+        sqlx::query_scalar("SELECT detail FROM events WHERE person_id = ? AND kind = 'delivered'")
+            .bind(anne_id)
+            .fetch_all(&pool)
+            .await
+            .expect("events");
+    pool.close().await;
+    assert_eq!(details.len(), 1);
+    assert!(
+        details.iter().all(|d| !d.contains('@')),
+        "an event quotes the address after purge: {details:?}"
+    );
 }

@@ -1090,7 +1090,7 @@ pub async fn note_delay(
         person_id,
         generation,
         EventKind::Delayed,
-        bounce_detail(status, diagnostic),
+        format!("still at the relay: {}", bounce_detail(status, diagnostic)),
         run_id,
         now,
     )
