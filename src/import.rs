@@ -70,6 +70,8 @@ pub struct Rejection {
 }
 
 const REFUSED: &str = "refused";
+/// The `exposed` value of a person whose categories of data are not known yet.
+pub const EXPOSED_UNKNOWN: &str = "unknown";
 const KEPT_AS_NO_EMAIL: &str = "imported as no_email (postal fallback)";
 
 /// What one import did, for the summary line and tests.
@@ -733,19 +735,24 @@ impl Columns {
         let last_name = header_field("last_name", &mut refuse);
         let civility = header_field("civility", &mut refuse).and_then(|c| Civility::parse(&c));
         let language_raw = header_field("language", &mut refuse);
-        let exposed = match text("exposed", &mut refuse).map(|e| Category::parse_list(&e)) {
-            Some(Ok(list)) if !list.is_empty() => Some(Category::join(&list)),
-            Some(Err(Invalid(reason))) => {
-                refuse("exposed", reason);
-                None
-            }
-            _ => {
-                refuse(
-                    "exposed",
-                    "is empty: list the categories of data involved, separated by ';'".into(),
-                );
-                None
-            }
+        // `unknown`: the categories are not known yet (stored as none); the letters say so and
+        // promise to write again. An empty cell is still refused: it is more often a mistake.
+        let exposed = match text("exposed", &mut refuse) {
+            Some(raw) if raw.eq_ignore_ascii_case(EXPOSED_UNKNOWN) => Some(String::new()),
+            raw => match raw.map(|e| Category::parse_list(&e)) {
+                Some(Ok(list)) if !list.is_empty() => Some(Category::join(&list)),
+                Some(Err(Invalid(reason))) => {
+                    refuse("exposed", format!("{reason}, or {EXPOSED_UNKNOWN:?} alone"));
+                    None
+                }
+                _ => {
+                    refuse(
+                        "exposed",
+                        format!("is empty: list the categories of data involved, separated by ';', or write {EXPOSED_UNKNOWN:?} when they are not known yet"),
+                    );
+                    None
+                }
+            },
         };
         // Postal lines may hold line breaks (spreadsheet exports do): keep them as lines.
         let postal_field = |column: &str, refuse: &mut dyn FnMut(&str, String)| {

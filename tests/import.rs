@@ -476,3 +476,45 @@ async fn an_sqlite_extract_is_imported_from_a_table() {
     );
     assert!(stderr(&output).contains("nope"));
 }
+
+#[tokio::test]
+async fn unknown_categories_are_imported_and_the_letter_says_so() {
+    let campaign = Campaign::new();
+    let export = campaign.write_outside(
+        "people.csv",
+        "ref,email,exposed\nU1,u1@exemple.fr,unknown\nU2,u2@exemple.fr,\nU3,u3@exemple.fr,unknown;email\n",
+    );
+    campaign.import(&export, &[]);
+    assert_eq!(campaign.status()["total"], 1);
+    let rejects = read_rejects(&campaign.outside("people.csv.rejects.csv"));
+    let refused: Vec<(&str, &str)> = rejects
+        .iter()
+        .map(|r| (r[1].as_str(), r[2].as_str()))
+        .collect();
+    assert_eq!(refused, [("U2", "exposed"), ("U3", "exposed")]);
+    assert!(
+        rejects.iter().all(|r| r[3].contains("\"unknown\"")),
+        "the reason names the value to use: {rejects:?}"
+    );
+    let pool = campaign.db().await;
+    let stored: String = sqlx::query_scalar("SELECT exposed FROM people WHERE ref = 'U1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "");
+    let out_dir = campaign.outside("preview");
+    let output = campaign.run(&["preview", "--all", "--out", out_dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let letter = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .expect("one previewed letter");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&letter)
+        .unwrap();
+    let text = parsed.body_text(0).unwrap();
+    assert!(text.contains("Nous ne savons pas encore"), "{text}");
+    assert!(text.contains("nous vous écrirons de nouveau"), "{text}");
+}
