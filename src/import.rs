@@ -84,6 +84,8 @@ pub struct ImportSummary {
     /// Rows whose ref exists with other values, left alone because `--update` was not given.
     pub changed_not_updated: u64,
     pub refused: u64,
+    /// Rows refused (`refused` counts values too under `--strict`).
+    pub refused_rows: u64,
     pub without_email: u64,
     pub language_fallbacks: BTreeMap<String, u64>,
     pub rejects_file: Option<PathBuf>,
@@ -403,20 +405,29 @@ async fn import_rows(
     summary.unchanged = written.summary.unchanged;
     summary.changed_not_updated = written.summary.changed_not_updated;
     summary.refused += written.summary.refused;
+    summary.refused_rows += written.summary.refused;
     // --strict: one transaction for everything, rolled back if any row was refused.
+    let mut rolled_back = 0;
     if let Some(tx) = written.strict_tx {
         if summary.refused > 0 {
             tx.rollback().await?;
+            rolled_back = summary.rows.saturating_sub(summary.refused_rows);
             summary.inserted = 0;
             summary.updated = 0;
+            summary.unchanged = 0;
+            summary.changed_not_updated = 0;
         } else {
             tx.commit().await?;
         }
     }
     summary.rejects_file = written.rejects.finish()?;
+    // Every row falls in exactly one of these counts, so `status` and the report can show the
+    // import file's rows adding up (see `status::Imports`).
     let detail = serde_json::json!({
         "source": source, "rows": summary.rows, "inserted": summary.inserted,
-        "updated": summary.updated, "unchanged": summary.unchanged, "refused": summary.refused,
+        "updated": summary.updated, "unchanged": summary.unchanged,
+        "not_updated": summary.changed_not_updated, "refused": summary.refused_rows,
+        "rolled_back": rolled_back,
     });
     crate::db::finish_run(pool, run_id, "done", &detail.to_string()).await?;
     Ok(summary)
@@ -450,14 +461,16 @@ async fn read_batches(
                         .entry(fallback.clone())
                         .or_default() += 1;
                 }
-                if options.strict {
+                if options.strict && !warnings.rejections.is_empty() {
                     summary.refused += warnings.rejections.len() as u64;
+                    summary.refused_rows += 1;
                 }
                 batch.rejections.extend(warnings.rejections);
                 batch.people.push((row.line, person));
             }
             Err(problems) => {
                 summary.refused += 1;
+                summary.refused_rows += 1;
                 batch.rejections.extend(problems);
             }
         }
@@ -748,7 +761,9 @@ impl Columns {
                 _ => {
                     refuse(
                         "exposed",
-                        format!("is empty: list the categories of data involved, separated by ';', or write {EXPOSED_UNKNOWN:?} when they are not known yet"),
+                        format!(
+                            "is empty: list the categories of data involved, separated by ';', or write {EXPOSED_UNKNOWN:?} when they are not known yet"
+                        ),
                     );
                     None
                 }

@@ -41,6 +41,8 @@ pub struct Status {
     pub estimated_finish: Option<EstimatedFinish>,
     pub notify_by_warning: Option<String>,
     pub reconciliation: Reconciliation,
+    /// The import files' rows: imported, already known, or refused.
+    pub imports: Imports,
     /// `[schedule]`: the days ahead and behind; absent without a schedule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::PlanReport>,
@@ -142,6 +144,128 @@ impl Reconciliation {
     }
 }
 
+/// One finished import run: its file and where each of its rows went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportRun {
+    pub id: i64,
+    /// RFC 3339; `at_ms` the same in milliseconds.
+    pub at: String,
+    #[serde(skip)]
+    pub at_ms: Option<i64>,
+    pub source: String,
+    pub rows: i64,
+    /// New people.
+    pub inserted: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    /// Known refs whose values differ, left alone without `--update`.
+    pub not_updated: i64,
+    /// Rows refused (the rejects file lists them with the reason).
+    pub refused: i64,
+    /// Rows left out because `--strict` rolled the import back.
+    pub rolled_back: i64,
+}
+
+impl ImportRun {
+    /// Rows of this file that matched a person already imported.
+    pub fn known(&self) -> i64 {
+        self.updated + self.unchanged + self.not_updated
+    }
+}
+
+/// rows of every import file = new people + rows of people already known + refused rows (+
+/// rows rolled back by `--strict`), and new people = the people of the campaign, checked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Imports {
+    pub ok: bool,
+    pub runs: Vec<ImportRun>,
+    pub rows: i64,
+    pub inserted: i64,
+    pub known: i64,
+    pub refused: i64,
+    pub rolled_back: i64,
+}
+
+impl Imports {
+    fn from_runs(runs: Vec<ImportRun>, people: i64) -> Imports {
+        let sum = |f: fn(&ImportRun) -> i64| runs.iter().map(f).sum::<i64>();
+        let (rows, inserted, known, refused, rolled_back) = (
+            sum(|r| r.rows),
+            sum(|r| r.inserted),
+            sum(ImportRun::known),
+            sum(|r| r.refused),
+            sum(|r| r.rolled_back),
+        );
+        Imports {
+            ok: rows == inserted + known + refused + rolled_back && inserted == people,
+            runs,
+            rows,
+            inserted,
+            known,
+            refused,
+            rolled_back,
+        }
+    }
+
+    /// The sum spelled out, as `status` prints it.
+    pub fn line(&self) -> String {
+        let files = self.runs.len();
+        let rolled_back = if self.rolled_back > 0 {
+            format!(" + {} rolled back (--strict)", self.rolled_back)
+        } else {
+            String::new()
+        };
+        format!(
+            "import: {}, {} rows in {files} import{} = {} people + {} already known + {} refused{rolled_back}",
+            if self.ok { "ok" } else { "MISMATCH" },
+            self.rows,
+            if files == 1 { "" } else { "s" },
+            self.inserted,
+            self.known,
+            self.refused,
+        )
+    }
+}
+
+/// The import runs' counts as `import` recorded them (a missing count reads as 0).
+async fn imports(conn: &mut SqliteConnection, people: i64) -> anyhow::Result<Imports> {
+    let runs = store::status::import_runs(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let detail: serde_json::Value = row
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default();
+            let count = |key: &str| {
+                detail
+                    .get(key)
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0)
+            };
+            ImportRun {
+                id: row.id,
+                at: format_time(row.started_at),
+                at_ms: row.started_at,
+                source: detail
+                    .get("source")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                rows: count("rows"),
+                inserted: count("inserted"),
+                updated: count("updated"),
+                unchanged: count("unchanged"),
+                not_updated: count("not_updated"),
+                refused: count("refused"),
+                rolled_back: count("rolled_back"),
+            }
+        })
+        .collect();
+    Ok(Imports::from_runs(runs, people))
+}
+
 impl Status {
     pub fn count(&self, state: DeliveryState) -> i64 {
         self.states.get(state.as_str()).copied().unwrap_or(0)
@@ -228,6 +352,7 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
     let domains = store::status::top_domains(&mut *conn, DOMAINS_SHOWN).await?;
     let relays = crate::store::relay::counts_by_relay(&mut *conn).await?;
     let slowed = crate::store::relay::slowed_in_last_run(&mut *conn).await?;
+    let imports = imports(&mut *conn, reconciliation.people).await?;
     Ok(Status {
         total: reconciliation.people,
         states,
@@ -242,6 +367,7 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         estimated_finish: None,
         notify_by_warning: None,
         reconciliation,
+        imports,
         plan: None,
     })
 }
@@ -507,6 +633,7 @@ pub fn render_table(status: &Status) -> String {
             share
         ));
     }
+    line(status.imports.line());
     line(status.reconciliation.line());
     line(format!(
         "progress        {:.1} % reached ({} sent of {} with an address)",

@@ -670,7 +670,9 @@ fn no_letter_says_contradictory_things() {
         };
         assert!(letter.text.contains(notice), "{what}: no {notice:?}");
         assert!(
-            letter.text.contains("ne-pas-repondre@notification.example.fr"),
+            letter
+                .text
+                .contains("ne-pas-repondre@notification.example.fr"),
             "{what}: the sender address is not given"
         );
     }
@@ -727,12 +729,48 @@ fn no_sentence_is_said_twice() {
 fn the_greeting_and_the_closing_are_in_one_register() {
     let letters = Letters::load(&config()).expect("letters load");
     let cases = [
-        (Some("ms"), Some("Dupont"), "fr", "Madame Dupont,", "Veuillez agréer, Madame, nos"),
-        (None, Some("Dupont"), "fr", "Madame, Monsieur,", "Veuillez agréer, Madame, Monsieur, nos"),
-        (None, None, "fr", "Madame, Monsieur,", "Veuillez agréer, Madame, Monsieur, nos"),
-        (Some("mr"), None, "fr", "Monsieur,", "Veuillez agréer, Monsieur, nos"),
-        (Some("ms"), Some("Dupont"), "en", "Dear Ms Dupont,", "Yours sincerely,"),
-        (None, Some("Dupont"), "en", "Dear Sir or Madam,", "Yours faithfully,"),
+        (
+            Some("ms"),
+            Some("Dupont"),
+            "fr",
+            "Madame Dupont,",
+            "Veuillez agréer, Madame, nos",
+        ),
+        (
+            None,
+            Some("Dupont"),
+            "fr",
+            "Madame, Monsieur,",
+            "Veuillez agréer, Madame, Monsieur, nos",
+        ),
+        (
+            None,
+            None,
+            "fr",
+            "Madame, Monsieur,",
+            "Veuillez agréer, Madame, Monsieur, nos",
+        ),
+        (
+            Some("mr"),
+            None,
+            "fr",
+            "Monsieur,",
+            "Veuillez agréer, Monsieur, nos",
+        ),
+        (
+            Some("ms"),
+            Some("Dupont"),
+            "en",
+            "Dear Ms Dupont,",
+            "Yours sincerely,",
+        ),
+        (
+            None,
+            Some("Dupont"),
+            "en",
+            "Dear Sir or Madam,",
+            "Yours faithfully,",
+        ),
         (Some("mr"), None, "en", "Dear Sir,", "Yours faithfully,"),
     ];
     for (civility, last_name, language, greeting, closing) in cases {
@@ -745,7 +783,13 @@ fn the_greeting_and_the_closing_are_in_one_register() {
             "{civility:?} {last_name:?} {language}: {}",
             &letter.text[..60]
         );
-        assert!(letter.text.contains(closing), "{civility:?} {last_name:?} {language}");
-        assert!(letter.html.contains(greeting), "{civility:?} {last_name:?} {language}");
+        assert!(
+            letter.text.contains(closing),
+            "{civility:?} {last_name:?} {language}"
+        );
+        assert!(
+            letter.html.contains(greeting),
+            "{civility:?} {last_name:?} {language}"
+        );
     }
 }
