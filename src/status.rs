@@ -110,6 +110,42 @@ pub struct EstimatedFinish {
     pub at: String,
     /// What sets the pace: the global rate, a domain's ceiling, or a scheduled retry.
     pub limited_by: String,
+    /// `at` in milliseconds, and `limited_by` as data, for the report's own words.
+    #[serde(skip)]
+    pub at_ms: i64,
+    #[serde(skip)]
+    pub limit: FinishLimit,
+}
+
+/// What sets the estimated finish (`EstimatedFinish::limited_by` says it in English).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishLimit {
+    /// Nothing left to send: the finish is when the last letter went.
+    Done,
+    Unlimited,
+    GlobalRate(u32),
+    Domain {
+        domain: String,
+        backlog: i64,
+        per_second: u32,
+    },
+    LastRetry,
+}
+
+impl FinishLimit {
+    fn english(&self) -> String {
+        match self {
+            FinishLimit::Done => "nothing left to send: the last letter went then".to_owned(),
+            FinishLimit::Unlimited => "unlimited rate".to_owned(),
+            FinishLimit::GlobalRate(rate) => format!("the global rate ({rate}/s)"),
+            FinishLimit::Domain {
+                domain,
+                backlog,
+                per_second,
+            } => format!("{domain}: {backlog} due at {per_second}/s"),
+            FinishLimit::LastRetry => "the last scheduled retry".to_owned(),
+        }
+    }
 }
 
 /// people = sent + bounced + failed + no_email + pending + deferred + sending, checked.
@@ -519,14 +555,16 @@ async fn estimate_finish(
             still_due: 0,
             seconds: 0,
             at: format_time(Some(at)),
-            limited_by: "nothing left to send: the last letter went then".to_owned(),
+            limited_by: FinishLimit::Done.english(),
+            at_ms: at,
+            limit: FinishLimit::Done,
         }));
     }
     let mut seconds = 0.0_f64;
-    let mut limited_by = "unlimited rate".to_owned();
+    let mut limit = FinishLimit::Unlimited;
     if config.rate.per_second > 0 {
         seconds = still_due as f64 / f64::from(config.rate.per_second);
-        limited_by = format!("the global rate ({}/s)", config.rate.per_second);
+        limit = FinishLimit::GlobalRate(config.rate.per_second);
     }
     for (domain, &per_second) in &config.rate.per_domain {
         if per_second == 0 {
@@ -536,20 +574,26 @@ async fn estimate_finish(
         let domain_seconds = backlog as f64 / f64::from(per_second);
         if domain_seconds > seconds {
             seconds = domain_seconds;
-            limited_by = format!("{domain}: {backlog} due at {per_second}/s");
+            limit = FinishLimit::Domain {
+                domain: domain.clone(),
+                backlog,
+                per_second,
+            };
         }
     }
     let mut finish = now + (seconds * 1000.0).ceil() as i64;
     let last_retry = store::status::last_retry_at(&mut *conn).await?;
     if let Some(retry_at) = last_retry.filter(|&at| at > finish) {
         finish = retry_at;
-        limited_by = "the last scheduled retry".to_owned();
+        limit = FinishLimit::LastRetry;
     }
     Ok(Some(EstimatedFinish {
         still_due,
         seconds: ((finish - now).max(0) / 1000) as u64,
         at: format_time(Some(finish)),
-        limited_by,
+        limited_by: limit.english(),
+        at_ms: finish,
+        limit,
     }))
 }
 

@@ -519,7 +519,10 @@ async fn report_states_the_facts_and_loads_nothing() {
         "INC-2025-07",
         "reconciliation: ok, 8 people = 4 sent + 1 bounced + 1 failed + 1 no_email",
         "<svg",
-        "Letters sent over time",
+        "Letters handed to the relay over time",
+        "import: ok, 8 rows in 1 import = 8 people + 0 already known + 0 refused",
+        "What people were told",
+        "Words used in this report",
         "Where every letter stands",
         "5.1.1",
         "example.fr",
@@ -528,7 +531,7 @@ async fn report_states_the_facts_and_loads_nothing() {
         "@media print",
         "size: A4",
         "<html lang=\"en\">",
-        "login with the stolen credentials of a staff or partner account (stolen_credentials)",
+        "login with the stolen credentials of a staff or partner account (<code>stolen_credentials</code>)",
     ] {
         assert!(html.contains(text), "{text:?} missing from the report");
     }
@@ -564,14 +567,19 @@ async fn a_french_campaign_gets_its_report_in_french_with_the_same_numbers() {
     for text in [
         "<html lang=\"fr\">",
         "INC-2025-07",
-        "rapprochement : ok, 8 personnes = 4 envoyées + 1 revenues en erreur + 1 refusées + 1 sans adresse",
-        "Lettres envoyées au fil du temps",
+        "import\u{a0}: concordant, 8 lignes en 1 import = 8 personnes + 0 ligne d&#39;une personne déjà importée + 0 ligne refusée à l&#39;import",
+        "rapprochement\u{a0}: concordant, 8 personnes = 4 remises au relais + 1 revenue en erreur + 1 refusée à l&#39;envoi + 1 sans adresse + 0 en attente + 1 différée + 0 en cours d&#39;envoi",
+        "Lettres remises au relais au fil du temps",
         "Où en est chaque lettre",
         "Déroulement de la campagne",
         "empreinte des lettres",
         "Accès frauduleux bloqué le",
-        "connexion avec les identifiants volés d&#39;un compte professionnel (stolen_credentials)",
+        "connexion avec les identifiants volés d&#39;un compte professionnel (<code>stolen_credentials</code>)",
+        "9 juillet 2025",
         "5.1.1",
+        "Ce qui a été dit aux personnes",
+        "Votre numéro d&#39;avis",
+        "Lexique",
     ] {
         assert!(html.contains(text), "{text:?} missing from the report");
     }
@@ -580,9 +588,21 @@ async fn a_french_campaign_gets_its_report_in_french_with_the_same_numbers() {
         "Letters sent over time",
         "Where every letter stands",
         "Campaign timeline",
+        "Relays",
+        "export audit",
+        "2025-07-09",
+        "T0",
     ] {
         assert!(!html.contains(english), "{english:?} left in English");
     }
+    // What people were told: the letter of the fingerprint in use, with how many got it.
+    let fingerprint: String = campaign.delivery("OK1", "letters_fingerprint").await;
+    assert!(
+        html.contains(&format!(
+            "<span class=\"mono\">{fingerprint}</span>. C&#39;est la version reçue par"
+        )),
+        "the specimen's fingerprint is not the one in use"
+    );
     let fingerprint: String = campaign.delivery("OK1", "letters_fingerprint").await;
     assert!(html.contains(&fingerprint));
     assert_loads_nothing(&html);
@@ -620,6 +640,7 @@ async fn report_of_a_campaign_with_nothing_sent_yet() {
     assert!(output.status.success(), "{}", stderr(&output));
     let html = std::fs::read_to_string(&out).expect("read");
     assert!(html.contains("No letter has been sent yet"));
+    assert!(html.contains("No letter sent so far carries this fingerprint."));
     assert!(html.contains("reconciliation: ok, 1 people = 0 sent"));
     assert_loads_nothing(&html);
 }
