@@ -1255,7 +1255,7 @@ fn imports_table(page: &Page) -> String {
             .map_or_else(|| run.source.clone(), |f| f.to_string_lossy().into_owned());
         let _ = writeln!(
             out,
-            "<tr><td class=\"mono\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             escape_html(&file),
             escape_html(&page.time(run.at_ms)),
