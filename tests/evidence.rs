@@ -270,7 +270,9 @@ async fn no_warning_when_the_deadline_is_ahead_and_an_error_when_counts_disagree
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_csv_has_every_column_right_for_every_outcome() {
-    let (campaign, _server) = driven_campaign().await;
+    let (mut campaign, _server) = driven_campaign().await;
+    // The English CSV uses the JSONL's names and codes: the contract pinned here.
+    campaign.set("BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE", "en");
     let out = campaign.path("audit.csv");
     let output = campaign
         .run_async(&["export", "audit", "--out", out.to_str().expect("utf-8")])
@@ -373,7 +375,8 @@ async fn campaign_notice_id(campaign: &Campaign, person_ref: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_jsonl_carries_typed_values_and_masks_addresses_on_request() {
-    let (campaign, _server) = driven_campaign().await;
+    let (mut campaign, _server) = driven_campaign().await;
+    campaign.set("BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE", "en");
     let output = campaign
         .run_async(&["export", "audit", "--format", "jsonl"])
         .await;
@@ -429,7 +432,8 @@ async fn audit_jsonl_carries_typed_values_and_masks_addresses_on_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_export_is_the_timeline_in_order() {
-    let (campaign, _server) = driven_campaign().await;
+    let (mut campaign, _server) = driven_campaign().await;
+    campaign.set("BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE", "en");
     let out = campaign.path("events.csv");
     let output = campaign
         .run_async(&[
@@ -643,4 +647,84 @@ async fn report_of_a_campaign_with_nothing_sent_yet() {
     assert!(html.contains("No letter sent so far carries this fingerprint."));
     assert!(html.contains("reconciliation: ok, 1 people = 0 sent"));
     assert_loads_nothing(&html);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_french_audit_says_everything_in_french_with_its_legend_beside_it() {
+    let (campaign, _server) = driven_campaign().await;
+    let out = campaign.path("audit.csv");
+    let output = campaign
+        .run_async(&["export", "audit", "--out", out.to_str().expect("utf-8")])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut reader = csv::Reader::from_path(&out).expect("open the export");
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header[0], "référence");
+    assert_eq!(header[1], "numéro d'avis");
+    assert_eq!(header[4], "état");
+    assert_eq!(header[18], "envoi postal");
+    let rows: BTreeMap<String, csv::StringRecord> = reader
+        .records()
+        .map(|r| r.expect("record"))
+        .map(|r| (r[0].to_owned(), r))
+        .collect();
+    assert_eq!(&rows["OK1"][4], "remise au relais");
+    assert_eq!(&rows["REJ"][4], "refusée à l'envoi");
+    assert_eq!(&rows["BOUNCE"][4], "revenue en erreur");
+    assert_eq!(&rows["NOMAIL"][4], "sans adresse");
+    assert_eq!(&rows["NOMAIL"][18], "oui");
+    assert_eq!(&rows["OK1"][18], "non");
+    // 06/12/2026 07:20:46 UTC: day first, the zone named (no schedule: UTC).
+    let sent_at = &rows["OK1"][9];
+    assert!(
+        sent_at.len() == 23 && &sent_at[2..3] == "/" && sent_at.ends_with(" UTC"),
+        "{sent_at}"
+    );
+
+    let legend = campaign.path("audit.legende.txt");
+    assert_eq!(mode(&legend), 0o600);
+    let text = std::fs::read_to_string(&legend).expect("the legend");
+    for said in [
+        "Légende de l'export d'audit audit.csv",
+        "fuseau UTC",
+        "- référence\u{a0}: la clé de la personne",
+        "- remise au relais\u{a0}: le relais a accepté la lettre",
+        "- revenue en erreur\u{a0}:",
+        "code SMTP",
+        "Rapprochement au moment de l'export\u{a0}: concordant, 8 personnes = 4 remises au relais",
+    ] {
+        assert!(
+            text.contains(said),
+            "{said:?} missing from the legend:\n{text}"
+        );
+    }
+    // Every column of the file is explained in the legend.
+    for column in &header {
+        assert!(
+            text.contains(&format!("- {column}\u{a0}:")),
+            "{column} unexplained"
+        );
+    }
+
+    let events = campaign.path("events.csv");
+    let output = campaign
+        .run_async(&[
+            "export",
+            "audit",
+            "--events",
+            "--out",
+            events.to_str().expect("utf-8"),
+        ])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&events).expect("events");
+    assert!(text.starts_with("référence,numéro d'avis,date et heure,exécution,événement,"));
+    assert!(text.contains(",importée,"), "{text}");
+    let legend = std::fs::read_to_string(campaign.path("events.legende.txt")).expect("legend");
+    assert!(legend.contains("- prise pour envoi\u{a0}:"), "{legend}");
 }
