@@ -339,10 +339,20 @@ async fn strict_counts_an_invalid_address_as_a_bad_row() {
     let output = campaign.run(&["import", export.to_str().unwrap(), "--strict"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(campaign.status()["total"], 0);
+    // The rolled-back rows still add up: 1 refused + 1 rolled back, nobody imported.
+    let imports = &campaign.status()["imports"];
+    assert_eq!(imports["ok"], true, "{imports}");
+    assert_eq!(imports["rows"], 2, "{imports}");
+    assert_eq!(imports["refused"], 1, "{imports}");
+    assert_eq!(imports["rolled_back"], 1, "{imports}");
 
     let clean = campaign.write_outside("clean.csv", "ref,email,exposed\nC1,c1@exemple.fr,email\n");
     campaign.import(&clean, &["--strict"]);
     assert_eq!(campaign.status()["total"], 1);
+    let status = campaign.status();
+    assert_eq!(status["imports"]["ok"], true, "{status}");
+    assert_eq!(status["imports"]["rows"], 3, "{status}");
+    assert_eq!(status["imports"]["inserted"], 1, "{status}");
     assert!(!campaign.outside("clean.csv.rejects.csv").exists());
 }
 
