@@ -669,6 +669,12 @@ fn no_letter_says_contradictory_things() {
             "notice number"
         };
         assert!(letter.text.contains(notice), "{what}: no {notice:?}");
+        let theft = if letter.language == "fr" {
+            "usurpation d'identité"
+        } else {
+            "identity theft"
+        };
+        assert!(letter.text.contains(theft), "{what}: {theft:?} unnamed");
         assert!(
             letter
                 .text
