@@ -408,16 +408,10 @@ async fn notifications_make_letters_delivered_bounced_or_still_at_the_relay_once
     assert_eq!(past["providers"][0]["accepted"], 2);
     assert!(status["reconciliation"]["ok"].as_bool().unwrap_or(false));
 
+    // The audit in the campaign's language (French here), as the operator opens it...
     let audit = campaign.outside("audit.csv");
     let output = campaign
-        .run_async(&[
-            "export",
-            "audit",
-            "--format",
-            "csv",
-            "--out",
-            audit.to_str().expect("utf-8"),
-        ])
+        .run_async(&["export", "audit", "--out", audit.to_str().expect("utf-8")])
         .await;
     assert!(output.status.success(), "{}", stderr(&output));
     let mut reader = csv::Reader::from_path(&audit).expect("audit csv");
@@ -425,14 +419,41 @@ async fn notifications_make_letters_delivered_bounced_or_still_at_the_relay_once
     let column = |name: &str| headers.iter().position(|h| h == name).expect(name);
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
     let anne_row = rows.iter().find(|r| &r[0] == "ANNE").expect("Anne's row");
-    assert_eq!(&anne_row[column("state")], "delivered");
-    assert_eq!(&anne_row[column("delivered_at")], "2026-12-06T07:13:18Z");
-    assert_eq!(&anne_row[column("delivered_by")], "127.0.0.1");
+    assert_eq!(&anne_row[column("état")], "acceptée par le fournisseur");
     assert_eq!(
-        &anne_row[column("delivered_reply")],
+        &anne_row[column("acceptée par le fournisseur le")],
+        "06/12/2026 07:13:18 UTC"
+    );
+    assert_eq!(&anne_row[column("serveur du fournisseur")], "127.0.0.1");
+    assert_eq!(
+        &anne_row[column("réponse du fournisseur")],
         "250 2.0.0 Ok: queued as 4P00000001"
     );
-    assert_eq!(&anne_row[column("delivery_notifications")], "true");
+    assert_eq!(&anne_row[column("avis de remise demandé")], "oui");
+    let legend = std::fs::read_to_string(campaign.outside("audit.legende.txt")).expect("legend");
+    assert!(
+        legend.contains("pas la preuve qu'elle a été lue"),
+        "{legend}"
+    );
+
+    // ...and in the machine format, the same in every language.
+    let output = campaign
+        .run_async(&["export", "audit", "--format", "jsonl"])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let anne: serde_json::Value = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .find(|row| row["ref"] == "ANNE")
+        .expect("Anne's row");
+    assert_eq!(anne["state"], "delivered");
+    assert_eq!(anne["delivered_at"], "2026-12-06T07:13:18Z");
+    assert_eq!(anne["delivered_by"], "127.0.0.1");
+    assert_eq!(
+        anne["delivered_reply"],
+        "250 2.0.0 Ok: queued as 4P00000001"
+    );
+    assert_eq!(anne["delivery_notifications"], true);
 
     let lookup = campaign.run_async(&["lookup", "ANNE"]).await;
     assert!(

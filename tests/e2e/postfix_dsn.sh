@@ -259,18 +259,20 @@ json() {
     python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print($1)" "$work/status.json"
 }
 
-# ref<TAB>state<TAB>delivered_by<TAB>delivered_reply, sorted by ref, from the audit CSV.
+# ref<TAB>state<TAB>notifications asked<TAB>delivered_by<TAB>reply<TAB>at?, sorted by ref, from
+# the audit export (JSONL: the machine format, the same keys and codes in every language).
 audit() {
-    bm -q export audit --format csv --out "$work/audit.csv" >/dev/null 2>"$work/audit.err" || {
+    bm -q export audit --format jsonl --out "$work/audit.jsonl" >/dev/null 2>"$work/audit.err" || {
         cat "$work/audit.err" >&2
         fail "export audit"
     }
-    python3 - "$work/audit.csv" <<'EOF'
-import csv, sys
-rows = sorted(csv.DictReader(open(sys.argv[1], newline="")), key=lambda r: r["ref"])
+    python3 - "$work/audit.jsonl" <<'EOF'
+import json, sys
+rows = sorted((json.loads(line) for line in open(sys.argv[1]) if line.strip()), key=lambda r: r["ref"])
 for r in rows:
-    print("\t".join([r["ref"], r["state"], r["delivery_notifications"], r["delivered_by"],
-                     r["delivered_reply"].split(" as ")[0], "at" if r["delivered_at"] else "-"]))
+    reply = (r["delivered_reply"] or "").split(" as ")[0]
+    print("\t".join([r["ref"], r["state"], str(r["delivery_notifications"]).lower(),
+                     r["delivered_by"] or "", reply, "at" if r["delivered_at"] else "-"]))
 EOF
 }
 
@@ -284,11 +286,12 @@ expect_audit() { # EXPECTED lines
 }
 
 events_of() { # REF: that person's event kinds, space-separated, from the events export
-    bm -q export audit --events --format csv --out "$work/events.csv" >/dev/null 2>&1 ||
+    bm -q export audit --events --format jsonl --out "$work/events.jsonl" >/dev/null 2>&1 ||
         fail "export audit --events"
-    python3 - "$work/events.csv" "$1" <<'EOF'
-import csv, sys
-print(" ".join(r["kind"] for r in csv.DictReader(open(sys.argv[1], newline="")) if r["ref"] == sys.argv[2]))
+    python3 - "$work/events.jsonl" "$1" <<'EOF'
+import json, sys
+events = (json.loads(line) for line in open(sys.argv[1]) if line.strip())
+print(" ".join(e["kind"] for e in events if e["ref"] == sys.argv[2]))
 EOF
 }
 
@@ -340,7 +343,8 @@ expect_audit "$(printf '%s\n' \
     "carl	bounced	true			-")"
 [[ "$(events_of bea)" == "imported claimed sent delayed" ]] ||
     fail "bea should carry a 'still at the relay' note: $(events_of bea)"
-grep -q "Greylisted" "$work/events.csv" || fail "the delay note lacks the provider's reason"
+grep -q "still at the relay: 4.7.1 451 4.7.1 .*Greylisted" "$work/events.jsonl" ||
+    fail "the delay note lacks the provider's reason"
 status_json
 [[ "$(json 's["past_the_relay"]["still_at_relay"]')" == 1 ]] ||
     fail "bea should still be at the relay: $(json 's["past_the_relay"]')"
@@ -361,10 +365,11 @@ expect_audit "$(printf '%s\n' \
     fail "bea's timeline: $(events_of bea)"
 
 # 4. Reading the same maildir again changes nothing.
-cp "$work/events.csv" "$work/events-before.csv"
+cp "$work/events.jsonl" "$work/events-before.jsonl"
 bm -q bounces "$mail/bounces" >/dev/null || fail "bounces (third reading)"
 events_of bea >/dev/null
-cmp -s "$work/events.csv" "$work/events-before.csv" || fail "reading the notifications again changed the events"
+cmp -s "$work/events.jsonl" "$work/events-before.jsonl" ||
+    fail "reading the notifications again changed the events"
 
 # 5. The three levels everywhere.
 status_json
