@@ -78,7 +78,7 @@ timeout 300 python3 "$repo/tests/e2e/console_browser.py" "$browser" "$base" \
     fail "the browser test failed"
 }
 
-"$bin" -q --config "$config" export audit --events --format csv >"$work/events.csv"
+"$bin" -q --config "$config" export audit --events --format jsonl >"$work/events.csv"
 grep -q "address_corrected" "$work/events.csv" || fail "export audit --events lacks the correction"
 grep "address_corrected" "$work/events.csv" | grep -q "adviser alice" ||
     fail "the correction's event does not name the adviser"
