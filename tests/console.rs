@@ -9,200 +9,8 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::Stdio;
-
 use support::campaign::{Campaign, assert_success, person, stderr, stdout};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-
-const PASSWORD: &str = "a long enough password";
-
-/// One HTTP exchange, as the test reads it.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: String,
-}
-
-impl Reply {
-    fn location(&self) -> &str {
-        self.headers.get("location").map_or("", String::as_str)
-    }
-
-    /// The `name=value` of the session cookie set by this reply.
-    fn cookie(&self) -> Option<String> {
-        let set = self.headers.get("set-cookie")?;
-        let pair = set.split(';').next()?.trim().to_owned();
-        (!pair.ends_with('=')).then_some(pair)
-    }
-
-    /// The value of the first hidden CSRF field of the page.
-    fn csrf(&self) -> String {
-        let marker = "name=\"csrf\" value=\"";
-        let start = self.body.find(marker).expect("a CSRF field") + marker.len();
-        self.body[start..start + 64].to_owned()
-    }
-}
-
-struct Console {
-    campaign: Campaign,
-    server: tokio::process::Child,
-    addr: String,
-}
-
-impl Console {
-    /// A campaign with these people, one adviser `alice` (a supervisor) and one `bob`, and the
-    /// console listening on a free loopback port.
-    /// The console speaks English unless `env` sets `BREACHMAIL_CONSOLE_LANGUAGE` (empty: the
-    /// campaign's language, French).
-    async fn start(rows: &[String], env: &[(&str, &str)]) -> Console {
-        Console::serve(Campaign::with_people(rows), env).await
-    }
-
-    async fn serve(mut campaign: Campaign, env: &[(&str, &str)]) -> Console {
-        campaign.set("BREACHMAIL_CONSOLE_LANGUAGE", "en");
-        for (key, value) in env {
-            campaign.set(key, value);
-        }
-        add_adviser(&campaign, "alice", &["--supervisor"]);
-        add_adviser(&campaign, "bob", &[]);
-        let mut server = campaign.spawn(&["serve", "--listen", "127.0.0.1:0"]);
-        let stdout = server.stdout.take().expect("the server's stdout");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .await
-            .expect("the server prints its address");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_owned();
-        Console {
-            campaign,
-            server,
-            addr,
-        }
-    }
-
-    async fn request(&self, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
-        self.request_with(method, path, cookie, form, &[]).await
-    }
-
-    async fn request_with(
-        &self,
-        method: &str,
-        path: &str,
-        cookie: Option<&str>,
-        form: &str,
-        extra: &[(&str, &str)],
-    ) -> Reply {
-        let mut stream = tokio::net::TcpStream::connect(&self.addr)
-            .await
-            .expect("connects to the console");
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        if let Some(cookie) = cookie {
-            head.push_str(&format!("Cookie: {cookie}\r\n"));
-        }
-        for (name, value) in extra {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if method == "POST" {
-            head.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                form.len()
-            ));
-        }
-        head.push_str("\r\n");
-        head.push_str(form);
-        stream.write_all(head.as_bytes()).await.expect("sends");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("reads the reply");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        Reply {
-            status,
-            headers,
-            body: body.to_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
-        self.request("GET", path, cookie, "").await
-    }
-
-    async fn post(&self, path: &str, cookie: Option<&str>, form: &str) -> Reply {
-        self.request("POST", path, cookie, form).await
-    }
-
-    /// Logs in and returns the session cookie.
-    async fn log_in(&self, login: &str) -> String {
-        let reply = self
-            .post(
-                "/login",
-                None,
-                &format!("login={login}&password={}", PASSWORD.replace(' ', "+")),
-            )
-            .await;
-        assert_eq!(reply.status, 303, "{reply:?}");
-        reply.cookie().expect("a session cookie")
-    }
-
-    async fn person_id(&self, person_ref: &str) -> i64 {
-        sqlx::query_scalar("SELECT id FROM people WHERE ref = ?")
-            .bind(person_ref)
-            .fetch_one(&self.campaign.db().await)
-            .await
-            .expect("the person")
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.campaign.db().await)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    /// Stops the server; the campaign stays for what the test does next.
-    async fn stop(mut self) -> Campaign {
-        let _ = self.server.kill().await;
-        self.campaign
-    }
-}
-
-fn add_adviser(campaign: &Campaign, login: &str, args: &[&str]) {
-    let mut command = campaign.command();
-    command
-        .args(["adviser", "add", login])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("adviser add runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .expect("writes the password");
-    let output = child.wait_with_output().expect("adviser add ends");
-    assert_success(&output, "adviser add");
-}
+use support::console::Console;
 
 fn people() -> Vec<String> {
     vec![
@@ -253,7 +61,9 @@ async fn a_wrong_password_and_an_unknown_login_are_refused_alike() {
     }
     // What was typed stays in the login field.
     assert!(
-        wrong.body.contains(r#"name="login" autocomplete="username" value="alice""#),
+        wrong
+            .body
+            .contains(r#"name="login" autocomplete="username" value="alice""#),
         "{}",
         wrong.body
     );
@@ -509,14 +319,51 @@ fn people_with_postcodes(campaign: &Campaign) {
         "ref,email,civility,first_name,last_name,language,exposed,identifier,postcode,city\n",
     );
     let line = |r: &str, email: &str, first: &str, last: &str, postcode: &str, city: &str| {
-        format!("{r},{email},Mme,{first},{last},fr,name;email;postal,1234567A4821,{postcode},{city}\n")
+        format!(
+            "{r},{email},Mme,{first},{last},fr,name;email;postal,1234567A4821,{postcode},{city}\n"
+        )
     };
-    csv.push_str(&line("L1", "lea@example.org", "Léa", "Lefèvre", "75011", "Paris"));
-    csv.push_str(&line("L2", "marc@example.net", "Marc", "LEFÈVRE", "75 011", "Paris"));
-    csv.push_str(&line("L3", "max@example.com", "Maxime", "Lefevre", "75011", "Paris 11e"));
-    csv.push_str(&line("L4", "lyon@example.org", "Léa", "Lefèvre", "69003", "Lyon"));
+    csv.push_str(&line(
+        "L1",
+        "lea@example.org",
+        "Léa",
+        "Lefèvre",
+        "75011",
+        "Paris",
+    ));
+    csv.push_str(&line(
+        "L2",
+        "marc@example.net",
+        "Marc",
+        "LEFÈVRE",
+        "75 011",
+        "Paris",
+    ));
+    csv.push_str(&line(
+        "L3",
+        "max@example.com",
+        "Maxime",
+        "Lefevre",
+        "75011",
+        "Paris 11e",
+    ));
+    csv.push_str(&line(
+        "L4",
+        "lyon@example.org",
+        "Léa",
+        "Lefèvre",
+        "69003",
+        "Lyon",
+    ));
     for i in 0..25 {
-        csv.push_str(&line(&format!("D{i}"), &format!("d{i}@example.org"), "Jean", "Dupont", "75011", "Paris"));
+        csv.push_str(&line(
+            &format!("D{i}"),
+            &format!("d{i}@example.org"),
+            "Jean",
+            "Dupont",
+            "75011",
+            "Paris",
+        ));
     }
     let file = campaign.write_outside("postcodes.csv", csv);
     assert_success(&campaign.import(&file, &[]), "import");
@@ -535,7 +382,8 @@ async fn a_last_name_and_postcode_are_found_however_typed_with_the_true_count() 
         .await;
     assert_eq!(page.status, 200, "{page:?}");
     assert!(
-        page.body.contains("3 people with this last name at postcode 75 011"),
+        page.body
+            .contains("3 people with this last name at postcode 75 011"),
         "{}",
         page.body
     );
@@ -543,12 +391,26 @@ async fn a_last_name_and_postcode_are_found_however_typed_with_the_true_count() 
     assert_eq!(results.matches("href=\"/person/").count(), 3, "{results}");
     // Told apart without opening a row: the first-name initial, the city, the masked address,
     // and the postcode as it was typed.
-    for shown in ["L. L.", "M. L.", "l***@example.org", "m***@example.net", "m***@example.com", "Paris 11e", "<td>75 011</td>"] {
+    for shown in [
+        "L. L.",
+        "M. L.",
+        "l***@example.org",
+        "m***@example.net",
+        "m***@example.com",
+        "Paris 11e",
+        "<td>75 011</td>",
+    ] {
         assert!(results.contains(shown), "{shown}: {results}");
     }
     assert!(!results.contains("Lyon"), "{results}");
     // What was typed stays in the boxes.
-    assert!(page.body.contains(r#"name="last_name" placeholder="Last name" aria-label="Last name" value="lefevre""#), "{}", page.body);
+    assert!(
+        page.body.contains(
+            r#"name="last_name" placeholder="Last name" aria-label="Last name" value="lefevre""#
+        ),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains(r#"value="75 011""#), "{}", page.body);
 
     // The true number of matches, beyond the 20 listed; the first name narrows.
@@ -561,16 +423,33 @@ async fn a_last_name_and_postcode_are_found_however_typed_with_the_true_count() 
         page.body
     );
     let page = console
-        .get("/search?last_name=lefevre&postcode=75011&first_name=ma", Some(&cookie))
+        .get(
+            "/search?last_name=lefevre&postcode=75011&first_name=ma",
+            Some(&cookie),
+        )
         .await;
-    assert!(page.body.contains("2 people with this last name at postcode 75011"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("2 people with this last name at postcode 75011"),
+        "{}",
+        page.body
+    );
 
     // A misspelt name finds nobody, and says what to ask.
     let page = console
         .get("/search?last_name=Lefebvre&postcode=75011", Some(&cookie))
         .await;
-    assert!(page.body.contains("no person with this last name at postcode 75011"), "{}", page.body);
-    assert!(page.body.contains("Ask the caller to spell the name"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("no person with this last name at postcode 75011"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Ask the caller to spell the name"),
+        "{}",
+        page.body
+    );
     console.stop().await;
 }
 
@@ -582,11 +461,22 @@ async fn the_letter_is_masked_unless_the_adviser_asks_and_that_is_logged() {
     let id = console.person_id("A1").await;
     let page = console.get(&format!("/person/{id}"), Some(&cookie)).await;
     assert_eq!(page.status, 200, "{page:?}");
-    assert!(page.body.contains("id=\"letter\""), "the letter is on the page");
+    assert!(
+        page.body.contains("id=\"letter\""),
+        "the letter is on the page"
+    );
     for clear in ["alice.martin@", "Lefèvre", "Élodie"] {
-        assert!(!page.body.contains(clear), "{clear} in clear: {}", page.body);
+        assert!(
+            !page.body.contains(clear),
+            "{clear} in clear: {}",
+            page.body
+        );
     }
-    assert!(page.body.contains("Show the letter unmasked (logged)"), "{}", page.body);
+    assert!(
+        page.body.contains("Show the letter unmasked (logged)"),
+        "{}",
+        page.body
+    );
     assert_eq!(
         console
             .count("SELECT count(*) FROM access_log WHERE action = 'reveal'")
@@ -597,7 +487,11 @@ async fn the_letter_is_masked_unless_the_adviser_asks_and_that_is_logged() {
         .get(&format!("/person/{id}?reveal=1"), Some(&cookie))
         .await;
     assert!(revealed.body.contains("Lefèvre"), "{}", revealed.body);
-    assert!(revealed.body.contains("this look is logged"), "{}", revealed.body);
+    assert!(
+        revealed.body.contains("this look is logged"),
+        "{}",
+        revealed.body
+    );
     assert_eq!(
         console
             .count(&format!(
@@ -620,15 +514,32 @@ async fn person_pages_are_capped_per_hour_and_the_supervisor_sees_who_reached_th
     let id = console.person_id("A1").await;
     let mut statuses = Vec::new();
     for n in 0..5 {
-        statuses.push(console.get(&format!("/person/{}", id + n % 2), Some(&cookie)).await);
+        statuses.push(
+            console
+                .get(&format!("/person/{}", id + n % 2), Some(&cookie))
+                .await,
+        );
     }
     let codes: Vec<u16> = statuses.iter().map(|r| r.status).collect();
     assert_eq!(codes, [200, 200, 200, 429, 429], "{codes:?}");
-    assert!(statuses[3].body.contains("Too many person pages"), "{}", statuses[3].body);
-    assert!(!statuses[3].body.contains("example.org"), "nothing of the person");
+    assert!(
+        statuses[3].body.contains("Too many person pages"),
+        "{}",
+        statuses[3].body
+    );
+    assert!(
+        !statuses[3].body.contains("example.org"),
+        "nothing of the person"
+    );
     // Another adviser is not held up.
     let supervisor = console.log_in("alice").await;
-    assert_eq!(console.get(&format!("/person/{id}"), Some(&supervisor)).await.status, 200);
+    assert_eq!(
+        console
+            .get(&format!("/person/{id}"), Some(&supervisor))
+            .await
+            .status,
+        200
+    );
     let page = console.get("/supervisor", Some(&supervisor)).await;
     let bob = page
         .body
@@ -637,7 +548,10 @@ async fn person_pages_are_capped_per_hour_and_the_supervisor_sees_who_reached_th
         .and_then(|row| row.split("</tr>").next())
         .unwrap_or_default();
     assert!(bob.starts_with(" class=\"over\""), "{}", page.body);
-    assert!(bob.contains("<td>3</td><td>3</td><td>2 (over the cap)</td>"), "{bob}");
+    assert!(
+        bob.contains("<td>3</td><td>3</td><td>2 (over the cap)</td>"),
+        "{bob}"
+    );
     console.stop().await;
 }
 
@@ -647,7 +561,10 @@ async fn the_letter_as_sent_and_the_next_letter_are_told_apart_on_the_first_scre
     assert_success(&console.campaign.run(&["send"]), "send");
     let cookie = console.log_in("bob").await;
     let id = console.person_id("A1").await;
-    let csrf = console.get(&format!("/person/{id}"), Some(&cookie)).await.csrf();
+    let csrf = console
+        .get(&format!("/person/{id}"), Some(&cookie))
+        .await
+        .csrf();
     let reply = console
         .post(
             &format!("/person/{id}/address"),
@@ -658,23 +575,33 @@ async fn the_letter_as_sent_and_the_next_letter_are_told_apart_on_the_first_scre
     assert_eq!(reply.status, 303, "{reply:?}");
     let page = console.get(&format!("/person/{id}"), Some(&cookie)).await;
     // Both above the actions (the first screen), each labelled.
-    let (first_screen, _) = page.body.split_once("<h2>Actions</h2>").expect("the actions");
+    let (first_screen, _) = page
+        .body
+        .split_once("<h2>Actions</h2>")
+        .expect("the actions");
     let as_sent = first_screen
         .split("id=\"as-sent-summary\">")
         .nth(1)
         .and_then(|s| s.split("</p>").next())
         .unwrap_or_default();
     assert!(
-        as_sent.starts_with("Generation 1 · by e-mail · Sent on ") && as_sent.ends_with("(UTC) · To a***@example.org"),
+        as_sent.starts_with("Generation 1 · by e-mail · Sent on ")
+            && as_sent.ends_with("(UTC) · To a***@example.org"),
         "{as_sent}"
     );
-    assert!(first_screen.contains("The next letter (not sent yet)"), "{first_screen}");
+    assert!(
+        first_screen.contains("The next letter (not sent yet)"),
+        "{first_screen}"
+    );
     let next = first_screen
         .split("id=\"next-summary\">")
         .nth(1)
         .and_then(|s| s.split("</p>").next())
         .unwrap_or_default();
-    assert_eq!(next, "Generation 2 · To a***@example.net · waiting to be sent");
+    assert_eq!(
+        next,
+        "Generation 2 · To a***@example.net · waiting to be sent"
+    );
     // The letter as sent went to the first address; the next one goes to the new one.
     let text_of = |id: &str| {
         page.body
@@ -685,12 +612,26 @@ async fn the_letter_as_sent_and_the_next_letter_are_told_apart_on_the_first_scre
             .to_owned()
     };
     let (letter, next_letter) = (text_of("letter"), text_of("next-letter-body"));
-    assert!(letter.contains("a***@example.org") && !letter.contains("a***@example.net"), "{letter}");
+    assert!(
+        letter.contains("a***@example.org") && !letter.contains("a***@example.net"),
+        "{letter}"
+    );
     assert!(next_letter.contains("a***@example.net"), "{next_letter}");
     // The verdict: genuine, by e-mail, with its date and address.
-    let verdict = page.body.split("id=\"verdict\">").nth(1).unwrap_or_default();
-    assert!(verdict.starts_with("genuine: sent by e-mail on "), "{verdict}");
-    assert!(page.body.contains("class=\"verdict genuine\""), "{}", page.body);
+    let verdict = page
+        .body
+        .split("id=\"verdict\">")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        verdict.starts_with("genuine: sent by e-mail on "),
+        "{verdict}"
+    );
+    assert!(
+        page.body.contains("class=\"verdict genuine\""),
+        "{}",
+        page.body
+    );
     console.stop().await;
 }
 
@@ -703,24 +644,68 @@ async fn genuine_and_not_ours_are_equally_prominent_with_a_script_each() {
         .fetch_one(&console.campaign.db().await)
         .await
         .expect("notice id");
-    let genuine = console.get(&format!("/search?q={notice}"), Some(&cookie)).await;
+    let genuine = console
+        .get(&format!("/search?q={notice}"), Some(&cookie))
+        .await;
     let forged = console.get("/search?q=ZZZZ-ZZZZ-ZZZZ", Some(&cookie)).await;
-    assert!(genuine.body.contains(r#"<div class="verdict genuine" id="verdict">genuine: sent by e-mail on "#), "{}", genuine.body);
-    assert!(forged.body.contains(r#"<div class="verdict forged" id="verdict">no notice with this number was sent"#), "{}", forged.body);
+    assert!(
+        genuine
+            .body
+            .contains(r#"<div class="verdict genuine" id="verdict">genuine: sent by e-mail on "#),
+        "{}",
+        genuine.body
+    );
+    assert!(
+        forged.body.contains(
+            r#"<div class="verdict forged" id="verdict">no notice with this number was sent"#
+        ),
+        "{}",
+        forged.body
+    );
     // One style for both: bold and large; only the colours differ.
-    assert!(genuine.body.contains(".verdict{font-size:1.35em;font-weight:bold;"), "{}", genuine.body);
-    assert!(!genuine.body.contains(".forged{border-color:#b02020;color:#b02020;font-weight:bold}"));
+    assert!(
+        genuine
+            .body
+            .contains(".verdict{font-size:1.35em;font-weight:bold;"),
+        "{}",
+        genuine.body
+    );
+    assert!(
+        !genuine
+            .body
+            .contains(".forged{border-color:#b02020;color:#b02020;font-weight:bold}")
+    );
     for page in [&genuine, &forged] {
-        assert!(page.body.contains("<div class=\"script\" id=\"script\"><strong>What to tell the caller</strong>"), "{}", page.body);
+        assert!(
+            page.body.contains(
+                "<div class=\"script\" id=\"script\"><strong>What to tell the caller</strong>"
+            ),
+            "{}",
+            page.body
+        );
     }
     // The search box keeps the number, and the person's page opened from it has it too.
-    assert!(genuine.body.contains(&format!("name=\"q\" size=\"30\" value=\"{notice}\"")), "{}", genuine.body);
+    assert!(
+        genuine
+            .body
+            .contains(&format!("name=\"q\" size=\"30\" value=\"{notice}\"")),
+        "{}",
+        genuine.body
+    );
     let id = console.person_id("A1").await;
     // (`=` is escaped in the attribute, as every value is.)
     let link = format!("href=\"/person/{id}?q&#x3D;{notice}\"");
     assert!(genuine.body.contains(&link), "{link}: {}", genuine.body);
-    let person = console.get(&format!("/person/{id}?q={notice}"), Some(&cookie)).await;
-    assert!(person.body.contains(&format!("name=\"q\" size=\"30\" value=\"{notice}\"")), "{}", person.body);
+    let person = console
+        .get(&format!("/person/{id}?q={notice}"), Some(&cookie))
+        .await;
+    assert!(
+        person
+            .body
+            .contains(&format!("name=\"q\" size=\"30\" value=\"{notice}\"")),
+        "{}",
+        person.body
+    );
     console.stop().await;
 }
 
@@ -736,21 +721,44 @@ async fn the_console_speaks_the_campaigns_language_with_local_times_and_plain_st
     .await;
     let login = console.get("/login", None).await;
     assert!(login.body.contains("<html lang=\"fr\">"), "{}", login.body);
-    assert!(login.body.contains(">Identifiant</label>"), "{}", login.body);
+    assert!(
+        login.body.contains(">Identifiant</label>"),
+        "{}",
+        login.body
+    );
     assert_success(&console.campaign.run(&["send"]), "send");
     let cookie = console.log_in("bob").await;
     let id = console.person_id("A1").await;
     let page = console.get(&format!("/person/{id}"), Some(&cookie)).await;
-    assert!(page.body.contains("authentique : envoyé par e-mail le "), "{}", page.body);
+    assert!(
+        page.body.contains("authentique : envoyé par e-mail le "),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("(Europe/Paris)"), "{}", page.body);
-    assert!(page.body.contains("pris pour envoi"), "the timeline in words: {}", page.body);
+    assert!(
+        page.body.contains("pris pour envoi"),
+        "the timeline in words: {}",
+        page.body
+    );
     for internal in [">sent<", ">claimed<", "T0", ":00Z<"] {
         assert!(!page.body.contains(internal), "{internal}: {}", page.body);
     }
     let without = console.person_id("N1").await;
-    let page = console.get(&format!("/person/{without}"), Some(&cookie)).await;
-    assert!(page.body.contains("<td id=\"state\">pas d&#x27;adresse e-mail"), "{}", page.body);
-    assert!(page.body.contains("class=\"verdict caution\""), "{}", page.body);
+    let page = console
+        .get(&format!("/person/{without}"), Some(&cookie))
+        .await;
+    assert!(
+        page.body
+            .contains("<td id=\"state\">pas d&#x27;adresse e-mail"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("class=\"verdict caution\""),
+        "{}",
+        page.body
+    );
     assert!(
         page.body.contains("ce numéro est bien le nôtre, mais aucun e-mail n&#x27;a été envoyé à cette personne (pas d&#x27;adresse)"),
         "{}",
@@ -782,12 +790,17 @@ async fn the_supervisor_sees_the_days_calls_per_adviser_not_ours_look_ups_and_bo
         .campaign
         .write_outside("bounce.eml", hard_bounce("bruno@example.org"));
     assert_success(
-        &console.campaign.run(&["bounces", bounce.to_str().expect("utf-8 path")]),
+        &console
+            .campaign
+            .run(&["bounces", bounce.to_str().expect("utf-8 path")]),
         "bounces",
     );
     let bob = console.log_in("bob").await;
     let id = console.person_id("A1").await;
-    let csrf = console.get(&format!("/person/{id}"), Some(&bob)).await.csrf();
+    let csrf = console
+        .get(&format!("/person/{id}"), Some(&bob))
+        .await
+        .csrf();
     for (path, form) in [
         ("note", format!("csrf={csrf}&note=asked+about+the+letter")),
         ("paper", format!("csrf={csrf}")),
@@ -800,7 +813,10 @@ async fn the_supervisor_sees_the_days_calls_per_adviser_not_ours_look_ups_and_bo
     // Callers quoting notice numbers nobody was sent.
     for n in 0..7 {
         let reply = console
-            .get(&format!("/search?q=ZZZZ-ZZZZ-ZZZ{}", (b'A' + n) as char), Some(&bob))
+            .get(
+                &format!("/search?q=ZZZZ-ZZZZ-ZZZ{}", (b'A' + n) as char),
+                Some(&bob),
+            )
             .await;
         assert!(reply.body.contains("verdict forged"), "{}", reply.body);
     }
@@ -814,19 +830,37 @@ async fn the_supervisor_sees_the_days_calls_per_adviser_not_ours_look_ups_and_bo
         .and_then(|row| row.split("</tr>").next())
         .unwrap_or_default();
     assert_eq!(
-        bob_row,
-        "<td>bob</td><td>1</td><td>0</td><td>1</td><td>1</td><td>1</td><td>0</td>",
+        bob_row, "<td>bob</td><td>1</td><td>0</td><td>1</td><td>1</td><td>1</td><td>0</td>",
         "{}",
         page.body
     );
     let calls = page.body.split("id=\"calls\"").nth(1).unwrap_or_default();
     assert_eq!(calls.matches("<td>bob</td>").count(), 2, "{calls}");
-    assert!(calls.contains("call noted") && calls.contains("paper letter asked for"), "{calls}");
-    let not_ours = page.body.split("id=\"not-ours\"").nth(1).unwrap_or_default();
+    assert!(
+        calls.contains("call noted") && calls.contains("paper letter asked for"),
+        "{calls}"
+    );
+    let not_ours = page
+        .body
+        .split("id=\"not-ours\"")
+        .nth(1)
+        .unwrap_or_default();
     assert!(not_ours.contains("<td>7</td>"), "{not_ours}");
     assert!(page.body.contains("id=\"not-ours-alert\""), "{}", page.body);
-    assert!(page.body.contains("<td id=\"bounces-hard\">1</td>"), "{}", page.body);
-    assert!(page.body.contains("<td id=\"being-sent\">0</td>"), "{}", page.body);
-    assert!(page.body.contains("<td id=\"deferred\">0</td>"), "{}", page.body);
+    assert!(
+        page.body.contains("<td id=\"bounces-hard\">1</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<td id=\"being-sent\">0</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<td id=\"deferred\">0</td>"),
+        "{}",
+        page.body
+    );
     console.stop().await;
 }

@@ -27,10 +27,13 @@ X-Notice-Id: {notice_id}\r\n\r\n--B--\r\n"
 fn has_utc_timestamp(text: &str) -> bool {
     let shape = b"dddd-dd-ddTdd:dd";
     text.as_bytes().windows(shape.len()).any(|window| {
-        window
-            .iter()
-            .zip(shape)
-            .all(|(c, s)| if *s == b'd' { c.is_ascii_digit() } else { c == s })
+        window.iter().zip(shape).all(|(c, s)| {
+            if *s == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == s
+            }
+        })
     })
 }
 
@@ -93,10 +96,14 @@ async fn a_genuine_notice_id_is_confirmed_in_any_spelling() {
     }
     let text = stdout(&campaign.run(&["lookup", &notice]));
     assert!(
-        text.starts_with("genuine: sent by e-mail on ") && text.contains(" (UTC) to a***@example.org"),
+        text.starts_with("genuine: sent by e-mail on ")
+            && text.contains(" (UTC) to a***@example.org"),
         "{text}"
     );
-    assert!(text.contains("\n> Confirm the message is ours"), "a script: {text}");
+    assert!(
+        text.contains("\n> Confirm the message is ours"),
+        "a script: {text}"
+    );
     assert!(
         !text.contains("Lefèvre") && !text.contains("alice@"),
         "{text}"
@@ -121,12 +128,14 @@ async fn an_unknown_notice_id_is_not_ours_and_is_logged() {
         verdict,
         "no notice with this number was sent: the message is not ours"
     );
-    assert!(script.starts_with("> Tell the caller this message is not from us"), "{text}");
+    assert!(
+        script.starts_with("> Tell the caller this message is not from us"),
+        "{text}"
+    );
     // Both lookups are in the access log, with nobody found and the kind of query only.
     let pool = campaign.db().await;
-    let logged: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
-        "SELECT action, query_kind, person_id, verdict FROM access_log ORDER BY id",
-    )
+    let logged: Vec<(String, String, Option<i64>, String)> =
+        sqlx::query_as("SELECT action, query_kind, person_id, verdict FROM access_log ORDER BY id")
             .fetch_all(&pool)
             .await
             .expect("the access log");
@@ -259,7 +268,8 @@ async fn a_person_without_an_address_holds_a_genuine_number_but_no_email_of_ours
     assert!(
         answer["script"]
             .as_str()
-            .is_some_and(|s| s.starts_with("If the caller received an e-mail with this number, it is a fake")),
+            .is_some_and(|s| s
+                .starts_with("If the caller received an e-mail with this number, it is a fake")),
         "{answer}"
     );
 
@@ -279,7 +289,10 @@ async fn a_person_without_an_address_holds_a_genuine_number_but_no_email_of_ours
     );
     let sent = &answer["people"][0]["sent"];
     assert_eq!(sent["channel"], "paper", "{answer}");
-    assert!(sent["at"].as_str().is_some_and(|at| at.ends_with('Z')), "{answer}");
+    assert!(
+        sent["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
@@ -293,7 +306,10 @@ async fn a_letter_not_sent_yet_is_no_email_of_ours() {
         answer["verdict"],
         "this number is ours but no e-mail was sent to this person (not sent yet); paper letter not exported yet: an e-mail quoting it is not ours"
     );
-    assert_eq!(answer["people"][0]["next_letter"]["generation"], 1, "{answer}");
+    assert_eq!(
+        answer["people"][0]["next_letter"]["generation"], 1,
+        "{answer}"
+    );
     assert_eq!(answer["people"][0]["state_words"], "waiting to be sent");
 }
 
@@ -310,7 +326,10 @@ async fn the_answer_is_in_the_campaigns_language_with_local_times() {
             && text.contains(" (Europe/Paris) à a***@example.org"),
         "{text}"
     );
-    assert!(text.contains("envoyé par e-mail (accepté par notre serveur d'envoi)"), "{text}");
+    assert!(
+        text.contains("envoyé par e-mail (accepté par notre serveur d'envoi)"),
+        "{text}"
+    );
     // No raw UTC time stamps in what the adviser reads.
     assert!(!has_utc_timestamp(&text), "{text}");
     let (_, answer) = lookup_json(&campaign, "ZZZZ-ZZZZ-ZZZZ");

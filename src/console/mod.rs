@@ -44,7 +44,9 @@ use crate::render::Letters;
 use crate::store::helpline::{self as store, Access};
 use crate::{Exit, UsageError};
 
-use session::{Peer, Signed};
+/// The address a request came from, for `into_make_service_with_connect_info`.
+pub use session::Peer;
+use session::Signed;
 
 /// What every request handler shares.
 pub struct Console {
