@@ -192,7 +192,20 @@ pub async fn people_by_name_postcode(
             .bind(&first)
             .fetch_one(pool)
             .await?;
-    let people = people_where(pool, condition, &[&code, &last, &first]).await?;
+    // In the index's order (first name, then id): the first twenty are read and no more.
+    let sql = format!(
+        "{PERSON_ROW_SELECT} WHERE {condition}
+          ORDER BY p.postcode_key, p.last_name_key, p.first_name_key, p.id LIMIT {SEARCH_LIMIT}"
+    );
+    let people = sqlx::query(&sql)
+        .bind(&code)
+        .bind(&last)
+        .bind(&first)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(person_row)
+        .collect::<anyhow::Result<_>>()?;
     Ok((count, people))
 }
 
