@@ -86,6 +86,13 @@ pub fn check_listen(addr: SocketAddr, config: &crate::config::Console) -> Result
 /// limiters ready.
 pub async fn build(config: &Config, addr: SocketAddr) -> anyhow::Result<Shared> {
     let pool = crate::db::open(&config.campaign.database, false).await?;
+    // The name search's keys of everyone imported since the last start, before the first search.
+    let keyed = store::fill_name_keys(&pool)
+        .await
+        .context("while computing the name search's keys")?;
+    if keyed > 0 {
+        tracing::info!("console: search keys computed for {keyed} people");
+    }
     let (letters, letters_error) = match Letters::load(config) {
         Ok(letters) => (Some(letters), None),
         Err(error) => (None, Some(format!("{error:#}"))),

@@ -116,7 +116,6 @@ pub async fn people_by_email(pool: &SqlitePool, email: &str) -> anyhow::Result<V
 }
 
 /// The accent table of the name search: each letter of the left string reads as the right one.
-/// Migration 0011 spells the same table out in SQL; a test checks that the two agree.
 const FOLDED: [(&str, &str); 22] = [
     ("àáâãäåāăąÀÁÂÃÄÅĀĂĄ", "a"),
     ("çćĉċčÇĆĈĊČ", "c"),
@@ -143,7 +142,7 @@ const FOLDED: [(&str, &str); 22] = [
 ];
 
 /// A name as the search compares it (the `last_name_key` and `first_name_key` columns):
-/// accents folded, ASCII lower case, spaces, hyphens, apostrophes and dots removed.
+/// accents folded, lower case, spaces, hyphens, apostrophes and dots removed.
 /// "Lefèvre", "LEFEVRE" and "le fèvre" all read `lefevre`.
 pub fn name_key(name: &str) -> String {
     let mut key = String::with_capacity(name.len());
@@ -153,7 +152,7 @@ pub fn name_key(name: &str) -> String {
         }
         match FOLDED.iter().find(|(letters, _)| letters.contains(c)) {
             Some((_, base)) => key.push_str(base),
-            None => key.push(c.to_ascii_lowercase()),
+            None => key.extend(c.to_lowercase()),
         }
     }
     key
@@ -163,9 +162,71 @@ pub fn name_key(name: &str) -> String {
 pub fn postcode_key(postcode: &str) -> String {
     postcode
         .chars()
-        .filter(|c| !matches!(c, ' ' | '-'))
-        .map(|c| c.to_ascii_uppercase())
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_uppercase)
         .collect()
+}
+
+/// Rows of keys computed in one transaction: short enough not to hold up a `send` writing.
+const KEYS_BATCH: i64 = 2_000;
+
+/// Computes the search keys of every person who has a postcode and no keys yet (after an import,
+/// or a name changed by one): the name search reads them only after this. Returns how many were
+/// computed. Cheap when there are none (one probe of a partial index).
+pub async fn fill_name_keys(pool: &SqlitePool) -> anyhow::Result<u64> {
+    let mut filled = 0;
+    loop {
+        // Read first, outside a transaction: the usual answer is "none", and it takes no lock.
+        let missing: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM people WHERE postcode_key IS NULL AND postcode IS NOT NULL)",
+        )
+        .fetch_one(pool)
+        .await?;
+        if !missing {
+            return Ok(filled);
+        }
+        let mut tx = pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, last_name, first_name, postcode FROM people
+              WHERE postcode_key IS NULL AND postcode IS NOT NULL LIMIT ?",
+        )
+        .bind(KEYS_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(filled);
+        }
+        let mut keyed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let text = |column: &str| -> anyhow::Result<String> {
+                Ok(row
+                    .try_get::<Option<String>, _>(column)?
+                    .unwrap_or_default())
+            };
+            keyed.push((
+                row.try_get::<i64, _>("id")?,
+                postcode_key(&text("postcode")?),
+                name_key(&text("last_name")?),
+                name_key(&text("first_name")?),
+            ));
+        }
+        for chunk in keyed.chunks(200) {
+            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(",");
+            let sql = format!(
+                "UPDATE people SET postcode_key = v.column2, last_name_key = v.column3,
+                        first_name_key = v.column4
+                   FROM (VALUES {values}) AS v WHERE people.id = v.column1"
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, postcode, last, first) in chunk {
+                query = query.bind(id).bind(postcode).bind(last).bind(first);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        filled += keyed.len() as u64;
+    }
 }
 
 /// The people of this postcode with this last name, however both were typed (see [`name_key`]),
@@ -178,6 +239,7 @@ pub async fn people_by_name_postcode(
     postcode: &str,
     first_name: &str,
 ) -> anyhow::Result<(i64, Vec<PersonRow>)> {
+    fill_name_keys(pool).await?;
     let last = name_key(last_name);
     let code = postcode_key(postcode);
     let first = name_key(first_name);
@@ -724,7 +786,7 @@ pub async fn counters(pool: &SqlitePool, since: i64) -> anyhow::Result<Counters>
            (SELECT count(*) FROM call_notes WHERE at >= ?1) AS calls_today,
            (SELECT count(*) FROM events WHERE kind = ?2 AND at >= ?1) AS corrections_today,
            (SELECT count(*) FROM paper_requests WHERE at >= ?1) AS paper_requests_today,
-           (SELECT count(*) FROM access_log WHERE at >= ?1 AND action <> 'view') AS lookups_today,
+           (SELECT count(*) FROM access_log WHERE at >= ?1 AND action IN ('search', 'lookup')) AS lookups_today,
            (SELECT count(*) FROM call_notes) AS calls,
            (SELECT count(*) FROM events WHERE kind = ?2) AS corrections,
            (SELECT count(*) FROM paper_requests) AS paper_requests",
@@ -1023,36 +1085,62 @@ mod tests {
         assert_eq!(postcode_key("sw1a 1aa"), "SW1A1AA");
     }
 
-    /// The fold of migration 0011 (SQL) and [`name_key`] (Rust) must agree on every letter of the
-    /// table, in names of both kinds (with and without accents).
+    /// Keys are computed for new rows, cleared when a name changes, computed again.
     #[tokio::test]
-    async fn the_databases_fold_is_the_same_as_ours() {
+    async fn search_keys_follow_the_names() {
         let dir = tempfile::tempdir().unwrap();
         let pool = crate::db::open(&dir.path().join("t.db"), true)
             .await
             .unwrap();
-        let mut names: Vec<String> = FOLDED
+        for (i, (last, postcode)) in [("Lefèvre", Some("75 011")), ("Ørsted", None)]
             .iter()
-            .flat_map(|(letters, _)| letters.chars())
-            .map(|c| format!("X{c}y - Z'.{c}"))
-            .collect();
-        names.extend(
-            ["Dupont", "LE GOFF", "O'Brien", "Ørsted", "Straße", "Łukasz"].map(String::from),
-        );
-        for (i, name) in names.iter().enumerate() {
-            let (last, first): (String, String) = sqlx::query_as(
+            .enumerate()
+        {
+            sqlx::query(
                 "INSERT INTO people (ref, notice_id, language, exposed, row_hash, import_run,
-                                     imported_at, updated_at, last_name, first_name)
-                 VALUES (?1, ?1, 'fr', '', '', 0, 0, 0, ?2, ?2)
-                 RETURNING last_name_key, first_name_key",
+                                     imported_at, updated_at, last_name, first_name, postcode)
+                 VALUES (?1, ?1, 'fr', '', '', 0, 0, 0, ?2, 'Éloïse', ?3)",
             )
             .bind(format!("R{i}"))
-            .bind(name)
-            .fetch_one(&pool)
+            .bind(last)
+            .bind(postcode)
+            .execute(&pool)
             .await
             .unwrap();
-            assert_eq!(last, name_key(name), "{name}");
-            assert_eq!(first, name_key(name), "{name}");
         }
+        let keys = |pool: SqlitePool| async move {
+            sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>)>(
+                "SELECT postcode_key, last_name_key, first_name_key FROM people ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        };
+        assert_eq!(
+            fill_name_keys(&pool).await.unwrap(),
+            1,
+            "only who has a postcode"
+        );
+        let lefevre = (
+            Some("75011".to_owned()),
+            Some("lefevre".to_owned()),
+            Some("eloise".to_owned()),
+        );
+        assert_eq!(
+            keys(pool.clone()).await,
+            vec![lefevre.clone(), (None, None, None)]
+        );
+        assert_eq!(fill_name_keys(&pool).await.unwrap(), 0);
+        sqlx::query("UPDATE people SET last_name = 'Le Goff' WHERE ref = 'R0'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(pool.clone()).await[0],
+            (None, None, None),
+            "cleared by the change"
+        );
+        assert_eq!(fill_name_keys(&pool).await.unwrap(), 1);
+        assert_eq!(keys(pool.clone()).await[0].1.as_deref(), Some("legoff"));
     }
 }
