@@ -245,7 +245,8 @@ pub async fn people_by_name_postcode(
     let first = name_key(first_name);
     // `first_name_key >= ?3 AND first_name_key < ?3 || char(1114111)`: the names that begin
     // with it, as a range of the index.
-    let condition = "p.postcode_key = ?1 AND p.last_name_key = ?2 AND p.postcode IS NOT NULL
+    // Every column in the index: the count reads the index alone, not one row per match.
+    let condition = "p.postcode_key = ?1 AND p.last_name_key = ?2
          AND (?3 = '' OR (p.first_name_key >= ?3 AND p.first_name_key < ?3 || char(1114111)))";
     let count: i64 =
         sqlx::query_scalar(&format!("SELECT count(*) FROM people p WHERE {condition}"))
