@@ -97,20 +97,20 @@ impl Voice {
             "pending" => ("en attente d'envoi", "waiting to be sent"),
             "sending" => ("en cours d'envoi", "being sent now"),
             "sent" => (
-                "envoyé par e-mail (accepté par notre serveur d'envoi)",
+                "envoyé par courriel (accepté par notre serveur d'envoi)",
                 "sent by e-mail (accepted by our mail server)",
             ),
             "delivered" => (
-                "envoyé par e-mail, remis à la messagerie de la personne",
+                "envoyé par courriel, remis à la messagerie de la personne",
                 "sent by e-mail, accepted by the person's provider",
             ),
             "deferred" => ("retardé, nouvel essai prévu", "delayed, will be retried"),
             "failed" => (
-                "refusé par le serveur de messagerie : pas d'e-mail",
+                "refusé par le serveur de messagerie : pas de courriel",
                 "refused by the mail server: no e-mail",
             ),
             "bounced" => ("revenu non distribué", "came back undelivered"),
-            "no_email" => ("pas d'adresse e-mail", "no e-mail address"),
+            "no_email" => ("pas d'adresse électronique", "no e-mail address"),
             other => return other.to_owned(),
         };
         if self.fr() { fr } else { en }.to_owned()
@@ -122,7 +122,7 @@ impl Voice {
             "imported" => ("importé", "imported"),
             "updated" => ("mis à jour à l'import", "updated by an import"),
             "claimed" => ("pris pour envoi", "taken for sending"),
-            "sent" => ("envoyé par e-mail", "sent by e-mail"),
+            "sent" => ("envoyé par courriel", "sent by e-mail"),
             "delivered" => ("remis à la messagerie", "accepted by the provider"),
             "deferred" => ("retardé", "delayed"),
             "failed" => ("refusé", "refused"),
@@ -144,7 +144,7 @@ impl Voice {
     /// The answer for a notice number nobody was sent.
     pub fn not_ours(&self) -> &'static str {
         if self.fr() {
-            "pas de chez nous : aucun message portant ce numéro n'a été envoyé"
+            "pas de chez nous : aucun avis portant ce numéro n'a été envoyé"
         } else {
             crate::lookup::NOT_OURS
         }
@@ -162,7 +162,7 @@ impl Voice {
     pub fn malformed_notice(&self) -> String {
         if self.fr() {
             format!(
-                "ce n'est pas un de nos numéros (les nôtres ont 12 lettres et chiffres, XXXX-XXXX-XXXX, sans I, L, O ni U) : {}",
+                "ce n'est pas un de nos numéros d'avis (les nôtres ont 12 lettres et chiffres, XXXX-XXXX-XXXX, sans I, L, O ni U) : {}",
                 self.not_ours()
             )
         } else {
@@ -175,7 +175,7 @@ impl Voice {
 
     pub fn genuine_email(&self, at: &str, to: &str) -> String {
         if self.fr() {
-            format!("authentique : envoyé par e-mail le {at} à {to}")
+            format!("authentique : envoyé par courriel le {at} à {to}")
         } else {
             format!("genuine: sent by e-mail on {at} to {to}")
         }
@@ -225,10 +225,10 @@ impl Voice {
     pub fn ours_no_email(&self, why: &str, paper_at: Option<&str>) -> String {
         match (self.fr(), paper_at) {
             (true, Some(at)) => format!(
-                "ce numéro est bien le nôtre, mais aucun e-mail n'a été envoyé à cette personne ({why}) ; courrier papier exporté le {at} : un e-mail qui le cite n'est pas de nous"
+                "ce numéro d'avis est bien le nôtre, mais aucun courriel n'a été envoyé à cette personne ({why}) ; courrier papier exporté le {at} : un courriel qui le cite n'est pas de nous"
             ),
             (true, None) => format!(
-                "ce numéro est bien le nôtre, mais aucun e-mail n'a été envoyé à cette personne ({why}) ; courrier papier pas encore exporté : un e-mail qui le cite n'est pas de nous"
+                "ce numéro d'avis est bien le nôtre, mais aucun courriel n'a été envoyé à cette personne ({why}) ; courrier papier pas encore exporté : un courriel qui le cite n'est pas de nous"
             ),
             (false, Some(at)) => format!(
                 "this number is ours but no e-mail was sent to this person ({why}); paper letter exported on {at}: an e-mail quoting it is not ours"
@@ -241,7 +241,7 @@ impl Voice {
 
     pub fn ours_no_email_script(&self) -> &'static str {
         if self.fr() {
-            "Si la personne a reçu un e-mail avec ce numéro, c'est un faux : qu'elle ne clique sur rien, ne réponde pas et le supprime. Un courrier papier avec ce numéro est bien de nous. Proposez le courrier papier s'il n'est pas encore parti, ou une adresse e-mail."
+            "Si la personne a reçu un courriel avec ce numéro d'avis, c'est un faux : qu'elle ne clique sur rien, ne réponde pas et le supprime. Un courrier papier avec ce numéro est bien de nous. Proposez le courrier papier s'il n'est pas encore parti, ou une adresse électronique."
         } else {
             "If the caller received an e-mail with this number, it is a fake: do not click anything, do not answer, delete it. A paper letter with this number is ours. Offer the paper letter if it has not gone yet, or take an e-mail address."
         }
@@ -250,7 +250,7 @@ impl Voice {
     pub fn being_sent(&self, to: &str) -> String {
         if self.fr() {
             format!(
-                "ce numéro est bien le nôtre : son e-mail est en cours d'envoi à {to} ; un e-mail reçu dans les dernières minutes est de nous"
+                "ce numéro d'avis est bien le nôtre : son courriel est en cours d'envoi à {to} ; un courriel reçu dans les dernières minutes est de nous"
             )
         } else {
             format!(
@@ -286,7 +286,7 @@ impl Voice {
 
     pub fn no_email_match(&self) -> &'static str {
         if self.fr() {
-            "personne avec cette adresse e-mail"
+            "personne avec cette adresse électronique"
         } else {
             "no person with this e-mail address"
         }
@@ -294,7 +294,7 @@ impl Voice {
 
     pub fn check_spelling_script(&self) -> &'static str {
         if self.fr() {
-            "Faites épeler le nom et redonner le code postal, ou demandez le numéro du message (en haut du message)."
+            "Faites épeler le nom et redonner le code postal, ou demandez le numéro d'avis (« Votre numéro d'avis », en haut du message)."
         } else {
             "Ask the caller to spell the name and give the postcode again, or to read out the notice number (at the top of the message)."
         }
@@ -558,16 +558,16 @@ pub static FR: Labels = Labels {
     password: "Mot de passe",
     console_title: "Console d'assistance",
     find_caller: "Retrouver l'appelant",
-    query_label: "Numéro du message, e-mail ou référence",
+    query_label: "Numéro d'avis, courriel ou référence",
     last_name: "Nom",
     postcode: "Code postal",
     first_name: "Prénom",
     optional: "facultatif",
-    notice: "Numéro du message",
+    notice: "Numéro d'avis",
     reference: "Référence",
     name: "Nom",
-    email: "E-mail",
-    alt_email: "E-mail de secours",
+    email: "Courriel",
+    alt_email: "Courriel de secours",
     city: "Ville",
     postal: "Adresse postale",
     letter: "Courrier",
@@ -575,11 +575,11 @@ pub static FR: Labels = Labels {
     letter_as_sent: "Le message tel qu'il a été envoyé",
     next_letter: "Le prochain message (pas encore envoyé)",
     next_letter_note: "Un nouveau message attend son envoi ; la personne ne l'a pas encore reçu.",
-    nothing_sent: "Aucun e-mail n'a été envoyé à cette personne.",
+    nothing_sent: "Aucun courriel n'a été envoyé à cette personne.",
     generation: "Génération",
     sent_on: "Envoyé le",
     to: "À",
-    by_email: "par e-mail",
+    by_email: "par courriel",
     paper_letter: "Courrier papier",
     paper_exported: "exporté pour impression le",
     paper_not_exported: "pas encore exporté",
@@ -604,7 +604,7 @@ pub static FR: Labels = Labels {
     event: "Étape",
     detail: "Détail",
     actions: "Actions",
-    new_address: "Une adresse e-mail corrigée ou de secours (le message repart vers elle)",
+    new_address: "Une adresse électronique corrigée ou de secours (le message repart vers elle)",
     address: "Adresse",
     corrected: "adresse corrigée",
     alternative: "adresse de secours",
@@ -634,7 +634,7 @@ pub static FR: Labels = Labels {
     not_ours_per_hour: "Recherches « pas de chez nous » par heure",
     hour: "Heure",
     not_ours_lookups: "Pas de chez nous",
-    not_ours_alert: "Plus de recherches « pas de chez nous » que d'habitude : une vague d'hameçonnage cite peut-être des numéros inventés.",
+    not_ours_alert: "Plus de recherches « pas de chez nous » que d'habitude : une vague d'hameçonnage cite peut-être des numéros d'avis inventés.",
     bounces_today: "Retours aujourd'hui",
     hard: "non distribués (définitifs)",
     soft: "temporaires",

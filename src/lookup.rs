@@ -1,4 +1,4 @@
-//! `lookup QUERY`: what the helpline tells a caller. A notice id (as read out: any case, with or
+//! `lookup QUERY`: what the helpline tells a caller. A notice number (as read out: any case, with or
 //! without dashes), a ref or an e-mail address finds the person; the answer says exactly what the
 //! organisation sent them (an e-mail on this date to this masked address; no e-mail, and a paper
 //! letter exported on this date or not yet; nothing at all: not ours), with a short script for the
@@ -562,40 +562,40 @@ pub fn as_text(answer: &Answer, voice: &Voice) -> String {
         if answer.people.len() > 1 {
             let _ = writeln!(out, "{}", person.verdict.text);
         }
-        let _ = writeln!(out, "notice    {}", person.notice_id);
-        let _ = writeln!(out, "ref       {}", person.person_ref);
-        let _ = writeln!(out, "name      {}", person.name);
+        let _ = writeln!(out, "notice number {}", person.notice_id);
+        let _ = writeln!(out, "ref           {}", person.person_ref);
+        let _ = writeln!(out, "name          {}", person.name);
         let address = person.email.as_deref().unwrap_or("(no e-mail address)");
-        let _ = writeln!(out, "e-mail    {address}");
+        let _ = writeln!(out, "e-mail        {address}");
         if let Some(alt) = &person.alt_email {
-            let _ = writeln!(out, "alt       {alt}");
+            let _ = writeln!(out, "alt           {alt}");
         }
         if let Some(postal) = &person.postal {
-            let _ = writeln!(out, "postal    {postal}");
+            let _ = writeln!(out, "postal        {postal}");
         }
         let _ = writeln!(
             out,
-            "letter    {} (generation {})",
+            "letter        {} (generation {})",
             person.state_words, person.generation
         );
         match &person.letter_as_sent {
             Some(sent) => {
                 let _ = writeln!(
                     out,
-                    "sent      e-mail, generation {}, {} to {}",
+                    "sent          e-mail, generation {}, {} to {}",
                     sent.generation,
                     sent.at_local,
                     sent.to.as_deref().unwrap_or("?")
                 );
             }
             None => {
-                let _ = writeln!(out, "sent      no e-mail");
+                let _ = writeln!(out, "sent          no e-mail");
             }
         }
         if let Some(next) = &person.next_letter {
             let _ = writeln!(
                 out,
-                "next      generation {} to {}: {} (not received yet)",
+                "next          generation {} to {}: {} (not received yet)",
                 next.generation,
                 next.to.as_deref().unwrap_or("?"),
                 next.state_words
@@ -604,15 +604,15 @@ pub fn as_text(answer: &Answer, voice: &Voice) -> String {
         if let Some(paper) = &person.paper_requested {
             let _ = writeln!(
                 out,
-                "paper     asked for a paper letter on {} (adviser {})",
+                "paper         asked for a paper letter on {} (adviser {})",
                 voice.time(paper.at),
                 paper.adviser
             );
         }
         if let Some(at) = &person.paper_exported_local {
-            let _ = writeln!(out, "paper     exported for printing on {at}");
+            let _ = writeln!(out, "paper         exported for printing on {at}");
         }
-        let _ = writeln!(out, "attempts  {}", person.attempts.len());
+        let _ = writeln!(out, "attempts      {}", person.attempts.len());
         for attempt in &person.attempts {
             let _ = writeln!(
                 out,
@@ -624,7 +624,7 @@ pub fn as_text(answer: &Answer, voice: &Voice) -> String {
                 attempt.reply.as_deref().unwrap_or("")
             );
         }
-        let _ = writeln!(out, "bounces   {}", person.bounces.len());
+        let _ = writeln!(out, "bounces       {}", person.bounces.len());
         for bounce in &person.bounces {
             let _ = writeln!(
                 out,

@@ -731,7 +731,7 @@ async fn the_console_speaks_the_campaigns_language_with_local_times_and_plain_st
     let id = console.person_id("A1").await;
     let page = console.get(&format!("/person/{id}"), Some(&cookie)).await;
     assert!(
-        page.body.contains("authentique : envoyé par e-mail le "),
+        page.body.contains("authentique : envoyé par courriel le "),
         "{}",
         page.body
     );
@@ -750,7 +750,7 @@ async fn the_console_speaks_the_campaigns_language_with_local_times_and_plain_st
         .await;
     assert!(
         page.body
-            .contains("<td id=\"state\">pas d&#x27;adresse e-mail"),
+            .contains("<td id=\"state\">pas d&#x27;adresse électronique"),
         "{}",
         page.body
     );
@@ -760,7 +760,7 @@ async fn the_console_speaks_the_campaigns_language_with_local_times_and_plain_st
         page.body
     );
     assert!(
-        page.body.contains("ce numéro est bien le nôtre, mais aucun e-mail n&#x27;a été envoyé à cette personne (pas d&#x27;adresse)"),
+        page.body.contains("ce numéro d&#x27;avis est bien le nôtre, mais aucun courriel n&#x27;a été envoyé à cette personne (pas d&#x27;adresse)"),
         "{}",
         page.body
     );

@@ -206,7 +206,7 @@ async fn two_generations_and_a_bounce_show_every_attempt() {
     assert_eq!(waiting["next_letter"]["state"], "pending");
     assert_eq!(between["verdict_kind"], "genuine", "an e-mail did go out");
     let text = stdout(&campaign.run(&["lookup", &notice]));
-    assert!(text.contains("next      generation 2 to "), "{text}");
+    assert!(text.contains("next          generation 2 to "), "{text}");
     assert_success(&campaign.run(&["send"]), "second send");
     let second_message_id: String = campaign.delivery("A1", "message_id").await;
     assert_ne!(first_message_id, second_message_id);
@@ -243,8 +243,10 @@ async fn two_generations_and_a_bounce_show_every_attempt() {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     let text = stdout(&campaign.run(&["lookup", &notice]));
-    assert!(text.contains("attempts  2"), "{text}");
-    assert!(text.contains("bounces   1"), "{text}");
+    assert!(text.contains("attempts      2"), "{text}");
+    assert!(text.contains("bounces       1"), "{text}");
+    // The notice number under the name the letters give it.
+    assert!(text.contains(&format!("notice number {notice}")), "{text}");
 }
 
 #[tokio::test]
@@ -322,12 +324,12 @@ async fn the_answer_is_in_the_campaigns_language_with_local_times() {
     let notice = notice_id(&campaign, "A1").await;
     let text = stdout(&campaign.run(&["lookup", &notice]));
     assert!(
-        text.starts_with("authentique : envoyé par e-mail le ")
+        text.starts_with("authentique : envoyé par courriel le ")
             && text.contains(" (Europe/Paris) à a***@example.org"),
         "{text}"
     );
     assert!(
-        text.contains("envoyé par e-mail (accepté par notre serveur d'envoi)"),
+        text.contains("envoyé par courriel (accepté par notre serveur d'envoi)"),
         "{text}"
     );
     // No raw UTC time stamps in what the adviser reads.
@@ -335,6 +337,6 @@ async fn the_answer_is_in_the_campaigns_language_with_local_times() {
     let (_, answer) = lookup_json(&campaign, "ZZZZ-ZZZZ-ZZZZ");
     assert_eq!(
         answer["verdict"],
-        "pas de chez nous : aucun message portant ce numéro n'a été envoyé"
+        "pas de chez nous : aucun avis portant ce numéro n'a été envoyé"
     );
 }

@@ -286,7 +286,7 @@ pub fn words(language: Language, key: &str) -> (&'static str, &'static str) {
         "search_hint" => pick(
             (
                 "",
-                "tapez un numéro de message, une adresse e-mail ou une référence ; ou un nom et un code postal",
+                "tapez un numéro d'avis, une adresse électronique ou une référence ; ou un nom et un code postal",
             ),
             (
                 "",
@@ -372,7 +372,7 @@ pub fn words(language: Language, key: &str) -> (&'static str, &'static str) {
         "invalid_address" => pick(
             (
                 "",
-                "Ce n'est pas une adresse e-mail à laquelle envoyer un message : rien n'a été enregistré.",
+                "Ce n'est pas une adresse électronique à laquelle envoyer un message : rien n'a été enregistré.",
             ),
             (
                 "",

@@ -264,7 +264,7 @@ try:
     typed = notice_id.lower().replace("-", "")
     page.submit(fill("#q", typed) + "document.querySelector('#search').click();")
     text = page.text()
-    check("authentique : envoyé par e-mail le" in text, "the notice id, typed without dashes, is genuine, sent by e-mail")
+    check("authentique : envoyé par courriel le" in text, "the notice id, typed without dashes, is genuine, sent by e-mail")
     check("(Europe/Paris)" in text, "the time is local, the zone named")
     check("Ce qu'il faut dire" in text, "a script for the adviser under the verdict")
     check(page.evaluate("document.querySelector('#q').value") == typed, "the search box keeps what was typed")
@@ -279,7 +279,7 @@ try:
     page.screenshot("not_ours.png")
 
     page.submit(fill("#q", no_email[0]) + "document.querySelector('#search').click();")
-    check("aucun e-mail n'a été envoyé à cette personne (pas d'adresse)" in page.text(),
+    check("aucun courriel n'a été envoyé à cette personne (pas d'adresse)" in page.text(),
           "a person without an e-mail: the number is ours, an e-mail quoting it is not")
     check(verdict_style()[:2] == genuine_style[:2], "that verdict is as prominent as the others")
     page.screenshot("no_email.png")
