@@ -85,8 +85,10 @@ timeout 300 python3 "$repo/tests/e2e/console_browser.py" "$browser" "$base" \
 }
 
 "$bin" -q --config "$config" export audit --events --format csv >"$work/events.csv"
-grep -q "address_corrected" "$work/events.csv" || fail "export audit --events lacks the correction"
-grep "address_corrected" "$work/events.csv" | grep -q "adviser alice" ||
+# The demo campaign is French: its audit names the event in French.
+corrected="address_corrected|adresse corrigée"
+grep -Eq "$corrected" "$work/events.csv" || fail "export audit --events lacks the correction"
+grep -E "$corrected" "$work/events.csv" | grep -q "adviser alice" ||
     fail "the correction's event does not name the adviser"
 echo "console_browser: ok: export audit --events shows the correction, naming the adviser"
 
