@@ -26,7 +26,8 @@ CREATE INDEX people_postcode_name ON people(postcode_key, last_name_key, first_n
 -- Every generation that went out by e-mail: when, and to which address (masked as the helpline
 -- shows it: first character, ***, the domain). Kept by a trigger on the delivery, so that no path
 -- that marks a letter sent can forget it; after a corrected address the helpline can still say
--- what the person was sent, beside the next letter.
+-- what the person was sent, beside the next letter. A later migration that rebuilds `deliveries`
+-- (create, copy, drop, rename) drops the trigger with the old table: it must create it again.
 CREATE TABLE letters_sent (
     person_id     INTEGER NOT NULL,
     generation    INTEGER NOT NULL,
