@@ -338,7 +338,7 @@ fn thousands(n: i64, separator: char) -> String {
     let digits = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(separator);
         }
         out.push(c);
@@ -354,6 +354,7 @@ pub struct Labels {
     pub search: &'static str,
     pub supervisor: &'static str,
     pub adviser: &'static str,
+    pub adviser_heading: &'static str,
     pub log_out: &'static str,
     pub log_in: &'static str,
     pub login: &'static str,
@@ -453,6 +454,7 @@ pub static EN: Labels = Labels {
     search: "Search",
     supervisor: "Supervisor",
     adviser: "adviser",
+    adviser_heading: "Adviser",
     log_out: "Log out",
     log_in: "Log in",
     login: "Login",
@@ -552,6 +554,7 @@ pub static FR: Labels = Labels {
     search: "Recherche",
     supervisor: "Supervision",
     adviser: "conseiller",
+    adviser_heading: "Conseiller",
     log_out: "Se déconnecter",
     log_in: "Se connecter",
     login: "Identifiant",

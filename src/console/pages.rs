@@ -120,7 +120,7 @@ const PERSON: &str = r#"<h1>{{t.notice}} {{report.notice_id}}</h1>
 <form method="post" action="/person/{{id}}/note"><input type="hidden" name="csrf" value="{{csrf}}">
 <textarea name="note" id="note" rows="3" cols="70" maxlength="2000" required></textarea><br>
 <button type="submit" id="record-note">{{t.add_note}}</button></form>
-{{#if notes}}<table id="notes"><tr><th>{{t.when}}</th><th>{{t.adviser}}</th><th>{{t.call_note}}</th></tr>
+{{#if notes}}<table id="notes"><tr><th>{{t.when}}</th><th>{{t.adviser_heading}}</th><th>{{t.call_note}}</th></tr>
 {{#each notes}}<tr><td>{{at}}</td><td>{{adviser}}</td><td>{{#if note}}{{note}}{{else}}{{../t.erased}}{{/if}}</td></tr>
 {{/each}}</table>{{/if}}</fieldset>
 <h2>{{t.attempts}}</h2>
@@ -136,7 +136,7 @@ const PERSON: &str = r#"<h1>{{t.notice}} {{report.notice_id}}</h1>
 {{#each timeline}}<tr><td>{{at}}</td><td>{{kind}}</td><td>{{generation}}</td><td>{{detail}}</td></tr>
 {{/each}}</table>
 <h2>{{t.who_looked}}</h2>
-<table id="accesses"><tr><th>{{t.when}}</th><th>{{t.adviser}}</th><th>{{t.what}}</th></tr>
+<table id="accesses"><tr><th>{{t.when}}</th><th>{{t.adviser_heading}}</th><th>{{t.what}}</th></tr>
 {{#each accesses}}<tr><td>{{at}}</td><td>{{adviser}}</td><td>{{action}}</td></tr>
 {{/each}}</table>"#;
 
@@ -150,7 +150,7 @@ const SUPERVISOR: &str = r#"<h1>{{t.todays_figures}}</h1>
 <tr><th>{{t.searches}}</th><td>{{figures.counters.lookups_today}}</td><td></td></tr>
 </table>
 <h2>{{t.per_adviser}}</h2>
-<table id="advisers"><tr><th>{{t.adviser}}</th><th>{{t.calls_noted}}</th><th>{{t.corrections}}</th><th>{{t.paper_requests}}</th><th>{{t.person_views}}</th><th>{{t.views_worst_hour}} (max {{cap}})</th><th>{{t.views_refused}}</th></tr>
+<table id="advisers"><tr><th>{{t.adviser_heading}}</th><th>{{t.calls_noted}}</th><th>{{t.corrections}}</th><th>{{t.paper_requests}}</th><th>{{t.person_views}}</th><th>{{t.views_worst_hour}} (max {{cap}})</th><th>{{t.views_refused}}</th></tr>
 {{#each figures.advisers}}<tr id="adviser-{{adviser}}"{{#if over_cap}} class="over"{{/if}}><td>{{adviser}}</td><td>{{calls}}</td><td>{{corrections}}</td><td>{{paper_requests}}</td><td>{{views}}</td><td>{{views_worst_hour}}</td><td>{{views_refused}}{{#if over_cap}} ({{../t.over_cap}}){{/if}}</td></tr>
 {{/each}}</table>
 <h2>{{t.not_ours_per_hour}}</h2>
@@ -164,7 +164,7 @@ const SUPERVISOR: &str = r#"<h1>{{t.todays_figures}}</h1>
 <table id="at-relay"><tr><th>{{t.being_sent_now}}</th><td id="being-sent">{{figures.being_sent}}</td></tr>
 <tr><th>{{t.delayed_retry}}</th><td id="deferred">{{figures.deferred}}</td></tr></table>
 <h2>{{t.todays_calls}}</h2>
-{{#if figures.calls}}<table id="calls"><tr><th>{{t.when}}</th><th>{{t.adviser}}</th><th>{{t.what}}</th><th>{{t.notice}}</th></tr>
+{{#if figures.calls}}<table id="calls"><tr><th>{{t.when}}</th><th>{{t.adviser_heading}}</th><th>{{t.what}}</th><th>{{t.notice}}</th></tr>
 {{#each figures.calls}}<tr><td>{{at}}</td><td>{{adviser}}</td><td>{{what}}</td><td><a href="/person/{{person_id}}">{{notice_id}}</a></td></tr>
 {{/each}}</table>{{else}}<p id="calls">{{t.no_calls}}</p>{{/if}}
 <h2>{{t.still_to_send}} — {{figures.still_to_send}}</h2>

@@ -20,6 +20,9 @@ use crate::store::helpline::{self as store, Adviser};
 
 const COOKIE: &str = "breachmail_session";
 
+/// A session's expiry is pushed back when it would gain at least this much.
+const EXTEND_EVERY_MS: i64 = 60_000;
+
 /// The address a request came from (the proxy's, behind one).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
@@ -131,14 +134,14 @@ pub async fn require(
         let Some(session) = session else {
             return Err(to_login(true));
         };
-        store::extend_session(
-            &console.pool,
-            &sha,
-            now,
-            expiry(console, session.created_at, now),
-        )
-        .await
-        .map_err(failed)?;
+        // Extended at most once a minute: a write per request would queue twenty advisers
+        // behind each other for a minute's precision on a thirty-minute expiry.
+        let extended = expiry(console, session.created_at, now);
+        if extended - session.expires_at >= EXTEND_EVERY_MS {
+            store::extend_session(&console.pool, &sha, now, extended)
+                .await
+                .map_err(failed)?;
+        }
         return Ok(Signed {
             adviser: session.adviser,
             csrf_token: session.csrf_token,

@@ -920,15 +920,15 @@ pub struct AdviserDay {
 /// Every adviser who did something since a time, by login.
 pub async fn advisers_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<AdviserDay>> {
     let mut days: std::collections::BTreeMap<String, AdviserDay> = Default::default();
-    let day = |days: &mut std::collections::BTreeMap<String, AdviserDay>, login: &str| {
-        days.entry(login.to_owned())
-            .or_insert_with(|| AdviserDay {
-                adviser: login.to_owned(),
-                ..Default::default()
-            })
-            .adviser
-            .clone()
-    };
+    fn day<'a>(
+        days: &'a mut std::collections::BTreeMap<String, AdviserDay>,
+        login: &str,
+    ) -> &'a mut AdviserDay {
+        days.entry(login.to_owned()).or_insert_with(|| AdviserDay {
+            adviser: login.to_owned(),
+            ..Default::default()
+        })
+    }
     for row in sqlx::query(
         "SELECT adviser, count(*) AS calls FROM call_notes WHERE at >= ? GROUP BY adviser",
     )
@@ -937,10 +937,7 @@ pub async fn advisers_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<A
     .await?
     {
         let login: String = row.try_get("adviser")?;
-        day(&mut days, &login);
-        if let Some(entry) = days.get_mut(&login) {
-            entry.calls = row.try_get("calls")?;
-        }
+        day(&mut days, &login).calls = row.try_get("calls")?;
     }
     for row in sqlx::query(
         "SELECT adviser, count(*) AS n FROM paper_requests WHERE at >= ? GROUP BY adviser",
@@ -950,10 +947,7 @@ pub async fn advisers_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<A
     .await?
     {
         let login: String = row.try_get("adviser")?;
-        day(&mut days, &login);
-        if let Some(entry) = days.get_mut(&login) {
-            entry.paper_requests = row.try_get("n")?;
-        }
+        day(&mut days, &login).paper_requests = row.try_get("n")?;
     }
     // The correction's event names the adviser at the start of its detail: "adviser marie: …".
     for row in sqlx::query(
@@ -967,10 +961,7 @@ pub async fn advisers_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<A
     .await?
     {
         let login: String = row.try_get("adviser")?;
-        day(&mut days, &login);
-        if let Some(entry) = days.get_mut(&login) {
-            entry.corrections = row.try_get("n")?;
-        }
+        day(&mut days, &login).corrections = row.try_get("n")?;
     }
     for row in sqlx::query(
         "SELECT adviser, action, at / 3600000 AS hour, count(*) AS n FROM access_log
@@ -983,14 +974,12 @@ pub async fn advisers_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<A
         let login: String = row.try_get("adviser")?;
         let action: String = row.try_get("action")?;
         let n: i64 = row.try_get("n")?;
-        day(&mut days, &login);
-        if let Some(entry) = days.get_mut(&login) {
-            if action == "view" {
-                entry.views += n;
-                entry.views_worst_hour = entry.views_worst_hour.max(n);
-            } else {
-                entry.views_refused += n;
-            }
+        let entry = day(&mut days, &login);
+        if action == "view" {
+            entry.views += n;
+            entry.views_worst_hour = entry.views_worst_hour.max(n);
+        } else {
+            entry.views_refused += n;
         }
     }
     Ok(days.into_values().collect())
