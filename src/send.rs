@@ -1511,7 +1511,7 @@ async fn write_once(
     relays: &[(i64, i64, String)],
 ) -> anyhow::Result<Vec<crate::store::Stale>> {
     let now = crate::db::now_ms();
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(&pool).await?;
     let stale = ledger::record_outcomes_in(&mut tx, run_id, batch, now).await?;
     // Beside the outcome, on the pages it has just changed.
     crate::store::relay::record_relays(&mut tx, relays)

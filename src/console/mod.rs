@@ -680,7 +680,7 @@ mod actions {
         };
         let login = &signed.adviser.login;
         let reason = format!("{which} address recorded at the helpline by adviser {login}");
-        let mut tx = console.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&console.pool).await?;
         store::set_person_email(&mut tx, id, email, alternative, now).await?;
         let generation = ledger::start_new_generation(
             &mut tx,
@@ -732,7 +732,7 @@ mod actions {
         }
         let now = crate::db::now_ms();
         let login = &signed.adviser.login;
-        let mut tx = console.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&console.pool).await?;
         if !store::insert_paper_request(&mut tx, id, login, now).await? {
             tx.rollback().await?;
             return Ok(false);
@@ -766,7 +766,7 @@ mod actions {
         }
         let now = crate::db::now_ms();
         let login = &signed.adviser.login;
-        let mut tx = console.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&console.pool).await?;
         store::insert_call_note(&mut tx, id, login, note, now).await?;
         // The event says that a call was noted, not what was said: the note is erased by purge,
         // the evidence stays.
