@@ -211,10 +211,7 @@ mod tests {
             Some(Err(TokenError::Malformed))
         );
         // Another domain's address that happens to begin like ours is not ours.
-        assert_eq!(
-            verify_bounce_address(KEY, "b-team@example.org", ours),
-            None
-        );
+        assert_eq!(verify_bounce_address(KEY, "b-team@example.org", ours), None);
         assert_eq!(
             verify_bounce_address(KEY, "postmaster@bounces.example.fr", ours),
             None
