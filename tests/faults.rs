@@ -519,6 +519,7 @@ async fn stdout_on_a_full_disk_is_no_panic_and_loses_nothing() {
     campaign.send_to(&server.url());
     let mut command = tokio::process::Command::from(campaign.command());
     command
+        .kill_on_drop(true)
         .arg("send")
         .stdout(std::fs::File::create("/dev/full").expect("/dev/full exists"))
         .stderr(std::fs::File::create("/dev/full").expect("/dev/full exists"));
