@@ -294,6 +294,115 @@ async fn a_run_that_lost_its_lease_hands_nothing_more_over_and_writes_nothing() 
     );
 }
 
+/// A bounce of `email`'s letter as Postfix writes it, without a VERP token: matched by its
+/// Final-Recipient.
+fn dsn(serial: usize, email: &str) -> String {
+    format!(
+        "From MAILER-DAEMON Mon Dec  1 10:00:00 2025\n\
+Return-Path: <>\nFrom: MAILER-DAEMON@relay.example.fr (Mail Delivery System)\n\
+To: ne-pas-repondre@notification.example.fr\nSubject: Undelivered Mail Returned to Sender\n\
+Message-ID: <bounce-{serial}@relay.example.fr>\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n\
+--B\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n\
+--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.example.fr\n\n\
+Final-Recipient: rfc822; {email}\nAction: failed\nStatus: 5.1.1\n\
+Diagnostic-Code: smtp; 550 5.1.1 <{email}>: User unknown\n\n--B--\n\n"
+    )
+}
+
+/// The README's cron lines at work: `bounces` and `import --update` run while a full-speed
+/// `send` writes its outcomes, wait their turn for the database (they used to be refused at
+/// once, exit 75), and record everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn bounces_and_import_update_get_in_beside_a_full_speed_send() {
+    const PEOPLE: usize = 4000;
+    const CHANGED: usize = 500;
+    let server = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(PEOPLE));
+    campaign.send_to(&server.url());
+    let bounces: String = (1..=CHANGED)
+        .map(|i| dsn(i, &format!("p{i}@example.fr")))
+        .collect();
+    let mbox = campaign.write_outside("bounces.mbox", bounces);
+    let mut corrections = format!("{}\n", support::campaign::CSV_HEADER);
+    for i in (1..=PEOPLE).rev().take(CHANGED) {
+        corrections.push_str(&format!(
+            "P{i:04},p{i}@example.fr,Mme,Élodie,Martin,fr,name;email;postal;identifier,1234567A4821\n"
+        ));
+    }
+    let corrections = campaign.write_outside("corrections.csv", corrections);
+
+    let send = campaign.spawn(&["send"]);
+    assert!(server.wait_for_accepted(200, WAIT).await);
+    let bounces_args = ["bounces", "--json", mbox.to_str().unwrap()];
+    let import_args = ["import", corrections.to_str().unwrap(), "--update"];
+    let (bounced, updated) = tokio::join!(
+        campaign.run_async(&bounces_args),
+        campaign.run_async(&import_args),
+    );
+    let send = finishes(send).await;
+    assert!(bounced.status.success(), "bounces: {}", stderr(&bounced));
+    assert!(
+        updated.status.success(),
+        "import --update: {}",
+        stderr(&updated)
+    );
+    assert!(send.status.success(), "send: {}", stderr(&send));
+
+    // They ran while the send was writing, not after it.
+    let overlapping = count(
+        &campaign,
+        "SELECT count(*) FROM runs r, runs s
+         WHERE s.command = 'send' AND r.command IN ('bounces', 'import')
+           AND r.started_at < s.finished_at AND r.id > s.id",
+    )
+    .await;
+    assert_eq!(overlapping, 2, "bounces and import ran beside the send");
+    let summary: serde_json::Value = serde_json::from_slice(&bounced.stdout).unwrap();
+    assert_eq!(summary["messages"], CHANGED, "{summary}");
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM bounces WHERE kind = 'hard'"
+        )
+        .await,
+        CHANGED as i64
+    );
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM people WHERE last_name = 'Martin'"
+        )
+        .await,
+        CHANGED as i64
+    );
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM events WHERE kind = 'updated'"
+        )
+        .await,
+        CHANGED as i64
+    );
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM deliveries WHERE state IN ('sent', 'bounced')"
+        )
+        .await,
+        PEOPLE as i64
+    );
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM runs WHERE finished_at IS NULL OR outcome IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+}
+
 /// Freezes `pid` (SIGSTOP) at a moment it holds no SQLite lock, so another run can write: a run
 /// frozen in the middle of a write would block everyone until it wakes.
 async fn freeze_outside_a_write(campaign: &Campaign, pid: u32) {
