@@ -70,7 +70,7 @@ async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
 }
 
 async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exit> {
-    let mut tx = crate::db::begin_write(&pool).await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let due = store::count_still_to_send_by_state(&mut tx).await?;
     if !due.is_empty() {
         tx.rollback().await?;

@@ -157,7 +157,7 @@ async fn resend(
     let mut no_address_refs = Vec::new();
     let mut not_eligible = Vec::new();
     for batch in candidates.chunks(BATCH_PEOPLE) {
-        let mut tx = crate::db::begin_write(&pool).await?;
+        let mut tx = crate::db::begin_write(pool).await?;
         let now = crate::db::now_ms();
         for candidate in batch {
             let (email, to_alternative, unchanged) = match decide(candidate) {

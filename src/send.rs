@@ -219,8 +219,8 @@ impl LeaseClock {
     }
 }
 
-/// Renews the lease every [`crate::lease::HEARTBEAT`], in a task of its own, so a busy dispatcher or a stalled
-/// relay never lets it lapse; halts the run when another run has taken it.
+/// Renews the lease every [`crate::lease::HEARTBEAT`], in a task of its own, so a busy
+/// dispatcher or a stalled relay never lets it lapse; halts the run when another run has taken it.
 fn keep_lease(
     lease: Lease,
     clock: Arc<LeaseClock>,

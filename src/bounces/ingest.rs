@@ -474,7 +474,7 @@ async fn record_batch(
     summary: &mut Summary,
     cursor: Option<&crate::store::mailbox::Cursor>,
 ) -> anyhow::Result<()> {
-    let mut tx = crate::db::begin_write(&pool)
+    let mut tx = crate::db::begin_write(pool)
         .await
         .context("while starting a transaction")?;
     let matches = resolve(&mut tx, matcher, batch).await?;

@@ -560,7 +560,7 @@ pub async fn record_outcomes(
     run_id: i64,
     outcomes: &[(i64, i64, Outcome)],
 ) -> anyhow::Result<Vec<Stale>> {
-    let mut tx = crate::db::begin_write(&pool).await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let stale = record_outcomes_in(&mut tx, run_id, outcomes, crate::db::now_ms()).await?;
     tx.commit().await?;
     Ok(stale)
@@ -841,7 +841,7 @@ pub async fn recover_abandoned(
     let now = crate::db::now_ms();
     let from = Transition::Recover.sql_from();
     let to = DeliveryState::Pending.as_str();
-    let mut tx = crate::db::begin_write(&pool).await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     // Fenced like the live mark: only deliveries that run still holds in `sending`, so a
     // journal read twice changes nothing.
     for (dead_run, person_ids) in handed_over {

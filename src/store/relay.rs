@@ -99,7 +99,7 @@ pub async fn record_pacing(
     run_id: i64,
     slowed: &[Slowed],
 ) -> anyhow::Result<()> {
-    let mut tx = crate::db::begin_write(&pool).await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     for row in slowed {
         sqlx::query(
             "INSERT OR REPLACE INTO run_pacing (run_id, scope, name, decreases, final_rate, reason)
