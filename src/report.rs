@@ -297,6 +297,7 @@ impl Words {
             "signal" => "arrêt demandé (signal)",
             "relay unreachable" => "relais injoignable",
             "relay refuses this configuration" => "relais refusant cette configuration",
+            "our TLS settings refuse this relay" => "nos réglages TLS refusent ce relais",
             "sender lease lost" => "verrou d'envoi perdu",
             "lock held" => "un autre envoi était en cours",
             _ => return None,
