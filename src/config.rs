@@ -921,7 +921,7 @@ fn describe_toml_error(error: &serde_path_to_error::Error<toml::de::Error>) -> S
     let key = error.path().to_string();
     let message = error.inner().message().trim().to_owned();
     let hint = if message.contains("unknown field") {
-        " (check the spelling against docs/configuration.md)"
+        " (check the spelling against docs/operator/configuration.md)"
     } else {
         ""
     };

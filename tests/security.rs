@@ -1,4 +1,4 @@
-//! The promises of docs/security.md, through the real binary: the SMTP password and
+//! The promises of docs/operator/security.md, through the real binary: the SMTP password and
 //! the campaign's signing key appear in no output of a verbose run (logs, results, database,
 //! previews, outbox), the password can come from a file, every file that holds personal data is
 //! owner-only even under `umask 000`, and `purge` erases the people while the counts stay.
