@@ -185,7 +185,7 @@ pub async fn fill_name_keys(pool: &SqlitePool) -> anyhow::Result<u64> {
         if !missing {
             return Ok(filled);
         }
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin_write(pool).await?;
         let rows = sqlx::query(
             "SELECT id, last_name, first_name, postcode FROM people
               WHERE postcode_key IS NULL AND postcode IS NOT NULL LIMIT ?",
@@ -669,7 +669,7 @@ pub async fn save_adviser(
 
 /// Disables the adviser and ends their sessions. Returns false for an unknown login.
 pub async fn disable_adviser(pool: &SqlitePool, login: &str, now: i64) -> anyhow::Result<bool> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let done = sqlx::query("UPDATE advisers SET disabled_at = ? WHERE login = ?")
         .bind(now)
         .bind(login)
@@ -875,7 +875,7 @@ pub async fn record_postal_exports(
     person_ids: &[i64],
     now: i64,
 ) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     for chunk in person_ids.chunks(500) {
         let values = vec!["(?, ?, ?)"; chunk.len()].join(",");
         let sql = format!(

@@ -42,7 +42,7 @@ impl Reply {
 
 pub struct Console {
     pub campaign: Campaign,
-    server: tokio::process::Child,
+    pub server: tokio::process::Child,
     pub addr: String,
 }
 
