@@ -18,6 +18,7 @@ pub mod demo;
 pub mod domain;
 pub mod export;
 pub mod files;
+pub mod helpline_text;
 pub mod import;
 pub mod init;
 pub mod lease;

@@ -60,6 +60,15 @@ ALTER TABLE deliveries_new RENAME TO deliveries;
 CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
 CREATE INDEX deliveries_message_id ON deliveries(message_id) WHERE message_id IS NOT NULL;
 CREATE INDEX deliveries_claim_order ON deliveries(state, generation, claim_rank);
+-- 0011's trigger went with the old table: the same again.
+CREATE TRIGGER letters_sent_record AFTER UPDATE OF sent_at ON deliveries
+    WHEN NEW.sent_at IS NOT NULL AND NEW.email IS NOT NULL
+    BEGIN
+        INSERT OR REPLACE INTO letters_sent (person_id, generation, sent_at, email_masked, message_id)
+        VALUES (NEW.person_id, NEW.generation, NEW.sent_at,
+                substr(NEW.email, 1, 1) || '***@' || substr(NEW.email, instr(NEW.email, '@') + 1),
+                NEW.message_id);
+    END;
 
 -- Whether each relay a send run used offered delivery status notifications (EHLO DSN), and
 -- whether they were asked for (the setting may turn them off): `status` says which relays do
