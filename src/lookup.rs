@@ -633,9 +633,6 @@ pub fn as_text(answer: &Answer, voice: &Voice) -> String {
             "letter        {} (generation {})",
             person.state_words, person.generation
         );
-        if let Some(past) = &person.past_the_relay {
-            let _ = writeln!(out, "              {past}");
-        }
         match &person.letter_as_sent {
             Some(sent) => {
                 let _ = writeln!(

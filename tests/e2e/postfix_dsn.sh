@@ -381,9 +381,9 @@ status_json
 # Bea sat at the relay through the greylisting: the slowest acceptance shows it.
 [[ "$(json 'int(s["past_the_relay"]["providers"][0]["p95_seconds"] >= 10)')" == 1 ]] ||
     fail "the provider's 95th percentile wait should show the greylisting: $(json 's["past_the_relay"]["providers"]')"
-bm lookup bea >"$work/lookup.txt" || fail "lookup bea"
-grep -q "accepted by the person's provider (127.0.0.1)" "$work/lookup.txt" ||
-    fail "lookup: $(cat "$work/lookup.txt")"
+bm lookup bea --json >"$work/lookup.json" || fail "lookup bea"
+grep -q "accepted by the person's provider (127.0.0.1)" "$work/lookup.json" ||
+    fail "lookup: $(cat "$work/lookup.json")"
 bm -q report --html "$work/report.html" >/dev/null 2>&1 || fail "report --html"
 grep -q "Au-delà du relais" "$work/report.html" || fail "the report has no past-the-relay section"
 grep -q "acceptées par le fournisseur du destinataire" "$work/report.html" ||
