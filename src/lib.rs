@@ -15,6 +15,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod demo;
+pub mod dkim;
 pub mod domain;
 pub mod export;
 pub mod files;
