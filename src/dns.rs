@@ -721,7 +721,7 @@ async fn check_dmarc(dns: &impl Dns, from: &str, findings: &mut Findings) -> Mod
     }
     let suggested = Record::txt(
         &format!("_dmarc.{organisational}"),
-        format!("v=DMARC1; p=none; rua=mailto:dmarc-reports@{organisational}"),
+        format!("v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@{organisational}"),
     );
     for name in &names {
         let records = match dns.txt(name).await {
@@ -1292,7 +1292,7 @@ mod tests {
             )),
             "{publish:?}"
         );
-        assert!(publish.contains(&"_dmarc.example.fr. IN TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@example.fr\"".to_owned()), "{publish:?}");
+        assert!(publish.contains(&"_dmarc.example.fr. IN TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@example.fr\"".to_owned()), "{publish:?}");
         assert!(
             publish.contains(&"bounces.example.fr. IN MX 10 mail.example.fr.".to_owned()),
             "{publish:?}"

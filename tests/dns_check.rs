@@ -285,7 +285,7 @@ fn each_broken_record_is_named_with_the_record_to_publish() {
             "_dmarc.notification.example.fr".to_owned(),
             "problem".to_owned(),
             vec![
-                "_dmarc.example.fr TXT v=DMARC1; p=none; rua=mailto:dmarc-reports@example.fr"
+                "_dmarc.example.fr TXT v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@example.fr"
                     .to_owned()
             ]
         )]
