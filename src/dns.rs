@@ -419,7 +419,10 @@ fn tags(record: &str) -> BTreeMap<String, String> {
 async fn check_dkim_key(dns: &impl Dns, key: &KeyToCheck, findings: &mut Findings) {
     let name = key.name(&key.domain);
     let ours = key.record(&key.domain);
-    let label = format!("{}-{}", key.kind.to_ascii_uppercase(), key.bits);
+    let label = match key.kind {
+        "rsa" => format!("RSA-{}", key.bits),
+        _ => "Ed25519".to_owned(),
+    };
     let records = match dns.txt(&name).await {
         Answer::Failed(why) => {
             findings.add("dkim", &name, Outcome::DnsFailure, why);
@@ -670,11 +673,8 @@ async fn check_spf(dns: &impl Dns, domain: &str, mechanism: &str, findings: &mut
             suggested,
         );
     }
-    let ending = spf.all.or(if spf.all.is_none() {
-        redirect_all
-    } else {
-        None
-    });
+    // Without an `all` of its own, a record ends as the one its redirect= names.
+    let ending = spf.all.or(redirect_all);
     match ending {
         Some('-' | '~') => {
             findings.add(
@@ -687,12 +687,18 @@ async fn check_spf(dns: &impl Dns, domain: &str, mechanism: &str, findings: &mut
                 ),
             );
         }
-        other => {
-            let fixed = match record.rfind(" ?all").or_else(|| record.rfind(" +all")) {
-                Some(at) => format!("{} -all", &record[..at]),
-                None if other.is_none() => format!("{record} -all"),
-                None => format!("{} -all", record.trim_end_matches("all").trim_end()),
-            };
+        _ => {
+            // The same record, its `all` (if any) made `-all`.
+            let mut fixed: Vec<&str> = record
+                .split_whitespace()
+                .filter(|term| {
+                    !term
+                        .trim_start_matches(['+', '-', '~', '?'])
+                        .eq_ignore_ascii_case("all")
+                })
+                .collect();
+            fixed.push("-all");
+            let fixed = fixed.join(" ");
             problem(
                 findings,
                 format!(
@@ -800,23 +806,7 @@ async fn check_dmarc(dns: &impl Dns, from: &str, findings: &mut Findings) -> Mod
                         format!("{record:?} has no policy (p=none, quarantine or reject)"),
                     )
                     .publish
-                    .push(Record::txt(
-                        name,
-                        format!(
-                            "v=DMARC1; p=none; {}",
-                            record
-                                .split(';')
-                                .skip(1)
-                                .map(str::trim)
-                                .filter(
-                                    |t| !t.is_empty() && !t.to_ascii_lowercase().starts_with("p=")
-                                )
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        )
-                        .trim_end_matches("; ")
-                        .to_owned(),
-                    ));
+                    .push(suggested);
             }
         }
         return modes;
