@@ -51,17 +51,19 @@ pub struct HickoryDns {
 
 impl HickoryDns {
     pub fn new(server: Option<SocketAddr>) -> anyhow::Result<Self> {
-        use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
-        use hickory_resolver::name_server::TokioConnectionProvider;
+        use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+        use hickory_resolver::net::runtime::TokioRuntimeProvider;
         let mut builder = match server {
-            Some(server) => hickory_resolver::TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(
-                    None,
-                    vec![],
-                    NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true),
-                ),
-                TokioConnectionProvider::default(),
-            ),
+            Some(server) => {
+                let mut name_server = NameServerConfig::udp_and_tcp(server.ip());
+                for connection in &mut name_server.connections {
+                    connection.port = server.port();
+                }
+                hickory_resolver::TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![name_server]),
+                    TokioRuntimeProvider::default(),
+                )
+            }
             None => hickory_resolver::TokioResolver::builder_tokio().map_err(|e| {
                 anyhow::anyhow!("cannot read the system's resolver configuration: {e}")
             })?,
@@ -71,9 +73,10 @@ impl HickoryDns {
         options.attempts = 2;
         // What is published now, not what a cache remembers from a minute ago.
         options.cache_size = 0;
-        Ok(Self {
-            resolver: builder.build(),
-        })
+        let resolver = builder
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))?;
+        Ok(Self { resolver })
     }
 }
 
@@ -82,60 +85,73 @@ fn absolute(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
 
-fn answer<T, U>(
-    result: Result<T, hickory_resolver::ResolveError>,
-    read: impl FnOnce(T) -> Vec<U>,
+/// The records of a look-up read by `read` (None for records of another type, such as the
+/// CNAMEs on the way), or why there are none.
+fn answer<U>(
+    result: Result<hickory_resolver::lookup::Lookup, hickory_resolver::net::NetError>,
+    read: impl Fn(&hickory_resolver::proto::rr::RData) -> Option<U>,
 ) -> Answer<Vec<U>> {
-    use hickory_resolver::proto::ProtoErrorKind;
+    use hickory_resolver::net::{DnsError, NetError};
     use hickory_resolver::proto::op::ResponseCode;
     match result {
         Ok(found) => {
-            let records = read(found);
+            let records: Vec<U> = found
+                .answers()
+                .iter()
+                .filter_map(|r| read(&r.data))
+                .collect();
             if records.is_empty() {
                 Answer::Absent
             } else {
                 Answer::Found(records)
             }
         }
-        Err(error) => match error.proto().map(|p| p.kind()) {
-            Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
+        Err(NetError::Dns(DnsError::NoRecordsFound(no_records))) => {
+            match no_records.response_code {
                 ResponseCode::NXDomain | ResponseCode::NoError => Answer::Absent,
                 code => Answer::Failed(format!("the server answered {code}")),
-            },
-            Some(ProtoErrorKind::Timeout) => Answer::Failed("no answer (time-out)".to_owned()),
-            _ => Answer::Failed(error.to_string()),
-        },
+            }
+        }
+        Err(NetError::Dns(DnsError::ResponseCode(code))) => {
+            Answer::Failed(format!("the server answered {code}"))
+        }
+        Err(NetError::Timeout) => Answer::Failed("no answer (time-out)".to_owned()),
+        Err(error) => Answer::Failed(error.to_string()),
     }
 }
 
 impl Dns for HickoryDns {
     async fn txt(&self, name: &str) -> Answer<Vec<String>> {
-        answer(self.resolver.txt_lookup(absolute(name)).await, |found| {
-            found
-                .iter()
-                .map(|txt| {
-                    txt.txt_data()
+        use hickory_resolver::proto::rr::RData;
+        answer(
+            self.resolver.txt_lookup(absolute(name)).await,
+            |data| match data {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
                         .iter()
                         .map(|part| String::from_utf8_lossy(part))
-                        .collect::<String>()
-                })
-                .collect()
-        })
+                        .collect::<String>(),
+                ),
+                _ => None,
+            },
+        )
     }
 
     async fn mx(&self, name: &str) -> Answer<Vec<(u16, String)>> {
-        answer(self.resolver.mx_lookup(absolute(name)).await, |found| {
-            found
-                .iter()
-                .map(|mx| {
-                    let exchange = mx.exchange().to_utf8();
-                    (
-                        mx.preference(),
-                        exchange.trim_end_matches('.').to_ascii_lowercase(),
-                    )
-                })
-                .collect()
-        })
+        use hickory_resolver::proto::rr::RData;
+        answer(
+            self.resolver.mx_lookup(absolute(name)).await,
+            |data| match data {
+                RData::MX(mx) => Some((
+                    mx.preference,
+                    mx.exchange
+                        .to_utf8()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase(),
+                )),
+                _ => None,
+            },
+        )
     }
 }
 

@@ -32,17 +32,19 @@ pub async fn record(pool: &SqlitePool, report: &DnsReport) -> anyhow::Result<()>
 
 /// The last check, or None when `check --dns` never ran on this campaign.
 pub async fn last(conn: &mut sqlx::SqliteConnection) -> anyhow::Result<Option<LastDnsCheck>> {
-    let row: Option<(String, bool, i64, i64)> = sqlx::query_as(
+    use sqlx::Row as _;
+    let row = sqlx::query(
         "SELECT checked_at, passed, problems, dns_failures FROM dns_checks ORDER BY id DESC LIMIT 1",
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(
-        |(checked_at, passed, problems, dns_failures)| LastDnsCheck {
-            checked_at,
-            passed,
-            problems,
-            dns_failures,
-        },
-    ))
+    row.map(|row| {
+        Ok(LastDnsCheck {
+            checked_at: row.try_get("checked_at")?,
+            passed: row.try_get("passed")?,
+            problems: row.try_get("problems")?,
+            dns_failures: row.try_get("dns_failures")?,
+        })
+    })
+    .transpose()
 }
