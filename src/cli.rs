@@ -90,10 +90,10 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         html: PathBuf,
     },
-    /// For the helpline: look a notice up by notice id, ref or e-mail address (genuine or not,
+    /// For the helpline: look a notice up by notice number, ref or e-mail address (genuine or not,
     /// who, the letter's state, every attempt and bounce)
     Lookup {
-        /// A notice id (any case, with or without dashes), a ref, or an e-mail address
+        /// A notice number (any case, with or without dashes), a ref, or an e-mail address
         query: String,
         /// Print the answer as JSON on stdout
         #[arg(long)]

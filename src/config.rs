@@ -94,6 +94,8 @@ pub struct Smtp {
     pub username: Option<String>,
     pub max_connections: usize,
     pub timeout: Duration,
+    /// `smtp.tls_ca`, `smtp.tls_server_name`.
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// One relay of several (`[[relay]]`), or the only one (`smtp.url`).
@@ -111,6 +113,10 @@ pub struct RelayEntry {
     pub max_connections: usize,
     /// Letters per second through this relay; 0: only `rate.per_second` applies.
     pub per_second: u32,
+    /// How its certificate is verified (`tls_ca`, `tls_server_name`).
+    pub tls: crate::tls::TlsSettings,
+    /// Where its keys are, as errors name them: `smtp` or `relay[N]`.
+    pub section: String,
 }
 
 impl Relay {
@@ -188,6 +194,8 @@ pub struct Bounces {
     pub delete: bool,
     /// Write people's replies into this folder.
     pub replies_to: Option<PathBuf>,
+    /// How the mailbox server's certificate is verified (`tls_ca`, `tls_server_name`).
+    pub tls: crate::tls::TlsSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -261,6 +269,8 @@ struct FileBounces {
     move_to: Option<String>,
     delete: bool,
     replies_to: Option<String>,
+    tls_ca: Option<String>,
+    tls_server_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +316,8 @@ struct FileSmtp {
     username: Option<String>,
     max_connections: i64,
     timeout: String,
+    tls_ca: Option<String>,
+    tls_server_name: Option<String>,
 }
 
 impl Default for FileSmtp {
@@ -315,6 +327,8 @@ impl Default for FileSmtp {
             username: None,
             max_connections: 8,
             timeout: "30s".into(),
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -331,6 +345,8 @@ struct FileRelay {
     max_connections: Option<i64>,
     #[serde(default)]
     per_second: i64,
+    tls_ca: Option<String>,
+    tls_server_name: Option<String>,
 }
 
 fn one() -> i64 {
@@ -643,6 +659,7 @@ impl Config {
             username: file.smtp.username.filter(|u| !u.is_empty()),
             max_connections: max_connections as usize,
             timeout: duration("smtp.timeout", &file.smtp.timeout)?,
+            tls: tls_settings("smtp", &file.smtp.tls_ca, &file.smtp.tls_server_name, dir)?,
         };
         let relays = relay_entries(&file.relay, &smtp, dir)?;
         let rate = Rate {
@@ -787,6 +804,36 @@ fn bounces_settings(file: FileBounces, dir: &Path) -> Result<Bounces, UsageError
         move_to,
         delete: file.delete,
         replies_to: given(file.replies_to).map(|d| dir.join(d)),
+        tls: tls_settings("bounces", &file.tls_ca, &file.tls_server_name, dir)?,
+    })
+}
+
+/// `tls_ca` (a path, relative to the configuration's folder) and `tls_server_name` (a DNS name
+/// or an address) of `section`.
+fn tls_settings(
+    section: &str,
+    ca: &Option<String>,
+    server_name: &Option<String>,
+    dir: &Path,
+) -> Result<crate::tls::TlsSettings, UsageError> {
+    let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    let server_name = given(server_name)
+        .map(|name| {
+            let name = name.trim().to_owned();
+            let bare = name.trim_start_matches('[').trim_end_matches(']');
+            match tokio_rustls::rustls::pki_types::ServerName::try_from(bare) {
+                Ok(_) => Ok(bare.to_owned()),
+                Err(_) => Err(key_error(
+                    &format!("{section}.tls_server_name"),
+                    &name,
+                    "the host name (or address) the server's certificate carries, such as relay.example.fr",
+                )),
+            }
+        })
+        .transpose()?;
+    Ok(crate::tls::TlsSettings {
+        ca: given(ca).map(|path| dir.join(path)),
+        server_name,
     })
 }
 
@@ -805,6 +852,8 @@ fn relay_entries(
             weight: 1,
             max_connections: smtp.max_connections,
             per_second: 0,
+            tls: smtp.tls.clone(),
+            section: "smtp".to_owned(),
         }]);
     }
     let mut relays: Vec<RelayEntry> = Vec::new();
@@ -869,6 +918,13 @@ fn relay_entries(
             weight: weight as u32,
             max_connections: max_connections as usize,
             per_second: non_negative(&key("per_second"), entry.per_second)?,
+            tls: tls_settings(
+                &format!("relay[{i}]"),
+                &entry.tls_ca,
+                &entry.tls_server_name,
+                dir,
+            )?,
+            section: format!("relay[{i}]"),
         });
     }
     Ok(relays)
@@ -920,7 +976,7 @@ fn describe_toml_error(error: &serde_path_to_error::Error<toml::de::Error>) -> S
     let key = error.path().to_string();
     let message = error.inner().message().trim().to_owned();
     let hint = if message.contains("unknown field") {
-        " (check the spelling against docs/configuration.md)"
+        " (check the spelling against docs/operator/configuration.md)"
     } else {
         ""
     };
@@ -1340,6 +1396,64 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn tls_keys_are_read_for_the_relays_and_the_mailbox() {
+        let config = load(
+            "[smtp]\nurl = \"smtp://10.0.0.25:25\"\ntls_ca = \"agence-ca.pem\"\ntls_server_name = \"relay.agence.example\"\n",
+            &[
+                ("BREACHMAIL_BOUNCES_TLS_CA", "/etc/ssl/certs/mail.pem"),
+                ("BREACHMAIL_BOUNCES_TLS_SERVER_NAME", "mail.agence.example"),
+            ],
+        )
+        .unwrap();
+        let relay = &config.relays[0];
+        assert_eq!(relay.section, "smtp");
+        assert_eq!(relay.tls.ca, Some("/campaign/agence-ca.pem".into()));
+        assert_eq!(
+            relay.tls.server_name.as_deref(),
+            Some("relay.agence.example")
+        );
+        assert_eq!(
+            config.bounces.tls.ca,
+            Some("/etc/ssl/certs/mail.pem".into())
+        );
+        assert_eq!(
+            config.bounces.tls.server_name.as_deref(),
+            Some("mail.agence.example")
+        );
+
+        let config = load(
+            "[smtp]\ntls_ca = \"not-for-these.pem\"\n[[relay]]\nurl = \"smtp://a.example.fr:25\"\n[[relay]]\nurl = \"smtp://10.0.0.26:25\"\ntls_ca = \"b.pem\"\ntls_server_name = \"[10.0.0.26]\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.relays[0].tls, crate::tls::TlsSettings::default());
+        assert_eq!(config.relays[1].section, "relay[1]");
+        assert_eq!(config.relays[1].tls.ca, Some("/campaign/b.pem".into()));
+        assert_eq!(
+            config.relays[1].tls.server_name.as_deref(),
+            Some("10.0.0.26")
+        );
+
+        for (text, key) in [
+            (
+                "[smtp]\ntls_server_name = \"not a name\"\n",
+                "smtp.tls_server_name",
+            ),
+            (
+                "[[relay]]\nurl = \"smtp://a:25\"\ntls_server_name = \"a b\"\n",
+                "relay[0].tls_server_name",
+            ),
+            (
+                "[bounces]\ntls_server_name = \"x y\"\n",
+                "bounces.tls_server_name",
+            ),
+        ] {
+            let error = load(text, &[]).unwrap_err();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -193,6 +193,31 @@ pub fn write_people_csv(path: &Path, people: u64, bad_rows: bool, seed: u64) -> 
     Ok(())
 }
 
+/// The demo's deadline, counted from the day it runs: its letters all go today, well before it,
+/// so the demo ends without a deadline warning whatever the date.
+const DEMO_NOTIFY_BY_DAYS: i64 = 28;
+
+/// Rewrites `notify_by = "..."` of the `[incident]` table `init` wrote.
+fn set_notify_by(config: &Path, day: chrono::NaiveDate) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("while reading {}", config.display()))?;
+    let mut found = false;
+    let rewritten: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("notify_by = ") {
+                found = true;
+                format!("notify_by = \"{day}\"")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    anyhow::ensure!(found, "{} has no notify_by line", config.display());
+    crate::files::write_private(config, (rewritten.join("\n") + "\n").as_bytes())
+        .with_context(|| format!("while writing {}", config.display()))
+}
+
 /// One kind of damage each time, so the demo shows every reason once.
 fn break_row(row: &mut [String], which: u64) {
     match which % 5 {
@@ -227,6 +252,9 @@ fn ascii_fold(name: &str) -> String {
 pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
     let dir: PathBuf = dir.map_or_else(|| PathBuf::from("breachmail-demo"), Path::to_path_buf);
     crate::init::create_campaign(&dir).await?;
+    let notify_by =
+        (crate::clock::now() + chrono::Duration::days(DEMO_NOTIFY_BY_DAYS)).date_naive();
+    set_notify_by(&dir.join("breachmail.toml"), notify_by)?;
     println!("demo: created the campaign in {}", dir.display());
     let csv_path = dir.join("people.csv");
     write_people_csv(&csv_path, people, true, 2025)?;

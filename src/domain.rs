@@ -277,7 +277,7 @@ sql_text!(PersonRef);
 sql_text!(Email);
 sql_text!(NoticeId);
 
-/// Where one person's letter stands. The life cycle is [`Transition`] (docs/internals.md).
+/// Where one person's letter stands. The life cycle is [`Transition`] (docs/dev/internals.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DeliveryState {
     Pending,

@@ -21,6 +21,10 @@ use crate::db::format_time;
 use crate::domain::DeliveryState;
 use crate::store::deliveries::{self, AuditRecord, EventRecord};
 
+mod words;
+
+use words::AuditWords;
+
 /// A cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return
 /// first) gets a leading apostrophe, so opening an export can never execute anything.
 pub fn neutralise_formula(value: &str) -> std::borrow::Cow<'_, str> {
@@ -152,28 +156,30 @@ impl AuditRow {
         }
     }
 
-    fn cells(&self) -> [Cow<'_, str>; 20] {
+    /// The CSV cells, in the audit's language (states, yes/no and times; the rest as is).
+    fn cells(&self, words: &AuditWords) -> [Cow<'_, str>; 20] {
         let text = text_cell;
+        let time = |t| time_cell(words, t);
         [
             Cow::from(self.person_ref.as_str()),
             Cow::from(self.notice_id.as_str()),
             text(&self.email),
             Cow::from(self.language.as_str()),
-            Cow::from(self.state.as_str()),
+            Cow::from(words.state(&self.state)),
             self.generation.to_string().into(),
             self.attempts.to_string().into(),
-            text(&self.first_attempt_at),
-            text(&self.last_attempt_at),
-            text(&self.sent_at),
+            time(&self.first_attempt_at),
+            time(&self.last_attempt_at),
+            time(&self.sent_at),
             text(&self.smtp_reply),
             text(&self.message_id),
             text(&self.letters_fingerprint),
             text(&self.content_sha256),
-            text(&self.bounced_at),
+            time(&self.bounced_at),
             text(&self.bounce_status),
             text(&self.bounce_diagnostic),
-            bool_cell(self.possible_duplicate),
-            bool_cell(self.postal_fallback),
+            Cow::from(words.yes_no(self.possible_duplicate)),
+            Cow::from(words.yes_no(self.postal_fallback)),
             text(&self.relay),
         ]
     }
@@ -199,19 +205,25 @@ impl EventRow {
         }
     }
 
-    fn cells(&self) -> [Cow<'_, str>; 9] {
+    /// The CSV cells, in the audit's language (event, states and time; the rest as is).
+    fn cells(&self, words: &AuditWords) -> [Cow<'_, str>; 9] {
         let text = text_cell;
         let number = |v: Option<i64>| -> Cow<'_, str> {
             v.map(|n| Cow::from(n.to_string())).unwrap_or_default()
         };
+        let state = |s: &Option<String>| -> Cow<'_, str> {
+            s.as_deref()
+                .map(|s| Cow::from(words.state(s)))
+                .unwrap_or_default()
+        };
         [
             Cow::from(self.person_ref.as_str()),
             Cow::from(self.notice_id.as_str()),
-            Cow::from(self.at.as_str()),
+            time_cell(words, &Some(self.at.clone())).into_owned().into(),
             number(self.run_id),
-            Cow::from(self.kind.as_str()),
-            text(&self.from_state),
-            text(&self.to_state),
+            Cow::from(words.event(&self.kind)),
+            state(&self.from_state),
+            state(&self.to_state),
             number(self.generation),
             text(&self.detail),
         ]
@@ -222,8 +234,14 @@ fn text_cell(value: &Option<String>) -> Cow<'_, str> {
     Cow::from(value.as_deref().unwrap_or(""))
 }
 
-fn bool_cell(value: bool) -> Cow<'static, str> {
-    Cow::from(if value { "true" } else { "false" })
+/// A recorded time (RFC 3339, UTC) as the audit's language writes it.
+fn time_cell<'a>(words: &AuditWords, value: &'a Option<String>) -> Cow<'a, str> {
+    match value.as_deref() {
+        None => Cow::from(""),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Cow::from(words.time(t.timestamp_millis())))
+            .unwrap_or(Cow::from(text)),
+    }
 }
 
 /// `j***@example.fr`: enough to recognise one's own address, not enough to harvest it.
@@ -273,7 +291,7 @@ trait RowSink {
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
 }
 
-struct CsvSink<W: Write>(csv::Writer<W>);
+struct CsvSink<W: Write>(csv::Writer<W>, AuditWords);
 
 impl<W: Write> CsvSink<W> {
     fn write_cells(&mut self, cells: &[Cow<'_, str>]) -> anyhow::Result<()> {
@@ -287,14 +305,21 @@ impl<W: Write> CsvSink<W> {
 
 impl<W: Write> RowSink for CsvSink<W> {
     fn header(&mut self, columns: &[&str]) -> anyhow::Result<()> {
-        self.0.write_record(columns)?;
+        let header = if columns == EVENT_COLUMNS {
+            self.1.events_header()
+        } else {
+            self.1.people_header()
+        };
+        self.0.write_record(header)?;
         Ok(())
     }
     fn audit(&mut self, row: &AuditRow) -> anyhow::Result<()> {
-        self.write_cells(&row.cells())
+        let cells = row.cells(&self.1);
+        self.write_cells(&cells)
     }
     fn event(&mut self, row: &EventRow) -> anyhow::Result<()> {
-        self.write_cells(&row.cells())
+        let cells = row.cells(&self.1);
+        self.write_cells(&cells)
     }
     fn finish(self: Box<Self>) -> anyhow::Result<()> {
         let mut writer = self
@@ -328,7 +353,11 @@ impl<W: Write> RowSink for JsonlSink<W> {
     }
 }
 
-fn sink_for(format: AuditFormat, out: Option<&Path>) -> anyhow::Result<Box<dyn RowSink>> {
+fn sink_for(
+    format: AuditFormat,
+    out: Option<&Path>,
+    words: AuditWords,
+) -> anyhow::Result<Box<dyn RowSink>> {
     let writer: Box<dyn Write> = match out {
         Some(path) => Box::new(
             crate::files::private_writer(path)
@@ -340,7 +369,7 @@ fn sink_for(format: AuditFormat, out: Option<&Path>) -> anyhow::Result<Box<dyn R
         )),
     };
     Ok(match format {
-        AuditFormat::Csv => Box::new(CsvSink(csv::Writer::from_writer(writer))),
+        AuditFormat::Csv => Box::new(CsvSink(csv::Writer::from_writer(writer), words)),
         AuditFormat::Jsonl => Box::new(JsonlSink(writer)),
     })
 }
@@ -351,7 +380,7 @@ pub async fn audit(config: &Config, request: &AuditRequest<'_>) -> anyhow::Resul
     let pool = crate::db::open_read_only(&config.campaign.database).await?;
     // One read transaction: the rows and the counts below are the same snapshot.
     let mut tx = pool.begin().await?;
-    let mut sink = sink_for(request.format, request.out)?;
+    let mut sink = sink_for(request.format, request.out, AuditWords::new(config))?;
     let written = if request.events {
         sink.header(&EVENT_COLUMNS)?;
         let mut rows = deliveries::event_records(&mut tx);
@@ -387,6 +416,25 @@ pub async fn audit(config: &Config, request: &AuditRequest<'_>) -> anyhow::Resul
     let reconciliation =
         reconciliation.context("the export was written but the counts do not reconcile")?;
     eprintln!("{}", reconciliation.line());
+    // A CSV file gets its legend beside it, in the same language: every column and code.
+    if let (AuditFormat::Csv, Some(out)) = (request.format, request.out) {
+        let words = AuditWords::new(config);
+        let legend = words.legend_name(out);
+        let name = out
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let text = words.legend(
+            &name,
+            request.events,
+            &words.reconciliation(&reconciliation),
+        );
+        crate::files::write_private(&legend, text.as_bytes())
+            .with_context(|| format!("while writing {}", legend.display()))?;
+        eprintln!(
+            "export audit: the columns and codes are explained in {}",
+            legend.display()
+        );
+    }
     if written != expected {
         eprintln!(
             "error: the export holds {written} rows but the database holds {expected} {what}: do not use it as evidence"
@@ -464,6 +512,11 @@ mod tests {
         let mut keys = keys;
         keys.sort_unstable();
         assert_eq!(keys, expected);
-        assert_eq!(row.cells().len(), AUDIT_COLUMNS.len());
+        let config = crate::config::Config::from_toml("", std::path::Path::new("."), &[])
+            .expect("an empty configuration");
+        assert_eq!(
+            row.cells(&AuditWords::new(&config)).len(),
+            AUDIT_COLUMNS.len()
+        );
     }
 }

@@ -70,6 +70,8 @@ pub struct Rejection {
 }
 
 const REFUSED: &str = "refused";
+/// The `exposed` value of a person whose categories of data are not known yet.
+pub const EXPOSED_UNKNOWN: &str = "unknown";
 const KEPT_AS_NO_EMAIL: &str = "imported as no_email (postal fallback)";
 
 /// What one import did, for the summary line and tests.
@@ -82,6 +84,8 @@ pub struct ImportSummary {
     /// Rows whose ref exists with other values, left alone because `--update` was not given.
     pub changed_not_updated: u64,
     pub refused: u64,
+    /// Rows refused (`refused` counts values too under `--strict`).
+    pub refused_rows: u64,
     pub without_email: u64,
     pub language_fallbacks: BTreeMap<String, u64>,
     pub rejects_file: Option<PathBuf>,
@@ -401,20 +405,29 @@ async fn import_rows(
     summary.unchanged = written.summary.unchanged;
     summary.changed_not_updated = written.summary.changed_not_updated;
     summary.refused += written.summary.refused;
+    summary.refused_rows += written.summary.refused;
     // --strict: one transaction for everything, rolled back if any row was refused.
+    let mut rolled_back = 0;
     if let Some(tx) = written.strict_tx {
         if summary.refused > 0 {
             tx.rollback().await?;
+            rolled_back = summary.rows.saturating_sub(summary.refused_rows);
             summary.inserted = 0;
             summary.updated = 0;
+            summary.unchanged = 0;
+            summary.changed_not_updated = 0;
         } else {
             tx.commit().await?;
         }
     }
     summary.rejects_file = written.rejects.finish()?;
+    // Every row falls in exactly one of these counts, so `status` and the report can show the
+    // import file's rows adding up (see `status::Imports`).
     let detail = serde_json::json!({
         "source": source, "rows": summary.rows, "inserted": summary.inserted,
-        "updated": summary.updated, "unchanged": summary.unchanged, "refused": summary.refused,
+        "updated": summary.updated, "unchanged": summary.unchanged,
+        "not_updated": summary.changed_not_updated, "refused": summary.refused_rows,
+        "rolled_back": rolled_back,
     });
     crate::db::finish_run(pool, run_id, "done", &detail.to_string()).await?;
     Ok(summary)
@@ -448,14 +461,16 @@ async fn read_batches(
                         .entry(fallback.clone())
                         .or_default() += 1;
                 }
-                if options.strict {
+                if options.strict && !warnings.rejections.is_empty() {
                     summary.refused += warnings.rejections.len() as u64;
+                    summary.refused_rows += 1;
                 }
                 batch.rejections.extend(warnings.rejections);
                 batch.people.push((row.line, person));
             }
             Err(problems) => {
                 summary.refused += 1;
+                summary.refused_rows += 1;
                 batch.rejections.extend(problems);
             }
         }
@@ -733,19 +748,26 @@ impl Columns {
         let last_name = header_field("last_name", &mut refuse);
         let civility = header_field("civility", &mut refuse).and_then(|c| Civility::parse(&c));
         let language_raw = header_field("language", &mut refuse);
-        let exposed = match text("exposed", &mut refuse).map(|e| Category::parse_list(&e)) {
-            Some(Ok(list)) if !list.is_empty() => Some(Category::join(&list)),
-            Some(Err(Invalid(reason))) => {
-                refuse("exposed", reason);
-                None
-            }
-            _ => {
-                refuse(
-                    "exposed",
-                    "is empty: list the categories of data involved, separated by ';'".into(),
-                );
-                None
-            }
+        // `unknown`: the categories are not known yet (stored as none); the letters say so and
+        // promise to write again. An empty cell is still refused: it is more often a mistake.
+        let exposed = match text("exposed", &mut refuse) {
+            Some(raw) if raw.eq_ignore_ascii_case(EXPOSED_UNKNOWN) => Some(String::new()),
+            raw => match raw.map(|e| Category::parse_list(&e)) {
+                Some(Ok(list)) if !list.is_empty() => Some(Category::join(&list)),
+                Some(Err(Invalid(reason))) => {
+                    refuse("exposed", format!("{reason}, or {EXPOSED_UNKNOWN:?} alone"));
+                    None
+                }
+                _ => {
+                    refuse(
+                        "exposed",
+                        format!(
+                            "is empty: list the categories of data involved, separated by ';', or write {EXPOSED_UNKNOWN:?} when they are not known yet"
+                        ),
+                    );
+                    None
+                }
+            },
         };
         // Postal lines may hold line breaks (spreadsheet exports do): keep them as lines.
         let postal_field = |column: &str, refuse: &mut dyn FnMut(&str, String)| {

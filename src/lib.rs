@@ -71,6 +71,9 @@ pub enum Exit {
     Failed,
     /// 75 (EX_TEMPFAIL): no progress possible now (lock held, relay unreachable); try later.
     TryLater,
+    /// 2: the configuration cannot work as it is (a relay's certificate not trusted, its login
+    /// refused); the same code as a usage or configuration error found before starting.
+    Configuration,
 }
 
 impl From<Exit> for ExitCode {
@@ -79,6 +82,7 @@ impl From<Exit> for ExitCode {
             Exit::Ok => ExitCode::SUCCESS,
             Exit::Failed => ExitCode::from(1),
             Exit::TryLater => ExitCode::from(75),
+            Exit::Configuration => ExitCode::from(2),
         }
     }
 }

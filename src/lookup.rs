@@ -1,4 +1,4 @@
-//! `lookup QUERY`: what the helpline tells a caller. A notice id (as read out: any case, with or
+//! `lookup QUERY`: what the helpline tells a caller. A notice number (as read out: any case, with or
 //! without dashes), a ref or an e-mail address finds the person; the answer says whether the
 //! notice is genuine, who it was written to (masked), where their letter stands, every attempt
 //! with its time, the relay's reply and the Message-ID, and every bounce.
@@ -334,31 +334,31 @@ pub fn as_text(answer: &Answer) -> String {
     let _ = writeln!(out, "{}", answer.verdict);
     for person in &answer.people {
         let _ = writeln!(out);
-        let _ = writeln!(out, "notice    {}", person.notice_id);
-        let _ = writeln!(out, "ref       {}", person.person_ref);
-        let _ = writeln!(out, "name      {}", person.name);
+        let _ = writeln!(out, "notice number {}", person.notice_id);
+        let _ = writeln!(out, "ref           {}", person.person_ref);
+        let _ = writeln!(out, "name          {}", person.name);
         let address = person.email.as_deref().unwrap_or("(no e-mail address)");
-        let _ = writeln!(out, "e-mail    {address}");
+        let _ = writeln!(out, "e-mail        {address}");
         if let Some(alt) = &person.alt_email {
-            let _ = writeln!(out, "alt       {alt}");
+            let _ = writeln!(out, "alt           {alt}");
         }
         if let Some(postal) = &person.postal {
-            let _ = writeln!(out, "postal    {postal}");
+            let _ = writeln!(out, "postal        {postal}");
         }
         let _ = writeln!(
             out,
-            "letter    {} (generation {})",
+            "letter        {} (generation {})",
             person.state, person.generation
         );
         if let Some(paper) = &person.paper_requested {
             let _ = writeln!(
                 out,
-                "paper     asked for a paper letter on {} (adviser {})",
+                "paper         asked for a paper letter on {} (adviser {})",
                 format_time(Some(paper.at)),
                 paper.adviser
             );
         }
-        let _ = writeln!(out, "attempts  {}", person.attempts.len());
+        let _ = writeln!(out, "attempts      {}", person.attempts.len());
         for attempt in &person.attempts {
             let _ = writeln!(
                 out,
@@ -370,7 +370,7 @@ pub fn as_text(answer: &Answer) -> String {
                 attempt.reply.as_deref().unwrap_or("")
             );
         }
-        let _ = writeln!(out, "bounces   {}", person.bounces.len());
+        let _ = writeln!(out, "bounces       {}", person.bounces.len());
         for bounce in &person.bounces {
             let _ = writeln!(
                 out,

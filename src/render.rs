@@ -470,6 +470,7 @@ fn strict_registry(escape_html: bool) -> Handlebars<'static> {
     registry.register_helper("date", Box::new(LongDate));
     registry.register_helper("number", Box::new(GroupedNumber));
     registry.register_helper("exposed", Box::new(IsExposed));
+    registry.register_helper("not_exposed", Box::new(IsNotExposed));
     registry.register_helper("phone", Box::new(PhoneNumber));
     registry.register_helper("hours", Box::new(OpeningHours));
     registry
@@ -824,6 +825,33 @@ impl HelperDef for IsExposed {
             .and_then(Value::as_array)
             .is_none_or(|list| list.is_empty() || list.iter().any(|c| c.as_str() == Some(code)));
         Ok(ScopedJson::Derived(Value::Bool(exposed)))
+    }
+}
+
+/// `{{#unless (not_exposed "password")}}`: whether the incident facts state that this kind of data
+/// was not involved (`incident.not_exposed` lists its code), so advice about it would contradict
+/// the letter.
+struct IsNotExposed;
+
+impl HelperDef for IsNotExposed {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, handlebars::RenderError> {
+        let code = param(h, "not_exposed")?;
+        let code = code
+            .as_str()
+            .ok_or_else(|| helper_error(format!("not_exposed: {code} is not a code")))?;
+        let listed = ctx
+            .data()
+            .get("incident")
+            .and_then(|i| i.get("not_exposed"))
+            .and_then(Value::as_array)
+            .is_some_and(|list| list.iter().any(|c| c.as_str() == Some(code)));
+        Ok(ScopedJson::Derived(Value::Bool(listed)))
     }
 }
 

@@ -33,7 +33,7 @@ use crate::pacing::Pace;
 use crate::pipeline::Pipeline;
 use crate::smtp_reply::{Scope, SmtpReply, Step};
 use crate::store::relay::Slowed;
-use crate::transport::{Attempt, Relayer};
+use crate::transport::{Attempt, Refuser, Relayer};
 use handovers::HandOverLog;
 use lanes::Lanes;
 
@@ -109,7 +109,8 @@ enum StopReason {
     Deadline,
     Signal,
     Unreachable,
-    Misconfigured,
+    /// A relay cannot be used as configured: refused by our TLS settings, or by the relay.
+    Misconfigured(Refuser),
     LeaseLost,
     /// The outcome writer failed: nothing more can be recorded.
     WriterFailed,
@@ -328,7 +329,8 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     }
     Ok(match reason {
         StopReason::Unreachable | StopReason::LeaseLost => Exit::TryLater,
-        StopReason::Misconfigured | StopReason::WriterFailed => Exit::Failed,
+        StopReason::Misconfigured(_) => Exit::Configuration,
+        StopReason::WriterFailed => Exit::Failed,
         _ => Exit::Ok,
     })
 }
@@ -363,7 +365,8 @@ fn describe(reason: StopReason) -> &'static str {
         StopReason::Deadline => "--max-duration reached",
         StopReason::Signal => "signal",
         StopReason::Unreachable => "relay unreachable",
-        StopReason::Misconfigured => "relay refuses this configuration",
+        StopReason::Misconfigured(Refuser::Us) => "our TLS settings refuse this relay",
+        StopReason::Misconfigured(Refuser::Server) => "relay refuses this configuration",
         StopReason::LeaseLost => "sender lease lost",
         StopReason::WriterFailed => "the outcomes could not be recorded",
         StopReason::Unrenderable => "what is left to send does not render",
@@ -459,6 +462,7 @@ enum Signal {
     Misconfigured {
         lane: usize,
         reason: String,
+        by: Refuser,
     },
     /// A reply that asks the relay or a domain to slow down (see `smtp_reply::Scope`).
     SlowDown {
@@ -485,7 +489,7 @@ fn note(signal: Signal, lanes: &mut Lanes, dispatcher: &mut Dispatcher) {
             }
         }
         Signal::Unreachable { lane, reason } => lanes.unreachable(lane, &reason),
-        Signal::Misconfigured { lane, reason } => lanes.misconfigured(lane, reason),
+        Signal::Misconfigured { lane, reason, by } => lanes.misconfigured(lane, reason, by),
         Signal::SlowDown {
             lane,
             scope,
@@ -604,9 +608,9 @@ impl SendJob {
             }
             if lanes.all_down() {
                 // The relays that refused the configuration say more than the unreachable ones.
-                if let Some(reason) = lanes.first_misconfigured() {
+                if let Some((reason, by)) = lanes.first_misconfigured() {
                     tracing::error!(%reason, "stopping: the relay cannot be used as configured");
-                    break StopReason::Misconfigured;
+                    break StopReason::Misconfigured(by);
                 }
                 break StopReason::Unreachable;
             }
@@ -749,7 +753,10 @@ impl SendJob {
             dispatcher.hold(prepared);
         }
         // Whatever is still held was claimed but never attempted: give it back.
-        if matches!(reason, StopReason::Unreachable | StopReason::Misconfigured) {
+        if matches!(
+            reason,
+            StopReason::Unreachable | StopReason::Misconfigured(_)
+        ) {
             draining.store(true, Ordering::Relaxed);
         }
         // A run that lost its claims, or cannot write, leaves what it holds as it is: the
@@ -821,9 +828,9 @@ impl SendJob {
         // With one relay, a failure since its last success ends the run as unreachable; with
         // several, only when every one of them is down.
         if reason == StopReason::NothingDue && (lanes.lanes.len() == 1 || lanes.all_down()) {
-            if let Some(why) = lanes.first_misconfigured() {
+            if let Some((why, by)) = lanes.first_misconfigured() {
                 tracing::error!(reason = %why, "the relay cannot be used as configured");
-                reason = StopReason::Misconfigured;
+                reason = StopReason::Misconfigured(by);
             } else if lanes.any_failing() {
                 reason = StopReason::Unreachable;
             }
@@ -1203,9 +1210,10 @@ impl Worker {
                 lane,
                 reason: reason.clone(),
             },
-            Attempt::Misconfigured { reason } => Signal::Misconfigured {
+            Attempt::Misconfigured { reason, by } => Signal::Misconfigured {
                 lane,
                 reason: reason.clone(),
+                by: *by,
             },
             Attempt::Deferred { scope, reply } if *scope != Scope::Recipient => Signal::SlowDown {
                 lane,
@@ -1351,7 +1359,7 @@ fn outcome_of(
                 possible_duplicate: false,
             };
         }
-        Attempt::Unreachable { reason } | Attempt::Misconfigured { reason } => {
+        Attempt::Unreachable { reason } | Attempt::Misconfigured { reason, .. } => {
             totals.released.fetch_add(1, Ordering::Relaxed);
             return Outcome::Released {
                 reason: format!("not attempted: {reason}"),

@@ -315,7 +315,7 @@ mod tests {
         assert!(!at(Step::Message, 250, "2.0.0 Ok").is_transient());
     }
 
-    /// The table of docs/sending.md and docs/relay.md: what each reply means and whom it slows.
+    /// The table of docs/operator/sending.md and docs/operator/relay.md: what each reply means and whom it slows.
     #[test]
     fn replies_are_read_for_whom_they_concern() {
         use Scope::*;

@@ -41,6 +41,8 @@ pub struct Status {
     pub estimated_finish: Option<EstimatedFinish>,
     pub notify_by_warning: Option<String>,
     pub reconciliation: Reconciliation,
+    /// The import files' rows: imported, already known, or refused.
+    pub imports: Imports,
     /// `[schedule]`: the days ahead and behind; absent without a schedule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::PlanReport>,
@@ -110,6 +112,42 @@ pub struct EstimatedFinish {
     pub at: String,
     /// What sets the pace: the global rate, a domain's ceiling, or a scheduled retry.
     pub limited_by: String,
+    /// `at` in milliseconds, and `limited_by` as data, for the report's own words.
+    #[serde(skip)]
+    pub at_ms: i64,
+    #[serde(skip)]
+    pub limit: FinishLimit,
+}
+
+/// What sets the estimated finish (`EstimatedFinish::limited_by` says it in English).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishLimit {
+    /// Nothing left to send: the finish is when the last letter went.
+    Done,
+    Unlimited,
+    GlobalRate(u32),
+    Domain {
+        domain: String,
+        backlog: i64,
+        per_second: u32,
+    },
+    LastRetry,
+}
+
+impl FinishLimit {
+    fn english(&self) -> String {
+        match self {
+            FinishLimit::Done => "nothing left to send: the last letter went then".to_owned(),
+            FinishLimit::Unlimited => "unlimited rate".to_owned(),
+            FinishLimit::GlobalRate(rate) => format!("the global rate ({rate}/s)"),
+            FinishLimit::Domain {
+                domain,
+                backlog,
+                per_second,
+            } => format!("{domain}: {backlog} due at {per_second}/s"),
+            FinishLimit::LastRetry => "the last scheduled retry".to_owned(),
+        }
+    }
 }
 
 /// people = sent + bounced + failed + no_email + pending + deferred + sending, checked.
@@ -142,6 +180,128 @@ impl Reconciliation {
             self.sending
         )
     }
+}
+
+/// One finished import run: its file and where each of its rows went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportRun {
+    pub id: i64,
+    /// RFC 3339; `at_ms` the same in milliseconds.
+    pub at: String,
+    #[serde(skip)]
+    pub at_ms: Option<i64>,
+    pub source: String,
+    pub rows: i64,
+    /// New people.
+    pub inserted: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    /// Known refs whose values differ, left alone without `--update`.
+    pub not_updated: i64,
+    /// Rows refused (the rejects file lists them with the reason).
+    pub refused: i64,
+    /// Rows left out because `--strict` rolled the import back.
+    pub rolled_back: i64,
+}
+
+impl ImportRun {
+    /// Rows of this file that matched a person already imported.
+    pub fn known(&self) -> i64 {
+        self.updated + self.unchanged + self.not_updated
+    }
+}
+
+/// rows of every import file = new people + rows of people already known + refused rows (+
+/// rows rolled back by `--strict`), and new people = the people of the campaign, checked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Imports {
+    pub ok: bool,
+    pub runs: Vec<ImportRun>,
+    pub rows: i64,
+    pub inserted: i64,
+    pub known: i64,
+    pub refused: i64,
+    pub rolled_back: i64,
+}
+
+impl Imports {
+    fn from_runs(runs: Vec<ImportRun>, people: i64) -> Imports {
+        let sum = |f: fn(&ImportRun) -> i64| runs.iter().map(f).sum::<i64>();
+        let (rows, inserted, known, refused, rolled_back) = (
+            sum(|r| r.rows),
+            sum(|r| r.inserted),
+            sum(ImportRun::known),
+            sum(|r| r.refused),
+            sum(|r| r.rolled_back),
+        );
+        Imports {
+            ok: rows == inserted + known + refused + rolled_back && inserted == people,
+            runs,
+            rows,
+            inserted,
+            known,
+            refused,
+            rolled_back,
+        }
+    }
+
+    /// The sum spelled out, as `status` prints it.
+    pub fn line(&self) -> String {
+        let files = self.runs.len();
+        let rolled_back = if self.rolled_back > 0 {
+            format!(" + {} rolled back (--strict)", self.rolled_back)
+        } else {
+            String::new()
+        };
+        format!(
+            "import: {}, {} rows in {files} import{} = {} people + {} already known + {} refused{rolled_back}",
+            if self.ok { "ok" } else { "MISMATCH" },
+            self.rows,
+            if files == 1 { "" } else { "s" },
+            self.inserted,
+            self.known,
+            self.refused,
+        )
+    }
+}
+
+/// The import runs' counts as `import` recorded them (a missing count reads as 0).
+async fn imports(conn: &mut SqliteConnection, people: i64) -> anyhow::Result<Imports> {
+    let runs = store::status::import_runs(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let detail: serde_json::Value = row
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default();
+            let count = |key: &str| {
+                detail
+                    .get(key)
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0)
+            };
+            ImportRun {
+                id: row.id,
+                at: format_time(row.started_at),
+                at_ms: row.started_at,
+                source: detail
+                    .get("source")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                rows: count("rows"),
+                inserted: count("inserted"),
+                updated: count("updated"),
+                unchanged: count("unchanged"),
+                not_updated: count("not_updated"),
+                refused: count("refused"),
+                rolled_back: count("rolled_back"),
+            }
+        })
+        .collect();
+    Ok(Imports::from_runs(runs, people))
 }
 
 impl Status {
@@ -230,6 +390,7 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
     let domains = store::status::top_domains(&mut *conn, DOMAINS_SHOWN).await?;
     let relays = crate::store::relay::counts_by_relay(&mut *conn).await?;
     let slowed = crate::store::relay::slowed_in_last_run(&mut *conn).await?;
+    let imports = imports(&mut *conn, reconciliation.people).await?;
     Ok(Status {
         total: reconciliation.people,
         states,
@@ -244,6 +405,7 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         estimated_finish: None,
         notify_by_warning: None,
         reconciliation,
+        imports,
         plan: None,
         dns_check: crate::store::dns::last(&mut *conn).await?,
     })
@@ -396,14 +558,16 @@ async fn estimate_finish(
             still_due: 0,
             seconds: 0,
             at: format_time(Some(at)),
-            limited_by: "nothing left to send: the last letter went then".to_owned(),
+            limited_by: FinishLimit::Done.english(),
+            at_ms: at,
+            limit: FinishLimit::Done,
         }));
     }
     let mut seconds = 0.0_f64;
-    let mut limited_by = "unlimited rate".to_owned();
+    let mut limit = FinishLimit::Unlimited;
     if config.rate.per_second > 0 {
         seconds = still_due as f64 / f64::from(config.rate.per_second);
-        limited_by = format!("the global rate ({}/s)", config.rate.per_second);
+        limit = FinishLimit::GlobalRate(config.rate.per_second);
     }
     for (domain, &per_second) in &config.rate.per_domain {
         if per_second == 0 {
@@ -413,20 +577,26 @@ async fn estimate_finish(
         let domain_seconds = backlog as f64 / f64::from(per_second);
         if domain_seconds > seconds {
             seconds = domain_seconds;
-            limited_by = format!("{domain}: {backlog} due at {per_second}/s");
+            limit = FinishLimit::Domain {
+                domain: domain.clone(),
+                backlog,
+                per_second,
+            };
         }
     }
     let mut finish = now + (seconds * 1000.0).ceil() as i64;
     let last_retry = store::status::last_retry_at(&mut *conn).await?;
     if let Some(retry_at) = last_retry.filter(|&at| at > finish) {
         finish = retry_at;
-        limited_by = "the last scheduled retry".to_owned();
+        limit = FinishLimit::LastRetry;
     }
     Ok(Some(EstimatedFinish {
         still_due,
         seconds: ((finish - now).max(0) / 1000) as u64,
         at: format_time(Some(finish)),
-        limited_by,
+        limited_by: limit.english(),
+        at_ms: finish,
+        limit,
     }))
 }
 
@@ -510,6 +680,7 @@ pub fn render_table(status: &Status) -> String {
             share
         ));
     }
+    line(status.imports.line());
     line(status.reconciliation.line());
     line(format!(
         "progress        {:.1} % reached ({} sent of {} with an address)",

@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, Relay};
 use crate::smtp_reply::{Scope, SmtpReply, Step};
+pub use crate::tls::Refuser;
 
 pub use crate::message::Outgoing;
 
@@ -44,7 +45,8 @@ pub enum Attempt {
     Unreachable { reason: String },
     /// The relay was reached but will not work as configured (login refused, no STARTTLS on a
     /// remote host, certificate not trusted): nothing was attempted, and retrying cannot help.
-    Misconfigured { reason: String },
+    /// `by` says whose refusal it was: our TLS settings, or the relay.
+    Misconfigured { reason: String, by: Refuser },
 }
 
 /// How to reach the relay, shared by every connection worker.
@@ -53,10 +55,12 @@ pub struct Relayer {
     name: String,
     relay: Relay,
     timeout: Duration,
-    credentials: Option<(String, Arc<SecretString>)>,
+    credentials: Option<Login>,
     hello: ClientId,
-    /// How relays' certificates are verified ([`crate::tls`]).
-    tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// Where its keys are in the configuration (`smtp`, `relay[N]`), as errors name them.
+    section: String,
+    /// How this relay's certificate is verified ([`crate::tls`]); None for the outbox folder.
+    tls: Option<Arc<crate::tls::TlsClient>>,
 }
 
 impl std::fmt::Debug for Relayer {
@@ -65,7 +69,7 @@ impl std::fmt::Debug for Relayer {
         f.debug_struct("Relayer")
             .field("relay", &self.relay.to_string())
             .field("timeout", &self.timeout)
-            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("username", &self.credentials.as_ref().map(|l| &l.user))
             .finish()
     }
 }
@@ -100,9 +104,6 @@ impl Relayer {
 
     /// One per relay letters may go through, in the order of the configuration.
     pub fn all(config: &Config) -> Result<Vec<Relayer>, crate::UsageError> {
-        let tls = Arc::new(
-            crate::tls::client_config().map_err(|e| crate::UsageError::new(format!("{e:#}")))?,
-        );
         let mut relayers = Vec::new();
         for entry in &config.relays {
             let password = match entry.password_variable.as_deref() {
@@ -113,7 +114,14 @@ impl Relayer {
                     .map(SecretString::from),
             };
             let credentials = match (&entry.username, password) {
-                (Some(user), Some(password)) => Some((user.clone(), Arc::new(password))),
+                (Some(user), Some(password)) => Some(Login {
+                    user: user.clone(),
+                    password: Arc::new(password),
+                    variable: entry
+                        .password_variable
+                        .clone()
+                        .unwrap_or_else(|| "BREACHMAIL_SMTP_PASSWORD".to_owned()),
+                }),
                 (Some(_), None) => {
                     return Err(crate::UsageError::new(format!(
                         "the relay {} has a username but {} is not set: set the password in the environment",
@@ -131,13 +139,25 @@ impl Relayer {
                     "smtp.username is set but the transport is file://: no login happens"
                 );
             }
+            let tls = match &entry.relay {
+                Relay::Smtp { host, .. } | Relay::Smtps { host, .. } => {
+                    Some(Arc::new(crate::tls::TlsClient::new(
+                        host,
+                        &entry.tls,
+                        &entry.section,
+                        &format!("the relay {}", entry.relay),
+                    )?))
+                }
+                Relay::File(_) => None,
+            };
             relayers.push(Relayer {
                 name: entry.name.clone(),
                 relay: entry.relay.clone(),
                 timeout: config.smtp.timeout,
                 credentials,
                 hello: ClientId::default(),
-                tls: tls.clone(),
+                tls,
+                section: entry.section.clone(),
             });
         }
         if relayers.is_empty() {
@@ -166,26 +186,28 @@ impl Relayer {
         }
     }
 
-    /// TLS over a connected socket, the certificate verified for `host`.
+    /// TLS over a connected socket, the certificate verified as [`crate::tls`] says.
     async fn handshake(
         &self,
-        host: &str,
         tcp: tokio::net::TcpStream,
     ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Attempt> {
-        let name = crate::tls::server_name(host).map_err(|e| Attempt::Misconfigured {
-            reason: format!("{e:#}"),
-        })?;
-        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-        match tokio::time::timeout(self.timeout, connector.connect(name, tcp)).await {
+        let Some(tls) = &self.tls else {
+            return Err(Attempt::Misconfigured {
+                reason: "not an SMTP relay".into(),
+                by: Refuser::Us,
+            });
+        };
+        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        match tokio::time::timeout(self.timeout, connector.connect(tls.name.clone(), tcp)).await {
             Ok(Ok(tls)) => Ok(tls),
-            Ok(Err(e)) => {
-                let reason = format!("TLS with {} failed: {e}", self.relay);
-                Err(if is_tls_failure(&e) {
-                    Attempt::Misconfigured { reason }
-                } else {
-                    Attempt::Unreachable { reason }
-                })
-            }
+            Ok(Err(e)) => Err(
+                match tls.explain(&e, &format!("the relay {}", self.relay)) {
+                    Some((reason, by)) => Attempt::Misconfigured { reason, by },
+                    None => Attempt::Unreachable {
+                        reason: format!("TLS with {} failed: {e}", self.relay),
+                    },
+                },
+            ),
             Err(_) => Err(Attempt::Unreachable {
                 reason: format!(
                     "TLS with {}: no answer within {}s",
@@ -203,7 +225,6 @@ impl Relayer {
     /// of CVE-2011-0411).
     async fn starttls(
         &self,
-        host: &str,
         mut clear: AsyncSmtpConnection,
         wire: &readable::Wire,
     ) -> Result<AsyncSmtpConnection, Attempt> {
@@ -217,7 +238,7 @@ impl Relayer {
         let tcp = wire.take_clear().ok_or_else(|| Attempt::Unreachable {
             reason: format!("STARTTLS with {}: the session broke", self.relay),
         })?;
-        let tls = self.handshake(host, tcp).await?;
+        let tls = self.handshake(tcp).await?;
         let readable =
             readable::ReadableReplies::primed(readable::Wire::tls(tls), "220 TLS started");
         bounded(
@@ -229,18 +250,21 @@ impl Relayer {
     }
 
     /// Opens a session: TCP (or TLS), EHLO, STARTTLS when offered (required unless loopback),
-    /// AUTH (never over plain text to a host that is not loopback).
+    /// AUTH (only over TLS).
     ///
     /// TLS is ours (tokio-rustls), not lettre's, so that the relay's replies are made readable
     /// above it ([`readable`]) as they are on a clear session: lettre upgrades only the stream it
     /// was given, under anything that sits between it and the socket.
     async fn open(&self) -> Result<Session, Attempt> {
         let unreachable = |reason: String| Attempt::Unreachable { reason };
-        let misconfigured = |reason: String| Attempt::Misconfigured { reason };
+        let ours = |reason: String| Attempt::Misconfigured {
+            reason,
+            by: Refuser::Us,
+        };
         let (host, port, implicit_tls) = match &self.relay {
             Relay::Smtp { host, port } => (host.as_str(), *port, false),
             Relay::Smtps { host, port } => (host.as_str(), *port, true),
-            Relay::File(_) => return Err(misconfigured("not an SMTP relay".into())),
+            Relay::File(_) => return Err(ours("not an SMTP relay".into())),
         };
         let loopback = self.relay.is_loopback();
         // Our own socket, to switch Nagle's algorithm off: SMTP is a conversation of small
@@ -257,7 +281,7 @@ impl Relayer {
             .map_err(|e| unreachable(format!("cannot connect to {}: {e}", self.relay)))?;
         let _ = tcp.set_nodelay(true);
         let (mut session, encrypted) = if implicit_tls {
-            let tls = self.handshake(host, tcp).await?;
+            let tls = self.handshake(tcp).await?;
             let readable = readable::ReadableReplies::new(readable::Wire::tls(tls));
             let greet =
                 AsyncSmtpConnection::connect_with_transport(Box::new(readable), &self.hello);
@@ -275,9 +299,9 @@ impl Relayer {
             })?;
             match encryption_step(false, session.can_starttls(), loopback) {
                 EncryptionStep::AlreadyEncrypted | EncryptionStep::StayInClear => (session, false),
-                EncryptionStep::StartTls => (self.starttls(host, session, &wire).await?, true),
+                EncryptionStep::StartTls => (self.starttls(session, &wire).await?, true),
                 EncryptionStep::Refuse => {
-                    return Err(misconfigured(format!(
+                    return Err(ours(format!(
                         "{} does not offer STARTTLS: refusing to send personal data in clear to a host that is not loopback",
                         self.relay
                     )));
@@ -286,25 +310,8 @@ impl Relayer {
         };
         let (pipelining, chunking) =
             learn_extensions(self.timeout, &self.hello, &mut session).await;
-        if let Some((user, password)) = &self.credentials {
-            if !may_log_in(encrypted, loopback) {
-                return Err(misconfigured(
-                    "refusing to send the SMTP password over an unencrypted connection".into(),
-                ));
-            }
-            let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());
-            bounded(
-                self.timeout,
-                session.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
-            )
-            .await
-            .map_err(|e| {
-                let reason = format!("{} refused the login for {user}: {e}", self.relay);
-                match e.reply_code() {
-                    Some(500..=599) => misconfigured(reason),
-                    _ => unreachable(reason),
-                }
-            })?;
+        if let Some(login) = &self.credentials {
+            self.log_in(&mut session, login, encrypted).await?;
         }
         Ok(Session {
             smtp: session,
@@ -313,6 +320,70 @@ impl Relayer {
             ahead: None,
         })
     }
+}
+
+impl Relayer {
+    /// AUTH PLAIN or LOGIN, only inside TLS. A refused login is the configuration's fault (the
+    /// user name or the password): no retry mends it, so it stops the run, naming the keys.
+    async fn log_in(
+        &self,
+        session: &mut AsyncSmtpConnection,
+        login: &Login,
+        encrypted: bool,
+    ) -> Result<(), Attempt> {
+        let user = &login.user;
+        let keys = format!("{}.username ({user}) and {}", self.section, login.variable);
+        if !may_log_in(encrypted) {
+            return Err(Attempt::Misconfigured {
+                reason: format!(
+                    "the relay {} does not offer STARTTLS: refusing to send the password of {user} unencrypted (the login only ever travels inside TLS); use smtps://, or turn TLS on at the relay",
+                    self.relay
+                ),
+                by: Refuser::Us,
+            });
+        }
+        let mechanisms = [Mechanism::Plain, Mechanism::Login];
+        if session
+            .server_info()
+            .get_auth_mechanism(&mechanisms)
+            .is_none()
+        {
+            return Err(Attempt::Misconfigured {
+                reason: format!(
+                    "the relay {} offers no login (AUTH PLAIN or LOGIN) over TLS, and {}.username is set: remove it if the relay needs no login, or have the relay's administrator enable authentication",
+                    self.relay, self.section
+                ),
+                by: Refuser::Server,
+            });
+        }
+        let credentials = Credentials::new(user.clone(), login.password.expose_secret().to_owned());
+        bounded(self.timeout, session.auth(&mechanisms, &credentials))
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.reply_code() {
+                Some(500..=599) => Attempt::Misconfigured {
+                    reason: format!(
+                        "the relay {} refused the login: {}; check {keys}",
+                        self.relay,
+                        e.smtp_reply(Step::Login)
+                            .map_or_else(|| e.to_string(), |r| r.to_string())
+                    ),
+                    by: Refuser::Server,
+                },
+                _ => Attempt::Unreachable {
+                    reason: format!("logging in to {} as {user}: {e}", self.relay),
+                },
+            })
+    }
+}
+
+/// Who logs in to a relay: the user name, the password (from the environment), and the
+/// variable it came from, for the errors.
+#[derive(Clone)]
+struct Login {
+    user: String,
+    password: Arc<SecretString>,
+    variable: String,
 }
 
 /// What a freshly greeted session must do before it carries a letter.
@@ -338,9 +409,9 @@ fn encryption_step(implicit_tls: bool, offers_starttls: bool, loopback: bool) ->
     }
 }
 
-/// The password goes only over TLS, or to loopback.
-fn may_log_in(encrypted: bool, loopback: bool) -> bool {
-    encrypted || loopback
+/// The password goes only over TLS, loopback or not.
+fn may_log_in(encrypted: bool) -> bool {
+    encrypted
 }
 
 /// Runs one SMTP step within the timeout, folding a timeout into lettre's error shape.
@@ -366,7 +437,10 @@ enum StepError {
 /// A TLS failure (untrusted certificate, wrong name) is configuration, not weather.
 fn classify_open_error(error: &StepError, reason: String) -> Attempt {
     match error {
-        StepError::Smtp(e) if is_tls_failure(e) => Attempt::Misconfigured { reason },
+        StepError::Smtp(e) if is_tls_failure(e) => Attempt::Misconfigured {
+            reason,
+            by: Refuser::Us,
+        },
         _ => Attempt::Unreachable { reason },
     }
 }
@@ -968,11 +1042,9 @@ mod tests {
     }
 
     #[test]
-    fn the_password_never_goes_in_clear_to_a_remote_relay() {
-        assert!(!may_log_in(false, false));
-        assert!(may_log_in(true, false));
-        assert!(may_log_in(false, true));
-        assert!(may_log_in(true, true));
+    fn the_password_never_goes_in_clear() {
+        assert!(!may_log_in(false));
+        assert!(may_log_in(true));
     }
 
     #[test]

@@ -389,17 +389,17 @@ fn with_relays(campaign: &Campaign, relays: &[(String, u32)]) {
 
 /// ref → relay, from the audit export.
 fn relays_in_audit(campaign: &Campaign) -> HashMap<String, String> {
-    let output = campaign.run(&["export", "audit", "--format", "csv"]);
+    // JSONL: the machine format, the same names in every campaign language.
+    let output = campaign.run(&["export", "audit", "--format", "jsonl"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
-    let header = reader.headers().unwrap().clone();
-    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let (person_ref, relay) = (at("ref"), at("relay"));
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            (r[person_ref].to_owned(), r[relay].to_owned())
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                row["ref"].as_str().unwrap_or_default().to_owned(),
+                row["relay"].as_str().unwrap_or_default().to_owned(),
+            )
         })
         .collect()
 }

@@ -270,7 +270,9 @@ async fn no_warning_when_the_deadline_is_ahead_and_an_error_when_counts_disagree
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_csv_has_every_column_right_for_every_outcome() {
-    let (campaign, _server) = driven_campaign().await;
+    let (mut campaign, _server) = driven_campaign().await;
+    // The English CSV uses the JSONL's names and codes: the contract pinned here.
+    campaign.set("BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE", "en");
     let out = campaign.path("audit.csv");
     let output = campaign
         .run_async(&["export", "audit", "--out", out.to_str().expect("utf-8")])
@@ -373,7 +375,8 @@ async fn campaign_notice_id(campaign: &Campaign, person_ref: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_jsonl_carries_typed_values_and_masks_addresses_on_request() {
-    let (campaign, _server) = driven_campaign().await;
+    let (mut campaign, _server) = driven_campaign().await;
+    campaign.set("BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE", "en");
     let output = campaign
         .run_async(&["export", "audit", "--format", "jsonl"])
         .await;
@@ -429,7 +432,8 @@ async fn audit_jsonl_carries_typed_values_and_masks_addresses_on_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_export_is_the_timeline_in_order() {
-    let (campaign, _server) = driven_campaign().await;
+    let (mut campaign, _server) = driven_campaign().await;
+    campaign.set("BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE", "en");
     let out = campaign.path("events.csv");
     let output = campaign
         .run_async(&[
@@ -519,7 +523,10 @@ async fn report_states_the_facts_and_loads_nothing() {
         "INC-2025-07",
         "reconciliation: ok, 8 people = 4 sent + 1 bounced + 1 failed + 1 no_email",
         "<svg",
-        "Letters sent over time",
+        "Letters handed to the relay over time",
+        "import: ok, 8 rows in 1 import = 8 people + 0 already known + 0 refused",
+        "What people were told",
+        "Words used in this report",
         "Where every letter stands",
         "5.1.1",
         "example.fr",
@@ -528,7 +535,7 @@ async fn report_states_the_facts_and_loads_nothing() {
         "@media print",
         "size: A4",
         "<html lang=\"en\">",
-        "login with the stolen credentials of a staff or partner account (stolen_credentials)",
+        "login with the stolen credentials of a staff or partner account (<code>stolen_credentials</code>)",
     ] {
         assert!(html.contains(text), "{text:?} missing from the report");
     }
@@ -564,14 +571,19 @@ async fn a_french_campaign_gets_its_report_in_french_with_the_same_numbers() {
     for text in [
         "<html lang=\"fr\">",
         "INC-2025-07",
-        "rapprochement : ok, 8 personnes = 4 envoyées + 1 revenues en erreur + 1 refusées + 1 sans adresse",
-        "Lettres envoyées au fil du temps",
+        "import\u{a0}: concordant, 8 lignes en 1 import = 8 personnes + 0 ligne d&#39;une personne déjà importée + 0 ligne refusée à l&#39;import",
+        "rapprochement\u{a0}: concordant, 8 personnes = 4 remises au relais + 1 revenue en erreur + 1 refusée à l&#39;envoi + 1 sans adresse + 0 en attente + 1 différée + 0 en cours d&#39;envoi",
+        "Lettres remises au relais au fil du temps",
         "Où en est chaque lettre",
         "Déroulement de la campagne",
         "empreinte des lettres",
         "Accès frauduleux bloqué le",
-        "connexion avec les identifiants volés d&#39;un compte professionnel (stolen_credentials)",
+        "connexion avec les identifiants volés d&#39;un compte professionnel (<code>stolen_credentials</code>)",
+        "9 juillet 2025",
         "5.1.1",
+        "Ce qui a été dit aux personnes",
+        "Votre numéro d&#39;avis",
+        "Lexique",
     ] {
         assert!(html.contains(text), "{text:?} missing from the report");
     }
@@ -580,9 +592,21 @@ async fn a_french_campaign_gets_its_report_in_french_with_the_same_numbers() {
         "Letters sent over time",
         "Where every letter stands",
         "Campaign timeline",
+        "Relays",
+        "export audit",
+        "2025-07-09",
+        "T0",
     ] {
         assert!(!html.contains(english), "{english:?} left in English");
     }
+    // What people were told: the letter of the fingerprint in use, with how many got it.
+    let fingerprint: String = campaign.delivery("OK1", "letters_fingerprint").await;
+    assert!(
+        html.contains(&format!(
+            "<span class=\"mono\">{fingerprint}</span>. C&#39;est la version reçue par"
+        )),
+        "the specimen's fingerprint is not the one in use"
+    );
     let fingerprint: String = campaign.delivery("OK1", "letters_fingerprint").await;
     assert!(html.contains(&fingerprint));
     assert_loads_nothing(&html);
@@ -620,6 +644,87 @@ async fn report_of_a_campaign_with_nothing_sent_yet() {
     assert!(output.status.success(), "{}", stderr(&output));
     let html = std::fs::read_to_string(&out).expect("read");
     assert!(html.contains("No letter has been sent yet"));
+    assert!(html.contains("No letter sent so far carries this fingerprint."));
     assert!(html.contains("reconciliation: ok, 1 people = 0 sent"));
     assert_loads_nothing(&html);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_french_audit_says_everything_in_french_with_its_legend_beside_it() {
+    let (campaign, _server) = driven_campaign().await;
+    let out = campaign.path("audit.csv");
+    let output = campaign
+        .run_async(&["export", "audit", "--out", out.to_str().expect("utf-8")])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut reader = csv::Reader::from_path(&out).expect("open the export");
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header[0], "référence");
+    assert_eq!(header[1], "numéro d'avis");
+    assert_eq!(header[4], "état");
+    assert_eq!(header[18], "envoi postal");
+    let rows: BTreeMap<String, csv::StringRecord> = reader
+        .records()
+        .map(|r| r.expect("record"))
+        .map(|r| (r[0].to_owned(), r))
+        .collect();
+    assert_eq!(&rows["OK1"][4], "remise au relais");
+    assert_eq!(&rows["REJ"][4], "refusée à l'envoi");
+    assert_eq!(&rows["BOUNCE"][4], "revenue en erreur");
+    assert_eq!(&rows["NOMAIL"][4], "sans adresse");
+    assert_eq!(&rows["NOMAIL"][18], "oui");
+    assert_eq!(&rows["OK1"][18], "non");
+    // 06/12/2026 07:20:46 UTC: day first, the zone named (no schedule: UTC).
+    let sent_at = &rows["OK1"][9];
+    assert!(
+        sent_at.len() == 23 && &sent_at[2..3] == "/" && sent_at.ends_with(" UTC"),
+        "{sent_at}"
+    );
+
+    let legend = campaign.path("audit.legende.txt");
+    assert_eq!(mode(&legend), 0o600);
+    let text = std::fs::read_to_string(&legend).expect("the legend");
+    for said in [
+        "Légende de l'export d'audit audit.csv",
+        "fuseau UTC",
+        "- référence\u{a0}: la clé de la personne",
+        "- remise au relais\u{a0}: le relais a accepté la lettre",
+        "- revenue en erreur\u{a0}:",
+        "code SMTP",
+        "Rapprochement au moment de l'export\u{a0}: concordant, 8 personnes = 4 remises au relais",
+    ] {
+        assert!(
+            text.contains(said),
+            "{said:?} missing from the legend:\n{text}"
+        );
+    }
+    // Every column of the file is explained in the legend.
+    for column in &header {
+        assert!(
+            text.contains(&format!("- {column}\u{a0}:")),
+            "{column} unexplained"
+        );
+    }
+
+    let events = campaign.path("events.csv");
+    let output = campaign
+        .run_async(&[
+            "export",
+            "audit",
+            "--events",
+            "--out",
+            events.to_str().expect("utf-8"),
+        ])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&events).expect("events");
+    assert!(text.starts_with("référence,numéro d'avis,date et heure,exécution,événement,"));
+    assert!(text.contains(",importée,"), "{text}");
+    let legend = std::fs::read_to_string(campaign.path("events.legende.txt")).expect("legend");
+    assert!(legend.contains("- prise pour envoi\u{a0}:"), "{legend}");
 }

@@ -339,10 +339,20 @@ async fn strict_counts_an_invalid_address_as_a_bad_row() {
     let output = campaign.run(&["import", export.to_str().unwrap(), "--strict"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(campaign.status()["total"], 0);
+    // The rolled-back rows still add up: 1 refused + 1 rolled back, nobody imported.
+    let imports = &campaign.status()["imports"];
+    assert_eq!(imports["ok"], true, "{imports}");
+    assert_eq!(imports["rows"], 2, "{imports}");
+    assert_eq!(imports["refused"], 1, "{imports}");
+    assert_eq!(imports["rolled_back"], 1, "{imports}");
 
     let clean = campaign.write_outside("clean.csv", "ref,email,exposed\nC1,c1@exemple.fr,email\n");
     campaign.import(&clean, &["--strict"]);
     assert_eq!(campaign.status()["total"], 1);
+    let status = campaign.status();
+    assert_eq!(status["imports"]["ok"], true, "{status}");
+    assert_eq!(status["imports"]["rows"], 3, "{status}");
+    assert_eq!(status["imports"]["inserted"], 1, "{status}");
     assert!(!campaign.outside("clean.csv.rejects.csv").exists());
 }
 
@@ -475,4 +485,46 @@ async fn an_sqlite_extract_is_imported_from_a_table() {
         "a missing table is a usage error"
     );
     assert!(stderr(&output).contains("nope"));
+}
+
+#[tokio::test]
+async fn unknown_categories_are_imported_and_the_letter_says_so() {
+    let campaign = Campaign::new();
+    let export = campaign.write_outside(
+        "people.csv",
+        "ref,email,exposed\nU1,u1@exemple.fr,unknown\nU2,u2@exemple.fr,\nU3,u3@exemple.fr,unknown;email\n",
+    );
+    campaign.import(&export, &[]);
+    assert_eq!(campaign.status()["total"], 1);
+    let rejects = read_rejects(&campaign.outside("people.csv.rejects.csv"));
+    let refused: Vec<(&str, &str)> = rejects
+        .iter()
+        .map(|r| (r[1].as_str(), r[2].as_str()))
+        .collect();
+    assert_eq!(refused, [("U2", "exposed"), ("U3", "exposed")]);
+    assert!(
+        rejects.iter().all(|r| r[3].contains("\"unknown\"")),
+        "the reason names the value to use: {rejects:?}"
+    );
+    let pool = campaign.db().await;
+    let stored: String = sqlx::query_scalar("SELECT exposed FROM people WHERE ref = 'U1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "");
+    let out_dir = campaign.outside("preview");
+    let output = campaign.run(&["preview", "--all", "--out", out_dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let letter = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .expect("one previewed letter");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&letter)
+        .unwrap();
+    let text = parsed.body_text(0).unwrap();
+    assert!(text.contains("Nous ne savons pas encore"), "{text}");
+    assert!(text.contains("nous vous écrirons de nouveau"), "{text}");
 }

@@ -103,6 +103,23 @@ fn demo_builds_a_campaign_with_people_and_shows_the_rejects() {
         .output()
         .unwrap();
     assert_success(&output, "demo");
+    // The demo's deadline is weeks after the day it runs: no warning at the end of every demo.
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(!said.contains("WARNING"), "{said}");
+    let config = std::fs::read_to_string(dir.join("breachmail.toml")).unwrap();
+    let notify_by = config
+        .lines()
+        .find_map(|l| l.strip_prefix("notify_by = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("a notify_by line");
+    let today = chrono::Utc::now().date_naive();
+    let days =
+        (chrono::NaiveDate::parse_from_str(notify_by, "%Y-%m-%d").unwrap() - today).num_days();
+    assert!(
+        (20..=35).contains(&days),
+        "notify_by {notify_by} is {days} days away"
+    );
+    assert_eq!(mode(&dir.join("breachmail.toml")), 0o600);
     let rejects = dir.join("people.csv.rejects.csv");
     assert!(rejects.is_file(), "the demo shows a rejects file");
     let refused = read_rejects(&rejects)
@@ -119,5 +136,10 @@ fn demo_builds_a_campaign_with_people_and_shows_the_rejects() {
     assert_success(&output, "status in the demo folder");
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(status["total"].as_u64(), Some(100 - refused as u64));
+    // The import file's rows add up: the people, and the rows refused at import.
+    let imports = &status["imports"];
+    assert_eq!(imports["ok"], true, "{imports}");
+    assert_eq!(imports["rows"].as_u64(), Some(100));
+    assert_eq!(imports["refused"].as_u64(), Some(refused as u64));
     assert!(status["states"]["no_email"].as_u64().unwrap_or(0) >= 1);
 }

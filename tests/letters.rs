@@ -143,11 +143,9 @@ fn a_language_without_letters_gets_the_default_one() {
 fn a_name_is_escaped_in_html_and_verbatim_in_text() {
     let letters = Letters::load(&config()).expect("letters load");
     let mut p = person("X", "en");
-    p.civility = None;
-    p.first_name = Some("<script>alert(1)</script>".into());
-    p.last_name = None;
+    p.last_name = Some("<script>alert(1)</script>".into());
     let letter = letters.render(&p).expect("renders");
-    assert!(letter.text.contains("Dear <script>alert(1)</script>,"));
+    assert!(letter.text.contains("Dear Ms <script>alert(1)</script>,"));
     assert!(!letter.html.contains("<script>"));
     assert!(
         letter
@@ -508,11 +506,15 @@ fn three_rules(language: &str) -> [&'static str; 3] {
     if language == "fr" {
         [
             "votre mot de passe",
-            "aucun lien",
+            "tout message, appel ou offre inattendu",
             "raccrochez et rappelez-nous",
         ]
     } else {
-        ["a password", "any link", "hang up and call us back"]
+        [
+            "a password",
+            "any unexpected message, call or offer",
+            "hang up and call us back",
+        ]
     }
 }
 
@@ -546,7 +548,7 @@ fn the_first_screen_holds_the_categories_the_three_rules_and_the_notice_number()
                 let unknown = if french {
                     "Nous ne savons pas encore"
                 } else {
-                    "We do not yet know"
+                    "We do not know yet"
                 };
                 assert!(
                     screen.contains(unknown),
@@ -587,5 +589,260 @@ fn every_combination_of_categories_keeps_every_warning_that_applies() {
                 assert!(body.contains(three_rules(language)[0]), "{what}: no rules");
             }
         }
+    }
+}
+
+/// The most words the text part may hold for a person with every category exposed; a person
+/// with fewer categories gets no more.
+const MAX_WORDS: usize = 550;
+
+/// Words as a reader counts them: runs between spaces (no-break spaces included) holding at
+/// least one letter or digit, so "K7QF-3MZ9-P2XH" is one word and a lone ":" none.
+fn words(text: &str) -> usize {
+    text.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count()
+}
+
+#[test]
+fn every_golden_letter_is_short_enough_and_docs_give_its_length() {
+    let mut counts = Vec::new();
+    for entry in std::fs::read_dir(manifest_dir().join("tests/golden")).expect("golden folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "txt") {
+            let text = std::fs::read_to_string(&path).expect("golden letter");
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            counts.push((stem, words(&text)));
+        }
+    }
+    counts.sort();
+    assert_eq!(counts.len(), 8, "{counts:?}");
+    let table: String = counts
+        .iter()
+        .map(|(stem, n)| format!("| {stem} | {n} |\n"))
+        .collect();
+    println!("{table}");
+    for (stem, n) in &counts {
+        assert!(*n <= MAX_WORDS, "{stem}: {n} words, over {MAX_WORDS}");
+        let language = &stem[..2];
+        let every = counts
+            .iter()
+            .find(|(s, _)| *s == format!("{language}_no_civility_every_category"))
+            .map(|(_, n)| *n)
+            .expect("an every-category letter");
+        assert!(
+            *n <= every,
+            "{stem}: {n} words, more than the letter with every category ({every})"
+        );
+    }
+    let docs = std::fs::read_to_string(manifest_dir().join("docs/operator/letters.md")).expect("docs");
+    for line in table.lines() {
+        assert!(
+            docs.contains(line),
+            "docs/operator/letters.md does not give the measured length {line:?}; the table is:\n{table}"
+        );
+    }
+}
+
+/// Pairs of things a letter must never say together (the second may be a heading that opens a
+/// list of actions), and words no letter may hold at all.
+fn contradictions(language: &str) -> (Vec<(&'static str, &'static str)>, Vec<&'static str>) {
+    if language == "fr" {
+        (
+            vec![
+                ("aucune démarche", "Ce que vous pouvez faire"),
+                ("rien à faire", "Ce que vous pouvez faire"),
+                ("ne vous demande rien", "Donnez-le"),
+                ("- vos mots de passe\n", "changez-le partout"),
+                ("ni lien", "www."),
+            ],
+            vec!["Numéro de ce message", "Bonjour", "aucune démarche"],
+        )
+    } else {
+        (
+            vec![
+                ("do not need to do anything", "What you can do"),
+                ("nothing to do", "What you can do"),
+                ("asks you for nothing", "Quote it"),
+                ("- your passwords\n", "change it everywhere"),
+                ("has no link", "www."),
+            ],
+            vec!["Number of this message", "Dear Marie", "nothing to do"],
+        )
+    }
+}
+
+/// The letters of a campaign: the golden people, and every combination of categories.
+fn campaign_letters(letters: &Letters) -> Vec<(String, breachmail::render::Letter)> {
+    let mut out = Vec::new();
+    for (variant, person) in golden_people() {
+        let letter = letters.render(&person).expect("renders");
+        out.push((format!("{} {variant}", person.language), letter));
+    }
+    for language in ["fr", "en"] {
+        for mask in 0..(1_u32 << Category::ALL.len()) {
+            let mut p = person("X", language);
+            p.exposed = Category::ALL
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| mask & (1 << bit) != 0)
+                .map(|(_, c)| *c)
+                .collect();
+            let letter = letters.render(&p).expect("renders");
+            out.push((format!("{language} {:?}", p.exposed), letter));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_letter_says_contradictory_things() {
+    let letters = Letters::load(&config()).expect("letters load");
+    for (what, letter) in campaign_letters(&letters) {
+        let (pairs, never) = contradictions(&letter.language);
+        for (claim, contrary) in pairs {
+            assert!(
+                !(letter.text.contains(claim) && letter.text.contains(contrary)),
+                "{what}: says {claim:?} and {contrary:?}:\n{}",
+                letter.text
+            );
+        }
+        for word in never {
+            assert!(!letter.text.contains(word), "{what}: says {word:?}");
+        }
+        let notice = if letter.language == "fr" {
+            "numéro d'avis"
+        } else {
+            "notice number"
+        };
+        assert!(letter.text.contains(notice), "{what}: no {notice:?}");
+        let theft = if letter.language == "fr" {
+            "usurpation d'identité"
+        } else {
+            "identity theft"
+        };
+        assert!(letter.text.contains(theft), "{what}: {theft:?} unnamed");
+        assert!(
+            letter
+                .text
+                .contains("ne-pas-repondre@notification.example.fr"),
+            "{what}: the sender address is not given"
+        );
+    }
+}
+
+#[test]
+fn advice_about_passwords_appears_only_when_passwords_may_have_leaked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_with(dir.path(), "");
+    config.incident.insert(
+        "not_exposed".into(),
+        serde_json::json!(["bank_details", "benefits"]),
+    );
+    let letters = Letters::load(&config).expect("letters load");
+    for (language, advice) in [("fr", "changez-le partout"), ("en", "change it everywhere")] {
+        let letter = letters.render(&person("X", language)).expect("renders");
+        assert!(letter.text.contains(advice), "{language}: {}", letter.text);
+        assert!(letter.html.contains(advice), "{language}: {}", letter.html);
+    }
+    let letters = Letters::load(&self::config()).expect("letters load");
+    for (language, advice) in [("fr", "changez-le partout"), ("en", "change it everywhere")] {
+        let letter = letters.render(&person("X", language)).expect("renders");
+        assert!(!letter.html.contains(advice), "{language}: {}", letter.html);
+    }
+}
+
+/// Sentences of a text part: lines joined, cut at full stops, question marks, colons and list
+/// dashes; those of five words or more.
+fn sentences(text: &str) -> Vec<String> {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    joined
+        .split(['.', '?', '!', ':', ';'])
+        .flat_map(|s| s.split(" - "))
+        .map(|s| s.trim().trim_start_matches("- ").to_owned())
+        .filter(|s| words(s) >= 5)
+        .collect()
+}
+
+#[test]
+fn no_sentence_is_said_twice() {
+    let letters = Letters::load(&config()).expect("letters load");
+    for (what, letter) in campaign_letters(&letters) {
+        let mut seen = std::collections::BTreeSet::new();
+        for sentence in sentences(&letter.text) {
+            assert!(
+                seen.insert(sentence.clone()),
+                "{what}: said twice: {sentence:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_greeting_and_the_closing_are_in_one_register() {
+    let letters = Letters::load(&config()).expect("letters load");
+    let cases = [
+        (
+            Some("ms"),
+            Some("Dupont"),
+            "fr",
+            "Madame Dupont,",
+            "Veuillez agréer, Madame, nos",
+        ),
+        (
+            None,
+            Some("Dupont"),
+            "fr",
+            "Madame, Monsieur,",
+            "Veuillez agréer, Madame, Monsieur, nos",
+        ),
+        (
+            None,
+            None,
+            "fr",
+            "Madame, Monsieur,",
+            "Veuillez agréer, Madame, Monsieur, nos",
+        ),
+        (
+            Some("mr"),
+            None,
+            "fr",
+            "Monsieur,",
+            "Veuillez agréer, Monsieur, nos",
+        ),
+        (
+            Some("ms"),
+            Some("Dupont"),
+            "en",
+            "Dear Ms Dupont,",
+            "Yours sincerely,",
+        ),
+        (
+            None,
+            Some("Dupont"),
+            "en",
+            "Dear Sir or Madam,",
+            "Yours faithfully,",
+        ),
+        (Some("mr"), None, "en", "Dear Sir,", "Yours faithfully,"),
+    ];
+    for (civility, last_name, language, greeting, closing) in cases {
+        let mut p = person("X", language);
+        p.civility = civility.map(str::to_owned);
+        p.last_name = last_name.map(str::to_owned);
+        let letter = letters.render(&p).expect("renders");
+        assert!(
+            letter.text.starts_with(&format!("{greeting}\n")),
+            "{civility:?} {last_name:?} {language}: {}",
+            &letter.text[..60]
+        );
+        assert!(
+            letter.text.contains(closing),
+            "{civility:?} {last_name:?} {language}"
+        );
+        assert!(
+            letter.html.contains(greeting),
+            "{civility:?} {last_name:?} {language}"
+        );
     }
 }

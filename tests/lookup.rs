@@ -178,6 +178,8 @@ async fn two_generations_and_a_bounce_show_every_attempt() {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     let text = stdout(&campaign.run(&["lookup", &notice]));
-    assert!(text.contains("attempts  2"), "{text}");
-    assert!(text.contains("bounces   1"), "{text}");
+    assert!(text.contains("attempts      2"), "{text}");
+    assert!(text.contains("bounces       1"), "{text}");
+    // The notice number under the name the letters give it.
+    assert!(text.contains(&format!("notice number {notice}")), "{text}");
 }

@@ -1011,7 +1011,10 @@ fn complaints_delays_and_replies_are_recorded_apart_from_bounces() {
     let output = campaign.run(&["report", "--html", report.to_str().expect("utf-8")]);
     assert!(output.status.success(), "{output:?}");
     let page = std::fs::read_to_string(&report).expect("report");
-    assert!(page.contains("feedback loops"), "no complaints section");
+    assert!(
+        page.contains("Plaintes transmises par les fournisseurs de messagerie"),
+        "no complaints section, in the campaign's language"
+    );
     assert!(page.contains("<td>laposte.net</td>"), "no laposte.net row");
     // Read again: nothing counted twice.
     let again = campaign.bounces(&[&complaint, &redacted, &delay]);

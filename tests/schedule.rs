@@ -282,8 +282,14 @@ async fn the_plan_ends_the_day_the_runs_finish() {
     );
     assert_success(&output, "report");
     let page = std::fs::read_to_string(&html).expect("read the report");
-    assert!(page.contains("The plan against what happened, per day (Europe/Paris)"));
+    // A French campaign: the plan in French, its days written out.
+    assert!(
+        page.contains(
+            "Le plan d&#39;envoi et ce qui s&#39;est passé, jour par jour (Europe/Paris)"
+        )
+    );
     for (day, sent) in expected {
+        let day = breachmail::render::long_date(day, true).expect("a day");
         let row = format!(
             "<tr><td>{day}</td><td class=\"n\">3</td><td class=\"n\">{sent}</td><td class=\"n\">0</td></tr>"
         );

@@ -1,4 +1,4 @@
-//! The promises of docs/security.md, through the real binary: the SMTP password and
+//! The promises of docs/operator/security.md, through the real binary: the SMTP password and
 //! the campaign's signing key appear in no output of a verbose run (logs, results, database,
 //! previews, outbox), the password can come from a file, every file that holds personal data is
 //! owner-only even under `umask 000`, and `purge` erases the people while the counts stay.
@@ -91,6 +91,9 @@ async fn neither_the_password_nor_the_signing_key_appears_in_any_output() {
     for log_format in ["text", "json"] {
         let server = SmtpServer::start(Script {
             require_auth: Some(("relay-user".into(), secret.into())),
+            // The login only travels inside TLS (the loopback relay's certificate is taken
+            // unverified).
+            advertise_starttls: true,
             ..Script::default()
         })
         .await;
@@ -173,6 +176,9 @@ async fn the_password_can_come_from_a_file() {
     let secret = "from-a-file-Pa55";
     let server = SmtpServer::start(Script {
         require_auth: Some(("relay-user".into(), secret.into())),
+        // The login only travels inside TLS (the loopback relay's certificate is taken
+        // unverified).
+        advertise_starttls: true,
         ..Script::default()
     })
     .await;

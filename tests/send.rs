@@ -446,6 +446,9 @@ async fn logs_in_with_the_password_from_the_environment_and_never_prints_it() {
     let secret = "s3cr3t-Pa55-word";
     let server = SmtpServer::start(Script {
         require_auth: Some(("relay-user".into(), secret.into())),
+        // The login only travels inside TLS (the loopback relay's certificate is taken
+        // unverified).
+        advertise_starttls: true,
         ..Script::default()
     })
     .await;
@@ -458,14 +461,14 @@ async fn logs_in_with_the_password_from_the_environment_and_never_prints_it() {
     assert_eq!(server.accepted().len(), 3);
     assert!(!stderr(&output).contains(secret) && !stdout(&output).contains(secret));
 
-    // A wrong password: the relay refuses the login, which no retry can mend: exit 1, and
-    // nothing is counted against anyone.
+    // A wrong password: the relay refuses the login, which no retry can mend: a configuration
+    // error (exit 2), and nothing is counted against anyone.
     let mut wrong = campaign_for(&server, &people(2, "example.fr"));
     wrong
         .set("BREACHMAIL_SMTP_USERNAME", "relay-user")
         .set("BREACHMAIL_SMTP_PASSWORD", "wrong-password");
     let output = wrong.run_async(&["-vv", "send"]).await;
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("refused the login"),
         "{}",

@@ -7,12 +7,13 @@
 //! folder and finishes moving or flagging them without reading them again. Whatever happens, the
 //! `bounces` table's fingerprints keep a message read twice from counting twice.
 //!
-//! TLS is always verified (the web's roots, as for SMTP; debug builds add the one root named by
-//! `BREACHMAIL_TEST_CA_FILE` for the test suite): `imaps://` is TLS from the first byte, `imap://`
-//! must upgrade with STARTTLS or nothing is sent, not even the user name.
+//! TLS follows the same rules as for the relays ([`crate::tls`]): verified against the web's
+//! roots and `bounces.tls_ca`, for the host or `bounces.tls_server_name`; a server on loopback
+//! with neither key set may present a certificate that does not verify (Dovecot's self-signed
+//! default), said once. `imaps://` is TLS from the first byte, `imap://` must upgrade with
+//! STARTTLS or nothing is sent, not even the user name.
 
 use std::fmt;
-use std::sync::Arc;
 
 use anyhow::Context;
 use async_imap::Session;
@@ -175,6 +176,8 @@ pub struct Request {
     pub url: ImapUrl,
     pub disposal: Disposal,
     pub batch: usize,
+    /// `bounces.tls_ca`, `bounces.tls_server_name`.
+    pub tls: crate::tls::TlsSettings,
     /// Debug builds only: stop dead after this many batches are recorded and before they are
     /// moved, as a run killed at the worst moment would (the crash-safety test).
     pub abort_after_batches: Option<usize>,
@@ -215,7 +218,7 @@ pub async fn ingest(
     options: &Options,
 ) -> anyhow::Result<Summary> {
     let label = request.url.to_string();
-    let mut session = connect(&request.url, password).await?;
+    let mut session = connect(&request.url, &request.tls, password).await?;
     let mut recorder = Recorder::start(pool, options).await?;
     let outcome = read_folder(pool, &mut session, request, &label, &mut recorder).await;
     // A failed logout changes nothing that was recorded.
@@ -521,17 +524,31 @@ fn uid_ranges(uids: &[u32]) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-async fn connect(url: &ImapUrl, password: &SecretString) -> anyhow::Result<ImapSession> {
+async fn connect(
+    url: &ImapUrl,
+    settings: &crate::tls::TlsSettings,
+    password: &SecretString,
+) -> anyhow::Result<ImapSession> {
     let address = format!("{}:{}", url.host, url.port);
+    let server = format!("the IMAP server {address}");
+    let client = crate::tls::TlsClient::new(&url.host, settings, "bounces", &server)?;
     let tcp = TcpStream::connect(&address)
         .await
         .with_context(|| format!("while connecting to the IMAP server {address}"))?;
-    let connector = TlsConnector::from(Arc::new(crate::tls::client_config()?));
-    let name = crate::tls::server_name(&url.host)?;
+    let connector = TlsConnector::from(client.config.clone());
+    let name = client.name.clone();
+    // A refused certificate is a configuration error (exit 2) that says what to set.
+    let failed = |error: std::io::Error, doing: &str| -> anyhow::Error {
+        match client.explain(&error, &server) {
+            Some((reason, _)) => crate::UsageError::new(reason).into(),
+            None => anyhow::Error::new(error).context(format!("while {doing} with {address}")),
+        }
+    };
     let tls = match url.security {
-        Security::Tls => connector.connect(name, tcp).await.with_context(|| {
-            format!("while opening TLS to {address} (the certificate must be valid for that name)")
-        })?,
+        Security::Tls => connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| failed(e, "opening TLS"))?,
         Security::StartTls => {
             let mut plain = async_imap::Client::new(tcp);
             plain
@@ -547,7 +564,7 @@ async fn connect(url: &ImapUrl, password: &SecretString) -> anyhow::Result<ImapS
             connector
                 .connect(name, plain.into_inner())
                 .await
-                .with_context(|| format!("while upgrading to TLS with {address} (the certificate must be valid for that name)"))?
+                .map_err(|e| failed(e, "upgrading to TLS"))?
         }
     };
     let mut client = async_imap::Client::new(tls);

@@ -164,6 +164,7 @@ pub async fn run_command(config: &Config, args: &BouncesArgs) -> anyhow::Result<
         url,
         disposal,
         batch: args.imap_batch,
+        tls: config.bounces.tls.clone(),
         abort_after_batches: std::env::var("BREACHMAIL_TEST_ABORT_AFTER_BATCHES")
             .ok()
             .and_then(|n| n.parse().ok()),

@@ -34,7 +34,8 @@ pub(super) struct Lane {
     /// Sessions that could not be opened since the last message this relay took.
     failures_in_a_row: u64,
     /// Why the relay cannot be used as configured, once it said so.
-    pub(super) misconfigured: Option<String>,
+    /// Why this relay cannot be used as configured, and whose refusal it is.
+    pub(super) misconfigured: Option<(String, crate::tls::Refuser)>,
     down: bool,
 }
 
@@ -129,10 +130,10 @@ impl Lanes {
         }
     }
 
-    pub(super) fn misconfigured(&mut self, lane: usize, reason: String) {
+    pub(super) fn misconfigured(&mut self, lane: usize, reason: String, by: crate::tls::Refuser) {
         let lane = &mut self.lanes[lane];
         tracing::error!(relay = %lane.relayer.name(), %reason, "the relay cannot be used as configured");
-        lane.misconfigured = Some(reason);
+        lane.misconfigured = Some((reason, by));
         lane.down = true;
     }
 
@@ -141,8 +142,10 @@ impl Lanes {
         self.lanes.iter().any(|l| l.failures_in_a_row > 0)
     }
 
-    pub(super) fn first_misconfigured(&self) -> Option<&str> {
-        self.lanes.iter().find_map(|l| l.misconfigured.as_deref())
+    pub(super) fn first_misconfigured(&self) -> Option<(&str, crate::tls::Refuser)> {
+        self.lanes
+            .iter()
+            .find_map(|l| l.misconfigured.as_ref().map(|(r, by)| (r.as_str(), *by)))
     }
 
     /// The relay for the next letter, with the connection it will use: None when every relay

@@ -227,11 +227,13 @@ fn rank_expression(order: &[OrderKey]) -> String {
                       THEN min(CAST(trim(json_extract(extra, '$.priority')) AS INTEGER), 9998)
                       ELSE 9999 END",
             ),
-            // Identifier and postal address both leaked: 0; one of them: 1; neither: 2.
+            // Identifier and postal address both leaked, or the categories not known yet (they
+            // may have): 0; one of them: 1; neither: 2.
             OrderKey::Exposure => (
                 3,
-                "2 - (instr(';' || exposed || ';', ';identifier;') > 0)
-                   - (instr(';' || exposed || ';', ';postal;') > 0)",
+                "CASE WHEN exposed = '' THEN 0 ELSE
+                 2 - (instr(';' || exposed || ';', ';identifier;') > 0)
+                   - (instr(';' || exposed || ';', ';postal;') > 0) END",
             ),
         };
         rank = format!("({rank}) * {base} + ({part})");

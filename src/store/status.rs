@@ -224,3 +224,31 @@ mod tests {
         assert_eq!(still_to_send_to(&mut conn, "x.fr").await.unwrap(), 0);
     }
 }
+
+/// One finished import run as the `runs` table keeps it: when, and its counts (a JSON object
+/// written by `import`, see `import::import_rows`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRunRow {
+    pub id: i64,
+    pub started_at: Option<i64>,
+    pub detail: Option<String>,
+}
+
+/// Every finished import run, oldest first.
+pub async fn import_runs(conn: &mut SqliteConnection) -> anyhow::Result<Vec<ImportRunRow>> {
+    let rows = sqlx::query(
+        "SELECT id, started_at, detail FROM runs
+         WHERE command = 'import' AND finished_at IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ImportRunRow {
+                id: row.try_get("id")?,
+                started_at: row.try_get("started_at")?,
+                detail: row.try_get("detail")?,
+            })
+        })
+        .collect()
+}

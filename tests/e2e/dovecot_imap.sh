@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Bounces read over IMAP from a real Dovecot, end to end (`bounces --imap`). Proves that:
 #   - the bounces a real Postfix generates ("user unknown") for letters `send` handed to it, delivered
-#     into a Dovecot account, are read by `bounces --imap imaps://...` over verified TLS (a
-#     self-signed certificate made here, trusted by this test only through
-#     BREACHMAIL_TEST_CA_FILE), recorded, and moved to a folder breachmail creates (Processed);
+#     into a Dovecot account, are read by `bounces --imap imaps://...` over TLS, recorded, and
+#     moved to a folder breachmail creates (Processed). Postfix and Dovecot keep Debian's TLS
+#     defaults: STARTTLS in Postfix and `ssl = yes` in Dovecot, both with the self-signed
+#     "snakeoil" certificate, which breachmail uses unverified because both are on loopback,
+#     saying so once per run, with no TLS setting at all;
 #   - a complaint (an ARF report naming one of the letters), an auto-reply and a person's reply in
 #     the same folder are counted as such, none as a bounce; the reply is written to
 #     --replies-to, owner-only; the complaint is a `complained` event on that person;
 #   - a run killed after recording its first batch and before moving it, then run again, records
 #     every bounce exactly once, and moves every message;
-#   - a further run reads nothing new, and `imap://` with STARTTLS logs in as well;
-#   - without the test's certificate, nothing is read (verified TLS, no way around it).
+#   - a further run reads nothing new, and `imap://` with STARTTLS logs in as well, this time
+#     verifying Dovecot's certificate: `bounces.tls_ca` names it, `bounces.tls_server_name` the
+#     name it carries;
+#   - with a `bounces.tls_ca` that did not sign it, nothing is read, and the error says what to
+#     set (exit 2).
 #
 # Postfix and Dovecot run as instances of their own: configuration, queue, state, maildirs and
 # logs live in a temp dir; both listen on 127.0.0.1 only, on free ports; the system's
@@ -18,8 +23,8 @@
 # here, with a random password. Both are stopped and the temp dir removed on exit. Any mismatch
 # fails the script (exit 1) and prints the logs; it never skips.
 #
-# Usage: tests/e2e/dovecot_imap.sh   (as root; apt-get install postfix dovecot-imapd)
-# BREACHMAIL_BIN may name the binary (a debug build: release builds trust no test certificate).
+# Usage: tests/e2e/dovecot_imap.sh   (as root; apt-get install postfix dovecot-imapd ssl-cert openssl)
+# BREACHMAIL_BIN may name the binary to use, otherwise the debug binary is built with cargo.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -123,8 +128,16 @@ port="$(free_port 2625)"
 uid="$(id -u postfix)"
 gid="$(id -g postfix)"
 
-cat >"$pf/main.cf" <<EOF
-compatibility_level = 3.6
+# Debian's main.cf as the package installs it (postfix.postinst: main.cf.debian, then main.cf.tls
+# since ssl-cert's snakeoil key exists): STARTTLS offered with the self-signed "snakeoil"
+# certificate. Then only what an operator sets for this instance: its paths, port, domains.
+for file in /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls /etc/ssl/private/ssl-cert-snakeoil.key; do
+    [[ -f "$file" ]] || fail "$file is missing: apt-get install postfix ssl-cert"
+done
+cat /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls >"$pf/main.cf"
+cat >>"$pf/main.cf" <<EOF
+
+# --- this instance ---
 queue_directory = $queue
 data_directory = $data
 mail_owner = postfix
@@ -149,7 +162,6 @@ local_transport = error:no local delivery in the test
 relay_domains =
 alias_maps =
 alias_database =
-biff = no
 # The test domains: people.test (a few mailboxes) and bounces.test (catch-all for VERP).
 virtual_mailbox_domains = people.test, bounces.test
 virtual_mailbox_maps = hash:$pf/vmailbox
@@ -161,9 +173,6 @@ virtual_minimum_uid = 1
 # unknown"), so that Postfix generates a real DSN to the envelope sender.
 smtpd_reject_unlisted_recipient = no
 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-# No STARTTLS offered: breachmail would refuse a self-signed certificate.
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
 delay_warning_time = 0
 EOF
 
@@ -188,6 +197,7 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 EOF
 
 write_vmailbox() {
@@ -233,22 +243,24 @@ password="$(openssl rand -hex 16)"
 printf 'bounces:{PLAIN}%s\n' "$password" >"$dc/users"
 chgrp dovecot "$dc/users"
 chmod 0640 "$dc/users"
-# A throwaway certificate authority and the server's certificate it signs, for 127.0.0.1: only
-# this test trusts it (webpki, rightly, takes no CA certificate as a server's own).
-{
-    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=breachmail e2e test CA" \
-        -keyout "$dc/ca-key.pem" -out "$dc/ca.pem" &&
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
-            -keyout "$dc/key.pem" -out "$dc/server.csr" &&
-        printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' \
-            >"$dc/server.ext" &&
-        openssl x509 -req -in "$dc/server.csr" -CA "$dc/ca.pem" -CAkey "$dc/ca-key.pem" \
-            -CAcreateserial -days 1 -extfile "$dc/server.ext" -out "$dc/cert.pem"
-} >"$work/openssl.log" 2>&1 || {
+# Dovecot's TLS as the package sets it (conf.d/10-ssl.conf): `ssl = yes` with the certificate
+# dovecot-core's installation links to ssl-cert's self-signed "snakeoil".
+dovecot_cert=/etc/dovecot/private/dovecot.pem
+for file in "$dovecot_cert" /etc/dovecot/private/dovecot.key /usr/share/dovecot/dh.pem; do
+    [[ -f "$file" ]] || fail "$file is missing: apt-get install dovecot-core ssl-cert"
+done
+# The name the certificate carries (make-ssl-cert puts the host's name in it).
+cert_name="$(openssl x509 -in "$dovecot_cert" -noout -ext subjectAltName 2>/dev/null |
+    sed -n 's/.*DNS:\([^,]*\).*/\1/p' | head -n 1)"
+[[ -n "$cert_name" ]] || cert_name="$(openssl x509 -in "$dovecot_cert" -noout -subject -nameopt multiline |
+    sed -n 's/^ *commonName *= *//p')"
+[[ -n "$cert_name" ]] || fail "no name in $dovecot_cert"
+# A throwaway CA that signed nothing Dovecot presents: the wrong `bounces.tls_ca`.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=breachmail e2e unrelated CA" \
+    -keyout "$dc/unrelated-ca-key.pem" -out "$dc/unrelated-ca.pem" >"$work/openssl.log" 2>&1 || {
     cat "$work/openssl.log" >&2
-    fail "openssl (the test certificates)"
+    fail "openssl (the unrelated CA)"
 }
-chmod 0600 "$dc/key.pem" "$dc/ca-key.pem"
 
 cat >"$dc/dovecot.conf" <<DOVECOT_CONF
 base_dir = $dc/run
@@ -257,9 +269,10 @@ log_path = $dovelog
 instance_name = breachmail-e2e
 protocols = imap
 listen = 127.0.0.1
-ssl = required
-ssl_cert = <$dc/cert.pem
-ssl_key = <$dc/key.pem
+ssl = yes
+ssl_cert = <$dovecot_cert
+ssl_key = </etc/dovecot/private/dovecot.key
+ssl_dh = </usr/share/dovecot/dh.pem
 disable_plaintext_auth = yes
 auth_mechanisms = plain
 first_valid_uid = 1
@@ -385,7 +398,6 @@ cp "$repo/tests/bounces/reply-person.eml" "$mail/bounces/new/2100000003.M3P3.e2e
 chown -R "$uid:$gid" "$mail/bounces"
 [[ "$(count_files "$mail/bounces")" == 6 ]] || fail "expected 6 messages in the IMAP account"
 
-export BREACHMAIL_TEST_CA_FILE="$dc/ca.pem"
 export BREACHMAIL_BOUNCES_PASSWORD="$password"
 imaps="imaps://bounces@127.0.0.1:$imaps_port/INBOX"
 
@@ -409,6 +421,8 @@ summary="$(bm bounces --imap "$imaps" --move-to Processed --imap-batch 2 \
     fail "bounces --imap (run 2)"
 }
 log "run 2: $summary"
+[[ "$(grep -c "the certificate is not verified (self-signed, or unknown issuer): going on encrypted" "$work/run2.err")" == 1 ]] ||
+    fail "run 2 should say once that Dovecot's certificate is not verified: $(cat "$work/run2.err")"
 [[ "$(json_field "$summary" messages)" == 4 ]] || fail "run 2 should read the 4 messages left: $summary"
 [[ "$(json_field "$summary" duplicates)" == 0 ]] || fail "run 2 read a message twice: $summary"
 for who in alice bob carol; do
@@ -430,20 +444,29 @@ replies=("$work/replies"/*.eml)
     fail "the reply must be owner-only (0600 in a 0700 folder)"
 grep -q "Annie Lebrun" "${replies[0]}" || fail "the reply written is not the person's message"
 
-# 3. Nothing new: nothing read. Over imap:// with STARTTLS this time.
-summary="$(bm bounces --imap "imap://bounces@127.0.0.1:$imap_port/INBOX" --move-to Processed \
+# 3. Nothing new: nothing read. Over imap:// with STARTTLS this time, the certificate verified:
+# bounces.tls_ca names Dovecot's own (self-signed) certificate, tls_server_name its name.
+summary="$(BREACHMAIL_BOUNCES_TLS_CA="$dovecot_cert" BREACHMAIL_BOUNCES_TLS_SERVER_NAME="$cert_name" \
+    bm bounces --imap "imap://bounces@127.0.0.1:$imap_port/INBOX" --move-to Processed \
     --json 2>"$work/run3.err")" || {
     cat "$work/run3.err" >&2
-    fail "bounces --imap imap:// (run 3, STARTTLS)"
+    fail "bounces --imap imap:// (run 3, STARTTLS, verified)"
 }
 [[ "$(json_field "$summary" messages)" == 0 ]] || fail "run 3 should read nothing: $summary"
-
-# 4. The certificate is trusted by the test only: without it, nothing is read.
-if env -u BREACHMAIL_TEST_CA_FILE "$bin" --config "$campaign/breachmail.toml" -q bounces \
-    --imap "$imaps" >"$work/run4.out" 2>"$work/run4.err"; then
-    fail "bounces --imap trusted a self-signed certificate without BREACHMAIL_TEST_CA_FILE"
+if grep -q "not verified" "$work/run3.err"; then
+    fail "run 3 had the certificate to verify, yet says it is not verified: $(cat "$work/run3.err")"
 fi
-grep -qi "certificate\|TLS" "$work/run4.err" || fail "the refusal does not name TLS: $(cat "$work/run4.err")"
+
+# 4. A bounces.tls_ca that did not sign Dovecot's certificate: verification is asked for and
+# fails; nothing is read, and the error says what to set (exit 2, a configuration error).
+set +e
+BREACHMAIL_BOUNCES_TLS_CA="$dc/unrelated-ca.pem" bm -q bounces --imap "$imaps" \
+    >"$work/run4.out" 2>"$work/run4.err"
+status=$?
+set -e
+[[ "$status" == 2 ]] || fail "a certificate bounces.tls_ca did not sign: exit $status, expected 2: $(cat "$work/run4.err")"
+grep -q "the certificate is not trusted (unknown issuer): set bounces.tls_ca to the certificate of the CA that signed it" \
+    "$work/run4.err" || fail "the refusal does not say what to set: $(cat "$work/run4.err")"
 if grep -q "$password" "$work"/run*.err; then
     fail "the IMAP password appears in a log"
 fi

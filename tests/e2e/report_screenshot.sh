@@ -2,7 +2,10 @@
 # The report as a browser shows it: builds a small demo campaign, writes `report --html` for it
 # as a French campaign and as an English one, has headless Chromium take a screenshot and dump
 # the DOM of each, and checks that each page rendered in its language (a PNG with more than one
-# colour; the lang, the incident ref and the reconciliation in that language in the DOM).
+# colour; the lang, the incident ref and the reconciliation in that language in the DOM). The
+# French page must hold no English word (tests/e2e/english_words.txt) outside what it quotes as
+# received or as a code (`<code>`, the letter's `<pre>`), and its reconciliation must add up to
+# the rows of the import file.
 #
 # Usage: tests/e2e/report_screenshot.sh [OUT_DIR]
 # Needs chromium (Debian's package) and python3 on PATH; BREACHMAIL_BIN may name the binary to
@@ -124,7 +127,50 @@ print(f"report_screenshot: {path}: {width}x{height} PNG, {len(colours)} distinct
 PY
 }
 
-render fr "rapprochement : ok" "Où en est chaque lettre"
+render fr "rapprochement.*: concordant" "Où en est chaque lettre"
 render en "reconciliation: ok" "Where every letter stands"
+
+# The French page as a reader sees it: no English word, and sums that add up.
+python3 - "$out/report-fr.dom.html" "$repo/tests/e2e/english_words.txt" "$campaign/people.csv" <<'PY'
+import csv, html, re, sys
+
+page, word_list, people_csv = sys.argv[1], sys.argv[2], sys.argv[3]
+# The import file's rows as a CSV reader counts them (a quoted field may hold a line break).
+with open(people_csv, newline="", encoding="utf-8") as f:
+    rows = sum(1 for _ in csv.reader(f)) - 1
+dom = open(page, encoding="utf-8").read()
+# What the page quotes rather than says: codes, relays' replies, the letter (in its own
+# language), the style sheet.
+said = re.sub(r"<(style|code|pre)\b.*?</\1>", " ", dom, flags=re.S | re.I)
+text = html.unescape(re.sub(r"<[^>]+>", " ", said))
+english = {
+    w.strip().lower()
+    for w in open(word_list, encoding="utf-8")
+    if w.strip() and not w.startswith("#")
+}
+found = sorted({w for w in re.findall(r"[A-Za-z]+(?:'[a-z]+)?", text) if w.lower() in english})
+if found:
+    sys.exit(f"report_screenshot: English words in the French report: {', '.join(found)}")
+# import : concordant, 50 lignes en 1 import = 47 personnes + 0 ligne ... + 3 lignes refusées
+number = r"(\d[\d\u202f]*)"
+flat = " ".join(text.split())
+imported = re.search(
+    rf"import\s*: concordant, {number} lignes? en {number} imports? = {number} personnes? \+ {number} lignes? [^+]*\+ {number} lignes? refusées? à l'import",
+    flat,
+)
+if not imported:
+    sys.exit("report_screenshot: the French report has no import reconciliation that adds up")
+as_int = lambda s: int(s.replace("\u202f", ""))
+total, _, people, known, refused = map(as_int, imported.groups())
+if total != rows or people + known + refused != rows:
+    sys.exit(f"report_screenshot: {rows} rows in the import file, the report says {imported.group(0)}")
+states = re.search(rf"rapprochement\s*: concordant, {number} personnes? = ([^.]*?)(?: Fichier| fichier|$)", flat)
+if not states:
+    sys.exit("report_screenshot: the French report has no reconciliation of the letters' states")
+terms = [as_int(t) for t in re.findall(rf"{number} [a-zé']", states.group(2))]
+if as_int(states.group(1)) != people or sum(terms) != people:
+    sys.exit(f"report_screenshot: the states do not add up to {people} people: {states.group(0)}")
+print(f"report_screenshot: French report: no English word; {rows} rows = {people} people + {known} + {refused} refused; states add up")
+PY
 
 echo "report_screenshot: ok (French and English: $out/report-fr.*, $out/report-en.*)"

@@ -137,6 +137,17 @@ impl Behaviour {
     }
 }
 
+/// The certificate a test server presents.
+#[derive(Clone, Debug, Default)]
+pub struct TestCertificate {
+    /// The names it is for; empty: `localhost` and `127.0.0.1`.
+    pub names: Vec<String>,
+    /// Self-signed, as Debian's "snakeoil", instead of signed by the throwaway CA.
+    pub self_signed: bool,
+    /// Its validity ended in 2020.
+    pub expired: bool,
+}
+
 /// What to answer, per recipient (matched on the RCPT TO address,
 /// case-insensitively), with a default for everyone else.
 #[derive(Clone, Debug, Default)]
@@ -149,6 +160,9 @@ pub struct Script {
     /// TLS from the first byte, as an `smtps://` relay: [`SmtpServer::url`]
     /// then says `smtps://`.
     pub implicit_tls: bool,
+    /// The certificate presented over TLS (by default signed by a throwaway CA,
+    /// for `localhost` and `127.0.0.1`).
+    pub certificate: TestCertificate,
     /// `Some((user, password))`: advertise AUTH PLAIN LOGIN and answer MAIL
     /// with 530 until the client has authenticated with these.
     pub require_auth: Option<(String, String)>,
@@ -228,6 +242,8 @@ struct State {
     tls_sessions: usize,
     /// AUTH commands received on a session that was not encrypted.
     auth_in_clear: usize,
+    /// AUTH commands received, encrypted or not.
+    logins: usize,
     /// The current one-second window of the relay limit and what it counted.
     relay_window: Option<(Instant, u32)>,
     /// The same per recipient domain.
@@ -333,7 +349,7 @@ impl SmtpServer {
             .iter()
             .map(|(k, v)| (k.to_lowercase(), v.clone()))
             .collect();
-        let (tls, ca_pem) = test_tls();
+        let (tls, ca_pem) = test_tls_with(&script.certificate);
         let shared = Arc::new(Shared {
             script,
             per_recipient,
@@ -367,8 +383,9 @@ impl SmtpServer {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// The PEM of the CA that signed this server's certificate: what a client
-    /// must trust (e.g. through `BREACHMAIL_TEST_CA_FILE`) to accept it.
+    /// The PEM of the CA that signed this server's certificate (or of the
+    /// certificate itself, when self-signed): what a client must trust (e.g.
+    /// through `smtp.tls_ca` or `BREACHMAIL_TEST_CA_FILE`) to accept it.
     pub fn ca_pem(&self) -> String {
         self.shared.ca_pem.clone()
     }
@@ -381,6 +398,11 @@ impl SmtpServer {
     /// How many AUTH commands arrived on a session that was not encrypted.
     pub fn auth_in_clear(&self) -> usize {
         self.shared.lock().auth_in_clear
+    }
+
+    /// How many AUTH commands arrived in all.
+    pub fn logins(&self) -> usize {
+        self.shared.lock().logins
     }
 
     /// MAIL FROM answered 421 by the relay limit.
@@ -763,6 +785,7 @@ impl<'a> Session<'a> {
     }
 
     async fn auth(&mut self, arg: &str) -> io::Result<()> {
+        self.shared.update(|s| s.logins += 1);
         if !self.encrypted() {
             self.shared.update(|s| s.auth_in_clear += 1);
         }
@@ -1262,20 +1285,46 @@ impl AsyncWrite for Stream {
 /// A throwaway CA and a certificate it signed for `localhost` and `127.0.0.1`:
 /// the acceptor that presents it, and the CA's PEM for the client to trust.
 pub fn test_tls() -> (TlsAcceptor, String) {
+    test_tls_with(&TestCertificate::default())
+}
+
+/// A number for each throwaway CA of the process, so that two are never the same issuer.
+fn next_ca() -> usize {
+    static CAS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    CAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The acceptor for `certificate`, and the PEM a client must trust to accept it.
+pub fn test_tls_with(certificate: &TestCertificate) -> (TlsAcceptor, String) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "breachmail test CA");
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("breachmail test CA {}", next_ca()),
+    );
     let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
     let ca = rcgen::Issuer::new(ca_params, ca_key);
 
     let key = rcgen::KeyPair::generate().expect("server key");
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("server params");
-    let cert = params.signed_by(&key, &ca).expect("server certificate");
+    let names = if certificate.names.is_empty() {
+        vec!["localhost".to_string(), "127.0.0.1".to_string()]
+    } else {
+        certificate.names.clone()
+    };
+    let mut params = rcgen::CertificateParams::new(names).expect("server params");
+    if certificate.expired {
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    }
+    let (cert, trusted) = if certificate.self_signed {
+        let cert = params.self_signed(&key).expect("self-signed certificate");
+        let pem = cert.pem();
+        (cert, pem)
+    } else {
+        let cert = params.signed_by(&key, &ca).expect("server certificate");
+        (cert, ca_cert.pem())
+    };
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -1287,5 +1336,5 @@ pub fn test_tls() -> (TlsAcceptor, String) {
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         )
         .expect("server TLS config");
-    (TlsAcceptor::from(Arc::new(config)), ca_cert.pem())
+    (TlsAcceptor::from(Arc::new(config)), trusted)
 }
