@@ -635,7 +635,8 @@ fn every_golden_letter_is_short_enough_and_docs_give_its_length() {
             "{stem}: {n} words, more than the letter with every category ({every})"
         );
     }
-    let docs = std::fs::read_to_string(manifest_dir().join("docs/operator/letters.md")).expect("docs");
+    let docs =
+        std::fs::read_to_string(manifest_dir().join("docs/operator/letters.md")).expect("docs");
     for line in table.lines() {
         assert!(
             docs.contains(line),
