@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """bench/world_relay.py: a loopback SMTP relay that answers like the real ones, for bench/run.
 
-    world_relay.py PORT [--greylist PERCENT] [--relay-limit N] [--chunking]
+    world_relay.py PORT [--greylist PERCENT] [--relay-limit N] [--chunking] [--name NAME]
+                   [--log FILE]
     world_relay.py --proxy PORT TARGET_PORT --delay-ms MS
 
 Accepts every letter (PIPELINING, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING with
 --chunking), greylists PERCENT % of the recipients once (451 4.7.1, chosen by a hash of the
 address, so the same ones in every run), and with --relay-limit takes at most N MAIL FROM a
-second over all sessions, answering 421 4.7.0 and closing beyond it.
+second over all sessions, answering 421 4.7.0 and closing beyond it. With --name, its 250 after
+a message says "queued on NAME" (so the audit can tell relays apart); with --log, it appends a
+line "<unix time> <recipient>" to FILE for every message it accepts.
 
 With --proxy it is a delaying proxy instead: every byte from either side is forwarded MS
 milliseconds later (a relay MS x 2 round trip away), in order.
@@ -24,12 +27,18 @@ import zlib
 
 
 class Relay:
-    def __init__(self, greylist, relay_limit, chunking):
+    def __init__(self, greylist, relay_limit, chunking, name=None, log=None):
         self.greylist = greylist
         self.relay_limit = relay_limit
         self.chunking = chunking
         self.seen = set()
         self.window = (0.0, 0)
+        self.queued = "250 2.0.0 Ok: queued" + (f" on {name}" if name else "")
+        self.log = open(log, "a", buffering=1) if log else None
+
+    def accepted(self, rcpt):
+        if self.log:
+            self.log.write(f"{time.time():.6f} {rcpt}\n")
 
     def within_limit(self):
         if not self.relay_limit:
@@ -56,6 +65,7 @@ class Relay:
         reply = lambda text: writer.write(text.encode() + b"\r\n")
         reply("220 127.0.0.1 ESMTP world relay")
         rcpts = 0
+        last_rcpt = ""
         try:
             while True:
                 if not reader._buffer:  # flush what was answered before waiting for more
@@ -82,6 +92,7 @@ class Relay:
                         reply("451 4.7.1 Greylisted, please try again later")
                     else:
                         rcpts += 1
+                        last_rcpt = rcpt
                         reply("250 2.1.5 Ok")
                 elif verb == b"DATA":
                     if not rcpts:
@@ -90,14 +101,16 @@ class Relay:
                     reply("354 End data with <CR><LF>.<CR><LF>")
                     await writer.drain()
                     await reader.readuntil(b"\r\n.\r\n")
-                    reply("250 2.0.0 Ok: queued")
+                    self.accepted(last_rcpt)
+                    reply(self.queued)
                 elif verb == b"BDAT" and self.chunking:
                     words = line.split()
                     await reader.readexactly(int(words[1]))
                     if not rcpts:
                         reply("554 5.5.1 Error: no valid recipients")
                     elif len(words) > 2 and words[2].upper() == b"LAST":
-                        reply("250 2.0.0 Ok: queued")
+                        self.accepted(last_rcpt)
+                        reply(self.queued)
                     else:
                         reply("250 2.0.0 Ok")
                 elif verb == b"RSET":
@@ -169,12 +182,14 @@ async def main():
     parser.add_argument("--chunking", action="store_true")
     parser.add_argument("--proxy", action="store_true")
     parser.add_argument("--delay-ms", type=float, default=10.0)
+    parser.add_argument("--name")
+    parser.add_argument("--log")
     args = parser.parse_args()
     if args.proxy:
         delay = args.delay_ms / 1000.0
         handler = lambda r, w: proxy_session(r, w, args.target, delay)
     else:
-        handler = Relay(args.greylist, args.relay_limit, args.chunking).session
+        handler = Relay(args.greylist, args.relay_limit, args.chunking, args.name, args.log).session
     server = await asyncio.start_server(handler, "127.0.0.1", args.port, limit=1 << 20)
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)

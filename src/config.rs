@@ -32,6 +32,7 @@ const NOT_OVERRIDES: &[&str] = &[
     "BREACHMAIL_TEST_CA_FILE",
     crate::clock::TEST_NOW_VARIABLE,
     "BREACHMAIL_TEST_ABORT_AFTER_BATCHES",
+    "BREACHMAIL_TEST_LEASE_TTL",
 ];
 
 #[derive(Debug, Clone)]

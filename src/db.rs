@@ -35,6 +35,26 @@ pub fn busy_timeout() -> Duration {
         .unwrap_or(Duration::from_secs(30))
 }
 
+/// Begins a transaction that writes, as a writer (`BEGIN IMMEDIATE`): it takes SQLite's write
+/// lock first, waiting up to [`busy_timeout`] for another process's turn to end. A deferred
+/// transaction would read first and be refused at its first write, at once and without
+/// waiting (`SQLITE_BUSY_SNAPSHOT`), whenever `send`'s writer committed in between.
+pub async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// Records how a run ended when its command gave up with an error (`busy` when another process
+/// held the database past the busy timeout), so no run is left without an end. The error
+/// itself is what the caller reports: a failure to record it is only logged.
+pub async fn finish_failed_run(pool: &SqlitePool, run_id: i64, error: &anyhow::Error) {
+    let outcome = if is_busy(error) { "busy" } else { "error" };
+    if let Err(second) = finish_run(pool, run_id, outcome, &format!("{error:#}")).await {
+        tracing::warn!(run = run_id, error = %format!("{second:#}"), "the end of the run could not be recorded");
+    }
+}
+
 /// Whether an error is SQLite saying that another process holds a lock (SQLITE_BUSY and
 /// SQLITE_LOCKED, with their extended codes) or the pool finding no free connection: nothing
 /// is wrong with the data, the command can simply be run again later.

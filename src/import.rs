@@ -380,6 +380,23 @@ async fn import_rows(
 ) -> anyhow::Result<ImportSummary> {
     let columns = Columns::new(&header, source)?;
     let run_id = crate::db::start_run(pool, "import").await?;
+    let imported = import_run(pool, source, &columns, rows, options, run_id).await;
+    if let Err(error) = &imported {
+        // Given up (a database held past the busy timeout, a full disk): the run says so.
+        crate::db::finish_failed_run(pool, run_id, error).await;
+    }
+    imported
+}
+
+/// [`import_rows`] once its run is recorded.
+async fn import_run(
+    pool: &SqlitePool,
+    source: &str,
+    columns: &Columns,
+    rows: &mut Source,
+    options: &ImportOptions,
+    run_id: i64,
+) -> anyhow::Result<ImportSummary> {
     let mut summary = ImportSummary::default();
     // Reading and validating run beside the writes: the writer task takes each batch in order,
     // so a ref repeated in a later batch still finds the earlier one already written.
@@ -394,7 +411,7 @@ async fn import_rows(
         },
         RejectsFile::new(&options.rejects_path),
     ));
-    let read = read_batches(rows, &columns, options, &mut summary, &batches).await;
+    let read = read_batches(rows, columns, options, &mut summary, &batches).await;
     drop(batches);
     let written = writer.await.context("the import's writer stopped")?;
     // A reading error wins: the writer only stopped because the batches did.
@@ -513,7 +530,7 @@ async fn write_batches(
     // enough that the random notice ids' index pages are not rewritten to the log at every batch,
     // often enough that a crash costs little (the next import finds the committed rows unchanged).
     let mut tx = if options.strict {
-        Some(pool.begin().await?)
+        Some(crate::db::begin_write(&pool).await?)
     } else {
         None
     };
@@ -527,7 +544,7 @@ async fn write_batches(
         }
         let open = match &mut tx {
             Some(open) => open,
-            None => tx.insert(pool.begin().await?),
+            None => tx.insert(crate::db::begin_write(&pool).await?),
         };
         write_batch(
             open,

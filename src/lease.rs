@@ -14,6 +14,25 @@ use crate::store::campaign::{self, LeaseClaim, LeaseRow};
 pub const LEASE_TTL: Duration = Duration::from_secs(120);
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
+/// For tests only, never for a campaign: `BREACHMAIL_TEST_LEASE_TTL` (a duration such as
+/// `2s`) shortens the lease, so that a test can let one lapse and take it over in seconds
+/// instead of minutes. Ignored unless it is shorter than [`LEASE_TTL`] and at least 1 s.
+const TEST_TTL_VARIABLE: &str = "BREACHMAIL_TEST_LEASE_TTL";
+
+/// How long a lease lives without a heartbeat: [`LEASE_TTL`], or the test-only setting.
+pub fn ttl() -> Duration {
+    std::env::var(TEST_TTL_VARIABLE)
+        .ok()
+        .and_then(|v| crate::config::parse_duration(&v))
+        .filter(|ttl| *ttl >= Duration::from_secs(1) && *ttl < LEASE_TTL)
+        .unwrap_or(LEASE_TTL)
+}
+
+/// How often the lease is renewed: [`HEARTBEAT`], an eighth of a test's shorter lease.
+pub fn heartbeat_every() -> Duration {
+    HEARTBEAT.min(ttl() / 8)
+}
+
 #[derive(Clone)]
 pub struct Lease {
     pool: SqlitePool,
@@ -43,7 +62,7 @@ impl Lease {
             host: &host,
             pid,
             now,
-            expires_at: now + LEASE_TTL.as_millis() as i64,
+            expires_at: now + ttl().as_millis() as i64,
         };
         let taken = match campaign::current_lease(pool).await? {
             None => campaign::take_free_lease(pool, &claim).await?,
@@ -78,7 +97,7 @@ impl Lease {
     /// Extends the lease; false when another run has taken it (then this run must stop).
     pub async fn heartbeat(&self) -> anyhow::Result<bool> {
         let now = crate::db::now_ms();
-        let expires_at = now + LEASE_TTL.as_millis() as i64;
+        let expires_at = now + ttl().as_millis() as i64;
         campaign::extend_lease(&self.pool, self.run_id, now, expires_at).await
     }
 

@@ -57,6 +57,9 @@ async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
         }
     };
     let outcome = purge_under_lease(pool, run_id).await;
+    if let Err(error) = &outcome {
+        crate::db::finish_failed_run(pool, run_id, error).await;
+    }
     lease.release().await?;
     let exit = outcome?;
     if matches!(exit, Exit::Ok) {
@@ -67,7 +70,7 @@ async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
 }
 
 async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exit> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let due = store::count_still_to_send_by_state(&mut tx).await?;
     if !due.is_empty() {
         tx.rollback().await?;

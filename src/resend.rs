@@ -59,8 +59,10 @@ pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
         Ok(summary) => serde_json::to_string(summary)?,
         Err(error) => format!("{error:#}"),
     };
-    let outcome = if summary.is_ok() { "ok" } else { "error" };
-    crate::db::finish_run(&pool, run_id, outcome, &detail).await?;
+    match &summary {
+        Ok(_) => crate::db::finish_run(&pool, run_id, "ok", &detail).await?,
+        Err(error) => crate::db::finish_failed_run(&pool, run_id, error).await,
+    }
     let summary = summary?;
     println!(
         "resend: {} people back to pending ({} to their alternative address), {} with the address that already failed ({}), {} without an address, {} not in a state to resend",
@@ -155,7 +157,7 @@ async fn resend(
     let mut no_address_refs = Vec::new();
     let mut not_eligible = Vec::new();
     for batch in candidates.chunks(BATCH_PEOPLE) {
-        let mut tx = pool.begin().await?;
+        let mut tx = crate::db::begin_write(pool).await?;
         let now = crate::db::now_ms();
         for candidate in batch {
             let (email, to_alternative, unchanged) = match decide(candidate) {

@@ -26,7 +26,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use crate::Exit;
 use crate::cli::SendArgs;
 use crate::config::{Config, Retry};
-use crate::lease::{HEARTBEAT, LEASE_TTL, Lease};
+use crate::lease::Lease;
 use crate::ledger::{self, Claimed, Outcome};
 use crate::message::Outgoing;
 use crate::pacing::Pace;
@@ -44,8 +44,11 @@ type Limiter = governor::DefaultDirectRateLimiter;
 const MAX_WRITE_STALL: Duration = Duration::from_secs(300);
 
 /// How long before the lease's expiry, as this run last renewed it, it stops handing letters
-/// over: another run may take the lease over once it has expired.
-const LEASE_MARGIN: Duration = Duration::from_secs(15);
+/// over: another run may take the lease over once it has expired. An eighth of a test's
+/// shorter lease.
+fn lease_margin() -> Duration {
+    Duration::from_secs(15).min(crate::lease::ttl() / 8)
+}
 
 mod handovers;
 mod lanes;
@@ -61,6 +64,8 @@ struct ToRecord {
     outcome: Outcome,
     relay: Option<String>,
     place: Option<OwnedSemaphorePermit>,
+    /// A dead run had handed this letter over already: accepted now, it may be there twice.
+    handed_over_before: bool,
 }
 
 impl ToRecord {
@@ -72,6 +77,59 @@ impl ToRecord {
             outcome: Outcome::Released { reason },
             relay: None,
             place: None,
+            handed_over_before: false,
+        }
+    }
+
+    /// What this outcome will add to the run's totals once it is committed.
+    fn tally(&self) -> Tally {
+        let (counted, duplicate) = match &self.outcome {
+            Outcome::Sent { .. } => (Counted::Sent, self.handed_over_before),
+            Outcome::Deferred {
+                possible_duplicate, ..
+            } => (Counted::Deferred, *possible_duplicate),
+            Outcome::Failed {
+                possible_duplicate, ..
+            } => (Counted::Failed, *possible_duplicate),
+            Outcome::Released { .. } => (Counted::Released, false),
+        };
+        Tally {
+            person_id: self.person_id,
+            counted,
+            duplicate,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Sent,
+    Deferred,
+    Failed,
+    Released,
+}
+
+/// One outcome's share of the run's totals, added only once its batch is committed: the
+/// totals say what the ledger holds for this run, never what a run whose deliveries were taken
+/// over had decided.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    person_id: i64,
+    counted: Counted,
+    duplicate: bool,
+}
+
+impl Tally {
+    fn count_in(&self, totals: &RunTotals) {
+        let counter = match self.counted {
+            Counted::Sent => &totals.sent,
+            Counted::Deferred => &totals.deferred,
+            Counted::Failed => &totals.failed,
+            Counted::Released => &totals.released,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.duplicate {
+            totals.duplicates_possible.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -144,10 +202,8 @@ impl LeaseClock {
 
     fn until(at: Instant) -> (Instant, std::time::SystemTime) {
         let wall = std::time::SystemTime::now() - at.elapsed();
-        (
-            at + LEASE_TTL - LEASE_MARGIN,
-            wall + LEASE_TTL - LEASE_MARGIN,
-        )
+        let valid_for = crate::lease::ttl() - lease_margin();
+        (at + valid_for, wall + valid_for)
     }
 
     fn renewed(&self, at: Instant) {
@@ -164,8 +220,8 @@ impl LeaseClock {
     }
 }
 
-/// Renews the lease every [`HEARTBEAT`], in a task of its own, so a busy dispatcher or a stalled
-/// relay never lets it lapse; halts the run when another run has taken it.
+/// Renews the lease every [`crate::lease::HEARTBEAT`], in a task of its own, so a busy
+/// dispatcher or a stalled relay never lets it lapse; halts the run when another run has taken it.
 fn keep_lease(
     lease: Lease,
     clock: Arc<LeaseClock>,
@@ -173,7 +229,7 @@ fn keep_lease(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(HEARTBEAT).await;
+            tokio::time::sleep(crate::lease::heartbeat_every()).await;
             let at = Instant::now();
             match lease.heartbeat().await {
                 Ok(true) => clock.renewed(at),
@@ -557,6 +613,7 @@ impl SendJob {
             self.run_id,
             outcome_receiver,
             self.halt.clone(),
+            self.totals.clone(),
         ));
         let mut halted = self.halt.subscribe();
         let global = NonZeroU32::new(self.config.rate.per_second).map(limiter);
@@ -576,7 +633,6 @@ impl SendJob {
                 fingerprint: self.pipeline.letters().fingerprint().to_owned(),
                 retry: self.config.retry.clone(),
                 draining: draining.clone(),
-                totals: self.totals.clone(),
                 handovers: self.handovers.clone(),
                 unrecorded: unrecorded.clone(),
                 halt: self.halt.clone(),
@@ -772,7 +828,6 @@ impl SendJob {
                 ))
                 .await
                 .ok();
-            self.totals.released.fetch_add(1, Ordering::Relaxed);
         }
         for lane in &mut lanes.lanes {
             // Closing each lane's queue lets its workers end.
@@ -794,7 +849,6 @@ impl SendJob {
                 ))
                 .await
                 .ok();
-            self.totals.released.fetch_add(1, Ordering::Relaxed);
         }
         drop(outcome_sender);
         writer.await.context("the outcome writer failed")??;
@@ -877,7 +931,6 @@ async fn prepare(
                 let person = &claimed.person;
                 tracing::error!(person = %person.person_ref, %error, "the letter did not render");
                 totals.render_failures.fetch_add(1, Ordering::Relaxed);
-                totals.released.fetch_add(1, Ordering::Relaxed);
                 let released = format!("the letter did not render: {error}");
                 outcomes
                     .send(ToRecord::released(person, released))
@@ -1143,7 +1196,6 @@ struct Worker {
     fingerprint: String,
     retry: Retry,
     draining: Arc<AtomicBool>,
-    totals: Arc<RunTotals>,
     handovers: Arc<HandOverLog>,
     /// Places among the outcomes not yet committed (see [`Worker::room_to_record`]).
     unrecorded: Arc<Semaphore>,
@@ -1162,6 +1214,7 @@ impl Worker {
             let Some(job) = job else { break };
             let person_id = job.prepared.claimed.person.id;
             let generation = job.prepared.claimed.person.generation;
+            let handed_over_before = job.prepared.claimed.possible_duplicate;
             let Some(room) = self.room_to_record().await else {
                 // Halted while the writer could not keep up: left `sending` for the next run.
                 continue;
@@ -1178,6 +1231,7 @@ impl Worker {
                 outcome,
                 relay,
                 place: Some(room),
+                handed_over_before,
             };
             if self.outcomes.send(record).await.is_err() {
                 break;
@@ -1195,14 +1249,36 @@ impl Worker {
         next: Option<&Outgoing>,
     ) -> Option<(Outcome, Option<String>)> {
         if self.draining.load(Ordering::Relaxed) {
-            self.totals.released.fetch_add(1, Ordering::Relaxed);
             let reason = "not attempted: the relay is unreachable".into();
             return Some((Outcome::Released { reason }, None));
         }
         if !self.may_hand_over(prepared.claimed.person.id) {
             return None;
         }
-        let attempt = self.connection.deliver(&prepared.message, next).await;
+        // Asked again immediately before the bytes that commit each letter to the relay (its
+        // final dot, or BDAT LAST): the session may have waited for the relay's replies, or the
+        // process may have been frozen, since the check above.
+        let (halt, lease_clock) = (self.halt.clone(), self.lease_clock.clone());
+        let may_commit = move || {
+            let running = *halt.borrow() == Halt::Running;
+            if running && !lease_clock.valid() {
+                halt.send_if_modified(|h| halt_with(h, Halt::LeaseLost));
+                return false;
+            }
+            running
+        };
+        let attempt = self
+            .connection
+            .deliver(&prepared.message, next, &may_commit)
+            .await;
+        if let Attempt::Withheld { reason } = &attempt {
+            // Not handed over, and not this run's to record any more.
+            tracing::error!(
+                person = prepared.claimed.person.id,
+                "{reason}: the letter was not handed over"
+            );
+            return None;
+        }
         let domain = prepared.claimed.email_domain.clone();
         let lane = self.lane;
         let signal = match &attempt {
@@ -1274,7 +1350,6 @@ impl Worker {
             prepared.message,
             self.fingerprint.clone(),
             &self.retry,
-            &self.totals,
         )
     }
 
@@ -1331,16 +1406,10 @@ fn outcome_of(
     message: Outgoing,
     fingerprint: String,
     retry: &Retry,
-    totals: &RunTotals,
 ) -> Outcome {
     let now = crate::db::now_ms();
     let (reason, possible_duplicate) = match attempt {
         Attempt::Accepted { reply } => {
-            totals.sent.fetch_add(1, Ordering::Relaxed);
-            // A dead run had handed this letter over already: it may now be there twice.
-            if claimed.possible_duplicate {
-                totals.duplicates_possible.fetch_add(1, Ordering::Relaxed);
-            }
             let sha256 = message.sha256();
             return Outcome::Sent {
                 reply,
@@ -1351,7 +1420,6 @@ fn outcome_of(
             };
         }
         Attempt::Rejected { reply } => {
-            totals.failed.fetch_add(1, Ordering::Relaxed);
             return Outcome::Failed {
                 smtp_code: recorded_code(&reply),
                 reason: reply,
@@ -1359,24 +1427,21 @@ fn outcome_of(
                 possible_duplicate: false,
             };
         }
-        Attempt::Unreachable { reason } | Attempt::Misconfigured { reason, .. } => {
-            totals.released.fetch_add(1, Ordering::Relaxed);
+        Attempt::Unreachable { reason }
+        | Attempt::Misconfigured { reason, .. }
+        | Attempt::Withheld { reason } => {
             return Outcome::Released {
                 reason: format!("not attempted: {reason}"),
             };
         }
         Attempt::Deferred { reply, .. } => (reply, false),
-        Attempt::Unknown { reason } => {
-            totals.duplicates_possible.fetch_add(1, Ordering::Relaxed);
-            (reason, true)
-        }
+        Attempt::Unknown { reason } => (reason, true),
     };
     let attempts = claimed.attempts + 1;
     let first = claimed.first_attempt_at.unwrap_or(now);
     let given_up = attempts >= i64::from(retry.max_attempts)
         || now - first >= retry.give_up_after.as_millis() as i64;
     if given_up {
-        totals.failed.fetch_add(1, Ordering::Relaxed);
         return Outcome::Failed {
             reason: format!("gave up after {attempts} attempts: {reason}"),
             smtp_code: recorded_code(&reason),
@@ -1384,7 +1449,6 @@ fn outcome_of(
             possible_duplicate,
         };
     }
-    totals.deferred.fetch_add(1, Ordering::Relaxed);
     Outcome::Deferred {
         next_attempt_at: now + retry_delay(retry, attempts).as_millis() as i64,
         reason,
@@ -1420,16 +1484,20 @@ async fn write_outcomes(
     run_id: i64,
     mut outcomes: mpsc::Receiver<ToRecord>,
     halt: Arc<watch::Sender<Halt>>,
+    totals: Arc<RunTotals>,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(512);
     // Which relay answered for each letter, in the same transaction.
     let mut relays = Vec::with_capacity(512);
     // The workers' places among the unrecorded outcomes, freed when the batch is committed.
     let mut places = Vec::with_capacity(512);
+    // What each outcome counts as in the run's totals, once committed.
+    let mut counted = Vec::with_capacity(512);
     while let Some(first) = outcomes.recv().await {
         let mut next = Some(first);
         while let Some(record) = next.take() {
             let (person_id, generation) = (record.person_id, record.generation);
+            counted.push(record.tally());
             batch.push((person_id, generation, record.outcome));
             relays.extend(record.relay.map(|relay| (person_id, generation, relay)));
             places.extend(record.place);
@@ -1440,6 +1508,11 @@ async fn write_outcomes(
         }
         match write_patiently(&pool, run_id, &batch, &relays).await {
             Ok(stale) => {
+                let lost: std::collections::HashSet<i64> =
+                    stale.iter().map(|s| s.person_id).collect();
+                for tally in counted.iter().filter(|t| !lost.contains(&t.person_id)) {
+                    tally.count_in(&totals);
+                }
                 if !stale.is_empty() {
                     tracing::error!(
                         deliveries = stale.len(),
@@ -1465,6 +1538,7 @@ async fn write_outcomes(
         batch.clear();
         relays.clear();
         places.clear();
+        counted.clear();
     }
     Ok(())
 }
@@ -1520,12 +1594,13 @@ async fn write_once(
     relays: &[(i64, i64, String)],
 ) -> anyhow::Result<Vec<crate::store::Stale>> {
     let now = crate::db::now_ms();
-    let mut tx = pool.begin().await?;
-    let stale = ledger::record_outcomes_in(&mut tx, run_id, batch, now).await?;
-    // Beside the outcome, on the pages it has just changed.
-    crate::store::relay::record_relays(&mut tx, relays)
+    let mut tx = crate::db::begin_write(pool).await?;
+    // Before the outcomes, which end the claims that fence it: a delivery another run holds
+    // now gets neither.
+    crate::store::relay::record_relays(&mut tx, run_id, relays)
         .await
         .context("while recording which relay took each letter")?;
+    let stale = ledger::record_outcomes_in(&mut tx, run_id, batch, now).await?;
     tx.commit().await?;
     Ok(stale)
 }

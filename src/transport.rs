@@ -47,6 +47,20 @@ pub enum Attempt {
     /// remote host, certificate not trusted): nothing was attempted, and retrying cannot help.
     /// `by` says whose refusal it was: our TLS settings, or the relay.
     Misconfigured { reason: String, by: Refuser },
+    /// The run may no longer hand letters over (its sender lease lapsed, or was taken over):
+    /// the transaction was abandoned before the bytes that would have committed the letter
+    /// to the relay (the final dot, or BDAT LAST), so the relay did not take it.
+    Withheld { reason: String },
+}
+
+/// Asked immediately before the bytes that commit a letter to the relay (the final dot, or
+/// `BDAT … LAST` with the message): false when the run may no longer hand letters over.
+pub type MayCommit<'a> = &'a (dyn Fn() -> bool + Send + Sync);
+
+fn withheld() -> Attempt {
+    Attempt::Withheld {
+        reason: "the sender lease lapsed before the final dot".into(),
+    }
 }
 
 /// How to reach the relay, shared by every connection worker.
@@ -530,11 +544,25 @@ impl Connection {
     /// `next`, the letter this connection will carry after this one, lets its envelope go in
     /// the same write as this message (see [`Session::ahead`]); nothing of its message goes.
     /// The next call must then be for that letter, or the session is dropped.
-    pub async fn deliver(&mut self, message: &Outgoing, next: Option<&Outgoing>) -> Attempt {
+    ///
+    /// `may_commit` is asked immediately before the bytes that commit the letter (see
+    /// [`MayCommit`]); when it says no, the transaction is abandoned (the session closed,
+    /// without the final dot) and the attempt is [`Attempt::Withheld`].
+    pub async fn deliver(
+        &mut self,
+        message: &Outgoing,
+        next: Option<&Outgoing>,
+        may_commit: MayCommit<'_>,
+    ) -> Attempt {
         match self {
-            Connection::File(dir) => deliver_to_folder(dir, message).await,
+            Connection::File(dir) => {
+                if !may_commit() {
+                    return withheld();
+                }
+                deliver_to_folder(dir, message).await
+            }
             Connection::Smtp { relayer, session } => {
-                deliver_over_smtp(relayer, session, message, next).await
+                deliver_over_smtp(relayer, session, message, next, may_commit).await
             }
         }
     }
@@ -583,6 +611,7 @@ async fn deliver_over_smtp(
     session: &mut Option<Box<Session>>,
     message: &Outgoing,
     next: Option<&Outgoing>,
+    may_commit: MayCommit<'_>,
 ) -> Attempt {
     // A session the relay closed (or that broke on the last message) is replaced, and so is
     // one whose envelope ahead is another letter's (it cannot be taken back).
@@ -606,7 +635,7 @@ async fn deliver_over_smtp(
         attempt,
         in_step,
         open_transaction,
-    } = transaction(relayer.timeout, open, message, next).await;
+    } = transaction(relayer.timeout, open, message, next, may_commit).await;
     // A refused recipient (or a refused DATA after it) leaves the transaction open: without
     // RSET the next MAIL would be "nested" (503) and the next person refused for nothing. After
     // the final dot the relay has closed the transaction itself, whatever it answered.
@@ -622,9 +651,12 @@ async fn deliver_over_smtp(
         // After a 4xx the session may still be fine, but a relay that asks us to slow down
         // usually closes it; a clean RSET tells which.
         Attempt::Deferred { scope, .. } => in_step && *scope != Scope::Relay && reset(open).await,
-        Attempt::Unknown { .. } | Attempt::Unreachable { .. } | Attempt::Misconfigured { .. } => {
-            false
-        }
+        // A withheld letter's transaction may be past DATA's 354: only closing the session
+        // without the final dot ends it without delivering.
+        Attempt::Unknown { .. }
+        | Attempt::Unreachable { .. }
+        | Attempt::Misconfigured { .. }
+        | Attempt::Withheld { .. } => false,
     };
     if !keep {
         *session = None;
@@ -708,6 +740,16 @@ impl Verdict {
         }
     }
 
+    /// Abandoned before the final dot: the session is dropped (mid-message after DATA's 354,
+    /// only closing it ends the transaction without delivering).
+    fn withheld() -> Verdict {
+        Verdict {
+            attempt: withheld(),
+            in_step: false,
+            open_transaction: false,
+        }
+    }
+
     fn after_final_dot(attempt: Attempt) -> Verdict {
         Verdict {
             attempt,
@@ -725,13 +767,14 @@ async fn transaction(
     session: &mut Session,
     message: &Outgoing,
     next: Option<&Outgoing>,
+    may_commit: MayCommit<'_>,
 ) -> Verdict {
     let text = std::str::from_utf8(&message.bytes).ok();
     if session.ahead.take().is_some() {
         // Its envelope went behind the last message (only UTF-8 letters go ahead, and the
         // caller checked it is this one): its replies are waiting to be read.
         if let Some(text) = text {
-            return pipelined(timeout, session, None, text, next).await;
+            return pipelined(timeout, session, None, text, next, may_commit).await;
         }
     }
     let envelope = match envelope_of(&session.smtp, message) {
@@ -745,9 +788,13 @@ async fn transaction(
         }
     };
     match (session.pipelining, session.chunking, text) {
-        (true, true, Some(text)) => chunked(timeout, &mut session.smtp, envelope, text).await,
-        (true, _, Some(text)) => pipelined(timeout, session, Some(envelope), text, next).await,
-        _ => one_by_one(timeout, &mut session.smtp, envelope, message).await,
+        (true, true, Some(text)) => {
+            chunked(timeout, &mut session.smtp, envelope, text, may_commit).await
+        }
+        (true, _, Some(text)) => {
+            pipelined(timeout, session, Some(envelope), text, next, may_commit).await
+        }
+        _ => one_by_one(timeout, &mut session.smtp, envelope, message, may_commit).await,
     }
 }
 
@@ -758,6 +805,7 @@ async fn one_by_one(
     smtp: &mut AsyncSmtpConnection,
     envelope: Envelope,
     message: &Outgoing,
+    may_commit: MayCommit<'_>,
 ) -> Verdict {
     let steps: [(Step, Box<dyn std::fmt::Display + Send>); 3] = [
         (
@@ -777,8 +825,19 @@ async fn one_by_one(
     }
     // The message and its final dot in one write (see `data_payload`).
     let sent = match std::str::from_utf8(&message.bytes) {
-        Ok(text) => bounded(timeout, smtp.command(data_payload(text, ""))).await,
-        Err(_) => bounded(timeout, smtp.message(&message.bytes)).await,
+        Ok(text) => {
+            let payload = data_payload(text, "");
+            if !may_commit() {
+                return Verdict::withheld();
+            }
+            bounded(timeout, smtp.command(payload)).await
+        }
+        Err(_) => {
+            if !may_commit() {
+                return Verdict::withheld();
+            }
+            bounded(timeout, smtp.message(&message.bytes)).await
+        }
     };
     Verdict::after_final_dot(after_final_dot(sent))
 }
@@ -803,6 +862,7 @@ async fn pipelined(
     envelope: Option<Envelope>,
     text: &str,
     next: Option<&Outgoing>,
+    may_commit: MayCommit<'_>,
 ) -> Verdict {
     let steps = [Step::MailFrom, Step::RcptTo, Step::Data];
     let replies = read_replies(
@@ -822,7 +882,13 @@ async fn pipelined(
         Some((next.file_name.clone(), envelope_group(envelope)))
     });
     let then = ahead.as_ref().map_or("", |(_, group)| group.as_str());
-    let sent = bounded(timeout, session.smtp.command(data_payload(text, then))).await;
+    let payload = data_payload(text, then);
+    // The replies above may have taken long (a slow relay, a frozen process): the lease is
+    // asked again, last, before the final dot.
+    if !may_commit() {
+        return Verdict::withheld();
+    }
+    let sent = bounded(timeout, session.smtp.command(payload)).await;
     // The relay answered the message, so it read on: the envelope's replies come next. Without
     // an answer the session is dropped, and the envelope with it.
     if sent
@@ -842,6 +908,7 @@ async fn chunked(
     smtp: &mut AsyncSmtpConnection,
     envelope: Envelope,
     text: &str,
+    may_commit: MayCommit<'_>,
 ) -> Verdict {
     // The same bytes as DATA carries (the message and the CRLF before the final dot), so both
     // ways deliver the same message.
@@ -855,6 +922,10 @@ async fn chunked(
     group.push_str(&commands);
     group.push_str(text);
     group.push_str("\r\n");
+    // Envelope and message go in one write: nothing of this letter has left yet.
+    if !may_commit() {
+        return Verdict::withheld();
+    }
     let replies = read_replies(
         timeout,
         smtp,

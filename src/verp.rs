@@ -100,7 +100,23 @@ pub fn verify(key: &[u8], token: &str) -> Result<DeliveryRef, TokenError> {
 
 /// Extracts and verifies the token of a `b-<token>@domain` address.
 pub fn verify_address(key: &[u8], address: &str) -> Option<Result<DeliveryRef, TokenError>> {
-    let local = address.trim().trim_matches(['<', '>']).split('@').next()?;
+    verify_bounce_address(key, address, None)
+}
+
+/// The token of an address that looks like one of our VERP addresses (`b-…`, at
+/// `bounce_domain` when one is configured), verified: None only for an address that does not
+/// look like ours at all. Anything after our prefix that does not verify, malformed or badly
+/// signed, is an error, and a bounce sent to it is forged: it must mark nobody by another route.
+pub fn verify_bounce_address(
+    key: &[u8],
+    address: &str,
+    bounce_domain: Option<&str>,
+) -> Option<Result<DeliveryRef, TokenError>> {
+    let address = address.trim().trim_matches(['<', '>']);
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    if bounce_domain.is_some_and(|ours| !domain.eq_ignore_ascii_case(ours.trim_end_matches('.'))) {
+        return None;
+    }
     let token = local.to_ascii_lowercase().strip_prefix("b-")?.to_owned();
     Some(verify(key, &token))
 }
@@ -180,6 +196,26 @@ mod tests {
             Some(Ok(delivery))
         );
         assert_eq!(verify_address(KEY, "someone@example.fr"), None);
+    }
+
+    #[test]
+    fn anything_after_our_prefix_at_our_domain_is_a_token_to_verify() {
+        let ours = Some("bounces.example.fr");
+        let malformed = "b-zzzzzzzzzzzzzzzzzzzzzzzzz@bounces.example.fr";
+        assert_eq!(
+            verify_bounce_address(KEY, malformed, ours),
+            Some(Err(TokenError::Malformed))
+        );
+        assert_eq!(
+            verify_bounce_address(KEY, "<B-@Bounces.Example.FR>", ours),
+            Some(Err(TokenError::Malformed))
+        );
+        // Another domain's address that happens to begin like ours is not ours.
+        assert_eq!(verify_bounce_address(KEY, "b-team@example.org", ours), None);
+        assert_eq!(
+            verify_bounce_address(KEY, "postmaster@bounces.example.fr", ours),
+            None
+        );
     }
 
     #[test]

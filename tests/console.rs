@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Stdio;
 
+use sqlx::Connection;
+
 use support::campaign::{Campaign, assert_success, person, stderr, stdout};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -474,4 +476,103 @@ async fn the_supervisor_sees_the_days_the_schedule_plans_letters_for() {
         page.body
     );
     assert!(page.body.contains("(today)"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn serve_stops_within_five_seconds_of_sigterm_with_idle_keep_alive_connections_open() {
+    let mut console = Console::start(&people(), &[]).await;
+    // A browser's way: one request answered, the connection kept open for the next one.
+    let mut kept = tokio::net::TcpStream::connect(&console.addr)
+        .await
+        .expect("connects to the console");
+    kept.write_all(format!("GET /login HTTP/1.1\r\nHost: {}\r\n\r\n", console.addr).as_bytes())
+        .await
+        .expect("sends");
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&reply).contains("</html>") {
+        let n = kept.read(&mut chunk).await.expect("reads the reply");
+        assert!(n > 0, "the console closed a keep-alive connection");
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    // One opened that never sent a byte, and one whose request stalled half-way.
+    let _silent = tokio::net::TcpStream::connect(&console.addr)
+        .await
+        .expect("connects to the console");
+    let mut stalled = tokio::net::TcpStream::connect(&console.addr)
+        .await
+        .expect("connects to the console");
+    stalled
+        .write_all(format!("GET /login HTTP/1.1\r\nHost: {}\r\n", console.addr).as_bytes())
+        .await
+        .expect("sends");
+
+    let pid = console.server.id().expect("the console runs");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), console.server.wait())
+        .await
+        .expect("serve ended after SIGTERM")
+        .expect("serve could be waited for");
+    let took = started.elapsed();
+    assert!(ended.success(), "{ended:?}");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    let outcome: String = sqlx::query_scalar(
+        "SELECT outcome FROM runs WHERE command = 'serve' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&console.campaign.db().await)
+    .await
+    .expect("the serve run is recorded");
+    assert_eq!(outcome, "stopped");
+}
+
+#[tokio::test]
+async fn serve_stops_within_five_seconds_of_sigterm_with_a_request_waiting_for_the_database() {
+    let mut console = Console::start(&people(), &[]).await;
+    let cookie = console.log_in("bob").await;
+    // Another process holds the database: the search (which logs the look) waits its turn,
+    // up to the busy timeout of 30 s.
+    let mut holder = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        console.campaign.database().display()
+    ))
+    .await
+    .expect("opens the database");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("takes the write lock");
+    let mut waiting = tokio::net::TcpStream::connect(&console.addr)
+        .await
+        .expect("connects to the console");
+    waiting
+        .write_all(
+            format!(
+                "GET /search?q=A1 HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\n\r\n",
+                console.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("sends");
+
+    let pid = console.server.id().expect("the console runs");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(40), console.server.wait())
+        .await
+        .expect("serve ended after SIGTERM")
+        .expect("serve could be waited for");
+    let took = started.elapsed();
+    assert!(ended.success(), "{ended:?}");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
 }

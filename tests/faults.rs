@@ -294,6 +294,265 @@ async fn a_run_that_lost_its_lease_hands_nothing_more_over_and_writes_nothing() 
     );
 }
 
+/// A bounce of `email`'s letter as Postfix writes it, without a VERP token: matched by its
+/// Final-Recipient.
+fn dsn(serial: usize, email: &str) -> String {
+    format!(
+        "From MAILER-DAEMON Mon Dec  1 10:00:00 2025\n\
+Return-Path: <>\nFrom: MAILER-DAEMON@relay.example.fr (Mail Delivery System)\n\
+To: ne-pas-repondre@notification.example.fr\nSubject: Undelivered Mail Returned to Sender\n\
+Message-ID: <bounce-{serial}@relay.example.fr>\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n\
+--B\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n\
+--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.example.fr\n\n\
+Final-Recipient: rfc822; {email}\nAction: failed\nStatus: 5.1.1\n\
+Diagnostic-Code: smtp; 550 5.1.1 <{email}>: User unknown\n\n--B--\n\n"
+    )
+}
+
+/// The README's cron lines at work: `bounces` and `import --update` run while a full-speed
+/// `send` writes its outcomes, wait their turn for the database (they used to be refused at
+/// once, exit 75), and record everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn bounces_and_import_update_get_in_beside_a_full_speed_send() {
+    const PEOPLE: usize = 4000;
+    const CHANGED: usize = 500;
+    let server = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(PEOPLE));
+    campaign.send_to(&server.url());
+    let bounces: String = (1..=CHANGED)
+        .map(|i| dsn(i, &format!("p{i}@example.fr")))
+        .collect();
+    let mbox = campaign.write_outside("bounces.mbox", bounces);
+    let mut corrections = format!("{}\n", support::campaign::CSV_HEADER);
+    for i in (1..=PEOPLE).rev().take(CHANGED) {
+        corrections.push_str(&format!(
+            "P{i:04},p{i}@example.fr,Mme,Élodie,Martin,fr,name;email;postal;identifier,1234567A4821\n"
+        ));
+    }
+    let corrections = campaign.write_outside("corrections.csv", corrections);
+
+    let send = campaign.spawn(&["send"]);
+    assert!(server.wait_for_accepted(200, WAIT).await);
+    let bounces_args = ["bounces", "--json", mbox.to_str().unwrap()];
+    let import_args = ["import", corrections.to_str().unwrap(), "--update"];
+    let (bounced, updated) = tokio::join!(
+        campaign.run_async(&bounces_args),
+        campaign.run_async(&import_args),
+    );
+    let send = finishes(send).await;
+    assert!(bounced.status.success(), "bounces: {}", stderr(&bounced));
+    assert!(
+        updated.status.success(),
+        "import --update: {}",
+        stderr(&updated)
+    );
+    assert!(send.status.success(), "send: {}", stderr(&send));
+
+    // They ran while the send was writing, not after it.
+    let overlapping = count(
+        &campaign,
+        "SELECT count(*) FROM runs r, runs s
+         WHERE s.command = 'send' AND r.command IN ('bounces', 'import')
+           AND r.started_at < s.finished_at AND r.id > s.id",
+    )
+    .await;
+    assert_eq!(overlapping, 2, "bounces and import ran beside the send");
+    let summary: serde_json::Value = serde_json::from_slice(&bounced.stdout).unwrap();
+    assert_eq!(summary["messages"], CHANGED, "{summary}");
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM bounces WHERE kind = 'hard'"
+        )
+        .await,
+        CHANGED as i64
+    );
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM people WHERE last_name = 'Martin'"
+        )
+        .await,
+        CHANGED as i64
+    );
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM events WHERE kind = 'updated'"
+        )
+        .await,
+        CHANGED as i64
+    );
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM deliveries WHERE state IN ('sent', 'bounced')"
+        )
+        .await,
+        PEOPLE as i64
+    );
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM runs WHERE finished_at IS NULL OR outcome IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+}
+
+/// Freezes `pid` (SIGSTOP) at a moment it holds no SQLite lock, so another run can write: a run
+/// frozen in the middle of a write would block everyone until it wakes.
+async fn freeze_outside_a_write(campaign: &Campaign, pid: u32) {
+    for _ in 0..50 {
+        signal(pid, "-STOP");
+        wait_until_stopped(pid).await;
+        let mut conn = sqlx::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(campaign.database())
+                .busy_timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+        let free = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .is_ok();
+        drop(conn);
+        if free {
+            return;
+        }
+        signal(pid, "-CONT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("process {pid} was never frozen outside a write");
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([name, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {name} {pid}");
+}
+
+/// Every column of every delivery, and the number of events: what "nothing written" compares.
+async fn ledger_snapshot(campaign: &Campaign) -> (Vec<String>, i64) {
+    let pool = campaign.db().await;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT json_array(d.person_id, d.state, d.generation, d.attempts, d.claimed_by,
+                d.smtp_reply, d.relay, d.possible_duplicate, d.sent_at, d.message_id)
+         FROM deliveries d ORDER BY d.person_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let events = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    (rows, events)
+}
+
+/// The take-over in the middle of a pipelined session, made deterministic: the relay answers a
+/// letter's final dot, then answers nothing more (the next letter's envelope waits, sent, for
+/// its replies) while the run is frozen past its (test-short) lease and a second run takes the
+/// campaign over through another relay. Woken, the stale run reads the envelope's replies:
+/// it must not send that letter's final dot, nor write anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_lease_lapsed_while_its_relay_was_slow_sends_no_final_dot_and_writes_nothing() {
+    let slow =
+        SmtpServer::start(Script::accept_all().with("p5@example.fr", Behaviour::HoldAfterReply))
+            .await;
+    let other = SmtpServer::start(Script::accept_all()).await;
+    let mut campaign = Campaign::with_people(&people(20));
+    campaign
+        .send_to(&slow.url())
+        // The relay holds its replies for as long as the test needs.
+        .set("BREACHMAIL_SMTP_TIMEOUT", "90s")
+        .set("BREACHMAIL_SMTP_MAX_CONNECTIONS", "1")
+        .set("BREACHMAIL_TEST_LEASE_TTL", "2s");
+    let first = campaign.spawn(&["send"]);
+    let pid = first.id().expect("the first run has a pid");
+    let queued = slow.wait_for_hold(WAIT).await;
+    assert!(queued.is_some(), "the relay never held after p5");
+    println!("next envelope already behind the final dot when the relay held: {queued:?}");
+
+    // Frozen past its lease: once the lease row has expired, the run's own clock (renewed
+    // before the row was written) has lapsed too.
+    freeze_outside_a_write(&campaign, pid).await;
+    let expires_at: i64 = count(&campaign, "SELECT expires_at FROM lease").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(
+        (expires_at - now).max(0) as u64 + 100,
+    ))
+    .await;
+
+    campaign.set("BREACHMAIL_SMTP_URL", &other.url());
+    let second = campaign.run_async(&["send"]).await;
+    assert!(second.status.success(), "{}", stderr(&second));
+    let taken_over = ledger_snapshot(&campaign).await;
+    let at_take_over = slow.accepted().len() + slow.unconfirmed().len();
+
+    slow.release();
+    signal(pid, "-CONT");
+    let output = finishes(first).await;
+    assert_eq!(output.status.code(), Some(75), "{}", stderr(&output));
+    assert!(stderr(&output).contains("lease"), "{}", stderr(&output));
+
+    assert_eq!(
+        slow.messages_after_release(),
+        0,
+        "the stale run sent a final dot after the take-over"
+    );
+    assert_eq!(
+        slow.accepted().len() + slow.unconfirmed().len(),
+        at_take_over
+    );
+    assert!(
+        ledger_snapshot(&campaign).await == taken_over,
+        "the stale run wrote to the ledger after the take-over"
+    );
+    assert_eq!(campaign.ledger_disagreements().await, Vec::<String>::new());
+    assert_eq!(
+        count(
+            &campaign,
+            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        )
+        .await,
+        20
+    );
+    // Each run's totals are what its events say it did.
+    let disagreeing = count(
+        &campaign,
+        "SELECT count(*) FROM runs r WHERE r.command = 'send' AND r.sent IS NOT
+           (SELECT count(*) FROM events e WHERE e.run_id = r.id AND e.to_state = 'sent')",
+    )
+    .await;
+    assert_eq!(disagreeing, 0, "a run's total differs from its events");
+    // Every relay named beside a reply is the relay whose queue id the reply carries.
+    let pool = campaign.db().await;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT relay, smtp_reply FROM deliveries WHERE state = 'sent'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    for (relay, reply) in rows {
+        let port: u16 = relay.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(
+            reply.contains(&format!("queued as {port:04X}")),
+            "relay {relay} beside the reply {reply}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn after_kill_9_only_letters_handed_to_the_relay_are_flagged() {
     let server = SmtpServer::start(
@@ -369,6 +628,7 @@ async fn stdout_on_a_full_disk_is_no_panic_and_loses_nothing() {
     campaign.send_to(&server.url());
     let mut command = tokio::process::Command::from(campaign.command());
     command
+        .kill_on_drop(true)
         .arg("send")
         .stdout(std::fs::File::create("/dev/full").expect("/dev/full exists"))
         .stderr(std::fs::File::create("/dev/full").expect("/dev/full exists"));

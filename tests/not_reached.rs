@@ -474,6 +474,81 @@ fn a_forged_token_marks_nobody() {
 }
 
 #[test]
+fn a_malformed_or_badly_signed_token_marks_nobody_whatever_its_final_recipient_says() {
+    let mut campaign = Campaign::new(PEOPLE);
+    campaign
+        .campaign
+        .set("BREACHMAIL_SENDER_BOUNCE_DOMAIN", BOUNCE_DOMAIN);
+    campaign.mark_sent("A1");
+    let genuine = campaign.verp("A1", 1);
+    let (local, domain) = genuine.split_once('@').expect("an address");
+    let last = if local.ends_with('a') { 'b' } else { 'a' };
+    // Our prefix at our bounce domain, then: nothing like a token; a token of the wrong
+    // length; a token whose signature is wrong. Each names Alice as the Final-Recipient.
+    let addresses = [
+        format!("b-zzzzzzzzzzzzzzzzzzzzzzzzz@{domain}"),
+        format!("b-@{domain}"),
+        format!("{}@{domain}", &local[..local.len() - 2]),
+        format!("{}{last}@{domain}", &local[..local.len() - 1]),
+    ];
+    let messages: Vec<String> = addresses
+        .iter()
+        .enumerate()
+        .map(|(serial, to)| {
+            Dsn {
+                serial: serial as u32,
+                ..Dsn::hard(to.clone(), "alice@example.org")
+            }
+            .message()
+        })
+        .collect();
+    let mbox = campaign.path("forged.mbox");
+    write_mbox(&mbox, &messages);
+    let summary = campaign.bounces(&[&mbox]);
+    assert_eq!(summary["forged"], 4, "{summary}");
+    assert_eq!(summary["hard"], 0, "{summary}");
+    assert_eq!(campaign.state("A1"), "sent");
+    assert_eq!(campaign.events("A1", "bounced"), 0);
+    let matched: i64 = campaign.scalar("SELECT count(*) FROM bounces WHERE person_id IS NOT NULL");
+    assert_eq!(matched, 0);
+
+    // The same Final-Recipient with no token at all (another address of ours) still matches.
+    let untokened = Dsn {
+        serial: 9,
+        ..Dsn::hard(format!("postmaster@{domain}"), "alice@example.org")
+    };
+    let mbox = campaign.path("untokened.mbox");
+    write_mbox(&mbox, &[untokened.message()]);
+    let summary = campaign.bounces(&[&mbox]);
+    assert_eq!(summary["hard"], 1, "{summary}");
+    assert_eq!(campaign.state("A1"), "bounced");
+}
+
+#[test]
+fn a_report_listing_ten_thousand_recipients_under_one_token_is_one_row() {
+    let campaign = Campaign::new(PEOPLE);
+    campaign.mark_sent("A1");
+    let one = Dsn::hard(campaign.verp("A1", 1), "alice@example.org").message();
+    let block = "Final-Recipient: rfc822; alice@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 <alice@example.org>: Recipient address rejected\r\n\r\n";
+    assert!(one.contains(block), "the DSN has the expected report block");
+    let many: String = (0..10_000)
+        .map(|i| block.replace("alice@example.org", &format!("r{i}@example.net")))
+        .collect();
+    let message = one.replacen(block, &many, 1);
+    let mbox = campaign.path("wide.mbox");
+    write_mbox(&mbox, &[message]);
+    let summary = campaign.bounces(&[&mbox]);
+    assert_eq!(summary["hard"], 1, "{summary}");
+    let rows: i64 = campaign.scalar("SELECT count(*) FROM bounces");
+    assert_eq!(rows, 1);
+    let listed: i64 = campaign.scalar("SELECT recipients FROM bounces");
+    assert_eq!(listed, 10_000);
+    assert_eq!(campaign.state("A1"), "bounced");
+    assert_eq!(campaign.events("A1", "bounced"), 1);
+}
+
+#[test]
 fn soft_bounces_and_auto_replies_change_no_state() {
     let campaign = Campaign::new(PEOPLE);
     campaign.mark_sent("A1");

@@ -307,6 +307,7 @@ async fn every_file_with_personal_data_is_owner_only_under_umask_000() {
     let mut sender = tokio::process::Command::from(under_umask_000(&slow, &["send"]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .expect("spawn send");
     assert!(server.wait_for_unconfirmed(1, WAIT).await);

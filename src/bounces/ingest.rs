@@ -118,6 +118,8 @@ pub struct Options {
     pub replies_to: Option<PathBuf>,
     /// Print the summary as JSON.
     pub json: bool,
+    /// `sender.bounce_domain`: an address there that begins like a VERP address is one.
+    pub bounce_domain: Option<String>,
 }
 
 /// `bounces`: the files named, or else the IMAP mailbox of `--imap` or `bounces.imap`.
@@ -128,6 +130,7 @@ pub async fn run_command(config: &Config, args: &BouncesArgs) -> anyhow::Result<
             .clone()
             .or_else(|| config.bounces.replies_to.clone()),
         json: args.json,
+        bounce_domain: config.sender.bounce_domain.clone(),
     };
     if !args.paths.is_empty() {
         return run(config, &args.paths, &options).await;
@@ -263,7 +266,7 @@ impl Recorder {
         let key = crate::db::signing_key(pool).await?;
         let run_id = crate::db::start_run(pool, "bounces").await?;
         Ok(Recorder {
-            matcher: Matcher::new(key, run_id),
+            matcher: Matcher::new(key, run_id, options.bounce_domain.clone()),
             summary: Summary::default(),
             replies_to: options.replies_to.clone(),
         })
@@ -298,7 +301,7 @@ impl Recorder {
                 Ok(self.summary)
             }
             Err(error) => {
-                crate::db::finish_run(pool, run_id, "error", &format!("{error:#}")).await?;
+                crate::db::finish_failed_run(pool, run_id, &error).await;
                 Err(error)
             }
         }
@@ -409,16 +412,19 @@ enum Match {
 struct Matcher {
     key: Vec<u8>,
     run_id: i64,
+    /// Where our VERP addresses are (`sender.bounce_domain`), when configured.
+    bounce_domain: Option<String>,
     /// Lowercased address → the people whose current delivery goes there; loaded on first need,
     /// since most bounces match by token and never need it.
     recipients: Option<HashMap<String, Vec<i64>>>,
 }
 
 impl Matcher {
-    fn new(key: Vec<u8>, run_id: i64) -> Self {
+    fn new(key: Vec<u8>, run_id: i64, bounce_domain: Option<String>) -> Self {
         Self {
             key,
             run_id,
+            bounce_domain,
             recipients: None,
         }
     }
@@ -469,7 +475,9 @@ async fn record_batch(
     summary: &mut Summary,
     cursor: Option<&crate::store::mailbox::Cursor>,
 ) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await.context("while starting a transaction")?;
+    let mut tx = crate::db::begin_write(pool)
+        .await
+        .context("while starting a transaction")?;
     let matches = resolve(&mut tx, matcher, batch).await?;
     let person_ids: Vec<i64> = matches
         .iter()
@@ -546,14 +554,16 @@ async fn resolve(
             _ => None,
         })
         .collect();
-    // The token comes first: it is signed, and a bad signature stops the matching for the
-    // whole message, so a forged bounce cannot mark anyone by another route.
+    // The token comes first: it is signed, and a token that does not verify (badly signed, or
+    // not even shaped like one) stops the matching for the whole message, so a forged bounce
+    // cannot mark anyone by another route. Only a message sent to an address that is not one
+    // of our VERP addresses at all is matched by its Message-ID, notice id or recipient.
     let tokens: Vec<Option<Result<DeliveryRef, TokenError>>> = bounces
         .iter()
         .map(|b| {
-            b.and_then(|b| b.envelope_to.as_deref())
-                .and_then(|to| verp::verify_address(&matcher.key, to))
-                .filter(|verdict| *verdict != Err(TokenError::Malformed))
+            b.and_then(|b| b.envelope_to.as_deref()).and_then(|to| {
+                verp::verify_bounce_address(&matcher.key, to, matcher.bounce_domain.as_deref())
+            })
         })
         .collect();
     let untokened = || {
@@ -685,6 +695,7 @@ async fn record_message(
             diagnostic: Some(bounce.kind.as_str()),
             matched_by: None,
             source: message.source,
+            recipients: 0,
         };
         if ledger::record_bounce(conn, &record, message.now).await? {
             summary.ignored += 1;
@@ -698,9 +709,9 @@ async fn record_message(
         }
         return Ok(());
     }
-    for (index, (report, found)) in problem_reports(bounce).zip(matches).enumerate() {
+    for (index, group) in one_per_person(bounce, matches).iter().enumerate() {
         // Two reports without a recipient in one message must not collide on the unique key.
-        let recipient = report.final_recipient.clone().unwrap_or_else(|| {
+        let recipient = group.report.final_recipient.clone().unwrap_or_else(|| {
             if index == 0 {
                 String::new()
             } else {
@@ -708,11 +719,58 @@ async fn record_message(
             }
         });
         record_report(
-            conn, message, bounce, report, &recipient, *found, deliveries, summary,
+            conn,
+            message,
+            bounce,
+            group.report,
+            &recipient,
+            group.found,
+            group.listed,
+            deliveries,
+            summary,
         )
         .await?;
     }
     Ok(())
+}
+
+/// The reports of one message about one person (or, alike, those a forged token or nobody
+/// answers for), with how many of the message's recipients they stand for.
+struct ReportGroup<'a> {
+    /// The one that speaks for them: the first hard failure, else the first.
+    report: &'a RecipientStatus,
+    found: Match,
+    listed: i64,
+}
+
+/// A message records at most one row per person it is about: a DSN listing ten thousand
+/// recipients, all under one token, is one bounce of that person's letter (with the number
+/// listed kept as a count), not ten thousand. Reports matched to nobody, and those under a
+/// forged token, make one row too.
+fn one_per_person<'a>(bounce: &'a Bounce, matches: &[Match]) -> Vec<ReportGroup<'a>> {
+    let mut groups: Vec<ReportGroup<'a>> = Vec::new();
+    for (report, found) in problem_reports(bounce).zip(matches) {
+        let same = |group: &ReportGroup<'_>| match (group.found, *found) {
+            (Match::Delivery { person_id: a, .. }, Match::Delivery { person_id: b, .. }) => a == b,
+            (Match::Forged, Match::Forged) | (Match::Unmatched, Match::Unmatched) => true,
+            _ => false,
+        };
+        match groups.iter_mut().find(|group| same(group)) {
+            Some(group) => {
+                group.listed += 1;
+                if group.report.kind != BounceKind::Hard && report.kind == BounceKind::Hard {
+                    group.report = report;
+                    group.found = *found;
+                }
+            }
+            None => groups.push(ReportGroup {
+                report,
+                found: *found,
+                listed: 1,
+            }),
+        }
+    }
+    groups
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -723,6 +781,7 @@ async fn record_report(
     report: &RecipientStatus,
     recipient: &str,
     found: Match,
+    listed: i64,
     deliveries: &mut HashMap<i64, DeliveryNow>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
@@ -757,6 +816,7 @@ async fn record_report(
             .or(report.diagnostic.as_deref()),
         matched_by: None,
         source: message.source,
+        recipients: listed,
     };
     let delivery = match found {
         Match::Forged => {

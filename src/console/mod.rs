@@ -132,22 +132,57 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
     println!("listening on {scheme}://{local}");
     tracing::info!("helpline console on {scheme}://{local}");
     let app = router(console.clone()).into_make_service_with_connect_info::<Peer>();
+    // On the signal, axum stops accepting, closes idle connections and lets the requests in
+    // flight finish; a request that does not (one waiting for a database another process
+    // holds, a client that stalls mid-request) is given up after a bounded wait.
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("stopping the console");
+        let _ = stopping.send(());
+    };
+    let grace = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     let served = match tls {
         Some(acceptor) => {
-            axum::serve(tls::TlsListener::new(listener, acceptor), app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
+            let serving = axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(signal);
+            tokio::select! {
+                served = serving => served,
+                () = grace => Ok(()),
+            }
         }
         None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
+            let serving = axum::serve(listener, app).with_graceful_shutdown(signal);
+            tokio::select! {
+                served = serving => served,
+                () = grace => Ok(()),
+            }
         }
     };
     served.context("while serving the console")?;
-    crate::db::finish_run(&console.pool, console.run_id, "stopped", "").await?;
+    // The end of the run, unless the database stays held by another process: the console
+    // does not wait out the busy timeout to stop.
+    let ended = tokio::time::timeout(
+        SHUTDOWN_GRACE,
+        crate::db::finish_run(&console.pool, console.run_id, "stopped", ""),
+    )
+    .await;
+    match ended {
+        Ok(recorded) => recorded?,
+        Err(_) => tracing::warn!("the database is busy: the console's stop is not recorded"),
+    }
     Ok(Exit::Ok)
 }
+
+/// How long, after SIGTERM or Ctrl-C, requests in flight may take to finish before the
+/// console stops anyway (and how long it then waits to record its end).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -680,7 +715,7 @@ mod actions {
         };
         let login = &signed.adviser.login;
         let reason = format!("{which} address recorded at the helpline by adviser {login}");
-        let mut tx = console.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&console.pool).await?;
         store::set_person_email(&mut tx, id, email, alternative, now).await?;
         let generation = ledger::start_new_generation(
             &mut tx,
@@ -732,7 +767,7 @@ mod actions {
         }
         let now = crate::db::now_ms();
         let login = &signed.adviser.login;
-        let mut tx = console.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&console.pool).await?;
         if !store::insert_paper_request(&mut tx, id, login, now).await? {
             tx.rollback().await?;
             return Ok(false);
@@ -766,7 +801,7 @@ mod actions {
         }
         let now = crate::db::now_ms();
         let login = &signed.adviser.login;
-        let mut tx = console.pool.begin().await?;
+        let mut tx = crate::db::begin_write(&console.pool).await?;
         store::insert_call_note(&mut tx, id, login, note, now).await?;
         // The event says that a call was noted, not what was said: the note is erased by purge,
         // the evidence stays.

@@ -402,7 +402,7 @@ pub async fn log_access(
     person_ids: &[i64],
     now: i64,
 ) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let results = person_ids.len() as i64;
     let shown: Vec<Option<i64>> = if person_ids.is_empty() {
         vec![None]
@@ -521,7 +521,7 @@ pub async fn save_adviser(
 
 /// Disables the adviser and ends their sessions. Returns false for an unknown login.
 pub async fn disable_adviser(pool: &SqlitePool, login: &str, now: i64) -> anyhow::Result<bool> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let done = sqlx::query("UPDATE advisers SET disabled_at = ? WHERE login = ?")
         .bind(now)
         .bind(login)

@@ -560,7 +560,7 @@ pub async fn record_outcomes(
     run_id: i64,
     outcomes: &[(i64, i64, Outcome)],
 ) -> anyhow::Result<Vec<Stale>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let stale = record_outcomes_in(&mut tx, run_id, outcomes, crate::db::now_ms()).await?;
     tx.commit().await?;
     Ok(stale)
@@ -841,7 +841,7 @@ pub async fn recover_abandoned(
     let now = crate::db::now_ms();
     let from = Transition::Recover.sql_from();
     let to = DeliveryState::Pending.as_str();
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     // Fenced like the live mark: only deliveries that run still holds in `sending`, so a
     // journal read twice changes nothing.
     for (dead_run, person_ids) in handed_over {
@@ -890,6 +890,9 @@ pub struct BounceRecord<'a> {
     /// token | message_id | notice_id | recipient
     pub matched_by: Option<&'a str>,
     pub source: &'a str,
+    /// How many of the message's recipient reports this row stands for (one row per person a
+    /// message is about); 0 for a message that reports no recipient (ignored).
+    pub recipients: i64,
 }
 
 /// Records one bounce report once. Returns false when the same message already gave this
@@ -901,8 +904,8 @@ pub async fn record_bounce(
 ) -> anyhow::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO bounces (fingerprint, recipient, person_id, generation, kind, status,
-           diagnostic, matched_by, source, read_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           diagnostic, matched_by, source, read_at, recipients)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (fingerprint, recipient) DO NOTHING",
     )
     .bind(bounce.fingerprint)
@@ -915,6 +918,7 @@ pub async fn record_bounce(
     .bind(bounce.matched_by)
     .bind(bounce.source)
     .bind(now)
+    .bind(bounce.recipients)
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -3,10 +3,13 @@
 
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-/// Notes, for each (person, generation), the relay that answered for its letter (`host:port`).
-/// A delivery that moved on to a newer generation since is left alone.
+/// Notes, for each (person, generation), the relay that answered for its letter (`host:port`),
+/// fenced like the outcome it goes with: only on a delivery `run_id` still holds in `sending`.
+/// Called in the outcomes' transaction before them (recording an outcome ends the claim), so
+/// a run whose deliveries were taken over writes no relay over the new owner's.
 pub async fn record_relays(
     conn: &mut SqliteConnection,
+    run_id: i64,
     records: &[(i64, i64, String)],
 ) -> anyhow::Result<()> {
     // A few relays and, nearly always, one generation: one statement per relay and generation
@@ -21,10 +24,15 @@ pub async fn record_relays(
     for ((relay, generation), people) in groups {
         for chunk in people.chunks(500) {
             let sql = format!(
-                "UPDATE deliveries SET relay = ? WHERE generation = ? AND person_id IN ({})",
+                "UPDATE deliveries SET relay = ?
+                 WHERE generation = ? AND claimed_by = ? AND state = ? AND person_id IN ({})",
                 vec!["?"; chunk.len()].join(",")
             );
-            let mut query = sqlx::query(&sql).bind(relay).bind(generation);
+            let mut query = sqlx::query(&sql)
+                .bind(relay)
+                .bind(generation)
+                .bind(run_id)
+                .bind(crate::domain::DeliveryState::Sending.as_str());
             for person_id in chunk {
                 query = query.bind(person_id);
             }
@@ -91,7 +99,7 @@ pub async fn record_pacing(
     run_id: i64,
     slowed: &[Slowed],
 ) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     for row in slowed {
         sqlx::query(
             "INSERT OR REPLACE INTO run_pacing (run_id, scope, name, decreases, final_rate, reason)

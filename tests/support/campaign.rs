@@ -170,18 +170,22 @@ impl Campaign {
         let mut command = self.command();
         command.args(args);
         tokio::process::Command::from(command)
+            .kill_on_drop(true)
             .output()
             .await
             .expect("breachmail runs")
     }
 
+    /// Starts the command in the background. The child is killed when its handle is dropped:
+    /// a test that fails (or forgets to stop it) leaves no process behind.
     pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
         let mut command = self.command();
         command.args(args);
         let mut command = tokio::process::Command::from(command);
         command
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
         command.spawn().expect("spawn breachmail")
     }
 

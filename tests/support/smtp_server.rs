@@ -98,6 +98,11 @@ pub enum Behaviour {
     /// (CRLF included): a 250 in Latin-1, or a queue report of 50 kB, as some
     /// relays send.
     AcceptWithReply { reply: Vec<u8> },
+    /// Accept the message (250 after the final dot), then read nothing more on that
+    /// session, and so answer nothing of what the client pipelined behind the dot (the
+    /// next letter's envelope), until [`SmtpServer::release`]: a relay slow to answer,
+    /// for as long as a test needs. Once per recipient.
+    HoldAfterReply,
 }
 
 impl Behaviour {
@@ -255,6 +260,12 @@ struct State {
     bdat_messages: usize,
     /// Flights of commands: reads that had to wait for the client, i.e. round trips.
     flights: usize,
+    /// Sessions holding after a [`Behaviour::HoldAfterReply`], and whether each had
+    /// the client's next commands waiting, unread, when it began to hold.
+    holds: Vec<bool>,
+    released: bool,
+    /// Messages whose final dot came on a session that had begun to hold before.
+    after_release: usize,
 }
 
 /// Counts one more in a one-second window; false when it is over `limit`.
@@ -458,6 +469,24 @@ impl SmtpServer {
         self.shared.lock().open
     }
 
+    /// Waits until a session holds after a [`Behaviour::HoldAfterReply`]; says whether
+    /// the client had already sent more behind the final dot (its next envelope).
+    pub async fn wait_for_hold(&self, timeout: Duration) -> Option<bool> {
+        self.wait_until(timeout, |s| !s.holds.is_empty()).await;
+        self.shared.lock().holds.first().copied()
+    }
+
+    /// Lets every held session read and answer again.
+    pub fn release(&self) {
+        self.shared.update(|s| s.released = true);
+    }
+
+    /// Final dots read on a session after it had held: what its client sent on after
+    /// the release.
+    pub fn messages_after_release(&self) -> usize {
+        self.shared.lock().after_release
+    }
+
     /// Waits until at least `n` messages were accepted; false on timeout.
     pub async fn wait_for_accepted(&self, n: usize, timeout: Duration) -> bool {
         self.wait_until(timeout, |s| s.accepted.len() >= n).await
@@ -572,6 +601,8 @@ struct Transaction {
 /// What happens after the final dot.
 enum AfterData {
     Reply(String),
+    /// The reply, then nothing read until the test releases the session.
+    ReplyThenHold(String),
     /// Bytes written as they are, after the message was recorded as accepted.
     Raw(Vec<u8>),
     HangUp,
@@ -586,6 +617,8 @@ struct Session<'a> {
     tx: Option<Transaction>,
     /// The chunks of the current BDAT transaction.
     bdat: Vec<u8>,
+    /// This session held after a [`Behaviour::HoldAfterReply`] and was released.
+    held: bool,
 }
 
 impl<'a> Session<'a> {
@@ -597,6 +630,7 @@ impl<'a> Session<'a> {
             authenticated: shared.script.require_auth.is_none(),
             tx: None,
             bdat: Vec::new(),
+            held: false,
         }
     }
 
@@ -1080,6 +1114,21 @@ impl<'a> Session<'a> {
                 self.conn.flush().await?;
                 Ok(true)
             }
+            AfterData::ReplyThenHold(reply) => {
+                let (code, text) = reply.split_at(3);
+                self.reply(code.parse().expect("3-digit code"), &text[1..])
+                    .await?;
+                let queued = !self.conn.buffer().is_empty();
+                let mut changed = self.shared.changed.subscribe();
+                self.shared.update(|s| s.holds.push(queued));
+                while !self.shared.lock().released {
+                    if changed.changed().await.is_err() {
+                        return Ok(false);
+                    }
+                }
+                self.held = true;
+                Ok(true)
+            }
             AfterData::HangUp => Ok(false),
             AfterData::Stall => {
                 // Never answer; hold the socket until the client gives up.
@@ -1109,6 +1158,9 @@ impl<'a> Session<'a> {
                         Some(AfterData::HangUp)
                     }
                     Behaviour::StallAfterData { times } if fired < *times => Some(AfterData::Stall),
+                    Behaviour::HoldAfterReply if fired < 1 => {
+                        Some(AfterData::ReplyThenHold(String::new()))
+                    }
                     _ => None,
                 };
                 if outcome.is_some() {
@@ -1131,8 +1183,15 @@ impl<'a> Session<'a> {
                 queue_id: queue_id.clone(),
                 encrypted,
             };
+            if self.held {
+                s.after_release += 1;
+            }
             match outcome {
                 Some(AfterData::Reply(reply)) => AfterData::Reply(reply),
+                Some(AfterData::ReplyThenHold(_)) => {
+                    s.accepted.push(received);
+                    AfterData::ReplyThenHold(format!("250 2.0.0 Ok: queued as {queue_id}"))
+                }
                 Some(fault) => {
                     s.unconfirmed.push(received);
                     fault
