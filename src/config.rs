@@ -73,6 +73,10 @@ pub struct Console {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// PEM certificate chain and private key: the console speaks HTTPS itself.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The console's language (`fr` or `en`); None: `campaign.default_language`.
+    pub language: Option<String>,
+    /// Person pages one adviser may open in an hour; beyond, refused and shown to supervisors.
+    pub person_views_per_hour: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +250,8 @@ struct FileConsole {
     trusted_proxies: Vec<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    language: Option<String>,
+    person_views_per_hour: i64,
 }
 
 impl Default for FileConsole {
@@ -259,6 +265,8 @@ impl Default for FileConsole {
             trusted_proxies: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            language: None,
+            person_views_per_hour: 40,
         }
     }
 }
@@ -769,6 +777,22 @@ fn console(file: FileConsole, dir: &Path) -> Result<Console, UsageError> {
     };
     let session_idle = duration("console.session_idle", &file.session_idle)?;
     let session_max = duration("console.session_max", &file.session_max)?;
+    let language = file
+        .language
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.trim().to_ascii_lowercase().as_str() {
+            code @ ("fr" | "en") => Ok(code.to_owned()),
+            _ => Err(key_error("console.language", &l, "\"fr\" or \"en\"")),
+        })
+        .transpose()?;
+    let views = file.person_views_per_hour;
+    if !(1..=100_000).contains(&views) {
+        return Err(key_error(
+            "console.person_views_per_hour",
+            &views.to_string(),
+            "a whole number from 1 to 100000",
+        ));
+    }
     Ok(Console {
         listen,
         session_idle,
@@ -777,6 +801,8 @@ fn console(file: FileConsole, dir: &Path) -> Result<Console, UsageError> {
         proxy_header,
         trusted_proxies,
         tls,
+        language,
+        person_views_per_hour: views as u32,
     })
 }
 

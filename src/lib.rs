@@ -20,6 +20,7 @@ pub mod dns;
 pub mod domain;
 pub mod export;
 pub mod files;
+pub mod helpline_text;
 pub mod import;
 pub mod init;
 pub mod lease;

@@ -1,7 +1,9 @@
 //! `lookup QUERY`: what the helpline tells a caller. A notice number (as read out: any case, with or
-//! without dashes), a ref or an e-mail address finds the person; the answer says whether the
-//! notice is genuine, who it was written to (masked), where their letter stands, every attempt
-//! with its time, the relay's reply and the Message-ID, and every bounce.
+//! without dashes), a ref or an e-mail address finds the person; the answer says exactly what the
+//! organisation sent them (an e-mail on this date to this masked address; no e-mail, and a paper
+//! letter exported on this date or not yet; nothing at all: not ours), with a short script for the
+//! adviser, who it was written to (masked), where their letter stands, every attempt with its
+//! time, the relay's reply and the Message-ID, and every bounce.
 //!
 //! A phishing mail quotes a notice id too, so "no notice with this number was sent" is the answer
 //! that matters most. That answer, and the one for a notice that exists, cost the same queries:
@@ -17,6 +19,7 @@ use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::{Email, NoticeId};
 use crate::export::{mask_addresses, mask_email};
+use crate::helpline_text::Voice;
 use crate::store::helpline::{self as store, Access, PersonRow};
 
 /// The answer for a notice id nobody was sent, word for word wherever it is given.
@@ -89,9 +92,22 @@ pub struct PersonReport {
     pub email: Option<String>,
     pub alt_email: Option<String>,
     pub postal: Option<String>,
+    /// The delivery state (`sent`, `no_email`, …), and in the adviser's words.
     pub state: String,
+    pub state_words: String,
     pub generation: i64,
     pub purged: bool,
+    /// What the organisation sent this person, and what to tell the caller.
+    pub verdict: PersonVerdict,
+    /// The same, machine-readable: by which channel, when, to which (masked) address.
+    pub sent: WhatWasSent,
+    /// The last e-mail that went out; None when none did.
+    pub letter_as_sent: Option<LetterAsSent>,
+    /// A generation waiting to go out (after a corrected address, a resend), not received yet.
+    pub next_letter: Option<NextLetter>,
+    /// When the person was first written to a postal export (`export postal`).
+    pub paper_exported_at: Option<String>,
+    pub paper_exported_local: Option<String>,
     pub delivery: Option<store::DeliveryRow>,
     pub attempts: Vec<Attempt>,
     pub bounces: Vec<store::BounceRow>,
@@ -99,10 +115,78 @@ pub struct PersonReport {
     pub paper_requested: Option<store::PaperRequest>,
 }
 
+/// What the organisation sent one person, in words and a script for the adviser.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PersonVerdict {
+    pub kind: VerdictKind,
+    pub text: String,
+    pub script: String,
+}
+
+/// The kinds of answer the helpline gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// An e-mail with this number was sent (date and masked address said).
+    Genuine,
+    /// The e-mail is at the relay right now.
+    BeingSent,
+    /// The number is ours but no e-mail was sent: an e-mail quoting it is a fake.
+    OursNoEmail,
+    /// Nobody was sent this number.
+    NotOurs,
+    /// A ref or an address found nobody.
+    NotFound,
+    /// A ref or an address found people: see each one's verdict.
+    Found,
+}
+
+impl VerdictKind {
+    /// Whether an e-mail quoting this number can be ours.
+    pub fn email_is_ours(self) -> bool {
+        matches!(self, VerdictKind::Genuine | VerdictKind::BeingSent)
+    }
+}
+
+/// What was sent, for scripts: `channel` is `email`, `paper` (exported for printing) or `none`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WhatWasSent {
+    pub channel: &'static str,
+    /// RFC 3339, UTC.
+    pub at: Option<String>,
+    /// The same instant in the campaign's time zone, the zone named.
+    pub at_local: Option<String>,
+    /// The masked address the e-mail went to.
+    pub to: Option<String>,
+    pub generation: Option<i64>,
+}
+
+/// The last e-mail that went out to the person.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LetterAsSent {
+    pub generation: i64,
+    pub at: String,
+    pub at_local: String,
+    pub to: Option<String>,
+    #[serde(skip)]
+    pub at_ms: i64,
+}
+
+/// A generation not sent yet.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NextLetter {
+    pub generation: i64,
+    pub to: Option<String>,
+    pub state: String,
+    pub state_words: String,
+}
+
 /// One attempt to hand the letter to the relay.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Attempt {
     pub at: String,
+    #[serde(skip)]
+    pub at_ms: i64,
     pub generation: i64,
     pub outcome: String,
     pub reply: Option<String>,
@@ -113,6 +197,8 @@ pub struct Attempt {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Step {
     pub at: String,
+    #[serde(skip)]
+    pub at_ms: i64,
     pub kind: String,
     pub from_state: Option<String>,
     pub to_state: Option<String>,
@@ -156,12 +242,15 @@ pub async fn report(
     pool: &SqlitePool,
     person: Option<&PersonRow>,
     message_id_domain: &str,
+    voice: &Voice,
 ) -> anyhow::Result<Option<PersonReport>> {
     let person_id = person.map_or(-1, |p| p.person_id);
     let delivery = store::delivery(pool, person_id).await?;
     let events = store::events(pool, person_id).await?;
     let bounces = store::bounces(pool, person_id).await?;
     let paper_requested = store::paper_request(pool, person_id).await?;
+    let sent_letters = store::letters_sent(pool, person_id).await?;
+    let paper_exported = store::postal_exported_at(pool, person_id).await?;
     let key = crate::db::signing_key(pool).await?;
     let Some(person) = person else {
         return Ok(None);
@@ -177,6 +266,7 @@ pub async fn report(
             };
             Attempt {
                 at: format_time(Some(e.at)),
+                at_ms: e.at,
                 generation,
                 outcome: e.kind.clone(),
                 reply: e.detail.as_deref().map(mask_addresses),
@@ -191,6 +281,7 @@ pub async fn report(
         .iter()
         .map(|e| Step {
             at: format_time(Some(e.at)),
+            at_ms: e.at,
             kind: e.kind.clone(),
             from_state: e.from_state.clone(),
             to_state: e.to_state.clone(),
@@ -212,6 +303,56 @@ pub async fn report(
         bounce_diagnostic: d.bounce_diagnostic.as_deref().map(mask_addresses),
         ..d
     });
+    let letter_as_sent = sent_letters.last().map(|letter| LetterAsSent {
+        generation: letter.generation,
+        at: format_time(Some(letter.sent_at)),
+        at_local: voice.time(letter.sent_at),
+        to: letter.email_masked.clone(),
+        at_ms: letter.sent_at,
+    });
+    let state = person.state.as_str();
+    let next_letter = (letter_as_sent
+        .as_ref()
+        .is_none_or(|sent| sent.generation < person.generation)
+        && crate::domain::DeliveryState::STILL_TO_SEND.contains(&person.state))
+    .then(|| NextLetter {
+        generation: person.generation,
+        to: person.delivery_email.as_deref().map(mask_email),
+        state: state.to_owned(),
+        state_words: voice.state(state),
+    });
+    let current_to = person.delivery_email.as_deref().map(mask_email);
+    let verdict = person_verdict(
+        voice,
+        state,
+        person.generation,
+        letter_as_sent.as_ref(),
+        current_to.as_deref(),
+        paper_exported,
+    );
+    let sent = match (&letter_as_sent, paper_exported) {
+        (Some(letter), _) => WhatWasSent {
+            channel: "email",
+            at: Some(letter.at.clone()),
+            at_local: Some(letter.at_local.clone()),
+            to: letter.to.clone(),
+            generation: Some(letter.generation),
+        },
+        (None, Some(at)) => WhatWasSent {
+            channel: "paper",
+            at: Some(format_time(Some(at))),
+            at_local: Some(voice.time(at)),
+            to: None,
+            generation: None,
+        },
+        (None, None) => WhatWasSent {
+            channel: "none",
+            at: None,
+            at_local: None,
+            to: None,
+            generation: None,
+        },
+    };
     Ok(Some(PersonReport {
         person_id,
         person_ref: person.person_ref.clone(),
@@ -220,9 +361,16 @@ pub async fn report(
         email: person.email.as_deref().map(mask_email),
         alt_email: person.alt_email.as_deref().map(mask_email),
         postal: mask_postal(person.postcode.as_deref(), person.city.as_deref()),
-        state: person.state.as_str().to_owned(),
+        state: state.to_owned(),
+        state_words: voice.state(state),
         generation: person.generation,
         purged: person.purged,
+        verdict,
+        sent,
+        letter_as_sent,
+        next_letter,
+        paper_exported_at: paper_exported.map(|at| format_time(Some(at))),
+        paper_exported_local: paper_exported.map(|at| voice.time(at)),
         delivery,
         attempts,
         bounces,
@@ -231,14 +379,61 @@ pub async fn report(
     }))
 }
 
+/// What the organisation sent one person: the last e-mail that went out (and whether it came
+/// back), the one going out right now, or none (and then the paper letter, exported or not).
+fn person_verdict(
+    voice: &Voice,
+    state: &str,
+    generation: i64,
+    letter_as_sent: Option<&LetterAsSent>,
+    current_to: Option<&str>,
+    paper_exported: Option<i64>,
+) -> PersonVerdict {
+    if let Some(letter) = letter_as_sent {
+        let to = letter.to.as_deref().unwrap_or("?");
+        let mut text = voice.genuine_email(&letter.at_local, to);
+        if letter.generation == generation {
+            match state {
+                "bounced" => text.push_str(voice.came_back()),
+                "delivered" => text.push_str(voice.delivered()),
+                _ => {}
+            }
+        }
+        return PersonVerdict {
+            kind: VerdictKind::Genuine,
+            script: voice.genuine_script(&letter.at_local, to),
+            text,
+        };
+    }
+    if state == "sending" {
+        return PersonVerdict {
+            kind: VerdictKind::BeingSent,
+            text: voice.being_sent(current_to.unwrap_or("?")),
+            script: voice.being_sent_script().to_owned(),
+        };
+    }
+    let paper_at = paper_exported.map(|at| voice.time(at));
+    PersonVerdict {
+        kind: VerdictKind::OursNoEmail,
+        text: voice.ours_no_email(voice.why_no_email(state), paper_at.as_deref()),
+        script: voice.ours_no_email_script().to_owned(),
+    }
+}
+
 /// The answer to one query.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Answer {
     pub query_kind: &'static str,
-    /// For a notice id: whether a notice with this number was sent.
+    /// For a notice id: whether an e-mail quoting it can be ours (one was sent, or is being
+    /// sent). False for a number nobody was sent, and for a person no e-mail went to.
     pub genuine: Option<bool>,
+    /// For a notice id: whether the number is one of ours (whatever was sent).
+    pub number_is_ours: Option<bool>,
+    pub verdict_kind: VerdictKind,
     /// One sentence for the adviser to read out.
     pub verdict: String,
+    /// What to tell the caller.
+    pub script: String,
     pub people: Vec<PersonReport>,
 }
 
@@ -249,55 +444,81 @@ pub async fn answer(
     adviser: &str,
     action: &str,
     message_id_domain: &str,
+    voice: &Voice,
 ) -> anyhow::Result<Answer> {
     let query = Query::parse(raw);
     let found = find(pool, &query).await?;
     let mut people = Vec::with_capacity(found.len());
     if found.is_empty() {
-        report(pool, None, message_id_domain).await?;
+        report(pool, None, message_id_domain, voice).await?;
     }
     for person in &found {
-        if let Some(report) = report(pool, Some(person), message_id_domain).await? {
+        if let Some(report) = report(pool, Some(person), message_id_domain, voice).await? {
             people.push(report);
         }
     }
-    let ids: Vec<i64> = people.iter().map(|p| p.person_id).collect();
+    let answer = judge(&query, raw, people, voice);
+    let ids: Vec<i64> = answer.people.iter().map(|p| p.person_id).collect();
     store::log_access(
         pool,
         Access {
             adviser,
             action,
             query_kind: Some(query.kind()),
+            verdict: (answer.verdict_kind == VerdictKind::NotOurs).then_some("not_ours"),
         },
         &ids,
         crate::db::now_ms(),
     )
     .await
     .context("while logging the lookup")?;
-    let genuine = matches!(query, Query::NoticeId(_)).then_some(!people.is_empty());
-    let verdict = verdict(&query, raw, people.len());
-    Ok(Answer {
-        query_kind: query.kind(),
-        genuine,
-        verdict,
-        people,
-    })
+    Ok(answer)
 }
 
-/// The sentence for the adviser: genuine, not ours, not found, or how many were found.
-pub fn verdict(query: &Query, raw: &str, found: usize) -> String {
-    match (query, found) {
-        (Query::NoticeId(_), 0) => NOT_OURS.to_owned(),
-        (Query::NoticeId(_), _) => {
-            "genuine: a notice with this number was sent to the person below".to_owned()
-        }
-        (Query::Ref(_), 0) if looks_like_notice_id(raw) => format!(
-            "this is not one of our notice numbers (ours are 12 letters and digits, XXXX-XXXX-XXXX, without I, L, O or U): {NOT_OURS}"
+/// The answer for what was found: for a notice id, the one person's verdict (or not ours).
+pub fn judge(query: &Query, raw: &str, people: Vec<PersonReport>, voice: &Voice) -> Answer {
+    let (kind, verdict, script) = match (query, people.as_slice()) {
+        (Query::NoticeId(_), []) => (
+            VerdictKind::NotOurs,
+            voice.not_ours().to_owned(),
+            voice.not_ours_script().to_owned(),
         ),
-        (Query::Ref(_), 0) => "no person with this ref".to_owned(),
-        (Query::Email(_), 0) => "no person with this e-mail address".to_owned(),
-        (_, 1) => "one person found".to_owned(),
-        (_, n) => format!("{n} people found"),
+        (Query::NoticeId(_), [person, ..]) => (
+            person.verdict.kind,
+            person.verdict.text.clone(),
+            person.verdict.script.clone(),
+        ),
+        (Query::Ref(_), []) if looks_like_notice_id(raw) => (
+            VerdictKind::NotOurs,
+            voice.malformed_notice(),
+            voice.not_ours_script().to_owned(),
+        ),
+        (Query::Ref(_), []) => (
+            VerdictKind::NotFound,
+            voice.no_ref().to_owned(),
+            voice.check_spelling_script().to_owned(),
+        ),
+        (Query::Email(_), []) => (
+            VerdictKind::NotFound,
+            voice.no_email_match().to_owned(),
+            voice.check_spelling_script().to_owned(),
+        ),
+        (_, [person]) => (
+            person.verdict.kind,
+            format!("{}: {}", voice.found(1), person.verdict.text),
+            person.verdict.script.clone(),
+        ),
+        (_, many) => (VerdictKind::Found, voice.found(many.len()), String::new()),
+    };
+    let is_notice = matches!(query, Query::NoticeId(_));
+    Answer {
+        query_kind: query.kind(),
+        genuine: is_notice.then_some(kind.email_is_ours()),
+        number_is_ours: is_notice.then_some(!people.is_empty()),
+        verdict_kind: kind,
+        verdict,
+        script,
+        people,
     }
 }
 
@@ -313,12 +534,13 @@ fn operator_name() -> String {
 pub async fn run(config: &Config, raw: &str, json: bool) -> anyhow::Result<Exit> {
     let pool = crate::db::open(&config.campaign.database, false).await?;
     let domain = config.sender.from.email.domain().to_owned();
-    let answer = answer(&pool, raw, &operator_name(), "lookup", &domain).await?;
+    let voice = Voice::for_config(config);
+    let answer = answer(&pool, raw, &operator_name(), "lookup", &domain, &voice).await?;
     pool.close().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        print!("{}", as_text(&answer));
+        print!("{}", as_text(&answer, &voice));
     }
     Ok(if answer.people.is_empty() {
         Exit::Failed
@@ -328,12 +550,18 @@ pub async fn run(config: &Config, raw: &str, json: bool) -> anyhow::Result<Exit>
 }
 
 /// The answer as the terminal shows it.
-pub fn as_text(answer: &Answer) -> String {
+pub fn as_text(answer: &Answer, voice: &Voice) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "{}", answer.verdict);
+    if !answer.script.is_empty() {
+        let _ = writeln!(out, "> {}", answer.script);
+    }
     for person in &answer.people {
         let _ = writeln!(out);
+        if answer.people.len() > 1 {
+            let _ = writeln!(out, "{}", person.verdict.text);
+        }
         let _ = writeln!(out, "notice number {}", person.notice_id);
         let _ = writeln!(out, "ref           {}", person.person_ref);
         let _ = writeln!(out, "name          {}", person.name);
@@ -348,22 +576,48 @@ pub fn as_text(answer: &Answer) -> String {
         let _ = writeln!(
             out,
             "letter        {} (generation {})",
-            person.state, person.generation
+            person.state_words, person.generation
         );
+        match &person.letter_as_sent {
+            Some(sent) => {
+                let _ = writeln!(
+                    out,
+                    "sent          e-mail, generation {}, {} to {}",
+                    sent.generation,
+                    sent.at_local,
+                    sent.to.as_deref().unwrap_or("?")
+                );
+            }
+            None => {
+                let _ = writeln!(out, "sent          no e-mail");
+            }
+        }
+        if let Some(next) = &person.next_letter {
+            let _ = writeln!(
+                out,
+                "next          generation {} to {}: {} (not received yet)",
+                next.generation,
+                next.to.as_deref().unwrap_or("?"),
+                next.state_words
+            );
+        }
         if let Some(paper) = &person.paper_requested {
             let _ = writeln!(
                 out,
                 "paper         asked for a paper letter on {} (adviser {})",
-                format_time(Some(paper.at)),
+                voice.time(paper.at),
                 paper.adviser
             );
+        }
+        if let Some(at) = &person.paper_exported_local {
+            let _ = writeln!(out, "paper         exported for printing on {at}");
         }
         let _ = writeln!(out, "attempts      {}", person.attempts.len());
         for attempt in &person.attempts {
             let _ = writeln!(
                 out,
                 "  {}  gen {}  {:<8}  {}  {}",
-                attempt.at,
+                voice.time(attempt.at_ms),
                 attempt.generation,
                 attempt.outcome,
                 attempt.message_id,
@@ -375,7 +629,7 @@ pub fn as_text(answer: &Answer) -> String {
             let _ = writeln!(
                 out,
                 "  {}  gen {}  {}  {} {}",
-                format_time(Some(bounce.read_at)),
+                voice.time(bounce.read_at),
                 bounce.generation.map_or("?".to_owned(), |g| g.to_string()),
                 bounce.kind,
                 bounce.status.as_deref().unwrap_or(""),
@@ -387,8 +641,8 @@ pub fn as_text(answer: &Answer) -> String {
             let _ = writeln!(
                 out,
                 "  {}  {:<18} {} -> {}  {}",
-                step.at,
-                step.kind,
+                voice.time(step.at_ms),
+                voice.event(&step.kind),
                 step.from_state.as_deref().unwrap_or("-"),
                 step.to_state.as_deref().unwrap_or("-"),
                 step.detail.as_deref().unwrap_or("")

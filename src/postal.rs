@@ -95,6 +95,9 @@ pub struct PostalSummary {
     pub paper_requested: u64,
     pub letters_written: u64,
     pub letters_failed: u64,
+    /// Everyone written to the export, recorded afterwards so the helpline can say when a
+    /// person's paper letter was exported.
+    pub person_ids: Vec<i64>,
 }
 
 /// `export postal [--out FILE] [--letters DIR]`. `letter_text` is the letters engine; without
@@ -124,6 +127,26 @@ pub async fn run(
         None => Box::new(std::io::stdout().lock()),
     };
     let summary = export(&pool, sink, letters).await?;
+    pool.close().await;
+    // Recorded once the whole file is written: the helpline then tells a caller quoting the
+    // number of a person without an e-mail that their paper letter was exported on this date.
+    // A database that cannot be written to (a read-only copy) still gives its export.
+    let recorded = async {
+        let ledger = crate::db::open(&config.campaign.database, false).await?;
+        crate::store::helpline::record_postal_exports(
+            &ledger,
+            &summary.person_ids,
+            crate::db::now_ms(),
+        )
+        .await?;
+        ledger.close().await;
+        anyhow::Ok(())
+    };
+    if let Err(error) = recorded.await {
+        tracing::warn!(
+            "export postal: the export is written, but the helpline will not know it was: {error:#}"
+        );
+    }
     tracing::info!(
         "export postal: {} people not reached by e-mail ({} without an address, {} bounced, {} failed) or who asked for a paper letter ({}){}",
         summary.people,
@@ -178,6 +201,7 @@ pub async fn export(
                 .map(|cell| neutralise_formula(cell).into_owned()),
         )?;
         summary.people += 1;
+        summary.person_ids.push(person.id);
         match state {
             DeliveryState::NoEmail => summary.no_email += 1,
             DeliveryState::Bounced => summary.bounced += 1,

@@ -1,186 +1,19 @@
 //! The helpline console over real HTTP: the real `serve` on a loopback port of its own, driven
 //! by a minimal HTTP/1.1 client, against a real campaign. What an adviser may do, and everything
 //! the console must refuse: no page without a login, a wrong password, an expired session, an
-//! action without its CSRF token, a flood of searches.
+//! action without its CSRF token, a flood of searches, too many person pages in an hour. What
+//! the adviser sees: the verdict and its script, the letter as sent beside the next one, masked
+//! data, a name found however it is typed, the campaign's language and time zone. What the
+//! supervisor sees: the day's calls per adviser, the person pages over the cap, the "not ours"
+//! look-ups per hour, bounces and letters still at the mail server.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::Stdio;
-
 use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use support::campaign::{Campaign, assert_success, person, stderr, stdout};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-
-const PASSWORD: &str = "a long enough password";
-
-/// One HTTP exchange, as the test reads it.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: String,
-}
-
-impl Reply {
-    fn location(&self) -> &str {
-        self.headers.get("location").map_or("", String::as_str)
-    }
-
-    /// The `name=value` of the session cookie set by this reply.
-    fn cookie(&self) -> Option<String> {
-        let set = self.headers.get("set-cookie")?;
-        let pair = set.split(';').next()?.trim().to_owned();
-        (!pair.ends_with('=')).then_some(pair)
-    }
-
-    /// The value of the first hidden CSRF field of the page.
-    fn csrf(&self) -> String {
-        let marker = "name=\"csrf\" value=\"";
-        let start = self.body.find(marker).expect("a CSRF field") + marker.len();
-        self.body[start..start + 64].to_owned()
-    }
-}
-
-struct Console {
-    campaign: Campaign,
-    server: tokio::process::Child,
-    addr: String,
-}
-
-impl Console {
-    /// A campaign with these people, one adviser `alice` (a supervisor) and one `bob`, and the
-    /// console listening on a free loopback port.
-    async fn start(rows: &[String], env: &[(&str, &str)]) -> Console {
-        let mut campaign = Campaign::with_people(rows);
-        for (key, value) in env {
-            campaign.set(key, value);
-        }
-        add_adviser(&campaign, "alice", &["--supervisor"]);
-        add_adviser(&campaign, "bob", &[]);
-        let mut server = campaign.spawn(&["serve", "--listen", "127.0.0.1:0"]);
-        let stdout = server.stdout.take().expect("the server's stdout");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .await
-            .expect("the server prints its address");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_owned();
-        Console {
-            campaign,
-            server,
-            addr,
-        }
-    }
-
-    async fn request(&self, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
-        let mut stream = tokio::net::TcpStream::connect(&self.addr)
-            .await
-            .expect("connects to the console");
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        if let Some(cookie) = cookie {
-            head.push_str(&format!("Cookie: {cookie}\r\n"));
-        }
-        if method == "POST" {
-            head.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                form.len()
-            ));
-        }
-        head.push_str("\r\n");
-        head.push_str(form);
-        stream.write_all(head.as_bytes()).await.expect("sends");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("reads the reply");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        Reply {
-            status,
-            headers,
-            body: body.to_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
-        self.request("GET", path, cookie, "").await
-    }
-
-    async fn post(&self, path: &str, cookie: Option<&str>, form: &str) -> Reply {
-        self.request("POST", path, cookie, form).await
-    }
-
-    /// Logs in and returns the session cookie.
-    async fn log_in(&self, login: &str) -> String {
-        let reply = self
-            .post(
-                "/login",
-                None,
-                &format!("login={login}&password={}", PASSWORD.replace(' ', "+")),
-            )
-            .await;
-        assert_eq!(reply.status, 303, "{reply:?}");
-        reply.cookie().expect("a session cookie")
-    }
-
-    async fn person_id(&self, person_ref: &str) -> i64 {
-        sqlx::query_scalar("SELECT id FROM people WHERE ref = ?")
-            .bind(person_ref)
-            .fetch_one(&self.campaign.db().await)
-            .await
-            .expect("the person")
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.campaign.db().await)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    /// Stops the server; the campaign stays for what the test does next.
-    async fn stop(mut self) -> Campaign {
-        let _ = self.server.kill().await;
-        self.campaign
-    }
-}
-
-fn add_adviser(campaign: &Campaign, login: &str, args: &[&str]) {
-    let mut command = campaign.command();
-    command
-        .args(["adviser", "add", login])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("adviser add runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .expect("writes the password");
-    let output = child.wait_with_output().expect("adviser add ends");
-    assert_success(&output, "adviser add");
-}
+use support::console::Console;
 
 fn people() -> Vec<String> {
     vec![
@@ -229,6 +62,14 @@ async fn a_wrong_password_and_an_unknown_login_are_refused_alike() {
         assert!(reply.cookie().is_none(), "{reply:?}");
         assert!(reply.body.contains("Wrong login or password."));
     }
+    // What was typed stays in the login field.
+    assert!(
+        wrong
+            .body
+            .contains(r#"name="login" autocomplete="username" value="alice""#),
+        "{}",
+        wrong.body
+    );
     assert_eq!(
         console.count("SELECT count(*) FROM console_sessions").await,
         0
@@ -283,13 +124,9 @@ async fn actions_need_the_csrf_token_and_are_recorded_naming_the_adviser() {
     let id = console.person_id("A1").await;
     let page = console.get(&format!("/person/{id}"), Some(&cookie)).await;
     assert_eq!(page.status, 200, "{page:?}");
-    // Masked everywhere but in the letter itself, which is shown as it was sent.
-    let (before_letter, _) = page.body.split_once("<h2>The letter").expect("the letter");
-    assert!(before_letter.contains("a***@example.org"), "masked address");
-    assert!(
-        !before_letter.contains("alice.martin@"),
-        "the address in clear"
-    );
+    // Masked everywhere, the letter included.
+    assert!(page.body.contains("a***@example.org"), "masked address");
+    assert!(!page.body.contains("alice.martin@"), "the address in clear");
     let csrf = page.csrf();
 
     // Without the token, and with another one: refused, nothing recorded.
@@ -476,6 +313,559 @@ async fn the_supervisor_sees_the_days_the_schedule_plans_letters_for() {
         page.body
     );
     assert!(page.body.contains("(today)"), "{}", page.body);
+}
+
+/// People with a postcode and a city: three Lefèvre at 75011 (two in Paris, one spelt without
+/// the accent), 25 Dupont at 75011, one Lefèvre at 69003.
+fn people_with_postcodes(campaign: &Campaign) {
+    let mut csv = String::from(
+        "ref,email,civility,first_name,last_name,language,exposed,identifier,postcode,city\n",
+    );
+    let line = |r: &str, email: &str, first: &str, last: &str, postcode: &str, city: &str| {
+        format!(
+            "{r},{email},Mme,{first},{last},fr,name;email;postal,1234567A4821,{postcode},{city}\n"
+        )
+    };
+    csv.push_str(&line(
+        "L1",
+        "lea@example.org",
+        "Léa",
+        "Lefèvre",
+        "75011",
+        "Paris",
+    ));
+    csv.push_str(&line(
+        "L2",
+        "marc@example.net",
+        "Marc",
+        "LEFÈVRE",
+        "75 011",
+        "Paris",
+    ));
+    csv.push_str(&line(
+        "L3",
+        "max@example.com",
+        "Maxime",
+        "Lefevre",
+        "75011",
+        "Paris 11e",
+    ));
+    csv.push_str(&line(
+        "L4",
+        "lyon@example.org",
+        "Léa",
+        "Lefèvre",
+        "69003",
+        "Lyon",
+    ));
+    for i in 0..25 {
+        csv.push_str(&line(
+            &format!("D{i}"),
+            &format!("d{i}@example.org"),
+            "Jean",
+            "Dupont",
+            "75011",
+            "Paris",
+        ));
+    }
+    let file = campaign.write_outside("postcodes.csv", csv);
+    assert_success(&campaign.import(&file, &[]), "import");
+}
+
+#[tokio::test]
+async fn a_last_name_and_postcode_are_found_however_typed_with_the_true_count() {
+    let campaign = Campaign::new();
+    people_with_postcodes(&campaign);
+    let console = Console::serve(campaign, &[]).await;
+    let cookie = console.log_in("bob").await;
+
+    // No accent, another case, a space in the postcode: the three of 75011, not the one of Lyon.
+    let page = console
+        .get("/search?last_name=lefevre&postcode=75+011", Some(&cookie))
+        .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.body
+            .contains("3 people with this last name at postcode 75 011"),
+        "{}",
+        page.body
+    );
+    let results = page.body.split("id=\"results\"").nth(1).unwrap_or_default();
+    assert_eq!(results.matches("href=\"/person/").count(), 3, "{results}");
+    // Told apart without opening a row: the first-name initial, the city, the masked address,
+    // and the postcode as it was typed.
+    for shown in [
+        "L. L.",
+        "M. L.",
+        "l***@example.org",
+        "m***@example.net",
+        "m***@example.com",
+        "Paris 11e",
+        "<td>75 011</td>",
+    ] {
+        assert!(results.contains(shown), "{shown}: {results}");
+    }
+    assert!(!results.contains("Lyon"), "{results}");
+    // What was typed stays in the boxes.
+    assert!(
+        page.body.contains(
+            r#"name="last_name" placeholder="Last name" aria-label="Last name" value="lefevre""#
+        ),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"value="75 011""#), "{}", page.body);
+
+    // The true number of matches, beyond the 20 listed; the first name narrows.
+    let page = console
+        .get("/search?last_name=DUPONT&postcode=75011", Some(&cookie))
+        .await;
+    assert!(
+        page.body.contains("25 people with this last name at postcode 75011; the first 20 below: add the first name to narrow"),
+        "{}",
+        page.body
+    );
+    let page = console
+        .get(
+            "/search?last_name=lefevre&postcode=75011&first_name=ma",
+            Some(&cookie),
+        )
+        .await;
+    assert!(
+        page.body
+            .contains("2 people with this last name at postcode 75011"),
+        "{}",
+        page.body
+    );
+
+    // A misspelt name finds nobody, and says what to ask.
+    let page = console
+        .get("/search?last_name=Lefebvre&postcode=75011", Some(&cookie))
+        .await;
+    assert!(
+        page.body
+            .contains("no person with this last name at postcode 75011"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Ask the caller to spell the name"),
+        "{}",
+        page.body
+    );
+    console.stop().await;
+}
+
+#[tokio::test]
+async fn the_letter_is_masked_unless_the_adviser_asks_and_that_is_logged() {
+    let console = Console::start(&people(), &[]).await;
+    assert_success(&console.campaign.run(&["send"]), "send");
+    let cookie = console.log_in("bob").await;
+    let id = console.person_id("A1").await;
+    let page = console.get(&format!("/person/{id}"), Some(&cookie)).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.body.contains("id=\"letter\""),
+        "the letter is on the page"
+    );
+    for clear in ["alice.martin@", "Lefèvre", "Élodie"] {
+        assert!(
+            !page.body.contains(clear),
+            "{clear} in clear: {}",
+            page.body
+        );
+    }
+    assert!(
+        page.body.contains("Show the letter unmasked (logged)"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        console
+            .count("SELECT count(*) FROM access_log WHERE action = 'reveal'")
+            .await,
+        0
+    );
+    let revealed = console
+        .get(&format!("/person/{id}?reveal=1"), Some(&cookie))
+        .await;
+    assert!(revealed.body.contains("Lefèvre"), "{}", revealed.body);
+    assert!(
+        revealed.body.contains("this look is logged"),
+        "{}",
+        revealed.body
+    );
+    assert_eq!(
+        console
+            .count(&format!(
+                "SELECT count(*) FROM access_log WHERE adviser = 'bob' AND action = 'reveal' AND person_id = {id}"
+            ))
+            .await,
+        1
+    );
+    console.stop().await;
+}
+
+#[tokio::test]
+async fn person_pages_are_capped_per_hour_and_the_supervisor_sees_who_reached_the_cap() {
+    let console = Console::start(
+        &people(),
+        &[("BREACHMAIL_CONSOLE_PERSON_VIEWS_PER_HOUR", "3")],
+    )
+    .await;
+    let cookie = console.log_in("bob").await;
+    let id = console.person_id("A1").await;
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        statuses.push(
+            console
+                .get(&format!("/person/{}", id + n % 2), Some(&cookie))
+                .await,
+        );
+    }
+    let codes: Vec<u16> = statuses.iter().map(|r| r.status).collect();
+    assert_eq!(codes, [200, 200, 200, 429, 429], "{codes:?}");
+    assert!(
+        statuses[3].body.contains("Too many person pages"),
+        "{}",
+        statuses[3].body
+    );
+    assert!(
+        !statuses[3].body.contains("example.org"),
+        "nothing of the person"
+    );
+    // Another adviser is not held up.
+    let supervisor = console.log_in("alice").await;
+    assert_eq!(
+        console
+            .get(&format!("/person/{id}"), Some(&supervisor))
+            .await
+            .status,
+        200
+    );
+    let page = console.get("/supervisor", Some(&supervisor)).await;
+    let bob = page
+        .body
+        .split("<tr id=\"adviser-bob\"")
+        .nth(1)
+        .and_then(|row| row.split("</tr>").next())
+        .unwrap_or_default();
+    assert!(bob.starts_with(" class=\"over\""), "{}", page.body);
+    assert!(
+        bob.contains("<td>3</td><td>3</td><td>2 (over the cap)</td>"),
+        "{bob}"
+    );
+    console.stop().await;
+}
+
+#[tokio::test]
+async fn the_letter_as_sent_and_the_next_letter_are_told_apart_on_the_first_screen() {
+    let console = Console::start(&people(), &[]).await;
+    assert_success(&console.campaign.run(&["send"]), "send");
+    let cookie = console.log_in("bob").await;
+    let id = console.person_id("A1").await;
+    let csrf = console
+        .get(&format!("/person/{id}"), Some(&cookie))
+        .await
+        .csrf();
+    let reply = console
+        .post(
+            &format!("/person/{id}/address"),
+            Some(&cookie),
+            &format!("csrf={csrf}&email=alice%40example.net&kind=corrected"),
+        )
+        .await;
+    assert_eq!(reply.status, 303, "{reply:?}");
+    let page = console.get(&format!("/person/{id}"), Some(&cookie)).await;
+    // Both above the actions (the first screen), each labelled.
+    let (first_screen, _) = page
+        .body
+        .split_once("<h2>Actions</h2>")
+        .expect("the actions");
+    let as_sent = first_screen
+        .split("id=\"as-sent-summary\">")
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .unwrap_or_default();
+    assert!(
+        as_sent.starts_with("Generation 1 · by e-mail · Sent on ")
+            && as_sent.ends_with("(UTC) · To a***@example.org"),
+        "{as_sent}"
+    );
+    assert!(
+        first_screen.contains("The next letter (not sent yet)"),
+        "{first_screen}"
+    );
+    let next = first_screen
+        .split("id=\"next-summary\">")
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .unwrap_or_default();
+    assert_eq!(
+        next,
+        "Generation 2 · To a***@example.net · waiting to be sent"
+    );
+    // The letter as sent went to the first address; the next one goes to the new one.
+    let text_of = |id: &str| {
+        page.body
+            .split(&format!("id=\"{id}\">"))
+            .nth(1)
+            .and_then(|s| s.split("</pre>").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (letter, next_letter) = (text_of("letter"), text_of("next-letter-body"));
+    assert!(
+        letter.contains("a***@example.org") && !letter.contains("a***@example.net"),
+        "{letter}"
+    );
+    assert!(next_letter.contains("a***@example.net"), "{next_letter}");
+    // The verdict: genuine, by e-mail, with its date and address.
+    let verdict = page
+        .body
+        .split("id=\"verdict\">")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        verdict.starts_with("genuine: sent by e-mail on "),
+        "{verdict}"
+    );
+    assert!(
+        page.body.contains("class=\"verdict genuine\""),
+        "{}",
+        page.body
+    );
+    console.stop().await;
+}
+
+#[tokio::test]
+async fn genuine_and_not_ours_are_equally_prominent_with_a_script_each() {
+    let console = Console::start(&people(), &[]).await;
+    assert_success(&console.campaign.run(&["send"]), "send");
+    let cookie = console.log_in("bob").await;
+    let notice: String = sqlx::query_scalar("SELECT notice_id FROM people WHERE ref = 'A1'")
+        .fetch_one(&console.campaign.db().await)
+        .await
+        .expect("notice id");
+    let genuine = console
+        .get(&format!("/search?q={notice}"), Some(&cookie))
+        .await;
+    let forged = console.get("/search?q=ZZZZ-ZZZZ-ZZZZ", Some(&cookie)).await;
+    assert!(
+        genuine
+            .body
+            .contains(r#"<div class="verdict genuine" id="verdict">genuine: sent by e-mail on "#),
+        "{}",
+        genuine.body
+    );
+    assert!(
+        forged.body.contains(
+            r#"<div class="verdict forged" id="verdict">no notice with this number was sent"#
+        ),
+        "{}",
+        forged.body
+    );
+    // One style for both: bold and large; only the colours differ.
+    assert!(
+        genuine
+            .body
+            .contains(".verdict{font-size:1.35em;font-weight:bold;"),
+        "{}",
+        genuine.body
+    );
+    assert!(
+        !genuine
+            .body
+            .contains(".forged{border-color:#b02020;color:#b02020;font-weight:bold}")
+    );
+    for page in [&genuine, &forged] {
+        assert!(
+            page.body.contains(
+                "<div class=\"script\" id=\"script\"><strong>What to tell the caller</strong>"
+            ),
+            "{}",
+            page.body
+        );
+    }
+    // The search box keeps the number, and the person's page opened from it has it too.
+    assert!(
+        genuine
+            .body
+            .contains(&format!("name=\"q\" size=\"30\" value=\"{notice}\"")),
+        "{}",
+        genuine.body
+    );
+    let id = console.person_id("A1").await;
+    // (`=` is escaped in the attribute, as every value is.)
+    let link = format!("href=\"/person/{id}?q&#x3D;{notice}\"");
+    assert!(genuine.body.contains(&link), "{link}: {}", genuine.body);
+    let person = console
+        .get(&format!("/person/{id}?q={notice}"), Some(&cookie))
+        .await;
+    assert!(
+        person
+            .body
+            .contains(&format!("name=\"q\" size=\"30\" value=\"{notice}\"")),
+        "{}",
+        person.body
+    );
+    console.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_speaks_the_campaigns_language_with_local_times_and_plain_states() {
+    let console = Console::start(
+        &[person("A1", "alice.martin@example.org"), person("N1", "")],
+        &[
+            ("BREACHMAIL_CONSOLE_LANGUAGE", ""),
+            ("BREACHMAIL_SCHEDULE_TIMEZONE", "Europe/Paris"),
+        ],
+    )
+    .await;
+    let login = console.get("/login", None).await;
+    assert!(login.body.contains("<html lang=\"fr\">"), "{}", login.body);
+    assert!(
+        login.body.contains(">Identifiant</label>"),
+        "{}",
+        login.body
+    );
+    assert_success(&console.campaign.run(&["send"]), "send");
+    let cookie = console.log_in("bob").await;
+    let id = console.person_id("A1").await;
+    let page = console.get(&format!("/person/{id}"), Some(&cookie)).await;
+    assert!(
+        page.body.contains("authentique : envoyé par courriel le "),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("(Europe/Paris)"), "{}", page.body);
+    assert!(
+        page.body.contains("pris pour envoi"),
+        "the timeline in words: {}",
+        page.body
+    );
+    for internal in [">sent<", ">claimed<", "T0", ":00Z<"] {
+        assert!(!page.body.contains(internal), "{internal}: {}", page.body);
+    }
+    let without = console.person_id("N1").await;
+    let page = console
+        .get(&format!("/person/{without}"), Some(&cookie))
+        .await;
+    assert!(
+        page.body
+            .contains("<td id=\"state\">pas d&#x27;adresse électronique"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("class=\"verdict caution\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("ce numéro d&#x27;avis est bien le nôtre, mais aucun courriel n&#x27;a été envoyé à cette personne (pas d&#x27;adresse)"),
+        "{}",
+        page.body
+    );
+    console.stop().await;
+}
+
+/// A Postfix-style hard bounce of the letter to this address.
+fn hard_bounce(recipient: &str) -> String {
+    format!(
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\n\
+To: ne-pas-repondre@notification.example.fr\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+Date: Tue, 11 Mar 2025 09:30:00 +0100\r\nMessage-Id: <20250311.2@mx.example.org>\r\n\
+Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
+Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected\r\n\r\n--B--\r\n"
+    )
+}
+
+#[tokio::test]
+async fn the_supervisor_sees_the_days_calls_per_adviser_not_ours_look_ups_and_bounces() {
+    let console = Console::start(&people(), &[]).await;
+    assert_success(&console.campaign.run(&["send"]), "send");
+    let bounce = console
+        .campaign
+        .write_outside("bounce.eml", hard_bounce("bruno@example.org"));
+    assert_success(
+        &console
+            .campaign
+            .run(&["bounces", bounce.to_str().expect("utf-8 path")]),
+        "bounces",
+    );
+    let bob = console.log_in("bob").await;
+    let id = console.person_id("A1").await;
+    let csrf = console
+        .get(&format!("/person/{id}"), Some(&bob))
+        .await
+        .csrf();
+    for (path, form) in [
+        ("note", format!("csrf={csrf}&note=asked+about+the+letter")),
+        ("paper", format!("csrf={csrf}")),
+    ] {
+        let reply = console
+            .post(&format!("/person/{id}/{path}"), Some(&bob), &form)
+            .await;
+        assert_eq!(reply.status, 303, "{reply:?}");
+    }
+    // Callers quoting notice numbers nobody was sent.
+    for n in 0..7 {
+        let reply = console
+            .get(
+                &format!("/search?q=ZZZZ-ZZZZ-ZZZ{}", (b'A' + n) as char),
+                Some(&bob),
+            )
+            .await;
+        assert!(reply.body.contains("verdict forged"), "{}", reply.body);
+    }
+    let alice = console.log_in("alice").await;
+    let page = console.get("/supervisor", Some(&alice)).await;
+    assert_eq!(page.status, 200);
+    let bob_row = page
+        .body
+        .split("<tr id=\"adviser-bob\">")
+        .nth(1)
+        .and_then(|row| row.split("</tr>").next())
+        .unwrap_or_default();
+    assert_eq!(
+        bob_row, "<td>bob</td><td>1</td><td>0</td><td>1</td><td>1</td><td>1</td><td>0</td>",
+        "{}",
+        page.body
+    );
+    let calls = page.body.split("id=\"calls\"").nth(1).unwrap_or_default();
+    assert_eq!(calls.matches("<td>bob</td>").count(), 2, "{calls}");
+    assert!(
+        calls.contains("call noted") && calls.contains("paper letter asked for"),
+        "{calls}"
+    );
+    let not_ours = page
+        .body
+        .split("id=\"not-ours\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(not_ours.contains("<td>7</td>"), "{not_ours}");
+    assert!(page.body.contains("id=\"not-ours-alert\""), "{}", page.body);
+    assert!(
+        page.body.contains("<td id=\"bounces-hard\">1</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<td id=\"being-sent\">0</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<td id=\"deferred\">0</td>"),
+        "{}",
+        page.body
+    );
+    console.stop().await;
 }
 
 #[tokio::test]

@@ -23,6 +23,27 @@ X-Notice-Id: {notice_id}\r\n\r\n--B--\r\n"
     )
 }
 
+/// Whether the text holds a raw RFC 3339 time (`2026-12-06T05:22:29…`).
+fn has_utc_timestamp(text: &str) -> bool {
+    let shape = b"dddd-dd-ddTdd:dd";
+    text.as_bytes().windows(shape.len()).any(|window| {
+        window.iter().zip(shape).all(|(c, s)| {
+            if *s == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == s
+            }
+        })
+    })
+}
+
+/// A campaign whose helpline speaks English (the campaign's own language is French).
+fn english(rows: &[String]) -> Campaign {
+    let mut campaign = Campaign::with_people(rows);
+    campaign.set("BREACHMAIL_CONSOLE_LANGUAGE", "en");
+    campaign
+}
+
 fn lookup_json(campaign: &Campaign, query: &str) -> (bool, serde_json::Value) {
     let output = campaign.run(&["lookup", query, "--json"]);
     let answer = serde_json::from_slice(&output.stdout)
@@ -40,7 +61,7 @@ async fn notice_id(campaign: &Campaign, person_ref: &str) -> String {
 
 #[tokio::test]
 async fn a_genuine_notice_id_is_confirmed_in_any_spelling() {
-    let campaign = Campaign::with_people(&[person("A1", "alice@example.org")]);
+    let campaign = english(&[person("A1", "alice@example.org")]);
     assert_success(&campaign.run(&["send"]), "send");
     let notice = notice_id(&campaign, "A1").await;
     let message_id: String = campaign.delivery("A1", "message_id").await;
@@ -52,6 +73,16 @@ async fn a_genuine_notice_id_is_confirmed_in_any_spelling() {
         let (found, answer) = lookup_json(&campaign, &spelling);
         assert!(found, "{spelling}: {answer}");
         assert_eq!(answer["genuine"], true, "{spelling}: {answer}");
+        assert_eq!(answer["verdict_kind"], "genuine", "{spelling}: {answer}");
+        // What was sent, machine-readable: the channel, when, to which masked address.
+        let sent = &answer["people"][0]["sent"];
+        assert_eq!(sent["channel"], "email", "{answer}");
+        assert_eq!(sent["to"], "a***@example.org", "{answer}");
+        assert_eq!(sent["generation"], 1, "{answer}");
+        assert!(
+            sent["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+            "{answer}"
+        );
         assert_eq!(answer["people"][0]["notice_id"], notice.as_str());
         assert_eq!(answer["people"][0]["state"], "sent");
         // Masked: initials and the first letter of the address only.
@@ -64,7 +95,15 @@ async fn a_genuine_notice_id_is_confirmed_in_any_spelling() {
         assert_eq!(attempts[0]["message_id"], format!("<{message_id}>"));
     }
     let text = stdout(&campaign.run(&["lookup", &notice]));
-    assert!(text.starts_with("genuine"), "{text}");
+    assert!(
+        text.starts_with("genuine: sent by e-mail on ")
+            && text.contains(" (UTC) to a***@example.org"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n> Confirm the message is ours"),
+        "a script: {text}"
+    );
     assert!(
         !text.contains("Lefèvre") && !text.contains("alice@"),
         "{text}"
@@ -73,7 +112,7 @@ async fn a_genuine_notice_id_is_confirmed_in_any_spelling() {
 
 #[tokio::test]
 async fn an_unknown_notice_id_is_not_ours_and_is_logged() {
-    let campaign = Campaign::with_people(&[person("A1", "alice@example.org")]);
+    let campaign = english(&[person("A1", "alice@example.org")]);
     let (found, answer) = lookup_json(&campaign, "ZZZZ-ZZZZ-ZZZZ");
     assert!(!found);
     assert_eq!(answer["genuine"], false);
@@ -82,15 +121,21 @@ async fn an_unknown_notice_id_is_not_ours_and_is_logged() {
         "no notice with this number was sent: the message is not ours"
     );
     assert_eq!(answer["people"].as_array().map(Vec::len), Some(0));
+    assert_eq!(answer["verdict_kind"], "not_ours");
     let text = stdout(&campaign.run(&["lookup", "zzzzzzzzzzzz"]));
+    let (verdict, script) = text.trim().split_once('\n').unwrap_or_default();
     assert_eq!(
-        text.trim(),
+        verdict,
         "no notice with this number was sent: the message is not ours"
+    );
+    assert!(
+        script.starts_with("> Tell the caller this message is not from us"),
+        "{text}"
     );
     // Both lookups are in the access log, with nobody found and the kind of query only.
     let pool = campaign.db().await;
-    let logged: Vec<(String, String, Option<i64>)> =
-        sqlx::query_as("SELECT action, query_kind, person_id FROM access_log ORDER BY id")
+    let logged: Vec<(String, String, Option<i64>, String)> =
+        sqlx::query_as("SELECT action, query_kind, person_id, verdict FROM access_log ORDER BY id")
             .fetch_all(&pool)
             .await
             .expect("the access log");
@@ -98,16 +143,17 @@ async fn an_unknown_notice_id_is_not_ours_and_is_logged() {
     assert!(
         logged
             .iter()
-            .all(|(action, kind, person)| action == "lookup"
+            .all(|(action, kind, person, verdict)| action == "lookup"
                 && kind == "notice_id"
-                && person.is_none()),
+                && person.is_none()
+                && verdict == "not_ours"),
         "{logged:?}"
     );
 }
 
 #[test]
 fn a_malformed_notice_id_is_told_apart_from_a_ref() {
-    let campaign = Campaign::with_people(&[person("A1", "alice@example.org")]);
+    let campaign = english(&[person("A1", "alice@example.org")]);
     // An I and an O (not in the alphabet), and one character too few.
     for malformed in ["K7QF-3MZ9-P2XI", "K7QF-3MZ9-P2X", "OOOO-1111-2222"] {
         let (found, answer) = lookup_json(&campaign, malformed);
@@ -129,7 +175,7 @@ fn a_malformed_notice_id_is_told_apart_from_a_ref() {
 
 #[tokio::test]
 async fn two_generations_and_a_bounce_show_every_attempt() {
-    let campaign = Campaign::with_people(&[
+    let campaign = english(&[
         person("A1", "alice@example.org"),
         person("A2", "bruno@example.org"),
     ]);
@@ -141,7 +187,26 @@ async fn two_generations_and_a_bounce_show_every_attempt() {
         &campaign.run(&["bounces", bounce.to_str().expect("utf-8 path")]),
         "bounces",
     );
+    let (_, bounced) = lookup_json(&campaign, &notice);
+    assert!(
+        bounced["verdict"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("genuine: sent by e-mail on")
+                && v.ends_with("to a***@example.org; it came back undelivered")),
+        "{bounced}"
+    );
     assert_success(&campaign.run(&["resend", "--bounced"]), "resend");
+    // Between the resend and the next send: the letter as sent is the first, and the second is
+    // the next letter, labelled as not received yet.
+    let (_, between) = lookup_json(&campaign, &notice);
+    let waiting = &between["people"][0];
+    assert_eq!(waiting["letter_as_sent"]["generation"], 1, "{between}");
+    assert_eq!(waiting["letter_as_sent"]["to"], "a***@example.org");
+    assert_eq!(waiting["next_letter"]["generation"], 2, "{between}");
+    assert_eq!(waiting["next_letter"]["state"], "pending");
+    assert_eq!(between["verdict_kind"], "genuine", "an e-mail did go out");
+    let text = stdout(&campaign.run(&["lookup", &notice]));
+    assert!(text.contains("next          generation 2 to "), "{text}");
     assert_success(&campaign.run(&["send"]), "second send");
     let second_message_id: String = campaign.delivery("A1", "message_id").await;
     assert_ne!(first_message_id, second_message_id);
@@ -182,4 +247,96 @@ async fn two_generations_and_a_bounce_show_every_attempt() {
     assert!(text.contains("bounces       1"), "{text}");
     // The notice number under the name the letters give it.
     assert!(text.contains(&format!("notice number {notice}")), "{text}");
+}
+
+#[tokio::test]
+async fn a_person_without_an_address_holds_a_genuine_number_but_no_email_of_ours() {
+    let campaign = english(&[person("N1", ""), person("A1", "alice@example.org")]);
+    assert_success(&campaign.run(&["send"]), "send");
+    assert_eq!(campaign.delivery::<String>("N1", "state").await, "no_email");
+    let notice = notice_id(&campaign, "N1").await;
+    let (found, answer) = lookup_json(&campaign, &notice);
+    assert!(found, "{answer}");
+    // Not "genuine": a caller holding an e-mail with this number holds a fake.
+    assert_eq!(answer["genuine"], false, "{answer}");
+    assert_eq!(answer["number_is_ours"], true, "{answer}");
+    assert_eq!(answer["verdict_kind"], "ours_no_email", "{answer}");
+    assert_eq!(
+        answer["verdict"],
+        "this number is ours but no e-mail was sent to this person (no address); paper letter not exported yet: an e-mail quoting it is not ours"
+    );
+    assert_eq!(answer["people"][0]["sent"]["channel"], "none", "{answer}");
+    assert!(answer["people"][0]["letter_as_sent"].is_null(), "{answer}");
+    assert!(
+        answer["script"]
+            .as_str()
+            .is_some_and(|s| s
+                .starts_with("If the caller received an e-mail with this number, it is a fake")),
+        "{answer}"
+    );
+
+    // Once the postal export is written, the verdict says when.
+    let export = campaign.outside("postal.csv");
+    assert_success(
+        &campaign.run(&["export", "postal", "--out", export.to_str().expect("utf-8")]),
+        "export postal",
+    );
+    let (_, answer) = lookup_json(&campaign, &notice);
+    let verdict = answer["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.starts_with(
+            "this number is ours but no e-mail was sent to this person (no address); paper letter exported on "
+        ) && verdict.ends_with(" (UTC): an e-mail quoting it is not ours"),
+        "{verdict}"
+    );
+    let sent = &answer["people"][0]["sent"];
+    assert_eq!(sent["channel"], "paper", "{answer}");
+    assert!(
+        sent["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_letter_not_sent_yet_is_no_email_of_ours() {
+    let campaign = english(&[person("A1", "alice@example.org")]);
+    let notice = notice_id(&campaign, "A1").await;
+    let (_, answer) = lookup_json(&campaign, &notice);
+    assert_eq!(answer["verdict_kind"], "ours_no_email", "{answer}");
+    assert_eq!(answer["genuine"], false);
+    assert_eq!(
+        answer["verdict"],
+        "this number is ours but no e-mail was sent to this person (not sent yet); paper letter not exported yet: an e-mail quoting it is not ours"
+    );
+    assert_eq!(
+        answer["people"][0]["next_letter"]["generation"], 1,
+        "{answer}"
+    );
+    assert_eq!(answer["people"][0]["state_words"], "waiting to be sent");
+}
+
+#[tokio::test]
+async fn the_answer_is_in_the_campaigns_language_with_local_times() {
+    // The campaign is French (init's default) and schedules in Paris time.
+    let mut campaign = Campaign::with_people(&[person("A1", "alice@example.org")]);
+    campaign.set("BREACHMAIL_SCHEDULE_TIMEZONE", "Europe/Paris");
+    assert_success(&campaign.run(&["send"]), "send");
+    let notice = notice_id(&campaign, "A1").await;
+    let text = stdout(&campaign.run(&["lookup", &notice]));
+    assert!(
+        text.starts_with("authentique : envoyé par courriel le ")
+            && text.contains(" (Europe/Paris) à a***@example.org"),
+        "{text}"
+    );
+    assert!(
+        text.contains("envoyé par courriel (accepté par notre serveur d'envoi)"),
+        "{text}"
+    );
+    // No raw UTC time stamps in what the adviser reads.
+    assert!(!has_utc_timestamp(&text), "{text}");
+    let (_, answer) = lookup_json(&campaign, "ZZZZ-ZZZZ-ZZZZ");
+    assert_eq!(
+        answer["verdict"],
+        "pas de chez nous : aucun avis portant ce numéro n'a été envoyé"
+    );
 }

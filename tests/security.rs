@@ -1,7 +1,10 @@
 //! The promises of docs/operator/security.md, through the real binary: the SMTP password and
 //! the campaign's signing key appear in no output of a verbose run (logs, results, database,
 //! previews, outbox), the password can come from a file, every file that holds personal data is
-//! owner-only even under `umask 000`, and `purge` erases the people while the counts stay.
+//! owner-only even under `umask 000`, and `purge` erases the people while the counts stay. The
+//! helpline console: wrong passwords slow down their login and their address but lock no one
+//! out, no password crosses a network without TLS, a proxy's header is believed from the listed
+//! addresses only, HSTS over TLS, and error pages that give nothing away.
 
 mod support;
 
@@ -437,5 +440,255 @@ async fn purge_erases_the_people_and_keeps_the_evidence() {
         let text = std::fs::read_to_string(&audit).expect("audit");
         assert!(text.contains(&notice_id));
         assert!(!text.contains("marie.curie"));
+    }
+}
+
+// The helpline console: who may log in, from where, how, and what its pages give away.
+
+mod console {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    use super::support::campaign::{Campaign, person};
+    use super::support::console::{Console, PASSWORD};
+
+    fn people() -> Vec<String> {
+        vec![person("A1", "alice.martin@example.org")]
+    }
+
+    fn password_form(login: &str, password: &str) -> String {
+        format!("login={login}&password={}", password.replace(' ', "+"))
+    }
+
+    #[tokio::test]
+    async fn wrong_passwords_slow_down_a_login_and_an_address_but_never_lock_the_adviser_out() {
+        let console = Console::start(&people(), &[]).await;
+        // Three wrong passwords, over three logins from one address (spraying): refused, no wait.
+        for login in ["alice", "bob", "carol"] {
+            let reply = console
+                .post("/login", None, &password_form(login, "spring2026!"))
+                .await;
+            assert_eq!(reply.status, 401, "{login}: {reply:?}");
+        }
+        // The fourth, whatever the login, waits: a growing delay, said in Retry-After.
+        let slowed = console
+            .post("/login", None, &password_form("dave", "spring2026!"))
+            .await;
+        assert_eq!(slowed.status, 429, "{slowed:?}");
+        assert!(
+            slowed.body.contains("wait a few seconds (30 at most)"),
+            "{}",
+            slowed.body
+        );
+        let wait: u64 = slowed.headers["retry-after"].parse().expect("Retry-After");
+        assert!((1..=30).contains(&wait), "{wait}");
+        // Waiting is enough: the right password then opens the session (no lock).
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        let reply = console
+            .post("/login", None, &password_form("alice", PASSWORD))
+            .await;
+        assert_eq!(
+            reply.status, 303,
+            "the adviser is not locked out: {reply:?}"
+        );
+        assert!(reply.cookie().is_some());
+        console.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_proxy_header_is_believed_only_from_the_listed_addresses() {
+        let header = [("X-Remote-User", "alice")];
+        // Loopback is any local process: not trusted unless listed.
+        let console = Console::start(
+            &people(),
+            &[("BREACHMAIL_CONSOLE_PROXY_HEADER", "X-Remote-User")],
+        )
+        .await;
+        let reply = console.request_with("GET", "/", None, "", &header).await;
+        assert_eq!(reply.status, 303, "{reply:?}");
+        assert_eq!(reply.location(), "/login");
+        assert!(
+            reply.cookie().is_none(),
+            "no session from an untrusted header"
+        );
+        console.stop().await;
+
+        let console = Console::start(
+            &people(),
+            &[
+                ("BREACHMAIL_CONSOLE_PROXY_HEADER", "X-Remote-User"),
+                ("BREACHMAIL_CONSOLE_TRUSTED_PROXIES", "[\"127.0.0.1\"]"),
+            ],
+        )
+        .await;
+        let reply = console.request_with("GET", "/", None, "", &header).await;
+        assert_eq!(reply.status, 303, "{reply:?}");
+        assert!(
+            reply.cookie().is_some(),
+            "listed: the proxy's adviser has a session"
+        );
+        console.stop().await;
+    }
+
+    #[tokio::test]
+    async fn no_password_login_beyond_loopback_without_the_consoles_own_tls() {
+        // An authenticating proxy in front, the console listening on every address: the hop from
+        // the proxy is plain HTTP, so passwords are refused there.
+        let campaign = Campaign::with_people(&people());
+        super::support::console::add_adviser(&campaign, "alice", &[]);
+        let mut toml = std::fs::read_to_string(campaign.config()).expect("the config");
+        toml.push_str("\n[console]\nproxy_header = \"X-Remote-User\"\nlanguage = \"en\"\n");
+        std::fs::write(campaign.config(), toml).expect("write the config");
+        let config =
+            breachmail::config::Config::load(&campaign.config()).expect("the config loads");
+        let everywhere = "0.0.0.0:8080".parse().expect("an address");
+        let app = breachmail::console::build(&config, everywhere)
+            .await
+            .expect("the console builds");
+        // Served here on loopback for the test, as the console built for 0.0.0.0 answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                breachmail::console::router(app)
+                    .into_make_service_with_connect_info::<breachmail::console::Peer>(),
+            )
+            .await
+        });
+        let page = raw_request(
+            &addr.to_string(),
+            "GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(page.contains("Password login is off"), "{page}");
+        assert!(!page.contains("type=\"password\""), "{page}");
+        let form = password_form("alice", PASSWORD);
+        let reply = raw_request(
+            &addr.to_string(),
+            &format!(
+                "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                form.len()
+            ),
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+        assert!(
+            !reply.to_ascii_lowercase().contains("set-cookie"),
+            "{reply}"
+        );
+        server.abort();
+    }
+
+    async fn raw_request(addr: &str, request: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        stream.write_all(request.as_bytes()).await.expect("sends");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("reads");
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    #[tokio::test]
+    async fn over_its_own_tls_the_console_sends_hsts() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let mut campaign = Campaign::with_people(&people());
+        let cert_path = campaign.write_outside("console.pem", cert.pem());
+        let key_path = campaign.write_outside("console.key", key.serialize_pem());
+        campaign.set(
+            "BREACHMAIL_CONSOLE_TLS_CERT",
+            cert_path.to_str().expect("utf-8"),
+        );
+        campaign.set(
+            "BREACHMAIL_CONSOLE_TLS_KEY",
+            key_path.to_str().expect("utf-8"),
+        );
+        let console = Console::serve(campaign, &[]).await;
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(cert.der().clone())
+            .expect("trust the certificate");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+        let tcp = tokio::net::TcpStream::connect(&console.addr)
+            .await
+            .expect("connects");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        tls.write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("sends");
+        let mut raw = Vec::new();
+        // The server may close without a close_notify: what was read is the reply.
+        let _ = tls.read_to_end(&mut raw).await;
+        let reply = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        assert!(reply.starts_with("http/1.1 200"), "{reply}");
+        assert!(
+            reply.contains("strict-transport-security: max-age=31536000"),
+            "{reply}"
+        );
+        console.stop().await;
+
+        // Plain HTTP on loopback: no HSTS (it would bind the browser to an HTTPS that is not there).
+        let plain = Console::start(&people(), &[]).await;
+        let reply = plain.get("/login", None).await;
+        assert!(
+            !reply.headers.contains_key("strict-transport-security"),
+            "{reply:?}"
+        );
+        plain.stop().await;
+    }
+
+    #[tokio::test]
+    async fn error_pages_say_nothing_of_the_internals_and_echo_nothing() {
+        let console = Console::start(&people(), &[]).await;
+        let cookie = console.log_in("bob").await;
+        for path in [
+            "/person/abc%3Cmarker%3E",
+            "/person/99999999999999999999",
+            "/person/1/note",
+        ] {
+            let reply = console.get(path, Some(&cookie)).await;
+            assert!(reply.status >= 400, "{path}: {reply:?}");
+            for internal in [
+                "i64",
+                "marker",
+                "Cannot parse",
+                "deserialize",
+                "99999999999999999999",
+                "invalid utf-8",
+            ] {
+                assert!(
+                    !reply.body.contains(internal),
+                    "{path}: {internal}: {}",
+                    reply.body
+                );
+            }
+            assert!(
+                reply.headers["content-type"].starts_with("text/html"),
+                "{reply:?}"
+            );
+        }
+        // A form the console cannot read.
+        let reply = console.post("/login", None, "login=alice").await;
+        assert!(reply.status >= 400, "{reply:?}");
+        assert!(!reply.body.contains("missing field"), "{}", reply.body);
+        assert!(!reply.body.contains("password"), "{}", reply.body);
+        console.stop().await;
     }
 }

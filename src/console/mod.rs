@@ -7,15 +7,21 @@
 //!
 //! Safety first, since the console opens the very data that leaked: nothing but the login page is
 //! served without a session; sessions expire (idle and absolute); every search and every page
-//! opened is logged with who looked at whom; searches are rate-limited per adviser; every action
-//! carries the session's CSRF token; pages are HTML escaped by the template engine, carry a strict
-//! Content-Security-Policy and no script. It listens on loopback unless TLS or an authenticating
-//! proxy's header is configured.
+//! opened is logged with who looked at whom; searches are rate-limited per adviser and person
+//! pages capped per hour (`console.person_views_per_hour`); the letter is masked like the rest
+//! unless the adviser asks to see it in clear (logged); wrong passwords slow down their login and
+//! their address; every action carries the session's CSRF token; pages are HTML escaped by the
+//! template engine, carry a strict Content-Security-Policy and no script, and errors say nothing
+//! of the internals. It listens on loopback unless TLS or an authenticating proxy's header is
+//! configured, and takes passwords beyond loopback only over its own TLS.
+//!
+//! It speaks the campaign's language (`helpline_text`), with times in the schedule's zone.
 
 pub mod accounts;
 mod pages;
 mod session;
 pub mod supervisor;
+mod throttle;
 mod tls;
 
 use std::net::SocketAddr;
@@ -32,12 +38,15 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::domain::{DeliveryState, Email};
-use crate::lookup::{self, Query as LookupQuery};
+use crate::helpline_text::Voice;
+use crate::lookup::{self, PersonReport, VerdictKind};
 use crate::render::Letters;
 use crate::store::helpline::{self as store, Access};
 use crate::{Exit, UsageError};
 
-use session::{Peer, Signed};
+/// The address a request came from, for `into_make_service_with_connect_info`.
+pub use session::Peer;
+use session::Signed;
 
 /// What every request handler shares.
 pub struct Console {
@@ -48,7 +57,12 @@ pub struct Console {
     letters_error: Option<String>,
     pages: pages::Pages,
     searches: governor::DefaultKeyedRateLimiter<String>,
-    logins: governor::DefaultKeyedRateLimiter<String>,
+    logins: throttle::LoginThrottle,
+    /// The language and time zone of every page.
+    voice: Voice,
+    /// Passwords are taken on loopback, or over the console's own TLS; anywhere else they would
+    /// cross a network in clear (behind a proxy too: the hop from the proxy is plain HTTP).
+    password_login: bool,
     /// The `serve` run: the ledger's events of the advisers' actions name it.
     run_id: i64,
     /// Cookies are marked Secure when the browser reaches us over HTTPS (ours or the proxy's).
@@ -68,15 +82,22 @@ pub fn check_listen(addr: SocketAddr, config: &crate::config::Console) -> Result
     )))
 }
 
-/// Builds the console on the campaign's database: letters loaded, rate limiters ready.
-pub async fn build(config: &Config) -> anyhow::Result<Shared> {
+/// Builds the console on the campaign's database, to listen on `addr`: letters loaded, rate
+/// limiters ready.
+pub async fn build(config: &Config, addr: SocketAddr) -> anyhow::Result<Shared> {
     let pool = crate::db::open(&config.campaign.database, false).await?;
+    // The name search's keys of everyone imported since the last start, before the first search.
+    let keyed = store::fill_name_keys(&pool)
+        .await
+        .context("while computing the name search's keys")?;
+    if keyed > 0 {
+        tracing::info!("console: search keys computed for {keyed} people");
+    }
     let (letters, letters_error) = match Letters::load(config) {
         Ok(letters) => (Some(letters), None),
         Err(error) => (None, Some(format!("{error:#}"))),
     };
     let per_minute = NonZeroU32::new(config.console.searches_per_minute).unwrap_or(NonZeroU32::MIN);
-    let logins_per_minute = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN);
     let run_id = crate::db::start_run(&pool, "serve").await?;
     Ok(Arc::new(Console {
         pool,
@@ -85,7 +106,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Shared> {
         letters_error,
         pages: pages::Pages::new()?,
         searches: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
-        logins: governor::RateLimiter::keyed(governor::Quota::per_minute(logins_per_minute)),
+        logins: throttle::LoginThrottle::default(),
+        voice: Voice::for_config(config),
+        password_login: addr.ip().is_loopback() || config.console.tls.is_some(),
         run_id,
         secure_cookies: config.console.tls.is_some() || config.console.proxy_header.is_some(),
     }))
@@ -103,7 +126,14 @@ pub fn router(console: Shared) -> Router {
         .route("/person/{id}/note", post(record_call_note))
         .route("/supervisor", get(supervisor_page))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            console.clone(),
+            plain_errors,
+        ))
+        .layer(axum::middleware::map_response_with_state(
+            console.clone(),
+            security_headers,
+        ))
         .with_state(console)
 }
 
@@ -122,7 +152,7 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
         Some((cert, key)) => Some(tls::acceptor(cert, key)?),
         None => None,
     };
-    let console = build(config).await?;
+    let console = build(config, addr).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("while listening on {addr}"))?;
@@ -207,8 +237,32 @@ async fn shutdown_signal() {
     }
 }
 
-/// No page of the console may be framed, cached, sniffed, or run a script.
-async fn security_headers(mut response: Response) -> Response {
+/// An error the framework answers by itself (a malformed number in a path, a form it cannot
+/// read, a method the page does not take) says in plain text what it could not parse, quoting
+/// the input and a Rust type: it becomes the console's own page, which says neither.
+async fn plain_errors(State(console): State<Shared>, response: Response) -> Response {
+    let status = response.status();
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_page || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (title, message) = pages::words(console.voice.language, "bad_request");
+    refused(&console, status, title, message)
+}
+
+/// No page of the console may be framed, cached, sniffed, or run a script; over its own TLS,
+/// browsers are told to come back over HTTPS only (HSTS).
+async fn security_headers(State(console): State<Shared>, mut response: Response) -> Response {
+    if console.config.console.tls.is_some() {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
@@ -236,26 +290,25 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 fn refused(console: &Console, status: StatusCode, title: &str, message: &str) -> Response {
-    html(status, console.pages.message(title, message))
+    html(
+        status,
+        console.pages.message(&console.voice, title, message),
+    )
+}
+
+/// A refusal in the console's language (`pages::words`).
+fn refused_with(console: &Console, status: StatusCode, key: &str) -> Response {
+    let (title, message) = pages::words(console.voice.language, key);
+    refused(console, status, title, message)
 }
 
 fn internal_error(console: &Console, error: &anyhow::Error) -> Response {
     tracing::error!("console: {error:#}");
-    refused(
-        console,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "The console could not answer; the error is in its log. Try again, or tell the operator.",
-    )
+    refused_with(console, StatusCode::INTERNAL_SERVER_ERROR, "internal")
 }
 
 async fn not_found(State(console): State<Shared>) -> Response {
-    refused(
-        &console,
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "No such page.",
-    )
+    refused_with(&console, StatusCode::NOT_FOUND, "not_found")
 }
 
 async fn home(
@@ -267,7 +320,12 @@ async fn home(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    html(StatusCode::OK, console.pages.search(&signed, None))
+    html(
+        StatusCode::OK,
+        console
+            .pages
+            .search(&console.voice, &signed, &Typed::default(), None),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -276,11 +334,17 @@ struct LoginQuery {
 }
 
 async fn login_page(State(console): State<Shared>, Query(query): Query<LoginQuery>) -> Response {
-    let notice = query
-        .expired
-        .is_some()
-        .then_some("Your session has expired: log in again.");
-    html(StatusCode::OK, console.pages.login(notice))
+    let notice = if !console.password_login {
+        Some("no_password_login")
+    } else {
+        query.expired.is_some().then_some("expired")
+    };
+    html(
+        StatusCode::OK,
+        console
+            .pages
+            .login(&console.voice, notice, "", console.password_login),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -294,22 +358,44 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<Peer>,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let page = |status: StatusCode, notice: &str| {
+        let mut response = html(
+            status,
+            console.pages.login(
+                &console.voice,
+                Some(notice),
+                form.login.trim(),
+                console.password_login,
+            ),
+        );
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        }
+        response
+    };
+    if !console.password_login {
+        tracing::warn!(
+            "console: a password login from {} was refused: not over TLS",
+            peer.0.ip()
+        );
+        return page(StatusCode::FORBIDDEN, "no_password_login");
+    }
     match session::log_in(&console, &form.login, &form.password, peer).await {
         Ok(session::LoginOutcome::LoggedIn(cookie)) => {
             let mut response = Redirect::to("/").into_response();
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             response
         }
-        Ok(session::LoginOutcome::Refused) => html(
-            StatusCode::UNAUTHORIZED,
-            console.pages.login(Some("Wrong login or password.")),
-        ),
-        Ok(session::LoginOutcome::TooMany) => html(
-            StatusCode::TOO_MANY_REQUESTS,
-            console
-                .pages
-                .login(Some("Too many attempts for this login: wait a minute.")),
-        ),
+        Ok(session::LoginOutcome::Refused) => page(StatusCode::UNAUTHORIZED, "wrong_password"),
+        Ok(session::LoginOutcome::Wait(wait)) => {
+            let mut response = page(StatusCode::TOO_MANY_REQUESTS, "slow_down");
+            if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
         Err(error) => internal_error(&console, &error),
     }
 }
@@ -340,28 +426,79 @@ async fn logout(
     response
 }
 
-#[derive(serde::Deserialize, Default)]
-struct SearchQuery {
+/// What the adviser typed in the search boxes: kept in the boxes of every page, and carried
+/// from a search to the person's page it opens.
+#[derive(serde::Deserialize, serde::Serialize, Default, Clone, Debug)]
+pub struct Typed {
     #[serde(default)]
-    q: String,
+    pub q: String,
     #[serde(default)]
-    last_name: String,
+    pub last_name: String,
     #[serde(default)]
-    postcode: String,
+    pub postcode: String,
+    #[serde(default)]
+    pub first_name: String,
+}
+
+impl Typed {
+    /// `?q=…` (or the name and postcode) for a link, percent-encoded; empty when nothing was typed.
+    pub fn query_string(&self) -> String {
+        let pairs = [
+            ("q", &self.q),
+            ("last_name", &self.last_name),
+            ("postcode", &self.postcode),
+            ("first_name", &self.first_name),
+        ];
+        let parts: Vec<String> = pairs
+            .iter()
+            .filter(|(_, value)| !value.trim().is_empty())
+            .map(|(name, value)| format!("{name}={}", percent_encode(value)))
+            .collect();
+        parts.join("&")
+    }
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// One line of the results: masked, with what tells one person from another without opening
+/// the page (first-name initial, city, masked address).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResultRow {
+    pub id: i64,
+    pub notice_id: String,
+    pub person_ref: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub postcode: Option<String>,
+    pub city: Option<String>,
+    pub state: String,
+    /// What was sent, in a few words (for a notice id, e-mail or ref search).
+    pub sent: Option<String>,
 }
 
 /// What one search found, for its page.
 pub struct Found {
+    pub kind: Option<VerdictKind>,
     pub verdict: String,
-    pub genuine: Option<bool>,
-    pub people: Vec<store::PersonRow>,
+    pub script: String,
+    pub rows: Vec<ResultRow>,
 }
 
 async fn search(
     State(console): State<Shared>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
-    Query(query): Query<SearchQuery>,
+    Query(typed): Query<Typed>,
 ) -> Response {
     let signed = match session::require(&console, &headers, peer).await {
         Ok(signed) => signed,
@@ -372,69 +509,104 @@ async fn search(
             "console: search refused to {}: over the rate limit",
             signed.adviser.login
         );
-        return refused(
-            &console,
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many searches",
-            "You have made many searches in a short time: wait a minute before the next one.",
-        );
+        return refused_with(&console, StatusCode::TOO_MANY_REQUESTS, "too_many_searches");
     }
-    match run_search(&console, &signed, &query).await {
-        Ok(found) => html(StatusCode::OK, console.pages.search(&signed, Some(&found))),
+    match run_search(&console, &signed, &typed).await {
+        Ok(found) => html(
+            StatusCode::OK,
+            console
+                .pages
+                .search(&console.voice, &signed, &typed, Some(&found)),
+        ),
         Err(error) => internal_error(&console, &error),
     }
 }
 
-async fn run_search(
-    console: &Console,
-    signed: &Signed,
-    query: &SearchQuery,
-) -> anyhow::Result<Found> {
-    let q = query.q.trim();
-    let (kind, people, verdict, genuine) = if !q.is_empty() {
-        let parsed = LookupQuery::parse(q);
-        let people = lookup::find(&console.pool, &parsed).await?;
-        let genuine = matches!(parsed, LookupQuery::NoticeId(_)).then_some(!people.is_empty());
-        let verdict = lookup::verdict(&parsed, q, people.len());
-        (parsed.kind(), people, verdict, genuine)
-    } else if !query.last_name.trim().is_empty() && !query.postcode.trim().is_empty() {
-        let people = store::people_by_name_postcode(
+fn report_row(report: &PersonReport) -> ResultRow {
+    ResultRow {
+        id: report.person_id,
+        notice_id: report.notice_id.clone(),
+        person_ref: report.person_ref.clone(),
+        name: report.name.clone(),
+        email: report.email.clone(),
+        postcode: None,
+        city: report.postal.clone(),
+        state: report.state_words.clone(),
+        sent: Some(report.verdict.text.clone()),
+    }
+}
+
+async fn run_search(console: &Console, signed: &Signed, typed: &Typed) -> anyhow::Result<Found> {
+    let voice = &console.voice;
+    let q = typed.q.trim();
+    if !q.is_empty() {
+        let domain = console.config.sender.from.email.domain().to_owned();
+        let answer = lookup::answer(
             &console.pool,
-            query.last_name.trim(),
-            query.postcode.trim(),
+            q,
+            &signed.adviser.login,
+            "search",
+            &domain,
+            voice,
         )
         .await?;
-        let verdict = match people.len() {
-            0 => "no person with this last name in this postcode".to_owned(),
-            1 => "one person found".to_owned(),
-            n => format!("{n} people found"),
-        };
-        ("name_postcode", people, verdict, None)
-    } else {
         return Ok(Found {
-            verdict:
-                "type a notice number, an e-mail address or a ref; or a last name and a postcode"
-                    .to_owned(),
-            genuine: None,
-            people: Vec::new(),
+            kind: Some(answer.verdict_kind),
+            rows: answer.people.iter().map(report_row).collect(),
+            verdict: answer.verdict,
+            script: answer.script,
         });
-    };
+    }
+    let (last_name, postcode) = (typed.last_name.trim(), typed.postcode.trim());
+    if last_name.is_empty() || postcode.is_empty() {
+        let (_, hint) = pages::words(voice.language, "search_hint");
+        return Ok(Found {
+            kind: None,
+            verdict: hint.to_owned(),
+            script: String::new(),
+            rows: Vec::new(),
+        });
+    }
+    let (count, people) =
+        store::people_by_name_postcode(&console.pool, last_name, postcode, typed.first_name.trim())
+            .await?;
     let ids: Vec<i64> = people.iter().map(|p| p.person_id).collect();
     store::log_access(
         &console.pool,
         Access {
             adviser: &signed.adviser.login,
             action: "search",
-            query_kind: Some(kind),
+            query_kind: Some("name_postcode"),
+            verdict: None,
         },
         &ids,
         crate::db::now_ms(),
     )
     .await?;
+    let rows = people
+        .iter()
+        .map(|row| ResultRow {
+            id: row.person_id,
+            notice_id: row.notice_id.clone(),
+            person_ref: row.person_ref.clone(),
+            name: lookup::mask_name(row.first_name.as_deref(), row.last_name.as_deref()),
+            email: row.email.as_deref().map(crate::export::mask_email),
+            // Everyone listed has the postcode the adviser typed: it is shown as typed.
+            postcode: Some(postcode.to_owned()),
+            city: row.city.clone(),
+            state: voice.state(row.state.as_str()),
+            sent: None,
+        })
+        .collect();
     Ok(Found {
-        verdict,
-        genuine,
-        people,
+        kind: (count == 0).then_some(VerdictKind::NotFound),
+        verdict: voice.name_postcode(count, people.len(), postcode),
+        script: if count == 0 {
+            voice.check_spelling_script().to_owned()
+        } else {
+            String::new()
+        },
+        rows,
     })
 }
 
@@ -442,6 +614,10 @@ async fn run_search(
 struct PersonQuery {
     done: Option<String>,
     problem: Option<String>,
+    /// The letter in clear, at the adviser's request (logged).
+    reveal: Option<String>,
+    #[serde(flatten)]
+    typed: Typed,
 }
 
 async fn person(
@@ -455,20 +631,50 @@ async fn person(
         Ok(signed) => signed,
         Err(response) => return response,
     };
+    match over_the_cap(&console, &signed, id).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return refused_with(&console, StatusCode::TOO_MANY_REQUESTS, "too_many_views");
+        }
+        Err(error) => return internal_error(&console, &error),
+    }
     match person_page(&console, &signed, id, &query).await {
         Ok(Some(page)) => html(StatusCode::OK, page),
-        Ok(None) => refused(
-            &console,
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "No such person.",
-        ),
+        Ok(None) => refused_with(&console, StatusCode::NOT_FOUND, "no_such_person"),
         Err(error) => internal_error(&console, &error),
     }
 }
 
-/// The letter as the person was sent it, rendered again, with a warning when the letters were
-/// changed since.
+/// Whether this adviser opened `console.person_views_per_hour` person pages in the last hour.
+/// A refusal is logged (`view_refused`), for the supervisor's page.
+async fn over_the_cap(console: &Console, signed: &Signed, id: i64) -> anyhow::Result<bool> {
+    let now = crate::db::now_ms();
+    let login = &signed.adviser.login;
+    let views = store::views_since(&console.pool, login, now - 3_600_000).await?;
+    if views < i64::from(console.config.console.person_views_per_hour) {
+        return Ok(false);
+    }
+    tracing::warn!(
+        "console: person page refused to {login}: {views} opened in the last hour, the cap is {}",
+        console.config.console.person_views_per_hour
+    );
+    store::log_access(
+        &console.pool,
+        Access {
+            adviser: login,
+            action: "view_refused",
+            query_kind: None,
+            verdict: None,
+        },
+        &[id],
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// The letter as the person was sent it (or as it goes next), rendered again, masked unless the
+/// adviser asked to see it in clear; with a warning when the letters were changed since.
 pub struct LetterShown {
     pub subject: String,
     pub text: String,
@@ -485,44 +691,115 @@ async fn person_page(
         return Ok(None);
     };
     let domain = console.config.sender.from.email.domain().to_owned();
-    let Some(report) = lookup::report(&console.pool, Some(&row), &domain).await? else {
+    let Some(report) = lookup::report(&console.pool, Some(&row), &domain, &console.voice).await?
+    else {
         return Ok(None);
     };
-    store::log_access(
-        &console.pool,
-        Access {
-            adviser: &signed.adviser.login,
-            action: "view",
-            query_kind: None,
-        },
-        &[id],
-        crate::db::now_ms(),
-    )
-    .await?;
+    let reveal = query.reveal.is_some();
+    let now = crate::db::now_ms();
+    for action in ["view", "reveal"].iter().take(if reveal { 2 } else { 1 }) {
+        store::log_access(
+            &console.pool,
+            Access {
+                adviser: &signed.adviser.login,
+                action,
+                query_kind: None,
+                verdict: None,
+            },
+            &[id],
+            now,
+        )
+        .await?;
+    }
+    if reveal {
+        tracing::info!(
+            "console: adviser {} asked to see the letter of person {id} in clear",
+            signed.adviser.login
+        );
+    }
     let notes = store::call_notes(&console.pool, id).await?;
     let accesses = store::accesses_to(&console.pool, id).await?;
-    let letter = letter_shown(console, id, report.delivery.as_ref()).await?;
+    let as_sent = match &report.letter_as_sent {
+        Some(sent) => Some(
+            letter_shown(
+                console,
+                id,
+                report.delivery.as_ref(),
+                Some(sent.to.as_deref()),
+                reveal,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let next = match &report.next_letter {
+        Some(_) => Some(letter_shown(console, id, None, None, reveal).await?),
+        None => None,
+    };
     let flash = pages::Flash {
         done: query.done.as_deref(),
         problem: query.problem.as_deref(),
     };
     Ok(Some(console.pages.person(
-        signed, &row, &report, &notes, &accesses, &letter, flash,
+        &console.voice,
+        signed,
+        &pages::PersonView {
+            report: &report,
+            notes: &notes,
+            accesses: &accesses,
+            as_sent: as_sent.as_ref(),
+            next: next.as_ref(),
+            revealed: reveal,
+            typed: &query.typed,
+        },
+        flash,
     )))
 }
 
+/// The person as the table shows them: initials, the first character of the address, the
+/// postcode's first two characters, no street, no civility.
+fn masked(person: &crate::person::Person) -> crate::person::Person {
+    let initial = |part: &Option<String>| {
+        part.as_deref()
+            .and_then(|p| p.trim().chars().next())
+            .map(|c| format!("{c}."))
+    };
+    crate::person::Person {
+        email: person
+            .email
+            .as_ref()
+            .and_then(|e| Email::parse(&crate::export::mask_email(e.as_str())).ok()),
+        civility: None,
+        first_name: initial(&person.first_name),
+        last_name: initial(&person.last_name),
+        address_line1: person.address_line1.as_ref().map(|_| "…".to_owned()),
+        address_line2: None,
+        postcode: person
+            .postcode
+            .as_deref()
+            .map(|p| format!("{}…", p.chars().take(2).collect::<String>())),
+        ..person.clone()
+    }
+}
+
+/// Renders the letter again. `sent_to`: for the letter as sent, the (masked) address it went
+/// to, which may no longer be the person's; None for the next letter.
 async fn letter_shown(
     console: &Console,
     id: i64,
     delivery: Option<&store::DeliveryRow>,
+    sent_to: Option<Option<&str>>,
+    reveal: bool,
 ) -> anyhow::Result<LetterShown> {
+    let language = console.voice.language;
     let Some(letters) = &console.letters else {
         return Ok(LetterShown {
             subject: String::new(),
             text: String::new(),
             warning: Some(format!(
-                "The letters cannot be loaded, so the letter cannot be shown: {}",
-                console.letters_error.as_deref().unwrap_or("unknown error")
+                "{}: {}",
+                pages::words(language, "letters_missing").1,
+                console.letters_error.as_deref().unwrap_or("?")
             )),
         });
     };
@@ -530,21 +807,22 @@ async fn letter_shown(
         return Ok(LetterShown {
             subject: String::new(),
             text: String::new(),
-            warning: Some("No such person.".to_owned()),
+            warning: Some(pages::words(language, "no_such_person").1.to_owned()),
         });
     };
+    let mut person = if reveal { person } else { masked(&person) };
+    if let Some(to) = sent_to {
+        person.email = to.and_then(|to| Email::parse(to).ok());
+    }
     let sent_with = delivery.and_then(|d| d.letters_fingerprint.as_deref());
     let warning = match sent_with {
-        None => Some(
-            "No letter has been sent to this person yet: this is the letter as it would go out now."
-                .to_owned(),
-        ),
         Some(fingerprint) if fingerprint != letters.fingerprint() => Some(format!(
-            "The letters were changed after this one was sent (fingerprint {} then, {} now): the text below is today's wording, not necessarily what the person received.",
+            "{} ({} / {})",
+            pages::words(language, "letters_changed").1,
             short(fingerprint),
             short(letters.fingerprint())
         )),
-        Some(_) => None,
+        _ => None,
     };
     Ok(match letters.render(&person) {
         Ok(letter) => LetterShown {
@@ -555,7 +833,10 @@ async fn letter_shown(
         Err(error) => LetterShown {
             subject: String::new(),
             text: String::new(),
-            warning: Some(format!("The letter cannot be rendered: {error}")),
+            warning: Some(format!(
+                "{}: {error}",
+                pages::words(language, "letter_fails").1
+            )),
         },
     })
 }
@@ -654,12 +935,7 @@ async fn record_call_note(
     }
     match actions::call_note(&console, &signed, id, note).await {
         Ok(true) => back_to_person(id, Ok("note")),
-        Ok(false) => refused(
-            &console,
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "No such person.",
-        ),
+        Ok(false) => refused_with(&console, StatusCode::NOT_FOUND, "no_such_person"),
         Err(error) => internal_error(&console, &error),
     }
 }
@@ -674,15 +950,18 @@ async fn supervisor_page(
         Err(response) => return response,
     };
     if !signed.adviser.supervisor {
-        return refused(
-            &console,
-            StatusCode::FORBIDDEN,
-            "Supervisors only",
-            "This page is for the helpline's supervisors.",
-        );
+        return refused_with(&console, StatusCode::FORBIDDEN, "supervisors_only");
     }
-    match supervisor::figures(&console.pool, &console.config).await {
-        Ok(figures) => html(StatusCode::OK, console.pages.supervisor(&signed, &figures)),
+    match supervisor::figures(&console.pool, &console.config, &console.voice).await {
+        Ok(figures) => html(
+            StatusCode::OK,
+            console.pages.supervisor(
+                &console.voice,
+                &signed,
+                &figures,
+                console.config.console.person_views_per_hour,
+            ),
+        ),
         Err(error) => internal_error(&console, &error),
     }
 }

@@ -20,6 +20,9 @@ use crate::store::helpline::{self as store, Adviser};
 
 const COOKIE: &str = "breachmail_session";
 
+/// A session's expiry is pushed back when it would gain at least this much.
+const EXTEND_EVERY_MS: i64 = 60_000;
+
 /// The address a request came from (the proxy's, behind one).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
@@ -131,14 +134,14 @@ pub async fn require(
         let Some(session) = session else {
             return Err(to_login(true));
         };
-        store::extend_session(
-            &console.pool,
-            &sha,
-            now,
-            expiry(console, session.created_at, now),
-        )
-        .await
-        .map_err(failed)?;
+        // Extended at most once a minute: a write per request would queue twenty advisers
+        // behind each other for a minute's precision on a thirty-minute expiry.
+        let extended = expiry(console, session.created_at, now);
+        if extended - session.expires_at >= EXTEND_EVERY_MS {
+            store::extend_session(&console.pool, &sha, now, extended)
+                .await
+                .map_err(failed)?;
+        }
         return Ok(Signed {
             adviser: session.adviser,
             csrf_token: session.csrf_token,
@@ -164,22 +167,18 @@ pub async fn require_action(
             "console: an action by {} was refused: missing or wrong CSRF token",
             signed.adviser.login
         );
-        return Err(super::refused(
-            console,
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form did not come from this console, or it is too old: go back, reload the page and try again.",
-        ));
+        return Err(super::refused_with(console, StatusCode::FORBIDDEN, "csrf"));
     }
     Ok(signed)
 }
 
-/// The login the proxy's header names, believed only from loopback or a trusted proxy address.
+/// The login the proxy's header names, believed only from the addresses of
+/// `console.trusted_proxies`: loopback too only when listed, since any process of the machine
+/// can connect from there and set the header.
 fn proxy_login(console: &Console, headers: &HeaderMap, peer: Peer) -> Option<String> {
     let settings = &console.config.console;
     let header = settings.proxy_header.as_deref()?;
-    let ip = peer.0.ip();
-    if !(ip.is_loopback() || settings.trusted_proxies.contains(&ip)) {
+    if !settings.trusted_proxies.contains(&peer.0.ip()) {
         return None;
     }
     headers
@@ -198,11 +197,10 @@ async fn proxy_session(console: &Console, login: &str, now: i64) -> Result<Signe
         .map_err(failed)?
         .filter(|a| !a.disabled);
     let Some(adviser) = adviser else {
-        return Err(super::refused(
+        return Err(super::refused_with(
             console,
             StatusCode::FORBIDDEN,
-            "Unknown adviser",
-            "The proxy names an adviser who has no enabled account here: ask the operator.",
+            "unknown_adviser",
         ));
     };
     let token = random_token();
@@ -229,7 +227,8 @@ pub enum LoginOutcome {
     /// The cookie to set.
     LoggedIn(HeaderValue),
     Refused,
-    TooMany,
+    /// Too many wrong passwords for this login or from this address: try again after this.
+    Wait(std::time::Duration),
 }
 
 /// Checks the password (an unknown login is checked against a decoy hash, so it takes as long to
@@ -241,9 +240,13 @@ pub async fn log_in(
     peer: Peer,
 ) -> anyhow::Result<LoginOutcome> {
     let login = login.trim();
-    if console.logins.check_key(&login.to_owned()).is_err() {
-        tracing::warn!("console: login attempts for {login:?} over the limit");
-        return Ok(LoginOutcome::TooMany);
+    let address = peer.0.ip();
+    if let Some(wait) = console.logins.wait(login, address) {
+        tracing::warn!(
+            "console: login for {login:?} from {address} slowed down: {} s to wait",
+            wait.as_secs().max(1)
+        );
+        return Ok(LoginOutcome::Wait(wait));
     }
     let adviser = store::adviser_by_login(&console.pool, login)
         .await?
@@ -257,9 +260,11 @@ pub async fn log_in(
         tokio::task::spawn_blocking(move || super::accounts::password_matches(&password, &hash))
             .await?;
     let Some(adviser) = adviser.filter(|a| matches && a.password_hash.is_some()) else {
-        tracing::warn!("console: login refused for {login:?} from {}", peer.0.ip());
+        tracing::warn!("console: login refused for {login:?} from {address}");
+        console.logins.failed(login, address);
         return Ok(LoginOutcome::Refused);
     };
+    console.logins.succeeded(login, address);
     let now = crate::db::now_ms();
     let token = random_token();
     let csrf = random_token();

@@ -115,18 +115,161 @@ pub async fn people_by_email(pool: &SqlitePool, email: &str) -> anyhow::Result<V
     .await
 }
 
-/// The people of this postcode with this last name, in any case.
+/// The accent table of the name search: each letter of the left string reads as the right one.
+const FOLDED: [(&str, &str); 22] = [
+    ("àáâãäåāăąÀÁÂÃÄÅĀĂĄ", "a"),
+    ("çćĉċčÇĆĈĊČ", "c"),
+    ("ďđĎĐ", "d"),
+    ("èéêëēĕėęěÈÉÊËĒĔĖĘĚ", "e"),
+    ("ĝğġģĜĞĠĢ", "g"),
+    ("ĥħĤĦ", "h"),
+    ("ìíîïĩīĭįıÌÍÎÏĨĪĬĮİ", "i"),
+    ("ĵĴ", "j"),
+    ("ķĶ", "k"),
+    ("ĺļľŀłĹĻĽĿŁ", "l"),
+    ("ñńņňÑŃŅŇ", "n"),
+    ("òóôõöøōŏőÒÓÔÕÖØŌŎŐ", "o"),
+    ("ŕŗřŔŖŘ", "r"),
+    ("śŝşšŚŜŞŠ", "s"),
+    ("ţťŧŢŤŦ", "t"),
+    ("ùúûüũūŭůűųÙÚÛÜŨŪŬŮŰŲ", "u"),
+    ("ŵŴ", "w"),
+    ("ýÿŷÝŸŶ", "y"),
+    ("źżžŹŻŽ", "z"),
+    ("æÆ", "ae"),
+    ("œŒ", "oe"),
+    ("ß", "ss"),
+];
+
+/// A name as the search compares it (the `last_name_key` and `first_name_key` columns):
+/// accents folded, lower case, spaces, hyphens, apostrophes and dots removed.
+/// "Lefèvre", "LEFEVRE" and "le fèvre" all read `lefevre`.
+pub fn name_key(name: &str) -> String {
+    let mut key = String::with_capacity(name.len());
+    for c in name.trim().chars() {
+        if matches!(c, ' ' | '-' | '\'' | '’' | '.') {
+            continue;
+        }
+        match FOLDED.iter().find(|(letters, _)| letters.contains(c)) {
+            Some((_, base)) => key.push_str(base),
+            None => key.extend(c.to_lowercase()),
+        }
+    }
+    key
+}
+
+/// A postcode as the search compares it (`postcode_key`): "75 011" and "75011" alike.
+pub fn postcode_key(postcode: &str) -> String {
+    postcode
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// Rows of keys computed in one transaction: short enough not to hold up a `send` writing.
+const KEYS_BATCH: i64 = 2_000;
+
+/// Computes the search keys of every person who has a postcode and no keys yet (after an import,
+/// or a name changed by one): the name search reads them only after this. Returns how many were
+/// computed. Cheap when there are none (one probe of a partial index).
+pub async fn fill_name_keys(pool: &SqlitePool) -> anyhow::Result<u64> {
+    let mut filled = 0;
+    loop {
+        // Read first, outside a transaction: the usual answer is "none", and it takes no lock.
+        let missing: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM people WHERE postcode_key IS NULL AND postcode IS NOT NULL)",
+        )
+        .fetch_one(pool)
+        .await?;
+        if !missing {
+            return Ok(filled);
+        }
+        let mut tx = crate::db::begin_write(pool).await?;
+        let rows = sqlx::query(
+            "SELECT id, last_name, first_name, postcode FROM people
+              WHERE postcode_key IS NULL AND postcode IS NOT NULL LIMIT ?",
+        )
+        .bind(KEYS_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(filled);
+        }
+        let mut keyed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let text = |column: &str| -> anyhow::Result<String> {
+                Ok(row
+                    .try_get::<Option<String>, _>(column)?
+                    .unwrap_or_default())
+            };
+            keyed.push((
+                row.try_get::<i64, _>("id")?,
+                postcode_key(&text("postcode")?),
+                name_key(&text("last_name")?),
+                name_key(&text("first_name")?),
+            ));
+        }
+        for chunk in keyed.chunks(200) {
+            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(",");
+            let sql = format!(
+                "UPDATE people SET postcode_key = v.column2, last_name_key = v.column3,
+                        first_name_key = v.column4
+                   FROM (VALUES {values}) AS v WHERE people.id = v.column1"
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, postcode, last, first) in chunk {
+                query = query.bind(id).bind(postcode).bind(last).bind(first);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        filled += keyed.len() as u64;
+    }
+}
+
+/// The people of this postcode with this last name, however both were typed (see [`name_key`]),
+/// the first name narrowing when given (its beginning is enough): how many in all, and the first
+/// [`SEARCH_LIMIT`]. One probe of the `(postcode_key, last_name_key, first_name_key)` index, so a
+/// name that matches nobody costs what one that matches costs.
 pub async fn people_by_name_postcode(
     pool: &SqlitePool,
     last_name: &str,
     postcode: &str,
-) -> anyhow::Result<Vec<PersonRow>> {
-    people_where(
-        pool,
-        "p.postcode = ?1 AND p.last_name = ?2 COLLATE NOCASE",
-        &[postcode, last_name],
-    )
-    .await
+    first_name: &str,
+) -> anyhow::Result<(i64, Vec<PersonRow>)> {
+    fill_name_keys(pool).await?;
+    let last = name_key(last_name);
+    let code = postcode_key(postcode);
+    let first = name_key(first_name);
+    // `first_name_key >= ?3 AND first_name_key < ?3 || char(1114111)`: the names that begin
+    // with it, as a range of the index.
+    // Every column in the index: the count reads the index alone, not one row per match.
+    let condition = "p.postcode_key = ?1 AND p.last_name_key = ?2
+         AND (?3 = '' OR (p.first_name_key >= ?3 AND p.first_name_key < ?3 || char(1114111)))";
+    let count: i64 =
+        sqlx::query_scalar(&format!("SELECT count(*) FROM people p WHERE {condition}"))
+            .bind(&code)
+            .bind(&last)
+            .bind(&first)
+            .fetch_one(pool)
+            .await?;
+    // In the index's order (first name, then id): the first twenty are read and no more.
+    let sql = format!(
+        "{PERSON_ROW_SELECT} WHERE {condition}
+          ORDER BY p.postcode_key, p.last_name_key, p.first_name_key, p.id LIMIT {SEARCH_LIMIT}"
+    );
+    let people = sqlx::query(&sql)
+        .bind(&code)
+        .bind(&last)
+        .bind(&first)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(person_row)
+        .collect::<anyhow::Result<_>>()?;
+    Ok((count, people))
 }
 
 pub async fn person_by_id(pool: &SqlitePool, person_id: i64) -> anyhow::Result<Option<PersonRow>> {
@@ -390,9 +533,11 @@ pub async fn erase_call_notes(conn: &mut SqliteConnection, now: i64) -> anyhow::
 #[derive(Debug, Clone, Copy)]
 pub struct Access<'a> {
     pub adviser: &'a str,
-    /// search | view | lookup
+    /// search | view | reveal | view_refused | lookup
     pub action: &'a str,
     pub query_kind: Option<&'a str>,
+    /// `not_ours` when a notice number was looked up that nobody was sent.
+    pub verdict: Option<&'a str>,
 }
 
 /// Logs one row per person shown, or one row naming nobody when nothing was found.
@@ -402,28 +547,31 @@ pub async fn log_access(
     person_ids: &[i64],
     now: i64,
 ) -> anyhow::Result<()> {
-    let mut tx = crate::db::begin_write(pool).await?;
     let results = person_ids.len() as i64;
     let shown: Vec<Option<i64>> = if person_ids.is_empty() {
         vec![None]
     } else {
         person_ids.iter().copied().map(Some).collect()
     };
+    // One statement for every person shown: the write lock is held for one insert, not twenty,
+    // while twenty advisers search at once.
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; shown.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO access_log (at, adviser, action, query_kind, person_id, results, verdict)
+         VALUES {values}"
+    );
+    let mut query = sqlx::query(&sql);
     for person_id in shown {
-        sqlx::query(
-            "INSERT INTO access_log (at, adviser, action, query_kind, person_id, results)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(now)
-        .bind(access.adviser)
-        .bind(access.action)
-        .bind(access.query_kind)
-        .bind(person_id)
-        .bind(results)
-        .execute(&mut *tx)
-        .await?;
+        query = query
+            .bind(now)
+            .bind(access.adviser)
+            .bind(access.action)
+            .bind(access.query_kind)
+            .bind(person_id)
+            .bind(results)
+            .bind(access.verdict);
     }
-    tx.commit().await?;
+    query.execute(pool).await?;
     Ok(())
 }
 
@@ -641,7 +789,7 @@ pub async fn counters(pool: &SqlitePool, since: i64) -> anyhow::Result<Counters>
            (SELECT count(*) FROM call_notes WHERE at >= ?1) AS calls_today,
            (SELECT count(*) FROM events WHERE kind = ?2 AND at >= ?1) AS corrections_today,
            (SELECT count(*) FROM paper_requests WHERE at >= ?1) AS paper_requests_today,
-           (SELECT count(*) FROM access_log WHERE at >= ?1 AND action <> 'view') AS lookups_today,
+           (SELECT count(*) FROM access_log WHERE at >= ?1 AND action IN ('search', 'lookup')) AS lookups_today,
            (SELECT count(*) FROM call_notes) AS calls,
            (SELECT count(*) FROM events WHERE kind = ?2) AS corrections,
            (SELECT count(*) FROM paper_requests) AS paper_requests",
@@ -679,4 +827,312 @@ pub async fn still_to_send(pool: &SqlitePool) -> anyhow::Result<Vec<(DeliverySta
             ))
         })
         .collect()
+}
+
+/// One generation of a person's letter that went out by e-mail (table `letters_sent`, kept by
+/// a trigger on the delivery).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SentLetter {
+    pub generation: i64,
+    pub sent_at: i64,
+    /// As the helpline shows it: `j***@exemple.fr`.
+    pub email_masked: Option<String>,
+}
+
+/// Every e-mail sent to the person, oldest first.
+pub async fn letters_sent(pool: &SqlitePool, person_id: i64) -> anyhow::Result<Vec<SentLetter>> {
+    sqlx::query(
+        "SELECT generation, sent_at, email_masked FROM letters_sent
+          WHERE person_id = ? ORDER BY generation",
+    )
+    .bind(person_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(SentLetter {
+            generation: row.try_get("generation")?,
+            sent_at: row.try_get("sent_at")?,
+            email_masked: row.try_get("email_masked")?,
+        })
+    })
+    .collect()
+}
+
+/// When the person was first written to a postal export, if ever.
+pub async fn postal_exported_at(pool: &SqlitePool, person_id: i64) -> anyhow::Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT first_at FROM postal_exports WHERE person_id = ?")
+            .bind(person_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Records that these people were written to a postal export now.
+pub async fn record_postal_exports(
+    pool: &SqlitePool,
+    person_ids: &[i64],
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut tx = crate::db::begin_write(pool).await?;
+    for chunk in person_ids.chunks(500) {
+        let values = vec!["(?, ?, ?)"; chunk.len()].join(",");
+        let sql = format!(
+            "INSERT INTO postal_exports (person_id, first_at, last_at) VALUES {values}
+             ON CONFLICT (person_id) DO UPDATE SET last_at = excluded.last_at"
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id).bind(now).bind(now);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Person pages this adviser opened since a time (the cap counts the last hour).
+pub async fn views_since(pool: &SqlitePool, adviser: &str, since: i64) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE adviser = ? AND action = 'view' AND at >= ?",
+    )
+    .bind(adviser)
+    .bind(since)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// One adviser's day, for the supervisor.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AdviserDay {
+    pub adviser: String,
+    pub calls: i64,
+    pub corrections: i64,
+    pub paper_requests: i64,
+    pub views: i64,
+    /// The most person pages opened in one clock hour of the day.
+    pub views_worst_hour: i64,
+    /// Person pages refused over the cap.
+    pub views_refused: i64,
+}
+
+/// Every adviser who did something since a time, by login.
+pub async fn advisers_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<AdviserDay>> {
+    let mut days: std::collections::BTreeMap<String, AdviserDay> = Default::default();
+    fn day<'a>(
+        days: &'a mut std::collections::BTreeMap<String, AdviserDay>,
+        login: &str,
+    ) -> &'a mut AdviserDay {
+        days.entry(login.to_owned()).or_insert_with(|| AdviserDay {
+            adviser: login.to_owned(),
+            ..Default::default()
+        })
+    }
+    for row in sqlx::query(
+        "SELECT adviser, count(*) AS calls FROM call_notes WHERE at >= ? GROUP BY adviser",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?
+    {
+        let login: String = row.try_get("adviser")?;
+        day(&mut days, &login).calls = row.try_get("calls")?;
+    }
+    for row in sqlx::query(
+        "SELECT adviser, count(*) AS n FROM paper_requests WHERE at >= ? GROUP BY adviser",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?
+    {
+        let login: String = row.try_get("adviser")?;
+        day(&mut days, &login).paper_requests = row.try_get("n")?;
+    }
+    // The correction's event names the adviser at the start of its detail: "adviser marie: …".
+    for row in sqlx::query(
+        "SELECT substr(detail, 9, instr(detail, ':') - 9) AS adviser, count(*) AS n
+           FROM events WHERE kind = ? AND at >= ? AND detail LIKE 'adviser %:%'
+          GROUP BY 1",
+    )
+    .bind(EVENT_ADDRESS_CORRECTED.as_str())
+    .bind(since)
+    .fetch_all(pool)
+    .await?
+    {
+        let login: String = row.try_get("adviser")?;
+        day(&mut days, &login).corrections = row.try_get("n")?;
+    }
+    for row in sqlx::query(
+        "SELECT adviser, action, at / 3600000 AS hour, count(*) AS n FROM access_log
+          WHERE at >= ? AND action IN ('view', 'view_refused') GROUP BY adviser, action, hour",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?
+    {
+        let login: String = row.try_get("adviser")?;
+        let action: String = row.try_get("action")?;
+        let n: i64 = row.try_get("n")?;
+        let entry = day(&mut days, &login);
+        if action == "view" {
+            entry.views += n;
+            entry.views_worst_hour = entry.views_worst_hour.max(n);
+        } else {
+            entry.views_refused += n;
+        }
+    }
+    Ok(days.into_values().collect())
+}
+
+/// One call of the day: what an adviser recorded, for whom (the notice number).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallOfTheDay {
+    pub at: i64,
+    pub adviser: String,
+    pub kind: String,
+    pub notice_id: String,
+    pub person_id: i64,
+}
+
+/// The day's call notes, corrections and paper requests, newest first (at most 500).
+pub async fn calls_of_the_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<CallOfTheDay>> {
+    sqlx::query(
+        "SELECT e.at, substr(e.detail, 9, instr(e.detail, ':') - 9) AS adviser, e.kind,
+                p.notice_id, p.id AS person_id
+           FROM events e JOIN people p ON p.id = e.person_id
+          WHERE e.kind IN (?, ?, ?) AND e.at >= ? AND e.detail LIKE 'adviser %:%'
+          ORDER BY e.id DESC LIMIT 500",
+    )
+    .bind(EVENT_CALL_NOTE.as_str())
+    .bind(EVENT_ADDRESS_CORRECTED.as_str())
+    .bind(EVENT_PAPER_REQUESTED.as_str())
+    .bind(since)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(CallOfTheDay {
+            at: row.try_get("at")?,
+            adviser: row.try_get("adviser")?,
+            kind: row.try_get("kind")?,
+            notice_id: row.try_get("notice_id")?,
+            person_id: row.try_get("person_id")?,
+        })
+    })
+    .collect()
+}
+
+/// "Not ours" look-ups per clock hour since a time: (the hour's start, count), oldest first.
+pub async fn not_ours_per_hour(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<(i64, i64)>> {
+    sqlx::query(
+        "SELECT (at / 3600000) * 3600000 AS hour, count(*) AS n FROM access_log
+          WHERE verdict = 'not_ours' AND at >= ? GROUP BY 1 ORDER BY 1",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("hour")?, row.try_get("n")?)))
+    .collect()
+}
+
+/// Bounces read since a time, by kind (`hard`, `soft`, …).
+pub async fn bounces_since(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<(String, i64)>> {
+    sqlx::query(
+        "SELECT kind, count(*) AS n FROM bounces WHERE read_at >= ? AND kind IN ('hard', 'soft')
+          GROUP BY kind ORDER BY kind",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("kind")?, row.try_get("n")?)))
+    .collect()
+}
+
+/// Letters at the mail server right now: being sent, and delayed with a retry to come.
+pub async fn at_the_relay(pool: &SqlitePool) -> anyhow::Result<(i64, i64)> {
+    let row = sqlx::query(
+        "SELECT count(*) FILTER (WHERE state = 'sending') AS sending,
+                count(*) FILTER (WHERE state = 'deferred') AS deferred
+           FROM deliveries WHERE state IN ('sending', 'deferred')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((row.try_get("sending")?, row.try_get("deferred")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_postcodes_are_compared_however_typed() {
+        assert_eq!(name_key("Lefèvre"), "lefevre");
+        assert_eq!(name_key("  LEFEVRE "), "lefevre");
+        assert_eq!(name_key("Le Fèvre"), "lefevre");
+        assert_eq!(name_key("D'Almeida-Œuvray"), "dalmeidaoeuvray");
+        assert_eq!(postcode_key("75 011"), "75011");
+        assert_eq!(postcode_key("sw1a 1aa"), "SW1A1AA");
+    }
+
+    /// Keys are computed for new rows, cleared when a name changes, computed again.
+    #[tokio::test]
+    async fn search_keys_follow_the_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("t.db"), true)
+            .await
+            .unwrap();
+        for (i, (last, postcode)) in [("Lefèvre", Some("75 011")), ("Ørsted", None)]
+            .iter()
+            .enumerate()
+        {
+            sqlx::query(
+                "INSERT INTO people (ref, notice_id, language, exposed, row_hash, import_run,
+                                     imported_at, updated_at, last_name, first_name, postcode)
+                 VALUES (?1, ?1, 'fr', '', '', 0, 0, 0, ?2, 'Éloïse', ?3)",
+            )
+            .bind(format!("R{i}"))
+            .bind(last)
+            .bind(postcode)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let keys = |pool: SqlitePool| async move {
+            sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>)>(
+                "SELECT postcode_key, last_name_key, first_name_key FROM people ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        };
+        assert_eq!(
+            fill_name_keys(&pool).await.unwrap(),
+            1,
+            "only who has a postcode"
+        );
+        let lefevre = (
+            Some("75011".to_owned()),
+            Some("lefevre".to_owned()),
+            Some("eloise".to_owned()),
+        );
+        assert_eq!(
+            keys(pool.clone()).await,
+            vec![lefevre.clone(), (None, None, None)]
+        );
+        assert_eq!(fill_name_keys(&pool).await.unwrap(), 0);
+        sqlx::query("UPDATE people SET last_name = 'Le Goff' WHERE ref = 'R0'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(pool.clone()).await[0],
+            (None, None, None),
+            "cleared by the change"
+        );
+        assert_eq!(fill_name_keys(&pool).await.unwrap(), 1);
+        assert_eq!(keys(pool.clone()).await[0].1.as_deref(), Some("legoff"));
+    }
 }

@@ -4,9 +4,14 @@ library only). Called by console_browser.sh, which starts the console.
 
 Usage: console_browser.py BROWSER BASE_URL DATABASE NOTICE_ID OUT_DIR PASSWORD
 
-Logs in (a wrong password first), searches the notice id, opens the person, records a corrected
-address; checks that pages are refused without a login, without the CSRF token, after a flood of
-searches and once the session expired; writes search.png and person.png into OUT_DIR.
+The campaign is French: every check reads the French console. Logs in (a wrong password first:
+the login stays in its field), searches a genuine notice id, one nobody was sent and one whose
+person has no e-mail (each verdict as prominent as the others, with a script), a last name typed
+without accents and a postcode with a space, opens the person (the letter as sent on the first
+screen, masked, then revealed), records a corrected address (the next letter appears beside the
+letter as sent), reaches the cap on person pages, reads the supervisor's page; checks that pages
+are refused without a login, without the CSRF token, after a flood of searches and once the
+session expired. Writes a screenshot of each step into OUT_DIR.
 """
 
 import base64
@@ -211,6 +216,35 @@ def check(condition, message):
     print(f"console_browser: ok: {message}")
 
 
+def verdict_style():
+    return page.evaluate(
+        "(() => { const v = document.querySelector('#verdict'); const s = getComputedStyle(v);"
+        " return [s.fontSize, s.fontWeight, v.getBoundingClientRect().top < innerHeight]; })()"
+    )
+
+
+def on_first_screen(selector):
+    return page.evaluate(
+        f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+        " return !!e && e.getBoundingClientRect().top < innerHeight; })()"
+    )
+
+
+db = sqlite3.connect(database)
+no_email = db.execute(
+    "SELECT p.notice_id FROM people p JOIN deliveries d ON d.person_id = p.id "
+    "WHERE d.state = 'no_email' ORDER BY p.id LIMIT 1").fetchone()
+if not no_email:
+    fail("the demo has no person without an e-mail address")
+genuine_row = db.execute(
+    "SELECT p.email, p.last_name FROM people p WHERE p.notice_id = ?", (notice_id,)).fetchone()
+accented = db.execute(
+    "SELECT last_name, postcode, count(*) FROM people WHERE last_name LIKE '%è%' "
+    "GROUP BY last_name, postcode ORDER BY count(*) DESC LIMIT 1").fetchone()
+if not accented:
+    fail("the demo has no accented last name")
+db.close()
+
 page = Chromium()
 try:
     # Nothing without a login.
@@ -219,40 +253,105 @@ try:
 
     page.submit(fill("#login", "alice") + fill("#password", "not the password")
                 + "document.querySelector('#log-in').click();")
-    check("Wrong login or password." in page.text(), "a wrong password is refused")
+    check("Identifiant ou mot de passe incorrect." in page.text(), "a wrong password is refused, in French")
+    check(page.evaluate("document.querySelector('#login').value") == "alice",
+          "the login stays in its field after a wrong password")
+    page.screenshot("login.png")
 
-    page.submit(fill("#login", "alice") + fill("#password", password)
-                + "document.querySelector('#log-in').click();")
+    page.submit(fill("#password", password) + "document.querySelector('#log-in').click();")
     check(page.path() == "/", "the right password opens the search page")
 
-    page.submit(fill("#q", notice_id.lower().replace("-", ""))
-                + "document.querySelector('#search').click();")
-    check("genuine" in page.text(), "the notice id, typed without dashes, is genuine")
+    typed = notice_id.lower().replace("-", "")
+    page.submit(fill("#q", typed) + "document.querySelector('#search').click();")
+    text = page.text()
+    check("authentique : envoyé par courriel le" in text, "the notice id, typed without dashes, is genuine, sent by e-mail")
+    check("(Europe/Paris)" in text, "the time is local, the zone named")
+    check("Ce qu'il faut dire" in text, "a script for the adviser under the verdict")
+    check(page.evaluate("document.querySelector('#q').value") == typed, "the search box keeps what was typed")
+    genuine_style = verdict_style()
     search_png = page.screenshot("search.png")
 
+    page.submit(fill("#q", "ZZZZ-ZZZZ-ZZZZ") + "document.querySelector('#search').click();")
+    check("pas de chez nous" in page.text(), "a number nobody was sent is not ours")
+    forged_style = verdict_style()
+    check(genuine_style[:2] == forged_style[:2] and genuine_style[2] and forged_style[2],
+          f"genuine and not ours are equally prominent ({genuine_style} / {forged_style})")
+    page.screenshot("not_ours.png")
+
+    page.submit(fill("#q", no_email[0]) + "document.querySelector('#search').click();")
+    check("aucun courriel n'a été envoyé à cette personne (pas d'adresse)" in page.text(),
+          "a person without an e-mail: the number is ours, an e-mail quoting it is not")
+    check(verdict_style()[:2] == genuine_style[:2], "that verdict is as prominent as the others")
+    page.screenshot("no_email.png")
+
+    # A last name typed in capitals without its accent, the postcode with a space.
+    last_name, postcode, count = accented
+    typed_name = last_name.replace("è", "e").upper()
+    typed_postcode = postcode[:2] + " " + postcode[2:]
+    page.submit(fill("#last_name", typed_name) + fill("#postcode", typed_postcode)
+                + "document.querySelector('#search-name').click();")
+    text = page.text()
+    check(f"au code postal {typed_postcode}" in text, f"{typed_name} at {typed_postcode} is found")
+    check(str(count) in text.replace("\u00a0", ""), f"the true number of matches ({count})")
+    rows = page.evaluate("document.querySelectorAll('#results tr').length - 1")
+    check(rows == min(count, 20), f"{rows} rows listed, with initials, city and masked address")
+    check(page.evaluate("document.querySelector('#postcode').value") == typed_postcode,
+          "the postcode stays as typed")
+    page.screenshot("name_search.png")
+
+    page.open("/search?q=" + notice_id)
     page.submit("document.querySelector('#results a').click();")
     check(page.path().startswith("/person/"), "the search result opens the person's page")
     check(notice_id in page.text(), "the person's page shows the notice id")
-    check("Timeline" in page.text(), "the person's page shows the timeline")
+    check(page.evaluate("document.querySelector('#q').value") == notice_id, "the person's page has the search box, filled")
+    check(on_first_screen("#as-sent"), "the letter as sent is on the first screen")
+    check("Historique" in page.text(), "the person's page shows the timeline")
+    html = page.evaluate("document.documentElement.outerHTML")
+    check(genuine_row[0] not in html and genuine_row[1] not in html,
+          "the address and the last name are masked, the letter included")
     person_png = page.screenshot("person.png")
     person_path = page.path()
 
+    page.submit("document.querySelector('#reveal').click();")
+    page.evaluate("document.querySelector('#as-sent-letter').open = true")
+    check(genuine_row[1] in page.text(), "the letter is shown in clear at the adviser's request")
+
     page.submit(fill("#email", "corrected.address@example.net")
                 + "document.querySelector('#record-address').click();")
-    check("The address is recorded" in page.text(), "a corrected address is recorded")
-    check("address_corrected" in page.text(), "the person's timeline shows the correction")
-    check("pending (generation 2)" in page.text(), "the letter is pending again, generation 2")
+    text = page.text()
+    check("L'adresse est enregistrée" in text, "a corrected address is recorded")
+    check("adresse corrigée" in text, "the person's timeline shows the correction, in words")
+    check(on_first_screen("#next-letter") and "Génération 2" in text,
+          "the next letter, labelled, beside the letter as sent on the first screen")
+    page.screenshot("next_letter.png")
 
     # An action whose form lost its CSRF token.
     page.submit("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove());"
                 + fill("#note", "no token") + "document.querySelector('#record-note').click();")
-    check("did not come from this console" in page.text(), "an action without its CSRF token is refused")
+    check("ne vient pas de cette console" in page.text(), "an action without its CSRF token is refused")
+
+    # The cap on person pages (the script set it low).
+    refused = False
+    for n in range(1, 12):
+        page.open(f"/person/{n}")
+        if "Trop de fiches ouvertes" in page.text():
+            refused = True
+            break
+    check(refused, "person pages beyond the hourly cap are refused with a clear page")
+    page.screenshot("refused.png")
+
+    page.open("/supervisor")
+    text = page.text()
+    check("au-delà du plafond" in text, "the supervisor sees the adviser over the cap")
+    check("Pas de chez nous" in text and "adresse corrigée" in text,
+          "the supervisor sees the not-ours look-ups and the day's calls")
+    page.screenshot("supervisor.png")
 
     # A flood of searches (the script set the limit low).
     refused = False
     for _ in range(30):
         page.open("/search?q=" + notice_id)
-        if "Too many searches" in page.text():
+        if "Trop de recherches" in page.text():
             refused = True
             break
     check(refused, "a flood of searches is refused")
@@ -262,7 +361,7 @@ try:
         db.execute("UPDATE console_sessions SET expires_at = 0")
     page.open(person_path)
     check(page.path() == "/login?expired=1", "an expired session leads back to the login page")
-    check("session has expired" in page.text(), "the login page says the session expired")
+    check("session a expiré" in page.text(), "the login page says the session expired")
 
     for png in (search_png, person_png):
         count = colours(png)

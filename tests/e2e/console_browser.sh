@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The helpline console end to end in headless Chromium: a demo campaign (its letters sent to
-# files), an adviser, `breachmail serve` on a free loopback port, then console_browser.py drives
-# the browser (log in, search, open a person, record a corrected address, and the refusals) and
-# takes screenshots of the search and person pages. Finally the correction must be in
-# `export audit --events`, naming the adviser.
+# files, in French, scheduled in Paris time), a supervisor, `breachmail serve` on a free loopback
+# port, then console_browser.py drives the browser as an adviser on a call: log in (the login
+# kept after a wrong password), the verdicts (genuine, not ours, a number whose person has no
+# e-mail) equally prominent with their scripts, a last name typed without accents and a postcode
+# with a space, the person's page with the letter as sent and, after a corrected address, the next
+# letter, the masked letter and its reveal, the cap on person pages, the supervisor's page, and
+# the refusals; with screenshots of each. Finally the correction must be in `export audit
+# --events`, naming the adviser.
 #
 # Usage: tests/e2e/console_browser.sh [OUT_DIR]
 # Needs chromium (Debian's package) and python3 on PATH; BREACHMAIL_BIN may name the binary to
@@ -42,7 +46,7 @@ else
 fi
 
 campaign="$work/campaign"
-"$bin" -q demo "$campaign" --people 50 >/dev/null
+"$bin" -q demo "$campaign" --people 200 >/dev/null
 config="$campaign/breachmail.toml"
 password="the adviser's long password"
 printf '%s\n' "$password" | "$bin" -q --config "$config" adviser add alice --supervisor >/dev/null
@@ -58,8 +62,10 @@ PY
 )"
 [[ -n "$notice_id" ]] || fail "the demo sent no letter"
 
-# A low search limit, so that the flood is reached quickly.
-BREACHMAIL_CONSOLE_SEARCHES_PER_MINUTE=8 "$bin" --config "$config" serve --listen 127.0.0.1:0 \
+# Low limits, so that the flood of searches and the cap on person pages are reached quickly.
+BREACHMAIL_CONSOLE_SEARCHES_PER_MINUTE=12 BREACHMAIL_CONSOLE_PERSON_VIEWS_PER_HOUR=8 \
+    BREACHMAIL_SCHEDULE_TIMEZONE=Europe/Paris \
+    "$bin" --config "$config" serve --listen 127.0.0.1:0 \
     >"$work/serve.out" 2>"$work/serve.log" &
 server_pid=$!
 base=""
@@ -79,10 +85,14 @@ timeout 300 python3 "$repo/tests/e2e/console_browser.py" "$browser" "$base" \
 }
 
 "$bin" -q --config "$config" export audit --events --format csv >"$work/events.csv"
-grep -q "address_corrected" "$work/events.csv" || fail "export audit --events lacks the correction"
-grep "address_corrected" "$work/events.csv" | grep -q "adviser alice" ||
+# The demo campaign is French: its audit names the event in French.
+corrected="address_corrected|adresse corrigée"
+grep -Eq "$corrected" "$work/events.csv" || fail "export audit --events lacks the correction"
+grep -E "$corrected" "$work/events.csv" | grep -q "adviser alice" ||
     fail "the correction's event does not name the adviser"
 echo "console_browser: ok: export audit --events shows the correction, naming the adviser"
 
-[[ -s "$out/search.png" && -s "$out/person.png" ]] || fail "the screenshots are missing"
-echo "console_browser: ok ($out/search.png, $out/person.png)"
+for png in login search not_ours no_email name_search person next_letter refused supervisor; do
+    [[ -s "$out/$png.png" ]] || fail "the screenshot $png.png is missing"
+done
+echo "console_browser: ok (screenshots in $out)"
