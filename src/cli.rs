@@ -53,10 +53,18 @@ pub enum Command {
     /// Load the affected people from a CSV file (or an SQLite extract with --table)
     Import(ImportArgs),
     /// Render every letter still to send, in memory, strictly; list each failure by ref
+    /// (with --dns: check the sending domain's DNS records instead)
     Check {
         /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
+        /// Check the DNS records receivers check (DKIM keys, SPF, DMARC and alignment, MX), print
+        /// the record to publish for each problem, and remember the result for status and send
+        #[arg(long)]
+        dns: bool,
+        /// The DNS server to ask (IP:PORT) instead of the system's resolver
+        #[arg(long, value_name = "IP:PORT", requires = "dns")]
+        resolver: Option<std::net::SocketAddr>,
     },
     /// Write the exact messages as files (<ref>.<generation>.eml, named as by file://, and manifest.csv); nothing is sent
     Preview(PreviewArgs),

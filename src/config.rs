@@ -46,7 +46,8 @@ pub struct Config {
     pub relays: Vec<RelayEntry>,
     pub rate: Rate,
     pub retry: Retry,
-    pub dkim: Option<Dkim>,
+    /// The `[dkim]` keys: every letter carries one signature per key; none: no signature.
+    pub dkim: Vec<Dkim>,
     /// `[schedule]`: sending windows, daily caps, warm-up, order; None: send whenever run.
     pub schedule: Option<crate::schedule::Schedule>,
     pub bounces: Bounces,
@@ -212,6 +213,8 @@ pub struct Dkim {
     pub selector: String,
     pub domain: String,
     pub private_key: PathBuf,
+    /// How errors name this key's file: `dkim.private_key` or `dkim.key[N].private_key`.
+    pub config_key: String,
 }
 
 // What the file may contain. `deny_unknown_fields` turns a typo into an error naming the key.
@@ -404,12 +407,74 @@ impl Default for FileRetry {
     }
 }
 
+/// `[dkim]`: one key as `selector`, `domain`, `private_key`, or several as `[[dkim.key]]`
+/// entries of the same three (RSA and Ed25519 side by side).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDkim {
+    selector: Option<String>,
+    domain: Option<String>,
+    private_key: Option<String>,
+    #[serde(default)]
+    key: Vec<FileDkimKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDkimKey {
     selector: String,
     domain: String,
     private_key: String,
+}
+
+/// The `[dkim]` keys, every one checked, every error naming its key.
+fn dkim_keys(file: Option<FileDkim>, dir: &Path) -> Result<Vec<Dkim>, UsageError> {
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    let one = |prefix: &str, selector: &str, domain: &str, private_key: &str| {
+        Ok(Dkim {
+            selector: non_empty(&format!("{prefix}selector"), selector)?.to_owned(),
+            domain: domain_name(&format!("{prefix}domain"), domain)?,
+            private_key: dir.join(non_empty(&format!("{prefix}private_key"), private_key)?),
+            config_key: format!("{prefix}private_key"),
+        })
+    };
+    match (file.selector, file.domain, file.private_key) {
+        (None, None, None) if !file.key.is_empty() => file
+            .key
+            .iter()
+            .enumerate()
+            .map(|(n, k)| {
+                one(
+                    &format!("dkim.key[{}].", n + 1),
+                    &k.selector,
+                    &k.domain,
+                    &k.private_key,
+                )
+            })
+            .collect(),
+        (Some(selector), Some(domain), Some(private_key)) if file.key.is_empty() => {
+            Ok(vec![one("dkim.", &selector, &domain, &private_key)?])
+        }
+        (selector, domain, private_key) if file.key.is_empty() => {
+            let missing = [
+                ("selector", selector),
+                ("domain", domain),
+                ("private_key", private_key),
+            ]
+            .into_iter()
+            .find(|(_, value)| value.is_none())
+            .map_or("private_key", |(name, _)| name);
+            Err(UsageError::new(format!(
+                "dkim.{missing}: missing (a key needs selector, domain and private_key)"
+            )))
+        }
+        _ => Err(UsageError::new(
+            "dkim: give either selector, domain and private_key (one key), or one [[dkim.key]] \
+             entry with those three per key (several keys), not a mix",
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -649,16 +714,7 @@ impl Config {
                 "retry.max_delay is shorter than retry.first_delay: the cap must be at least the first delay",
             ));
         }
-        let dkim = file
-            .dkim
-            .map(|d| -> Result<Dkim, UsageError> {
-                Ok(Dkim {
-                    selector: non_empty("dkim.selector", &d.selector)?.to_owned(),
-                    domain: domain_name("dkim.domain", &d.domain)?,
-                    private_key: dir.join(non_empty("dkim.private_key", &d.private_key)?),
-                })
-            })
-            .transpose()?;
+        let dkim = dkim_keys(file.dkim, dir)?;
         let bounces = bounces_settings(file.bounces, dir)?;
         let incident = match serde_json::to_value(&file.incident) {
             Ok(serde_json::Value::Object(map)) => map,

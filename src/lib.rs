@@ -15,6 +15,8 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod demo;
+pub mod dkim;
+pub mod dns;
 pub mod domain;
 pub mod export;
 pub mod files;
@@ -174,7 +176,12 @@ async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::R
     match command {
         Command::Import(args) => import::run(config, &args).await,
         Command::Status { json } => status::run(config, json).await,
-        Command::Check { json } => check::run(config, json).await,
+        Command::Check {
+            json,
+            dns: true,
+            resolver,
+        } => dns::run(config, resolver, json).await,
+        Command::Check { json, .. } => check::run(config, json).await,
         Command::Preview(args) => preview::run(config, &args).await,
         Command::Send(args) => send::run(config, &args).await,
         Command::Bounces(args) => bounces::ingest::run_command(config, &args).await,

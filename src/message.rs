@@ -13,16 +13,12 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use lettre::Address;
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
 use lettre::message::header::{self, ContentTransferEncoding, Header, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, Mailboxes};
 use sha2::{Digest, Sha256};
 
-use crate::UsageError;
-use crate::config::{Config, Dkim};
+use crate::config::Config;
+use crate::dkim::Signer;
 use crate::domain::Email;
 use crate::person::Person;
 use crate::render::{Letter, RenderError};
@@ -61,14 +57,14 @@ pub struct MessageBuilder {
     reply_to_header: Option<HeaderValue>,
     bounce_domain: Option<String>,
     signing_key: Vec<u8>,
-    dkim: Option<DkimConfig>,
+    dkim: Signer,
 }
 
 impl MessageBuilder {
     /// `signing_key` is the campaign's secret (see `db::signing_key`): it derives the Message-ID
     /// and signs the VERP envelope sender.
     pub fn new(config: &Config, signing_key: &[u8]) -> anyhow::Result<Self> {
-        let dkim = config.dkim.as_ref().map(dkim_config).transpose()?;
+        let dkim = Signer::new(&config.dkim)?;
         Ok(Self {
             from: config.sender.from.clone(),
             from_header: mailbox_header::<header::From>(&config.sender.from),
@@ -85,7 +81,7 @@ impl MessageBuilder {
 
     /// Whether messages are DKIM-signed.
     pub fn signs(&self) -> bool {
-        self.dkim.is_some()
+        self.dkim.signs()
     }
 
     /// The message exactly as it goes out to `person`.
@@ -141,7 +137,7 @@ impl MessageBuilder {
         // The multipart's Content-Type is a header of the message itself, not of its body as
         // lettre's MultiPart makes it, so that DKIM can sign it: the type decides how the
         // message reads, and a signature that leaves it out lets a relay swap the parts.
-        let mut message = builder
+        let message = builder
             .header(header::MIME_VERSION_1_0)
             .raw_header(multipart_content_type(&boundary))
             .body(Body::dangerous_pre_encoded(
@@ -153,16 +149,13 @@ impl MessageBuilder {
                 ContentTransferEncoding::SevenBit,
             ))
             .map_err(|e| refuse(format!("cannot assemble the message: {e}")))?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
         Ok(Outgoing {
             message_id,
             envelope_from,
             recipient: address.to_string(),
             notice_id: person.notice_id.to_string(),
             file_name: crate::pipeline::file_name(person),
-            bytes: message.formatted(),
+            bytes: self.dkim.sign(message.formatted(), date.timestamp()),
         })
     }
 }
@@ -492,110 +485,6 @@ fn header_safe(what: &str, value: &str) -> Result<(), String> {
         )),
         None => Ok(()),
     }
-}
-
-/// The headers DKIM covers: those a reader trusts (who, what, when), those that change how the
-/// message reads (MIME-Version, Content-Type) or whether an autoresponder answers it, and the ids
-/// the helpline and the bounce matching rely on. From, To, Subject and Reply-To are named twice:
-/// a verifier hashes one more instance of each than the message has (none, RFC 6376 5.4.2), so
-/// a From, To, Subject or Reply-To added after signing breaks the signature instead of being
-/// shown above the signed one. Reply-To is listed even when the campaign has none, for the same
-/// reason: lettre hashes only the headers present, as a verifier does.
-const SIGNED_HEADERS: [&str; 14] = [
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "Reply-To",
-    "MIME-Version",
-    "Content-Type",
-    "Auto-Submitted",
-    "X-Notice-Id",
-    "From",
-    "To",
-    "Subject",
-    "Reply-To",
-];
-
-fn dkim_config(dkim: &Dkim) -> anyhow::Result<DkimConfig> {
-    let key = read_private_key(dkim)?;
-    // relaxed/relaxed survives the header refolding and whitespace changes relays are allowed
-    // to make, where simple would break the signature.
-    Ok(DkimConfig::new(
-        dkim.selector.clone(),
-        dkim.domain.clone(),
-        key,
-        SIGNED_HEADERS
-            .into_iter()
-            .map(HeaderName::new_from_ascii_str)
-            .collect(),
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))
-}
-
-/// Reads a DKIM key: RSA (PKCS#1 or PKCS#8 PEM) or Ed25519 (PKCS#8 PEM). Refuses a file others
-/// can read, since whoever holds it can sign mail as the organisation.
-fn read_private_key(dkim: &Dkim) -> anyhow::Result<DkimSigningKey> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = &dkim.private_key;
-    let metadata = std::fs::metadata(path).map_err(|e| {
-        UsageError::new(format!(
-            "dkim.private_key: cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(UsageError::new(format!(
-            "dkim.private_key: {} is readable by others (mode {mode:03o}); make it owner-only with `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ))
-        .into());
-    }
-    let pem = std::fs::read_to_string(path).map_err(|e| {
-        UsageError::new(format!(
-            "dkim.private_key: cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
-    parse_private_key(&pem).map_err(|reason| {
-        UsageError::new(format!("dkim.private_key: {}: {reason}", path.display())).into()
-    })
-}
-
-/// The PEM forms a DKIM key comes in, turned into what lettre takes (PKCS#1 PEM for RSA, the
-/// base64 seed for Ed25519).
-pub fn parse_private_key(pem: &str) -> Result<DkimSigningKey, String> {
-    use base64::Engine as _;
-    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
-    use rsa::pkcs1::EncodeRsaPrivateKey as _;
-
-    if pem.contains("BEGIN RSA PRIVATE KEY") {
-        return DkimSigningKey::new(pem, DkimSigningAlgorithm::Rsa)
-            .map_err(|e| format!("not a valid RSA private key: {e}"));
-    }
-    if !pem.contains("BEGIN PRIVATE KEY") {
-        return Err(
-            "not a PEM private key (expected BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY)".into(),
-        );
-    }
-    if let Ok(rsa) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
-        let pkcs1 = rsa
-            .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-            .map_err(|e| format!("cannot convert the RSA key: {e}"))?;
-        return DkimSigningKey::new(&pkcs1, DkimSigningAlgorithm::Rsa)
-            .map_err(|e| format!("not a valid RSA private key: {e}"));
-    }
-    let ed25519 = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
-        .map_err(|e| format!("neither an RSA nor an Ed25519 private key: {e}"))?;
-    let seed = base64::engine::general_purpose::STANDARD.encode(ed25519.to_bytes());
-    DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519)
-        .map_err(|e| format!("not a valid Ed25519 private key: {e}"))
 }
 
 /// `X-Notice-Id`: the public reference the person quotes to the helpline.

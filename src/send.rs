@@ -266,6 +266,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Ok);
         }
     };
+    crate::dns::warn_before_send(config, &pool).await?;
     let pipeline = Arc::new(Pipeline::load(config, &pool).await?);
     let relayers = Relayer::all(config)?;
     if let Some(exit) = refuse_without_disk(&pool, &config.campaign.database).await? {

@@ -46,6 +46,8 @@ pub struct Status {
     /// `[schedule]`: the days ahead and behind; absent without a schedule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::plan::PlanReport>,
+    /// The last `check --dns`: None when it never ran.
+    pub dns_check: Option<crate::store::dns::LastDnsCheck>,
     /// Past the relay: accepted by the providers, still at the relay, never to be confirmed.
     pub past_the_relay: PastTheRelay,
 }
@@ -432,6 +434,7 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         reconciliation,
         imports,
         plan: None,
+        dns_check: crate::store::dns::last(&mut *conn).await?,
         past_the_relay,
     })
 }
@@ -712,6 +715,14 @@ pub fn render_table(status: &Status) -> String {
         "progress        {:.1} % reached ({} sent of {} with an address)",
         status.progress.reached_percent, status.progress.sent, status.progress.reachable
     ));
+    line(match &status.dns_check {
+        None => "dns check       never run (breachmail check --dns)".to_owned(),
+        Some(last) if last.passed => format!("dns check       passed ({})", last.checked_at),
+        Some(last) => format!(
+            "dns check       FAILED ({}): {} problem(s), {} DNS failure(s); see breachmail check --dns",
+            last.checked_at, last.problems, last.dns_failures
+        ),
+    });
     line(String::new());
     if status.runs.is_empty() {
         line("send runs       never".to_owned());

@@ -147,3 +147,40 @@ async fn the_database_override_is_used_relative_to_the_config() {
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(status["total"], 2);
 }
+
+/// `[dkim]` takes one key (selector, domain, private_key) or several `[[dkim.key]]` entries; a mix
+/// of both, or a key missing one of its three values, is refused naming it.
+#[test]
+fn dkim_keys_are_one_section_or_several_entries_never_a_mix() {
+    let campaign = Campaign::new();
+    let one = "[dkim]\nselector = \"s\"\ndomain = \"example.fr\"\nprivate_key = \"k.pem\"\n";
+    let several = "[[dkim.key]]\nselector = \"a\"\ndomain = \"example.fr\"\nprivate_key = \"a.pem\"\n\
+                   [[dkim.key]]\nselector = \"b\"\ndomain = \"example.fr\"\nprivate_key = \"b.pem\"\n";
+    for good in [one, several] {
+        let output = status_with(&campaign, good, &[]);
+        assert_success(&output, "status with [dkim] keys");
+    }
+    let cases = [
+        (
+            "[dkim]\nselector = \"s\"\ndomain = \"example.fr\"\n",
+            "dkim.private_key",
+        ),
+        (
+            "[dkim]\nselector = \"s\"\n[[dkim.key]]\nselector = \"a\"\ndomain = \"example.fr\"\nprivate_key = \"a.pem\"\n",
+            "not a mix",
+        ),
+        (
+            "[[dkim.key]]\nselector = \"a\"\ndomain = \"example.fr\"\nprivate_key = \"a.pem\"\n\
+             [[dkim.key]]\nselector = \"b\"\ndomain = \"not a domain\"\nprivate_key = \"b.pem\"\n",
+            "dkim.key[2].domain",
+        ),
+        (
+            "[[dkim.key]]\nselector = \"a\"\ndomain = \"example.fr\"\n",
+            "private_key",
+        ),
+    ];
+    for (text, names) in cases {
+        let output = status_with(&campaign, text, &[]);
+        assert_config_error(&output, names);
+    }
+}

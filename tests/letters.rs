@@ -428,6 +428,53 @@ fn dkim_signs_with_an_ed25519_key() {
     check_dkim(&signed_message("ed25519.pem"), "ed25519");
 }
 
+/// Two keys under `[[dkim.key]]`: every letter carries one signature per key, RSA first, each
+/// covering the same headers and the same body.
+#[test]
+fn dual_signing_puts_an_rsa_and_an_ed25519_signature_on_every_letter() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["rsa.pem", "ed25519.pem"] {
+        let key = dir.path().join(file);
+        std::fs::copy(manifest_dir().join("tests/keys").join(file), &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = config_with(
+        dir.path(),
+        "[[dkim.key]]\nselector = \"rsa2025\"\ndomain = \"notification.example.fr\"\nprivate_key = \"rsa.pem\"\n\
+         [[dkim.key]]\nselector = \"ed2025\"\ndomain = \"notification.example.fr\"\nprivate_key = \"ed25519.pem\"\n",
+    );
+    let builder = MessageBuilder::new(&config, KEY).expect("builder with two keys");
+    let letters = Letters::load(&config).expect("letters load");
+    let p = person("X", "fr");
+    let letter = letters.render(&p).expect("renders");
+    let bytes = builder
+        .build(&p, &letter, chrono::Utc::now())
+        .expect("builds")
+        .bytes;
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let (headers, _) = text.split_once("\r\n\r\n").unwrap();
+    let signatures: Vec<&str> = headers
+        .split("\r\n")
+        .filter(|line| line.starts_with("DKIM-Signature:"))
+        .collect();
+    assert_eq!(signatures.len(), 2, "{headers}");
+    assert!(signatures[0].contains("a=rsa-sha256") && signatures[0].contains("s=rsa2025;"));
+    assert!(signatures[1].contains("a=ed25519-sha256") && signatures[1].contains("s=ed2025;"));
+    // Each, read as the only one, is a complete signature of the letter.
+    let second = text.find("\r\nDKIM-Signature:").expect("second signature") + 2;
+    let second_end = second
+        + text[second..]
+            .match_indices("\r\n")
+            .find(|(at, _)| !text[second + at + 2..].starts_with([' ', '\t']))
+            .expect("end of the second signature")
+            .0
+        + 2;
+    let rsa_only = format!("{}{}", &text[..second], &text[second_end..]);
+    check_dkim(rsa_only.as_bytes(), "rsa");
+    check_dkim(&bytes[second..], "ed25519");
+}
+
 #[test]
 fn a_dkim_key_readable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;

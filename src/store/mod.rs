@@ -24,6 +24,7 @@ pub mod bounces;
 pub mod campaign;
 pub mod confirmation;
 pub mod deliveries;
+pub mod dns;
 pub mod extract;
 pub mod helpline;
 pub mod ledger;

@@ -61,6 +61,25 @@ for check in "${checks[@]}"; do
             "$python" "$repo/tests/e2e/dkim_verify.py" "$campaign/dkim-$kind.pem" \
                 "$work/preview-$kind"/*.eml
         done
+        # Dual signing: an RSA and an Ed25519 key under two selectors, two signatures a letter.
+        sed 's/^# reply_to = .*/reply_to = "dpo@france-emploi.example.fr"/' \
+            "$campaign/breachmail.toml" >"$campaign/dual.toml"
+        cat >>"$campaign/dual.toml" <<TOML
+
+[[dkim.key]]
+selector = "rsa2025"
+domain = "notification.example.fr"
+private_key = "dkim-rsa.pem"
+
+[[dkim.key]]
+selector = "ed2025"
+domain = "notification.example.fr"
+private_key = "dkim-ed25519.pem"
+TOML
+        "$bin" -q --config "$campaign/dual.toml" preview --all --out "$work/preview-dual" >/dev/null
+        "$python" "$repo/tests/e2e/dkim_verify.py" \
+            "rsa2025=$campaign/dkim-rsa.pem,ed2025=$campaign/dkim-ed25519.pem" \
+            "$work/preview-dual"/*.eml
         ;;
     spamassassin)
         command -v spamassassin >/dev/null ||
