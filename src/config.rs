@@ -99,6 +99,9 @@ pub struct Smtp {
     pub username: Option<String>,
     pub max_connections: usize,
     pub timeout: Duration,
+    /// Ask relays that offer it for delivery status notifications (RFC 3461), so that `bounces`
+    /// learns which letters the people's providers accepted (`delivered`).
+    pub delivery_notifications: bool,
     /// `smtp.tls_ca`, `smtp.tls_server_name`.
     pub tls: crate::tls::TlsSettings,
 }
@@ -118,6 +121,8 @@ pub struct RelayEntry {
     pub max_connections: usize,
     /// Letters per second through this relay; 0: only `rate.per_second` applies.
     pub per_second: u32,
+    /// Ask this relay for delivery status notifications when it offers them.
+    pub delivery_notifications: bool,
     /// How its certificate is verified (`tls_ca`, `tls_server_name`).
     pub tls: crate::tls::TlsSettings,
     /// Where its keys are, as errors name them: `smtp` or `relay[N]`.
@@ -325,6 +330,7 @@ struct FileSmtp {
     username: Option<String>,
     max_connections: i64,
     timeout: String,
+    delivery_notifications: bool,
     tls_ca: Option<String>,
     tls_server_name: Option<String>,
 }
@@ -336,6 +342,7 @@ impl Default for FileSmtp {
             username: None,
             max_connections: 8,
             timeout: "30s".into(),
+            delivery_notifications: true,
             tls_ca: None,
             tls_server_name: None,
         }
@@ -354,6 +361,8 @@ struct FileRelay {
     max_connections: Option<i64>,
     #[serde(default)]
     per_second: i64,
+    /// Default: `smtp.delivery_notifications`.
+    delivery_notifications: Option<bool>,
     tls_ca: Option<String>,
     tls_server_name: Option<String>,
 }
@@ -668,6 +677,7 @@ impl Config {
             username: file.smtp.username.filter(|u| !u.is_empty()),
             max_connections: max_connections as usize,
             timeout: duration("smtp.timeout", &file.smtp.timeout)?,
+            delivery_notifications: file.smtp.delivery_notifications,
             tls: tls_settings("smtp", &file.smtp.tls_ca, &file.smtp.tls_server_name, dir)?,
         };
         let relays = relay_entries(&file.relay, &smtp, dir)?;
@@ -879,6 +889,7 @@ fn relay_entries(
             weight: 1,
             max_connections: smtp.max_connections,
             per_second: 0,
+            delivery_notifications: smtp.delivery_notifications,
             tls: smtp.tls.clone(),
             section: "smtp".to_owned(),
         }]);
@@ -945,6 +956,9 @@ fn relay_entries(
             weight: weight as u32,
             max_connections: max_connections as usize,
             per_second: non_negative(&key("per_second"), entry.per_second)?,
+            delivery_notifications: entry
+                .delivery_notifications
+                .unwrap_or(smtp.delivery_notifications),
             tls: tls_settings(
                 &format!("relay[{i}]"),
                 &entry.tls_ca,

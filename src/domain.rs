@@ -287,10 +287,13 @@ pub enum DeliveryState {
     Failed,
     Bounced,
     NoEmail,
+    /// The relay reported (a delivery status notification) that the person's provider
+    /// accepted the letter: past the relay, not read.
+    Delivered,
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 7] = [
+    pub const ALL: [DeliveryState; 8] = [
         DeliveryState::Pending,
         DeliveryState::Sending,
         DeliveryState::Sent,
@@ -298,6 +301,7 @@ impl DeliveryState {
         DeliveryState::Failed,
         DeliveryState::Bounced,
         DeliveryState::NoEmail,
+        DeliveryState::Delivered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -309,6 +313,7 @@ impl DeliveryState {
             DeliveryState::Failed => "failed",
             DeliveryState::Bounced => "bounced",
             DeliveryState::NoEmail => "no_email",
+            DeliveryState::Delivered => "delivered",
         }
     }
 
@@ -351,6 +356,10 @@ impl DeliveryState {
         DeliveryState::Bounced,
         DeliveryState::NoEmail,
     ];
+    /// Handed to a relay and not known to have failed: the first of the three levels (handed to
+    /// the relay / accepted by the provider / bounced). `delivered` is the second.
+    pub const HANDED_OVER: &'static [DeliveryState] =
+        &[DeliveryState::Sent, DeliveryState::Delivered];
 }
 
 /// A set of states as an SQL list, `'pending','deferred'`, for `state IN (...)`. The names are
@@ -388,10 +397,12 @@ pub enum EventKind {
     Delayed,
     /// The person marked the letter as spam (a provider's ARF feedback report).
     Complained,
+    /// The relay reported the person's provider accepted the letter (`sent` → `delivered`).
+    Delivered,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Imported,
         EventKind::Updated,
         EventKind::Claimed,
@@ -408,6 +419,7 @@ impl EventKind {
         EventKind::CallNote,
         EventKind::Delayed,
         EventKind::Complained,
+        EventKind::Delivered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -428,6 +440,7 @@ impl EventKind {
             EventKind::CallNote => "call_note",
             EventKind::Delayed => "delayed",
             EventKind::Complained => "complained",
+            EventKind::Delivered => "delivered",
         }
     }
 }
@@ -458,7 +471,8 @@ impl fmt::Display for EventKind {
 ///     │        ▲  ▲              │ │ └─defer─► deferred ─claim─┘ (back to sending)
 ///     ▼        │  └──release─────┘ └─fail───► failed
 ///  no_email ─update      (recover: a dead run's sending ─► pending)
-///  resend: sent, deferred, failed, bounced, no_email, pending ─► pending (new generation)
+///  sent ─deliver─► delivered ─bounce─► bounced  (the relay's notifications, RFC 3461)
+///  resend: sent, delivered, deferred, failed, bounced, no_email, pending ─► pending (new generation)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transition {
@@ -477,10 +491,12 @@ pub enum Transition {
     Bounce,
     /// A new generation of the same delivery, to the current (or another) address.
     Resend,
+    /// The relay's notification says the person's provider accepted the letter.
+    Deliver,
 }
 
 impl Transition {
-    pub const ALL: [Transition; 10] = [
+    pub const ALL: [Transition; 11] = [
         Transition::Import,
         Transition::Update,
         Transition::Claim,
@@ -491,6 +507,7 @@ impl Transition {
         Transition::Recover,
         Transition::Bounce,
         Transition::Resend,
+        Transition::Deliver,
     ];
 
     /// The event that records it.
@@ -506,6 +523,7 @@ impl Transition {
             Transition::Recover => EventKind::Recovered,
             Transition::Bounce => EventKind::Bounced,
             Transition::Resend => EventKind::Resend,
+            Transition::Deliver => EventKind::Delivered,
         }
     }
 
@@ -521,8 +539,11 @@ impl Transition {
             | Transition::Fail
             | Transition::Release
             | Transition::Recover => &[Sending],
-            Transition::Bounce => &[Sent],
-            Transition::Resend => &[Pending, Sent, Deferred, Failed, Bounced, NoEmail],
+            // A provider may accept a letter and bounce it later (a forwarding, a mailbox
+            // closed since): the bounce still counts.
+            Transition::Bounce => DeliveryState::HANDED_OVER,
+            Transition::Resend => &[Pending, Sent, Delivered, Deferred, Failed, Bounced, NoEmail],
+            Transition::Deliver => &[Sent],
         }
     }
 
@@ -540,6 +561,7 @@ impl Transition {
             Transition::Recover => &[Pending],
             Transition::Bounce => &[Bounced],
             Transition::Resend => &[Pending],
+            Transition::Deliver => &[Delivered],
         }
     }
 
@@ -791,6 +813,18 @@ mod tests {
         assert!(!Transition::Release.allows(Some(DeliveryState::Sent), DeliveryState::Pending));
         assert!(!Transition::Send.allows(Some(DeliveryState::Pending), DeliveryState::Sent));
         assert_eq!(sql_states(DeliveryState::DUE), "'pending','deferred'");
+        assert!(Transition::Deliver.allows(Some(DeliveryState::Sent), DeliveryState::Delivered));
+        assert!(Transition::Bounce.allows(Some(DeliveryState::Delivered), DeliveryState::Bounced));
+        assert!(
+            !Transition::Deliver.allows(Some(DeliveryState::Bounced), DeliveryState::Delivered)
+        );
+        for set in [
+            DeliveryState::DUE,
+            DeliveryState::STILL_TO_SEND,
+            DeliveryState::NOT_REACHED,
+        ] {
+            assert!(!set.contains(&DeliveryState::Delivered), "{set:?}");
+        }
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), kind);
         }

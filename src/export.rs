@@ -68,9 +68,17 @@ pub struct AuditRow {
     pub postal_fallback: bool,
     /// The relay that answered for the letter (`host:port`), when one did.
     pub relay: Option<String>,
+    /// The relay was asked to report the letter's fate (RFC 3461 delivery notifications).
+    pub delivery_notifications: bool,
+    /// When the person's provider accepted the letter, as the relay reported.
+    pub delivered_at: Option<String>,
+    /// The provider's server that accepted it (Remote-MTA).
+    pub delivered_by: Option<String>,
+    /// The provider's reply (`250 2.0.0 Ok: queued as …`).
+    pub delivered_reply: Option<String>,
 }
 
-pub const AUDIT_COLUMNS: [&str; 20] = [
+pub const AUDIT_COLUMNS: [&str; 24] = [
     "ref",
     "notice_id",
     "email",
@@ -91,6 +99,10 @@ pub const AUDIT_COLUMNS: [&str; 20] = [
     "possible_duplicate",
     "postal_fallback",
     "relay",
+    "delivery_notifications",
+    "delivered_at",
+    "delivered_by",
+    "delivered_reply",
 ];
 
 /// One recorded step of one person's timeline.
@@ -153,11 +165,15 @@ impl AuditRow {
             possible_duplicate: record.possible_duplicate,
             postal_fallback,
             relay: record.relay,
+            delivery_notifications: record.confirmation.notify_requested,
+            delivered_at: time(record.confirmation.delivered_at),
+            delivered_by: record.confirmation.delivered_by,
+            delivered_reply: mask(record.confirmation.delivered_reply),
         }
     }
 
     /// The CSV cells, in the audit's language (states, yes/no and times; the rest as is).
-    fn cells(&self, words: &AuditWords) -> [Cow<'_, str>; 20] {
+    fn cells(&self, words: &AuditWords) -> [Cow<'_, str>; 24] {
         let text = text_cell;
         let time = |t| time_cell(words, t);
         [
@@ -181,6 +197,10 @@ impl AuditRow {
             Cow::from(words.yes_no(self.possible_duplicate)),
             Cow::from(words.yes_no(self.postal_fallback)),
             text(&self.relay),
+            Cow::from(words.yes_no(self.delivery_notifications)),
+            time(&self.delivered_at),
+            text(&self.delivered_by),
+            text(&self.delivered_reply),
         ]
     }
 }
@@ -499,6 +519,10 @@ mod tests {
             possible_duplicate: false,
             postal_fallback: true,
             relay: None,
+            delivery_notifications: false,
+            delivered_at: None,
+            delivered_by: None,
+            delivered_reply: None,
         };
         let json = serde_json::to_value(&row).unwrap();
         let keys: Vec<&str> = json

@@ -97,6 +97,9 @@ pub struct PersonReport {
     pub state_words: String,
     pub generation: i64,
     pub purged: bool,
+    /// Where the letter stands past the relay, in one sentence (handed to the relay, accepted
+    /// by the person's provider, or bounced); None before it was handed over.
+    pub past_the_relay: Option<String>,
     /// What the organisation sent this person, and what to tell the caller.
     pub verdict: PersonVerdict,
     /// The same, machine-readable: by which channel, when, to which (masked) address.
@@ -296,13 +299,21 @@ pub async fn report(
             ..b
         })
         .collect();
-    let delivery = delivery.map(|d| store::DeliveryRow {
+    let mut delivery = delivery.map(|d| store::DeliveryRow {
         email: d.email.as_deref().map(mask_email),
         smtp_reply: d.smtp_reply.as_deref().map(mask_addresses),
         last_error: d.last_error.as_deref().map(mask_addresses),
         bounce_diagnostic: d.bounce_diagnostic.as_deref().map(mask_addresses),
         ..d
     });
+    if let Some(d) = delivery.as_mut() {
+        d.confirmation.delivered_reply = d
+            .confirmation
+            .delivered_reply
+            .as_deref()
+            .map(mask_addresses);
+    }
+    let past_the_relay = delivery.as_ref().and_then(past_the_relay);
     let letter_as_sent = sent_letters.last().map(|letter| LetterAsSent {
         generation: letter.generation,
         at: format_time(Some(letter.sent_at)),
@@ -365,6 +376,7 @@ pub async fn report(
         state_words: voice.state(state),
         generation: person.generation,
         purged: person.purged,
+        past_the_relay,
         verdict,
         sent,
         letter_as_sent,
@@ -377,6 +389,49 @@ pub async fn report(
         timeline,
         paper_requested,
     }))
+}
+
+/// The three levels in one sentence: handed to the relay, accepted by the person's provider,
+/// bounced.
+fn past_the_relay(delivery: &store::DeliveryRow) -> Option<String> {
+    use crate::domain::DeliveryState;
+    let state: DeliveryState = delivery.state.parse().ok()?;
+    let confirmation = &delivery.confirmation;
+    let sent = format_time(delivery.sent_at);
+    match state {
+        DeliveryState::Delivered => Some(format!(
+            "accepted by the person's provider{} at {}{} (not a proof that it was read)",
+            confirmation
+                .delivered_by
+                .as_deref()
+                .map(|by| format!(" ({by})"))
+                .unwrap_or_default(),
+            format_time(confirmation.delivered_at),
+            confirmation
+                .delivered_reply
+                .as_deref()
+                .map(|reply| format!(": {reply}"))
+                .unwrap_or_default()
+        )),
+        DeliveryState::Sent if confirmation.notify_requested => Some(format!(
+            "handed to the relay at {sent}; no word yet from the person's provider: still at the relay"
+        )),
+        DeliveryState::Sent => Some(format!(
+            "handed to the relay at {sent}; this relay does not confirm delivery"
+        )),
+        DeliveryState::Bounced => Some(format!(
+            "bounced at {}{}",
+            format_time(delivery.bounced_at),
+            confirmation
+                .delivered_at
+                .map(|at| format!(
+                    ", after the provider had accepted it at {}",
+                    format_time(Some(at))
+                ))
+                .unwrap_or_default()
+        )),
+        _ => None,
+    }
 }
 
 /// What the organisation sent one person: the last e-mail that went out (and whether it came

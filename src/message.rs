@@ -33,6 +33,9 @@ pub struct Outgoing {
     pub envelope_from: String,
     /// The SMTP envelope recipient (`RCPT TO`).
     pub recipient: String,
+    /// The person's notice id: the envelope id (RFC 3461 `ENVID`) a relay's delivery status
+    /// notifications quote back.
+    pub notice_id: String,
     /// Its name in a folder (`preview`, the `file://` transport): [`crate::pipeline::file_name`].
     pub file_name: String,
     pub bytes: Vec<u8>,
@@ -150,6 +153,7 @@ impl MessageBuilder {
             message_id,
             envelope_from,
             recipient: address.to_string(),
+            notice_id: person.notice_id.to_string(),
             file_name: crate::pipeline::file_name(person),
             bytes: self.dkim.sign(message.formatted(), date.timestamp()),
         })

@@ -118,6 +118,7 @@ async fn erase(tx: &mut SqliteConnection) -> anyhow::Result<PurgeSummary> {
             smtp_reply: scrub(replies.smtp_reply),
             last_error: scrub(replies.last_error),
             bounce_diagnostic: scrub(replies.bounce_diagnostic),
+            delivered_reply: scrub(replies.delivered_reply),
         };
         store::rewrite_replies(tx, &scrubbed).await?;
         summary.replies_scrubbed += 1;

@@ -427,6 +427,13 @@ impl Words {
                 ("sans adresse", "sans adresse"),
                 ("no e-mail address", "no e-mail address"),
             ),
+            DeliveryState::Delivered => (
+                (
+                    "acceptée par le fournisseur",
+                    "acceptées par le fournisseur",
+                ),
+                ("delivered", "delivered"),
+            ),
         };
         if self.french() { fr } else { en }
     }
@@ -860,6 +867,7 @@ const SECTIONS: &[fn(&Page) -> String] = &[
     sent_over_time_section,
     plan_section,
     states_section,
+    past_the_relay_section,
     not_reached_section,
     domains_section,
     complaints_section,
@@ -1063,6 +1071,7 @@ fn reconciliation_line(page: &Page) -> String {
         (recon.pending, DeliveryState::Pending),
         (recon.deferred, DeliveryState::Deferred),
         (recon.sending, DeliveryState::Sending),
+        (recon.delivered, DeliveryState::Delivered),
     ]
     .map(|(count, state)| page.count(count, words.state_forms(state)))
     .join(" + ");
@@ -1165,10 +1174,8 @@ fn totals_section(page: &Page) -> String {
         escape_html(words.totals)
     );
     out.push_str(&card(locale.int(status.total), words.card_imported));
-    out.push_str(&card(
-        locale.int(status.count(DeliveryState::Sent)),
-        words.card_sent,
-    ));
+    // Handed to the relay: `sent` and `delivered` alike.
+    out.push_str(&card(locale.int(status.progress.sent), words.card_sent));
     out.push_str(&card(
         locale.percent(status.progress.reached_percent),
         words.card_handed_share,
@@ -1385,6 +1392,7 @@ fn state_colour(state: DeliveryState) -> &'static str {
         DeliveryState::Pending => "#4a6fa5",
         DeliveryState::Sending => "#2a8bb5",
         DeliveryState::Sent => "#2f7d4f",
+        DeliveryState::Delivered => "#1f5f3a",
         DeliveryState::Deferred => "#c48a12",
         DeliveryState::Failed => "#b3261e",
         DeliveryState::Bounced => "#8e3b8e",
@@ -1760,6 +1768,102 @@ fn relays_section(page: &Page) -> String {
         );
     }
     out.push_str("</table>\n</section>\n");
+    out
+}
+
+/// The three levels past the relay (handed to the relay / accepted by the person's provider /
+/// bounced), the relays that confirm nothing, and per provider how long acceptance took.
+fn past_the_relay_section(page: &Page) -> String {
+    let past = &page.facts.status.past_the_relay;
+    let counts = &past.counts;
+    let french = page.words.lang == "fr";
+    let text = |fr: &'static str, en: &'static str| if french { fr } else { en };
+    let mut out = format!(
+        "<section>\n<h2>{}</h2>\n<div class=\"cards\">",
+        text("Au-delà du relais", "Past the relay")
+    );
+    let int = |n: i64| page.locale.int(n);
+    out.push_str(&card(
+        int(counts.handed_to_relay),
+        text("remises au relais", "handed to the relay"),
+    ));
+    out.push_str(&card(
+        int(counts.accepted_by_provider),
+        text(
+            "acceptées par le fournisseur du destinataire",
+            "accepted by the person's provider",
+        ),
+    ));
+    out.push_str(&card(
+        int(counts.bounced),
+        text("revenues en erreur", "bounced"),
+    ));
+    out.push_str(&card(
+        int(counts.still_at_relay),
+        text("encore au relais", "still at the relay"),
+    ));
+    out.push_str("</div>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"sub\">{}</p>",
+        escape_html(text(
+            "« acceptée » : le serveur du fournisseur (Orange, Gmail…) a pris la lettre, selon l'avis de remise du relais (RFC 3461). Cela ne dit pas que la personne l'a lue.",
+            "\"accepted\": the provider's server (Orange, Gmail...) took the letter, as the relay's delivery status notification says (RFC 3461). It does not say that the person read it.",
+        ))
+    );
+    for relay in past.relays.iter().filter(|r| !r.requested) {
+        let _ = writeln!(
+            out,
+            "<p class=\"bad\"><code>{}</code> {}</p>",
+            escape_html(&relay.relay),
+            escape_html(text(
+                "ne confirme pas la remise (pas d'avis de remise DSN) : ses lettres restent « envoyées ».",
+                "does not confirm delivery (no DSN delivery notifications): its letters stay \"sent\".",
+            ))
+        );
+    }
+    if counts.not_confirmed > 0 {
+        let _ = writeln!(
+            out,
+            "<p>{}: {}</p>",
+            escape_html(text(
+                "envoyées par un relais qui ne confirme pas la remise",
+                "sent through a relay that does not confirm delivery"
+            )),
+            int(counts.not_confirmed)
+        );
+    }
+    if !past.providers.is_empty() {
+        let _ = writeln!(
+            out,
+            "<table>\n<tr><th>{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th>\
+             <th class=\"n\">{}</th><th class=\"n\">{}</th></tr>",
+            text("fournisseur", "provider"),
+            text("encore au relais", "still at the relay"),
+            text("acceptées", "accepted"),
+            text("attente médiane", "median wait"),
+            text("95 % en moins de", "95% within"),
+        );
+        let wait = |seconds: Option<f64>| {
+            seconds.map_or("-".to_owned(), |s| {
+                format!("{}\u{a0}s", int(s.round() as i64))
+            })
+        };
+        for provider in &past.providers {
+            let _ = writeln!(
+                out,
+                "<tr><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                escape_html(&provider.domain),
+                int(provider.still_at_relay),
+                int(provider.accepted),
+                wait(provider.median_seconds),
+                wait(provider.p95_seconds)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</section>\n");
     out
 }
 

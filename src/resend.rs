@@ -119,7 +119,9 @@ fn decide(candidate: &Candidate) -> Decision {
     if candidate.state == DeliveryState::NoEmail {
         return Decision::NoAddress;
     }
-    if !after_failure && candidate.state != DeliveryState::Sent {
+    // An explicit resend may follow a letter handed over, whether or not its provider
+    // confirmed it (`delivered`): a corrected letter goes to everyone named.
+    if !after_failure && !DeliveryState::HANDED_OVER.contains(&candidate.state) {
         return Decision::NotEligible;
     }
     let failed = if after_failure {

@@ -879,6 +879,17 @@ impl SendJob {
         crate::store::relay::record_pacing(&self.pool, self.run_id, &slowed)
             .await
             .context("while recording what the run slowed down")?;
+        let notifications: Vec<_> = lanes
+            .lanes
+            .iter()
+            .filter_map(|lane| {
+                let seen = lane.relayer.notifications()?;
+                Some((lane.relayer.name().to_owned(), seen))
+            })
+            .collect();
+        crate::store::relay::record_notifications(&self.pool, self.run_id, &notifications)
+            .await
+            .context("while recording which relays offered delivery status notifications")?;
         // With one relay, a failure since its last success ends the run as unreachable; with
         // several, only when every one of them is down.
         if reason == StopReason::NothingDue && (lanes.lanes.len() == 1 || lanes.all_down()) {
@@ -1409,7 +1420,7 @@ fn outcome_of(
 ) -> Outcome {
     let now = crate::db::now_ms();
     let (reason, possible_duplicate) = match attempt {
-        Attempt::Accepted { reply } => {
+        Attempt::Accepted { reply, notify } => {
             let sha256 = message.sha256();
             return Outcome::Sent {
                 reply,
@@ -1417,6 +1428,7 @@ fn outcome_of(
                 fingerprint,
                 sha256,
                 email: message.recipient,
+                notify,
             };
         }
         Attempt::Rejected { reply } => {

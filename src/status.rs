@@ -48,6 +48,21 @@ pub struct Status {
     pub plan: Option<crate::plan::PlanReport>,
     /// The last `check --dns`: None when it never ran.
     pub dns_check: Option<crate::store::dns::LastDnsCheck>,
+    /// Past the relay: accepted by the providers, still at the relay, never to be confirmed.
+    pub past_the_relay: PastTheRelay,
+}
+
+/// The three levels (handed to the relay / accepted by the provider / bounced), per provider
+/// how long acceptance took, and the relays that confirm nothing.
+#[derive(Debug, Serialize)]
+pub struct PastTheRelay {
+    #[serde(flatten)]
+    pub counts: crate::store::confirmation::Confirmation,
+    /// The providers with the most letters still at the relay, then the most accepted.
+    pub providers: Vec<crate::store::confirmation::ProviderWait>,
+    /// Each relay as its latest send run found it: whether it offered delivery status
+    /// notifications and whether they were asked for.
+    pub relays: Vec<crate::store::relay::RelayConfirms>,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +78,7 @@ pub struct LastRun {
 pub struct Progress {
     /// People with an address: the ones e-mail can reach at all.
     pub reachable: i64,
+    /// Handed to a relay: `sent` and `delivered`.
     pub sent: i64,
     /// sent / reachable, in percent (100 when nobody has an address).
     pub reached_percent: f64,
@@ -150,7 +166,8 @@ impl FinishLimit {
     }
 }
 
-/// people = sent + bounced + failed + no_email + pending + deferred + sending, checked.
+/// people = sent + bounced + failed + no_email + pending + deferred + sending + delivered,
+/// checked.
 #[derive(Debug, Serialize)]
 pub struct Reconciliation {
     pub ok: bool,
@@ -162,13 +179,14 @@ pub struct Reconciliation {
     pub pending: i64,
     pub deferred: i64,
     pub sending: i64,
+    pub delivered: i64,
 }
 
 impl Reconciliation {
     /// The sum spelled out, as `status` and `export audit` state it.
     pub fn line(&self) -> String {
         format!(
-            "reconciliation: {}, {} people = {} sent + {} bounced + {} failed + {} no_email + {} pending + {} deferred + {} sending",
+            "reconciliation: {}, {} people = {} sent + {} bounced + {} failed + {} no_email + {} pending + {} deferred + {} sending + {} delivered",
             if self.ok { "ok" } else { "MISMATCH" },
             self.people,
             self.sent,
@@ -177,7 +195,8 @@ impl Reconciliation {
             self.no_email,
             self.pending,
             self.deferred,
-            self.sending
+            self.sending,
+            self.delivered
         )
     }
 }
@@ -356,6 +375,7 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         (DeliveryState::Failed, reconciliation.failed),
         (DeliveryState::Bounced, reconciliation.bounced),
         (DeliveryState::NoEmail, reconciliation.no_email),
+        (DeliveryState::Delivered, reconciliation.delivered),
     ]
     .into_iter()
     .map(|(state, count)| (state.as_str(), count))
@@ -369,11 +389,12 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         failed: run.failed,
     });
     let reachable = reconciliation.people - reconciliation.no_email;
+    let handed_over = reconciliation.sent + reconciliation.delivered;
     let progress = Progress {
         reachable,
-        sent: reconciliation.sent,
+        sent: handed_over,
         reached_percent: if reachable > 0 {
-            100.0 * reconciliation.sent as f64 / reachable as f64
+            100.0 * handed_over as f64 / reachable as f64
         } else {
             100.0
         },
@@ -390,6 +411,12 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
     let domains = store::status::top_domains(&mut *conn, DOMAINS_SHOWN).await?;
     let relays = crate::store::relay::counts_by_relay(&mut *conn).await?;
     let slowed = crate::store::relay::slowed_in_last_run(&mut *conn).await?;
+    let past_the_relay = PastTheRelay {
+        counts: crate::store::confirmation::counts(&mut *conn).await?,
+        providers: crate::store::confirmation::providers(&mut *conn, DOMAINS_SHOWN as usize)
+            .await?,
+        relays: crate::store::relay::notifications_by_relay(&mut *conn).await?,
+    };
     let imports = imports(&mut *conn, reconciliation.people).await?;
     Ok(Status {
         total: reconciliation.people,
@@ -408,6 +435,7 @@ pub async fn collect_on(conn: &mut SqliteConnection) -> anyhow::Result<Status> {
         imports,
         plan: None,
         dns_check: crate::store::dns::last(&mut *conn).await?,
+        past_the_relay,
     })
 }
 
@@ -431,6 +459,7 @@ pub async fn reconcile(conn: &mut SqliteConnection) -> anyhow::Result<Reconcilia
         pending: count(DeliveryState::Pending),
         deferred: count(DeliveryState::Deferred),
         sending: count(DeliveryState::Sending),
+        delivered: count(DeliveryState::Delivered),
     };
     let counted: i64 = counts.values().sum();
     if counted != people {
@@ -731,6 +760,10 @@ pub fn render_table(status: &Status) -> String {
     for reason in &not_reached.bounce_reasons {
         line(format!("  bounced {:>8}  {}", reason.count, reason.reason));
     }
+    line(String::new());
+    for text in past_the_relay_lines(&status.past_the_relay) {
+        line(text);
+    }
     if !status.domains.is_empty() {
         line(String::new());
         line(format!(
@@ -784,8 +817,14 @@ pub fn render_table(status: &Status) -> String {
     line(String::new());
     match &status.estimated_finish {
         Some(estimate) if estimate.still_due == 0 => line(format!(
-            "finished        {} (nothing left to send)",
-            estimate.at
+            "finished        {} (nothing left to send{})",
+            estimate.at,
+            match status.past_the_relay.counts.still_at_relay {
+                0 => String::new(),
+                waiting => format!(
+                    "; {waiting} still at the relay, not yet accepted by the person's provider"
+                ),
+            }
         )),
         Some(estimate) => line(format!(
             "estimated finish {} ({} still due, in {}; limited by {}){}",
@@ -809,6 +848,50 @@ pub fn render_table(status: &Status) -> String {
         out.push_str(&crate::plan::render_text(plan));
     }
     out
+}
+
+/// The three levels, the relays that confirm nothing, and the providers' waits, for `status`.
+fn past_the_relay_lines(past: &PastTheRelay) -> Vec<String> {
+    let counts = &past.counts;
+    let mut lines = vec![format!(
+        "past the relay  {} handed to the relay, {} accepted by the provider, {} bounced; {} still at the relay, {} sent through a relay that does not confirm delivery",
+        counts.handed_to_relay,
+        counts.accepted_by_provider,
+        counts.bounced,
+        counts.still_at_relay,
+        counts.not_confirmed
+    )];
+    for relay in past.relays.iter().filter(|r| !r.requested) {
+        let why = if relay.offered {
+            "delivery notifications are turned off (delivery_notifications = false)"
+        } else {
+            "it does not offer delivery status notifications (DSN)"
+        };
+        lines.push(format!(
+            "  relay {} does not confirm delivery: {why}; its letters stay `sent`",
+            relay.relay
+        ));
+    }
+    if past.providers.is_empty() {
+        return lines;
+    }
+    lines.push(format!(
+        "  {:<30} {:>14} {:>9} {:>12} {:>12}",
+        "provider", "at the relay", "accepted", "median wait", "95% within"
+    ));
+    let wait =
+        |seconds: Option<f64>| seconds.map_or("-".to_owned(), |s| human_duration(s.round() as u64));
+    for provider in &past.providers {
+        lines.push(format!(
+            "  {:<30} {:>14} {:>9} {:>12} {:>12}",
+            provider.domain,
+            provider.still_at_relay,
+            provider.accepted,
+            wait(provider.median_seconds),
+            wait(provider.p95_seconds)
+        ));
+    }
+    lines
 }
 
 fn human_duration(seconds: u64) -> String {

@@ -14,7 +14,9 @@ use std::time::Duration;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt, Rset, Starttls};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::extension::{
+    ClientId, Extension, MailBodyParameter, MailParameter, RcptParameter,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, Relay};
@@ -28,8 +30,9 @@ mod readable;
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// 2xx after the final dot: the relay has it. The reply holds its queue id.
-    Accepted { reply: String },
+    /// 2xx after the final dot: the relay has it. The reply holds its queue id; `notify`: the
+    /// relay was asked for delivery status notifications for it (RFC 3461).
+    Accepted { reply: String, notify: bool },
     /// 4xx, or the connection broke before the final dot: try again later.
     Deferred {
         reply: String,
@@ -75,6 +78,26 @@ pub struct Relayer {
     section: String,
     /// How this relay's certificate is verified ([`crate::tls`]); None for the outbox folder.
     tls: Option<Arc<crate::tls::TlsClient>>,
+    /// Ask for delivery status notifications when the relay offers them.
+    delivery_notifications: bool,
+    /// What this relay's sessions offered in this run, shared by its connections.
+    notifications_seen: Arc<NotificationsSeen>,
+}
+
+/// Whether a relay's sessions offered DSN (RFC 3461) during a run: set when a session opens.
+#[derive(Debug, Default)]
+struct NotificationsSeen {
+    offered: std::sync::atomic::AtomicBool,
+    not_offered: std::sync::atomic::AtomicBool,
+}
+
+/// What a run learnt of a relay's delivery status notifications, for the evidence and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayNotifications {
+    /// Its EHLO listed DSN (in every session of the run).
+    pub offered: bool,
+    /// Offered and asked for: each letter went with NOTIFY and ENVID.
+    pub requested: bool,
 }
 
 impl std::fmt::Debug for Relayer {
@@ -172,12 +195,32 @@ impl Relayer {
                 hello: ClientId::default(),
                 tls,
                 section: entry.section.clone(),
+                delivery_notifications: entry.delivery_notifications,
+                notifications_seen: Arc::default(),
             });
         }
         if relayers.is_empty() {
             return Err(crate::UsageError::new("no relay is configured"));
         }
         Ok(relayers)
+    }
+
+    /// Whether this relay's sessions offered delivery status notifications in this run, and
+    /// whether they were asked for; None when no session was opened.
+    pub fn notifications(&self) -> Option<RelayNotifications> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let seen = &self.notifications_seen;
+        let (yes, no) = (seen.offered.load(Relaxed), seen.not_offered.load(Relaxed));
+        if !yes && !no {
+            return None;
+        }
+        // A relay whose sessions disagreed (a pool of servers behind one name) cannot be
+        // counted on to confirm every letter.
+        let offered = yes && !no;
+        Some(RelayNotifications {
+            offered,
+            requested: offered && self.delivery_notifications,
+        })
     }
 
     /// How the database names this relay (`host:port`).
@@ -322,21 +365,34 @@ impl Relayer {
                 }
             }
         };
-        let (pipelining, chunking) =
-            learn_extensions(self.timeout, &self.hello, &mut session).await;
+        let offers = learn_extensions(self.timeout, &self.hello, &mut session).await;
+        self.note_offers(&offers);
         if let Some(login) = &self.credentials {
             self.log_in(&mut session, login, encrypted).await?;
         }
         Ok(Session {
             smtp: session,
-            pipelining,
-            chunking,
+            pipelining: offers.pipelining,
+            chunking: offers.chunking,
+            notify: offers.dsn && self.delivery_notifications,
             ahead: None,
         })
     }
 }
 
 impl Relayer {
+    fn note_offers(&self, offers: &Offers) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let seen = &self.notifications_seen;
+        if offers.dsn {
+            if !seen.offered.swap(true, Relaxed) && self.delivery_notifications {
+                tracing::info!(relay = %self.name, "the relay offers delivery status notifications: asking for them");
+            }
+        } else if !seen.not_offered.swap(true, Relaxed) {
+            tracing::warn!(relay = %self.name, "the relay does not offer delivery status notifications (DSN): its letters stay `sent`, no provider's acceptance will be known");
+        }
+    }
+
     /// AUTH PLAIN or LOGIN, only inside TLS. A refused login is the configuration's fault (the
     /// user name or the password): no retry mends it, so it stops the run, naming the keys.
     async fn log_in(
@@ -528,6 +584,9 @@ pub struct Session {
     pipelining: bool,
     /// RFC 3030: the message goes as one `BDAT n LAST` chunk, in the same write as the envelope.
     chunking: bool,
+    /// RFC 3461: the relay offers DSN and the setting asks for it: each envelope carries
+    /// `RET=HDRS ENVID=` and `NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=`.
+    notify: bool,
     /// The letter whose envelope (MAIL, RCPT, DATA) went behind the last message's final dot,
     /// its three replies not read yet (by its `file_name`, unique per person and generation).
     /// RFC 2920 § 3.1 lets a message be the first "command" of a group: one round trip a letter
@@ -596,6 +655,7 @@ async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
     match written {
         Ok(Ok(name)) => Attempt::Accepted {
             reply: format!("written to {name}"),
+            notify: false,
         },
         Ok(Err(e)) => Attempt::Unreachable {
             reason: format!("cannot write to the outbox: {e}"),
@@ -636,6 +696,10 @@ async fn deliver_over_smtp(
         in_step,
         open_transaction,
     } = transaction(relayer.timeout, open, message, next, may_commit).await;
+    let mut attempt = attempt;
+    if let Attempt::Accepted { notify, .. } = &mut attempt {
+        *notify = open.notify;
+    }
     // A refused recipient (or a refused DATA after it) leaves the transaction open: without
     // RSET the next MAIL would be "nested" (503) and the next person refused for nothing. After
     // the final dot the relay has closed the transaction itself, whatever it answered.
@@ -664,37 +728,100 @@ async fn deliver_over_smtp(
     attempt
 }
 
-/// lettre keeps only the extensions it uses; PIPELINING and CHUNKING are read from a second
-/// EHLO (RFC 5321 allows it at any time; it is sent before AUTH, so no relay can take it as
-/// the end of the login). A relay that does not answer it is used without them. CHUNKING is
-/// used only with PIPELINING: alone it saves nothing.
+/// What a relay's EHLO offered beyond what lettre reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Offers {
+    pipelining: bool,
+    /// Used only with PIPELINING: alone it saves nothing.
+    chunking: bool,
+    /// RFC 3461 delivery status notifications.
+    dsn: bool,
+}
+
+/// lettre keeps only the extensions it uses; PIPELINING, CHUNKING and DSN are read from a
+/// second EHLO (RFC 5321 allows it at any time; it is sent before AUTH, so no relay can take it
+/// as the end of the login). A relay that does not answer it is used without them.
 async fn learn_extensions(
     timeout: Duration,
     hello: &ClientId,
     smtp: &mut AsyncSmtpConnection,
-) -> (bool, bool) {
+) -> Offers {
     let Ok(reply) = bounded(timeout, smtp.command(Ehlo::new(hello.clone()))).await else {
-        return (false, false);
+        return Offers::default();
     };
+    let lines: Vec<&str> = reply.message().collect();
+    offers_of(&lines)
+}
+
+/// Reads the keywords of an EHLO reply's lines.
+fn offers_of(lines: &[&str]) -> Offers {
     let offers = |name: &str| {
-        reply.message().any(|line| {
+        lines.iter().any(|line| {
             line.split_whitespace()
                 .next()
                 .is_some_and(|keyword| keyword.eq_ignore_ascii_case(name))
         })
     };
     let pipelining = offers("PIPELINING");
-    (pipelining, pipelining && offers("CHUNKING"))
+    Offers {
+        pipelining,
+        chunking: pipelining && offers("CHUNKING"),
+        dsn: offers("DSN"),
+    }
 }
 
-/// The envelope of one letter, checked, with the MAIL parameters it needs.
+/// The envelope of one letter, checked, with the MAIL and RCPT parameters it needs.
 struct Envelope {
     from: Option<lettre::Address>,
     to: lettre::Address,
     parameters: Vec<MailParameter>,
+    rcpt_parameters: Vec<RcptParameter>,
 }
 
-fn envelope_of(smtp: &AsyncSmtpConnection, message: &Outgoing) -> Result<Envelope, Attempt> {
+impl Envelope {
+    fn mail(&self) -> Mail {
+        Mail::new(self.from.clone(), self.parameters.clone())
+    }
+
+    fn rcpt(&self) -> Rcpt {
+        Rcpt::new(self.to.clone(), self.rcpt_parameters.clone())
+    }
+}
+
+/// RFC 3461 parameters: the headers only come back in a notification (`RET=HDRS`: never the
+/// letter, which holds personal data), the notice id as the envelope id, and every outcome
+/// asked for. lettre xtext-encodes the values (RFC 3461 § 4: `+` and `=` and what is not
+/// printable ASCII as `+XX`). ORCPT is left out for an address outside ASCII: its `rfc822`
+/// type cannot carry one, and the VERP token matches the notification anyway.
+fn notification_parameters(message: &Outgoing) -> (Vec<MailParameter>, Vec<RcptParameter>) {
+    let mail = vec![
+        MailParameter::Other {
+            keyword: "RET".into(),
+            value: Some("HDRS".into()),
+        },
+        MailParameter::Other {
+            keyword: "ENVID".into(),
+            value: Some(message.notice_id.clone()),
+        },
+    ];
+    let mut rcpt = vec![RcptParameter::Other {
+        keyword: "NOTIFY".into(),
+        value: Some("SUCCESS,FAILURE,DELAY".into()),
+    }];
+    if message.recipient.is_ascii() {
+        rcpt.push(RcptParameter::Other {
+            keyword: "ORCPT".into(),
+            value: Some(format!("rfc822;{}", message.recipient)),
+        });
+    }
+    (mail, rcpt)
+}
+
+fn envelope_of(
+    smtp: &AsyncSmtpConnection,
+    notify: bool,
+    message: &Outgoing,
+) -> Result<Envelope, Attempt> {
     let (Ok(from), Ok(to)) = (
         message.envelope_from.parse::<lettre::Address>(),
         message.recipient.parse::<lettre::Address>(),
@@ -715,10 +842,17 @@ fn envelope_of(smtp: &AsyncSmtpConnection, message: &Outgoing) -> Result<Envelop
     if !message.bytes.is_ascii() && smtp.server_info().supports_feature(Extension::EightBitMime) {
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
+    let mut rcpt_parameters = Vec::new();
+    if notify {
+        let (mail, rcpt) = notification_parameters(message);
+        parameters.extend(mail);
+        rcpt_parameters = rcpt;
+    }
     Ok(Envelope {
         from: Some(from),
         to,
         parameters,
+        rcpt_parameters,
     })
 }
 
@@ -777,7 +911,7 @@ async fn transaction(
             return pipelined(timeout, session, None, text, next, may_commit).await;
         }
     }
-    let envelope = match envelope_of(&session.smtp, message) {
+    let envelope = match envelope_of(&session.smtp, session.notify, message) {
         Ok(envelope) => envelope,
         Err(refused) => {
             return Verdict {
@@ -808,11 +942,8 @@ async fn one_by_one(
     may_commit: MayCommit<'_>,
 ) -> Verdict {
     let steps: [(Step, Box<dyn std::fmt::Display + Send>); 3] = [
-        (
-            Step::MailFrom,
-            Box::new(Mail::new(envelope.from, envelope.parameters)),
-        ),
-        (Step::RcptTo, Box::new(Rcpt::new(envelope.to, vec![]))),
+        (Step::MailFrom, Box::new(envelope.mail())),
+        (Step::RcptTo, Box::new(envelope.rcpt())),
         (Step::Data, Box::new(Data)),
     ];
     for (step, command) in steps {
@@ -844,12 +975,7 @@ async fn one_by_one(
 
 /// MAIL, RCPT and DATA as one group (RFC 2920).
 fn envelope_group(envelope: Envelope) -> String {
-    format!(
-        "{}{}{}",
-        Mail::new(envelope.from, envelope.parameters),
-        Rcpt::new(envelope.to, vec![]),
-        Data
-    )
+    format!("{}{}{}", envelope.mail(), envelope.rcpt(), Data)
 }
 
 /// RFC 2920: MAIL, RCPT and DATA in one write, their three replies read together, then the
@@ -878,7 +1004,7 @@ async fn pipelined(
     }
     let ahead = next.and_then(|next| {
         std::str::from_utf8(&next.bytes).ok()?;
-        let envelope = envelope_of(&session.smtp, next).ok()?;
+        let envelope = envelope_of(&session.smtp, session.notify, next).ok()?;
         Some((next.file_name.clone(), envelope_group(envelope)))
     });
     let then = ahead.as_ref().map_or("", |(_, group)| group.as_str());
@@ -914,8 +1040,8 @@ async fn chunked(
     // ways deliver the same message.
     let commands = format!(
         "{}{}BDAT {} LAST\r\n",
-        Mail::new(envelope.from, envelope.parameters),
-        Rcpt::new(envelope.to, vec![]),
+        envelope.mail(),
+        envelope.rcpt(),
         text.len() + 2,
     );
     let mut group = String::with_capacity(commands.len() + text.len() + 2);
@@ -1012,6 +1138,7 @@ fn after_final_dot(
     match sent {
         Ok(response) => Attempt::Accepted {
             reply: reply_text(response.code().to_string(), response.message()),
+            notify: false,
         },
         Err(error) => match error.smtp_reply(Step::Message) {
             Some(reply) => classify(&reply),
@@ -1082,6 +1209,64 @@ pub fn classify(reply: &SmtpReply) -> Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dsn_is_read_from_the_ehlo_keywords_only() {
+        let postfix = [
+            "relay.example.fr",
+            "PIPELINING",
+            "SIZE 10240000",
+            "ETRN",
+            "STARTTLS",
+            "ENHANCEDSTATUSCODES",
+            "8BITMIME",
+            "DSN",
+            "SMTPUTF8",
+            "CHUNKING",
+        ];
+        let offers = offers_of(&postfix);
+        assert_eq!(
+            offers,
+            Offers {
+                pipelining: true,
+                chunking: true,
+                dsn: true
+            }
+        );
+        // A provider's MX without DSN; a host name that happens to contain the word is not
+        // the keyword.
+        let without = offers_of(&["dsn.example.fr greets you", "PIPELINING", "8BITMIME"]);
+        assert!(!without.dsn);
+        assert!(
+            !offers_of(&["x", "CHUNKING"]).chunking,
+            "CHUNKING only with PIPELINING"
+        );
+    }
+
+    #[test]
+    fn notification_parameters_carry_the_notice_id_and_an_xtext_recipient() {
+        let letter = |recipient: &str| Outgoing {
+            message_id: "m@x".into(),
+            envelope_from: "b-x@bounces.example.fr".into(),
+            recipient: recipient.into(),
+            notice_id: "K7QF-3MZ9-P2XA".into(),
+            file_name: "f".into(),
+            bytes: Vec::new(),
+        };
+        let (mail, rcpt) = notification_parameters(&letter("jean+alertes=1@exemple.fr"));
+        let text = |p: &[String]| p.join(" ");
+        assert_eq!(
+            text(&mail.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "RET=HDRS ENVID=K7QF-3MZ9-P2XA"
+        );
+        assert_eq!(
+            text(&rcpt.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;jean+2Balertes+3D1@exemple.fr"
+        );
+        // An address outside ASCII has no rfc822 ORCPT: NOTIFY alone.
+        let (_, rcpt) = notification_parameters(&letter("élodie@société.fr"));
+        assert_eq!(rcpt.len(), 1);
+    }
 
     #[test]
     fn the_payload_is_dot_stuffed_and_ends_with_the_final_dot() {

@@ -966,3 +966,50 @@ async fn serve_stops_within_five_seconds_of_sigterm_with_a_request_waiting_for_t
     assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_person_page_says_where_the_letter_stands_past_the_relay() {
+    let console = Console::start(&people(), &[]).await;
+    assert_success(&console.campaign.run(&["send"]), "send");
+    // A1's provider accepted the letter, as its relay's notification said (what `bounces` records).
+    let a1 = console.person_id("A1").await;
+    let pool = console.campaign.db().await;
+    let run = breachmail::db::start_run(&pool, "bounces")
+        .await
+        .expect("a run");
+    let mut conn = pool.acquire().await.expect("a connection");
+    let acceptance = breachmail::ledger::Acceptance {
+        remote_mta: Some("mx.example.org"),
+        reply: Some("250 2.0.0 Ok: queued as 4P00000001"),
+        at: 1_796_541_198_000,
+    };
+    assert!(
+        breachmail::ledger::mark_delivered(&mut conn, a1, 1, &acceptance, run, 1_796_541_199_000)
+            .await
+            .expect("mark delivered")
+    );
+    drop(conn);
+    pool.close().await;
+
+    let cookie = console.log_in("bob").await;
+    let page = console.get(&format!("/person/{a1}"), Some(&cookie)).await;
+    // The helpline's words for the state and the verdict (the English campaign of this test).
+    assert!(
+        page.body
+            .contains("sent by e-mail, accepted by the person&#x27;s provider")
+            || page
+                .body
+                .contains("sent by e-mail, accepted by the person's provider"),
+        "{}",
+        page.body
+    );
+    let a2 = console.person_id("A2").await;
+    let page = console.get(&format!("/person/{a2}"), Some(&cookie)).await;
+    assert!(
+        page.body
+            .contains("sent by e-mail (accepted by our mail server)"),
+        "{}",
+        page.body
+    );
+    console.stop().await;
+}

@@ -62,6 +62,7 @@ async fn mark_bounced(campaign: &Campaign, person_ref: &str) {
         &mut conn,
         person_id,
         1,
+        breachmail::domain::DeliveryState::Sent,
         Some("5.1.1"),
         Some("smtp; 550 5.1.1 <bounce@example.net>: Recipient address rejected"),
         run_id,
@@ -105,7 +106,7 @@ fn read_csv(path: &Path) -> (Vec<String>, BTreeMap<String, BTreeMap<String, Stri
 
 /// The audit's columns written out again on purpose, not imported from `export`: the test pins
 /// the contract, so dropping or renaming a column in the code fails here.
-const AUDIT_COLUMNS: [&str; 20] = [
+const AUDIT_COLUMNS: [&str; 24] = [
     "ref",
     "notice_id",
     "email",
@@ -126,6 +127,10 @@ const AUDIT_COLUMNS: [&str; 20] = [
     "possible_duplicate",
     "postal_fallback",
     "relay",
+    "delivery_notifications",
+    "delivered_at",
+    "delivered_by",
+    "delivered_reply",
 ];
 
 fn is_rfc3339(text: &str) -> bool {
@@ -149,8 +154,9 @@ async fn status_counts_every_state_and_reconciles() {
     }
     assert_eq!(status["total"], 8);
     let states = status["states"].as_object().expect("states");
-    assert_eq!(states.len(), 7, "{states:?}");
+    assert_eq!(states.len(), 8, "{states:?}");
     let expected = [
+        ("delivered", 0),
         ("pending", 0),
         ("sending", 0),
         ("sent", 3),

@@ -29,6 +29,8 @@ enum Step {
     },
     /// A hard bounce arrives for a person's current generation.
     Bounce { person: usize },
+    /// The relay's success notification arrives for a person's current generation.
+    Deliver { person: usize },
     /// The operator resends to a person, from the state read just before.
     Resend { person: usize },
 }
@@ -45,6 +47,7 @@ fn step() -> impl Strategy<Value = Step> {
         (1..4i64, proptest::option::of((1..4i64, 0..PEOPLE)))
             .prop_map(|(run, journal)| Step::Recover { run, journal }),
         (0..PEOPLE).prop_map(|person| Step::Bounce { person }),
+        (0..PEOPLE).prop_map(|person| Step::Deliver { person }),
         (0..PEOPLE).prop_map(|person| Step::Resend { person }),
     ]
 }
@@ -79,6 +82,7 @@ fn outcome(code: u8) -> Outcome {
             fingerprint: "f".into(),
             sha256: "s".into(),
             email: "r@exemple.fr".into(),
+            notify: false,
         },
         1 => Outcome::Deferred {
             reason: "451 4.7.1 greylisted".into(),
@@ -246,12 +250,32 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Step::Bounce { person } => {
                 let mut conn = pool.acquire().await.unwrap();
+                let from: DeliveryState = before[*person].1.parse().unwrap();
                 ledger::mark_bounced(
                     &mut conn,
                     id(*person),
                     before[*person].2,
+                    from,
                     Some("5.1.1"),
                     Some("unknown user"),
+                    9,
+                    0,
+                )
+                .await
+                .unwrap();
+            }
+            Step::Deliver { person } => {
+                let mut conn = pool.acquire().await.unwrap();
+                let acceptance = ledger::Acceptance {
+                    remote_mta: Some("mx.exemple.fr"),
+                    reply: Some("250 2.0.0 Ok: queued as 4F2"),
+                    at: 5,
+                };
+                ledger::mark_delivered(
+                    &mut conn,
+                    id(*person),
+                    before[*person].2,
+                    &acceptance,
                     9,
                     0,
                 )

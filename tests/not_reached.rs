@@ -112,6 +112,7 @@ impl Campaign {
                 fingerprint: "test".into(),
                 sha256: "test".into(),
                 email: String::new(),
+                notify: true,
             },
         );
     }
@@ -146,6 +147,7 @@ impl Campaign {
                             fingerprint: "test".into(),
                             sha256: "test".into(),
                             email: address_of(c),
+                            notify: true,
                         };
                         (c.person.id, c.person.generation, sent)
                     })
@@ -178,6 +180,7 @@ impl Campaign {
                                 message_id,
                                 fingerprint,
                                 sha256,
+                                notify,
                                 ..
                             } => Outcome::Sent {
                                 reply,
@@ -185,6 +188,7 @@ impl Campaign {
                                 fingerprint,
                                 sha256,
                                 email: address_of(c),
+                                notify,
                             },
                             other => other,
                         }

@@ -5,8 +5,15 @@ mod support;
 
 use support::campaign::{Campaign, assert_success, stderr, stdout};
 
-const STATES: [&str; 7] = [
-    "pending", "sending", "sent", "deferred", "failed", "bounced", "no_email",
+const STATES: [&str; 8] = [
+    "pending",
+    "sending",
+    "sent",
+    "deferred",
+    "failed",
+    "bounced",
+    "no_email",
+    "delivered",
 ];
 
 fn keys(value: &serde_json::Value) -> Vec<String> {
@@ -38,6 +45,7 @@ fn status_json_has_the_spec_shape_on_a_new_campaign() {
         "top_errors",
         "domains",
         "estimated_finish",
+        "past_the_relay",
     ] {
         assert!(
             top.iter().any(|k| k == extra),

@@ -61,6 +61,11 @@ pub struct Summary {
     pub stale_generation: u64,
     /// Deliveries that went `sent` → `bounced` in this run.
     pub marked_bounced: u64,
+    /// Success notifications (the person's provider accepted the letter) matched to the
+    /// current generation of a delivery.
+    pub delivered: u64,
+    /// Deliveries that went `sent` → `delivered` in this run.
+    pub marked_delivered: u64,
 }
 
 impl Summary {
@@ -76,8 +81,10 @@ impl Summary {
             format!(" ({})", each.join(", "))
         };
         format!(
-            "bounces: {} messages: {} hard ({} marked bounced), {} soft, {} delayed, {} complaints{providers}, {} unmatched, {} forged, {} duplicates, {} ignored ({} auto-replies, {} replies), {} errors, {} stale generation",
+            "bounces: {} messages: {} delivered ({} marked delivered), {} hard ({} marked bounced), {} soft, {} delayed, {} complaints{providers}, {} unmatched, {} forged, {} duplicates, {} ignored ({} auto-replies, {} replies), {} errors, {} stale generation",
             self.messages,
+            self.delivered,
+            self.marked_delivered,
             self.hard,
             self.marked_bounced,
             self.soft,
@@ -95,7 +102,9 @@ impl Summary {
     }
 }
 
-/// One message as the reader hands it over.
+/// One message as the reader hands it over. Nearly every message is `Parsed`: boxing it, as
+/// clippy would, only adds an allocation per message.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ReadMessage {
     Parsed {
         source: String,
@@ -524,7 +533,11 @@ async fn record_batch(
 fn is_about_a_delivery(kind: BounceKind) -> bool {
     matches!(
         kind,
-        BounceKind::Hard | BounceKind::Soft | BounceKind::Delayed | BounceKind::Complaint
+        BounceKind::Hard
+            | BounceKind::Soft
+            | BounceKind::Delayed
+            | BounceKind::Complaint
+            | BounceKind::Delivered
     )
 }
 
@@ -580,7 +593,8 @@ async fn resolve(
         .collect();
     let by_message_id = store::bounces::people_by_message_id(conn, &message_ids).await?;
     let notice_ids: Vec<String> = untokened()
-        .filter_map(|b| b.notice_id.as_deref())
+        .flat_map(|b| [b.envelope_id.as_deref(), b.notice_id.as_deref()])
+        .flatten()
         .filter_map(|n| NoticeId::parse(n).ok())
         .map(|n| n.as_str().to_owned())
         .collect::<HashSet<_>>()
@@ -630,6 +644,9 @@ async fn match_without_token(
     by_message_id: &HashMap<String, i64>,
     by_notice_id: &HashMap<String, i64>,
 ) -> anyhow::Result<Match> {
+    if let Some(found) = match_by_envelope_id(bounce, by_notice_id) {
+        return Ok(found);
+    }
     let returned_id = bounce.original_message_id.as_deref();
     if let Some(&person_id) = returned_id.and_then(|id| by_message_id.get(id)) {
         // The delivery still carries this Message-ID: it is the current generation.
@@ -666,6 +683,19 @@ async fn match_without_token(
         // Nobody, or several people sharing the address: guessing would mark the wrong one.
         _ => Ok(Match::Unmatched),
     }
+}
+
+/// The envelope id a delivery status notification quotes back (`Original-Envelope-Id`: the
+/// notice id sent as `ENVID`): the key after the signed token. It names the person, not the
+/// generation: the report is taken for the current one.
+fn match_by_envelope_id(bounce: &Bounce, by_notice_id: &HashMap<String, i64>) -> Option<Match> {
+    let envelope_id = NoticeId::parse(bounce.envelope_id.as_deref()?).ok()?;
+    let &person_id = by_notice_id.get(envelope_id.as_str())?;
+    Some(Match::Delivery {
+        person_id,
+        generation: None,
+        by: "envelope_id",
+    })
 }
 
 struct MessageContext<'a> {
@@ -795,6 +825,7 @@ async fn record_report(
         BounceKind::Hard => "hard",
         BounceKind::Delayed => "delayed",
         BounceKind::Complaint => "complaint",
+        BounceKind::Delivered => "delivered",
         _ => "soft",
     };
     let unmatched_kind = if complaint.is_some() {
@@ -887,6 +918,12 @@ async fn record_report(
     let (status, diagnostic) = (report.status.as_deref(), report.diagnostic.as_deref());
     match report.kind {
         BounceKind::Hard => {}
+        BounceKind::Delivered => {
+            return record_delivered(
+                conn, message, bounce, report, person_id, generation, current, summary,
+            )
+            .await;
+        }
         BounceKind::Delayed => {
             summary.delayed += 1;
             return ledger::note_delay(
@@ -915,20 +952,63 @@ async fn record_report(
         }
     }
     summary.hard += 1;
+    if ledger::mark_bounced(
+        conn,
+        person_id,
+        generation,
+        current.state,
+        status,
+        diagnostic,
+        message.run_id,
+        message.now,
+    )
+    .await?
+    {
+        current.state = DeliveryState::Bounced;
+        summary.marked_bounced += 1;
+    }
+    Ok(())
+}
+
+/// A success notification for the current generation: `sent` → `delivered`, with the provider's
+/// server, reply and the time the relay gave. A letter already delivered, since bounced, or not
+/// sent yet changes nothing (the report is kept in `bounces` all the same).
+#[allow(clippy::too_many_arguments)]
+async fn record_delivered(
+    conn: &mut SqliteConnection,
+    message: &MessageContext<'_>,
+    bounce: &Bounce,
+    report: &RecipientStatus,
+    person_id: i64,
+    generation: i64,
+    current: &mut DeliveryNow,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    summary.delivered += 1;
+    // When the provider accepted it: the report's own time for that recipient, else when the
+    // relay wrote the report (Postfix writes it at once), else when it was read.
+    let at = report
+        .last_attempt_at
+        .or(bounce.date)
+        .unwrap_or(message.now);
+    let acceptance = ledger::Acceptance {
+        remote_mta: report.remote_mta.as_deref(),
+        reply: report.diagnostic.as_deref(),
+        at,
+    };
     if current.state == DeliveryState::Sent
-        && ledger::mark_bounced(
+        && ledger::mark_delivered(
             conn,
             person_id,
             generation,
-            status,
-            diagnostic,
+            &acceptance,
             message.run_id,
             message.now,
         )
         .await?
     {
-        current.state = DeliveryState::Bounced;
-        summary.marked_bounced += 1;
+        current.state = DeliveryState::Delivered;
+        summary.marked_delivered += 1;
     }
     Ok(())
 }

@@ -31,6 +31,9 @@ pub enum BounceKind {
     Soft,
     /// "Still trying": the relay has not given up yet; a note, not a bounce.
     Delayed,
+    /// A success notification (RFC 3464 `Action: relayed`, `delivered` or `expanded`): the
+    /// person's provider accepted the notice.
+    Delivered,
     /// A feedback-loop report (ARF): the person marked the notice as spam.
     Complaint,
     /// A vacation / out-of-office answer: the notice was delivered.
@@ -48,6 +51,7 @@ impl BounceKind {
             BounceKind::Hard => "hard",
             BounceKind::Soft => "soft",
             BounceKind::Delayed => "delayed",
+            BounceKind::Delivered => "delivered",
             BounceKind::Complaint => "complaint",
             BounceKind::AutoReply => "auto-reply",
             BounceKind::Reply => "reply",
@@ -73,6 +77,11 @@ pub struct Bounce {
     pub message_id: Option<String>,
     /// What a feedback report says, for a complaint.
     pub feedback: Option<Feedback>,
+    /// The envelope id the notice went with (RFC 3461 `ENVID`, our notice id), as the report's
+    /// `Original-Envelope-Id` quotes it back.
+    pub envelope_id: Option<String>,
+    /// The report's own `Date`, Unix milliseconds: when the relay wrote it.
+    pub date: Option<i64>,
 }
 
 /// The fields of an ARF feedback report (RFC 5965) that the operator needs.
@@ -93,6 +102,11 @@ pub struct RecipientStatus {
     pub status: Option<String>,
     pub diagnostic: Option<String>,
     pub kind: BounceKind,
+    /// The server the relay handed the notice to (`Remote-MTA`, the provider's), without its
+    /// `dns;` type.
+    pub remote_mta: Option<String>,
+    /// `Last-Attempt-Date`, Unix milliseconds, when the report gives it.
+    pub last_attempt_at: Option<i64>,
 }
 
 /// Why a returned message could not be read as mail at all.
@@ -250,6 +264,8 @@ fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> 
             status: None,
             diagnostic: Some(feedback.feedback_type.clone()),
             kind: BounceKind::Complaint,
+            remote_mta: None,
+            last_attempt_at: None,
         }];
     } else if recipients.is_empty() {
         let mut not_recipients: Vec<String> = Vec::new();
@@ -269,6 +285,8 @@ fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> 
         BounceKind::Soft
     } else if has_kind(BounceKind::Delayed) {
         BounceKind::Delayed
+    } else if has_kind(BounceKind::Delivered) {
+        BounceKind::Delivered
     } else if no_report && is_auto_reply(&header, &subject, &human_text) {
         // Postfix marks its own DSNs "Auto-Submitted: auto-replied": only a message
         // without a delivery report counts as a vacation-style answer.
@@ -311,6 +329,12 @@ fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> 
         notice_id = notice_id.or(scanned.notice_id);
     }
 
+    let envelope_id = report
+        .delivery_status
+        .iter()
+        .find_map(|text| envelope_id_from_delivery_status(text));
+    let date = header("date").and_then(|value| rfc822_millis(&value));
+
     Ok(Bounce {
         kind,
         recipients,
@@ -319,6 +343,8 @@ fn read_bounce(message: &Message<'_>, raw: &[u8]) -> Result<Bounce, ParseError> 
         notice_id,
         message_id,
         feedback: feedback.map(|(feedback, _)| feedback),
+        envelope_id,
+        date,
     })
 }
 
@@ -687,13 +713,59 @@ fn recipient_from_block(block: &[(String, String)]) -> Option<RecipientStatus> {
         .and_then(find_enhanced_status)
         .or_else(|| diagnostic.as_deref().and_then(find_enhanced_status));
     let kind = classify(status.as_deref(), action.as_deref(), diagnostic.as_deref());
+    let remote_mta = field("remote-mta").and_then(|value| {
+        let host = value.split_once(';').map_or(value, |(_, host)| host).trim();
+        (!host.is_empty()).then(|| truncate_chars(host, 255))
+    });
+    let last_attempt_at = field("last-attempt-date").and_then(rfc822_millis);
     Some(RecipientStatus {
         final_recipient,
         action,
         status,
         diagnostic,
         kind,
+        remote_mta,
+        last_attempt_at,
     })
+}
+
+/// The per-message `Original-Envelope-Id` (RFC 3464 § 2.2.1), xtext-decoded (RFC 3461 § 4).
+fn envelope_id_from_delivery_status(text: &str) -> Option<String> {
+    let value = text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("original-envelope-id")
+            .then(|| value.trim())
+    })?;
+    let decoded = xtext_decode(value);
+    (!decoded.is_empty()).then(|| truncate_chars(&decoded, 100))
+}
+
+/// `+XX` hexadecimal escapes back to their character; anything malformed stays as written.
+fn xtext_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'+'
+            && let Some(byte) = value
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An RFC 5322 date (`Tue, 11 Mar 2025 13:20:11 +0100 (CET)`) as Unix milliseconds.
+fn rfc822_millis(value: &str) -> Option<i64> {
+    let date = mail_parser::DateTime::parse_rfc822(value.trim())?;
+    date.is_valid().then(|| date.to_timestamp() * 1000)
 }
 
 /// "smtp; 550 5.1.1 ..." -> "550 5.1.1 ...", whitespace collapsed, length capped.
@@ -723,6 +795,13 @@ fn classify(status: Option<&str>, action: Option<&str>, diagnostic: Option<&str>
     if action == Some("delayed") {
         // "Still trying": whatever the code, the relay has not given up.
         return BounceKind::Delayed;
+    }
+    if matches!(action, Some("delivered" | "relayed" | "expanded"))
+        && !matches!(class, Some('4' | '5'))
+    {
+        // RFC 3464 § 2.3.3: delivered to the mailbox, or relayed to a server that does not
+        // report further (the provider's MX): either way, past our relay and accepted.
+        return BounceKind::Delivered;
     }
     match class {
         Some('5') => return BounceKind::Hard,
@@ -985,6 +1064,8 @@ impl TextOutcome {
             status: self.status,
             diagnostic: self.diagnostic,
             kind: self.kind,
+            remote_mta: None,
+            last_attempt_at: None,
         }
     }
 }
@@ -1377,9 +1458,17 @@ mod tests {
             BounceKind::Soft
         );
         assert_eq!(classify(None, Some("failed"), None), BounceKind::Hard);
+        for action in ["delivered", "relayed", "expanded"] {
+            assert_eq!(
+                classify(Some("2.0.0"), Some(action), None),
+                BounceKind::Delivered
+            );
+        }
+        assert_eq!(classify(Some("2.0.0"), None, None), BounceKind::NotABounce);
         assert_eq!(
-            classify(Some("2.0.0"), Some("delivered"), None),
-            BounceKind::NotABounce
+            classify(Some("5.1.1"), Some("delivered"), None),
+            BounceKind::Hard,
+            "a failing status is never taken for a delivery"
         );
     }
 
@@ -1424,7 +1513,7 @@ Content-Type: multipart/report; report-type=delivery-status; boundary=\"x\"\r\n\
 --x\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n\
 Final-Recipient: rfc822; a@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n\r\n--x--\r\n";
         let bounce = parse_bounce(raw).expect("parses");
-        assert_eq!(bounce.kind, BounceKind::NotABounce);
+        assert_eq!(bounce.kind, BounceKind::Delivered, "a success notification");
         assert_eq!(bounce.recipients.len(), 1);
         assert_eq!(
             bounce.envelope_to.as_deref(),
@@ -1478,6 +1567,89 @@ Final-Recipient: rfc822; a@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n\r
         assert_eq!(
             parse_bounce(generated).expect("parses").kind,
             BounceKind::AutoReply
+        );
+    }
+
+    /// Real notifications from Postfix 3.7 (Debian 12) relaying to a provider on loopback, asked
+    /// with `RET=HDRS ENVID=… NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;…`.
+    fn postfix(name: &str) -> Bounce {
+        let path = format!("{}/tests/bounces/{name}", env!("CARGO_MANIFEST_DIR"));
+        parse_bounce(&std::fs::read(&path).expect("corpus file")).expect("parses")
+    }
+
+    #[test]
+    fn postfix_relayed_is_a_delivery_with_the_providers_answer() {
+        let bounce = postfix("postfix-relayed.eml");
+        assert_eq!(bounce.kind, BounceKind::Delivered);
+        assert_eq!(bounce.envelope_id.as_deref(), Some("AAAA-BBBB-CCC1"));
+        assert_eq!(
+            bounce.envelope_to.as_deref(),
+            Some("b-0000002s01k3h6q9z2m4x7w@bounces.example.fr")
+        );
+        // Sun,  6 Dec 2026 07:13:18 +0000
+        assert_eq!(bounce.date, Some(1_796_541_198_000));
+        let [report] = bounce.recipients.as_slice() else {
+            panic!("one recipient: {:?}", bounce.recipients)
+        };
+        assert_eq!(report.kind, BounceKind::Delivered);
+        assert_eq!(report.action.as_deref(), Some("relayed"));
+        assert_eq!(report.final_recipient.as_deref(), Some("anne@people.test"));
+        assert_eq!(report.remote_mta.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            report.diagnostic.as_deref(),
+            Some("250 2.0.0 Ok: queued as 4P00000001")
+        );
+    }
+
+    #[test]
+    fn postfix_delivered_to_a_mailbox_is_a_delivery_too() {
+        let bounce = postfix("postfix-delivered.eml");
+        assert_eq!(bounce.kind, BounceKind::Delivered);
+        let report = &bounce.recipients[0];
+        assert_eq!(report.action.as_deref(), Some("delivered"));
+        assert_eq!(
+            report.remote_mta, None,
+            "its own delivery agent: no Remote-MTA"
+        );
+        assert_eq!(
+            report.diagnostic.as_deref(),
+            Some("delivery via virtual: delivered to maildir")
+        );
+    }
+
+    #[test]
+    fn postfix_greylisted_then_relayed_tells_the_wait_then_the_delivery() {
+        let delayed = postfix("postfix-delayed-greylisted.eml");
+        assert_eq!(delayed.kind, BounceKind::Delayed);
+        assert_eq!(delayed.envelope_id.as_deref(), Some("AAAA-BBBB-CCC2"));
+        let diagnostic = delayed.recipients[0].diagnostic.as_deref().unwrap_or("");
+        assert!(
+            diagnostic.starts_with("451 4.7.1") && diagnostic.contains("Greylisted"),
+            "the provider's reason, unfolded: {diagnostic}"
+        );
+        let relayed = postfix("postfix-relayed-after-greylisting.eml");
+        assert_eq!(relayed.kind, BounceKind::Delivered);
+        assert_eq!(relayed.envelope_id, delayed.envelope_id);
+        assert!(relayed.date > delayed.date);
+    }
+
+    #[test]
+    fn postfix_refused_by_the_provider_is_a_hard_bounce() {
+        let bounce = postfix("postfix-failed-at-provider.eml");
+        assert_eq!(bounce.kind, BounceKind::Hard);
+        assert_eq!(bounce.envelope_id.as_deref(), Some("AAAA-BBBB-CCC3"));
+        assert_eq!(bounce.recipients[0].status.as_deref(), Some("5.1.1"));
+    }
+
+    #[test]
+    fn envelope_ids_are_xtext_decoded() {
+        assert_eq!(xtext_decode("AB+2BCD+3D"), "AB+CD=");
+        assert_eq!(xtext_decode("A+ZZ"), "A+ZZ", "malformed stays as written");
+        assert_eq!(
+            envelope_id_from_delivery_status(
+                "Reporting-MTA: dns; x\nOriginal-Envelope-Id: K7QF-3MZ9-P2XA\n"
+            ),
+            Some("K7QF-3MZ9-P2XA".to_owned())
         );
     }
 }

@@ -15,7 +15,7 @@ use crate::domain::{DeliveryState, EventKind};
 type Column = (&'static str, &'static str);
 
 /// The per-person columns, in `AUDIT_COLUMNS` order.
-const PEOPLE_FR: [Column; 20] = [
+const PEOPLE_FR: [Column; 24] = [
     ("référence", "la clé de la personne dans le fichier importé"),
     (
         "numéro d'avis",
@@ -90,9 +90,25 @@ const PEOPLE_FR: [Column; 20] = [
         "relais",
         "le relais qui a répondu pour cette lettre (hôte:port)",
     ),
+    (
+        "avis de remise demandé",
+        "« oui » quand le relais a été prié de dire ce que la lettre devenait (avis de remise, RFC 3461)",
+    ),
+    (
+        "acceptée par le fournisseur le",
+        "date et heure auxquelles le serveur du fournisseur de la personne a accepté la lettre, selon l'avis du relais (pas la preuve d'une lecture)",
+    ),
+    (
+        "serveur du fournisseur",
+        "le serveur du fournisseur qui a accepté la lettre (Remote-MTA)",
+    ),
+    (
+        "réponse du fournisseur",
+        "la réponse du serveur du fournisseur, telle que l'avis du relais la cite",
+    ),
 ];
 
-const PEOPLE_EN: [Column; 20] = [
+const PEOPLE_EN: [Column; 24] = [
     ("ref", "the person's key in the imported file"),
     (
         "notice_id",
@@ -157,6 +173,22 @@ const PEOPLE_EN: [Column; 20] = [
     (
         "relay",
         "the relay that answered for this letter (host:port)",
+    ),
+    (
+        "delivery_notifications",
+        "true when the relay was asked to report what became of the letter (delivery status notifications, RFC 3461)",
+    ),
+    (
+        "delivered_at",
+        "when the person's provider's server accepted the letter, as the relay's notification says (not proof that it was read)",
+    ),
+    (
+        "delivered_by",
+        "the provider's server that accepted the letter (Remote-MTA)",
+    ),
+    (
+        "delivered_reply",
+        "the provider's server's reply, as the relay's notification quotes it",
     ),
 ];
 
@@ -227,6 +259,10 @@ fn state_meaning(state: DeliveryState, french: bool) -> &'static str {
         DeliveryState::NoEmail => (
             "aucune adresse électronique utilisable, d'où l'envoi postal",
             "no usable e-mail address: postal fallback",
+        ),
+        DeliveryState::Delivered => (
+            "le serveur du fournisseur de la personne a accepté la lettre, selon l'avis de remise du relais (pas la preuve qu'elle a été lue)",
+            "the person's provider's server accepted the letter, as the relay's delivery notification says (not proof that it was read)",
         ),
     };
     if french { fr } else { en }
@@ -307,13 +343,18 @@ fn event_words(kind: EventKind) -> (&'static str, &'static str, &'static str) {
         ),
         EventKind::Delayed => (
             "avis de retard",
-            "un avis « toujours en cours » est revenu (l'état ne change pas)",
-            "a \"still trying\" notice came back (the state stays)",
+            "un avis « toujours en cours » est revenu : la lettre est encore au relais (l'état ne change pas)",
+            "a \"still trying\" notice came back: the letter is still at the relay (the state stays)",
         ),
         EventKind::Complained => (
             "plainte",
             "la personne a signalé la lettre comme indésirable",
             "the person marked the letter as spam",
+        ),
+        EventKind::Delivered => (
+            "acceptée par le fournisseur",
+            "le relais a signalé que le serveur du fournisseur de la personne a accepté la lettre",
+            "the relay reported that the person's provider's server accepted the letter",
         ),
     }
 }

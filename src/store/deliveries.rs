@@ -179,6 +179,8 @@ pub struct AuditRecord {
     pub possible_duplicate: bool,
     /// The relay that took the letter (the name of its `[[relay]]` entry, or its host).
     pub relay: Option<String>,
+    /// Past the relay: whether a notification was asked, and the provider's acceptance.
+    pub confirmation: crate::store::confirmation::PersonConfirmation,
 }
 
 const AUDIT_SQL: &str = "SELECT p.ref AS ref, p.notice_id AS notice_id,
@@ -188,7 +190,9 @@ const AUDIT_SQL: &str = "SELECT p.ref AS ref, p.notice_id AS notice_id,
         d.message_id AS message_id, d.letters_fingerprint AS letters_fingerprint,
         d.content_sha256 AS content_sha256, d.bounced_at AS bounced_at,
         d.bounce_status AS bounce_status, d.bounce_diagnostic AS bounce_diagnostic,
-        d.possible_duplicate AS possible_duplicate, d.relay AS relay
+        d.possible_duplicate AS possible_duplicate, d.relay AS relay,
+        d.notify_requested AS notify_requested, d.delivered_at AS delivered_at,
+        d.delivered_by AS delivered_by, d.delivered_reply AS delivered_reply
      FROM people p LEFT JOIN deliveries d ON d.person_id = p.id ORDER BY p.id";
 
 impl AuditRecord {
@@ -216,6 +220,7 @@ impl AuditRecord {
                 .unwrap_or(0)
                 != 0,
             relay: row.try_get("relay")?,
+            confirmation: crate::store::confirmation::PersonConfirmation::from_row(row)?,
         })
     }
 }

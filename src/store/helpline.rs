@@ -318,13 +318,17 @@ pub struct DeliveryRow {
     pub bounced_at: Option<i64>,
     pub bounce_status: Option<String>,
     pub bounce_diagnostic: Option<String>,
+    /// Past the relay: whether a notification was asked, and the provider's acceptance.
+    #[serde(flatten)]
+    pub confirmation: crate::store::confirmation::PersonConfirmation,
 }
 
 pub async fn delivery(pool: &SqlitePool, person_id: i64) -> anyhow::Result<Option<DeliveryRow>> {
     let row = sqlx::query(
         "SELECT state, generation, attempts, email, generation_started_at, last_attempt_at,
                 next_attempt_at, sent_at, smtp_reply, last_error, message_id, letters_fingerprint,
-                bounced_at, bounce_status, bounce_diagnostic
+                bounced_at, bounce_status, bounce_diagnostic,
+                notify_requested, delivered_at, delivered_by, delivered_reply
            FROM deliveries WHERE person_id = ?",
     )
     .bind(person_id)
@@ -347,6 +351,7 @@ pub async fn delivery(pool: &SqlitePool, person_id: i64) -> anyhow::Result<Optio
         bounced_at: row.try_get("bounced_at")?,
         bounce_status: row.try_get("bounce_status")?,
         bounce_diagnostic: row.try_get("bounce_diagnostic")?,
+        confirmation: crate::store::confirmation::PersonConfirmation::from_row(&row)?,
     }))
 }
 

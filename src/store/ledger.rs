@@ -522,6 +522,8 @@ pub enum Outcome {
         fingerprint: String,
         sha256: String,
         email: String,
+        /// The relay was asked for delivery status notifications for it (RFC 3461 NOTIFY).
+        notify: bool,
     },
     /// Try again at `next_attempt_at`; `possible_duplicate` after an unknown outcome.
     Deferred {
@@ -595,7 +597,7 @@ pub async fn record_outcomes_in(
     Ok(stale)
 }
 
-/// Accepted letters written together: six values a letter, well under SQLite's limit of bound
+/// Accepted letters written together: seven values a letter, well under SQLite's limit of bound
 /// values in one statement.
 const SENT_CHUNK: usize = 128;
 
@@ -616,10 +618,12 @@ async fn record_sent(
                 fingerprint,
                 sha256,
                 email,
+                notify,
             } => Some((
                 *person_id,
                 *generation,
                 [reply, message_id, fingerprint, sha256, email],
+                *notify,
             )),
             _ => None,
         })
@@ -630,7 +634,7 @@ async fn record_sent(
     // Plain `?` only: sqlx asks SQLite the name of every parameter, and SQLite finds a numbered
     // one (`?NNN`) by walking the list of names, so 770 of them cost the square of that on
     // every statement. The parameters go in the order they appear.
-    let values = vec!["(?,?,?,?,?,?)"; rows.len()].join(",");
+    let values = vec!["(?,?,?,?,?,?,?)"; rows.len()].join(",");
     let sql = format!(
         "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
            first_attempt_at = COALESCE(first_attempt_at, t.now), last_attempt_at = t.now,
@@ -638,7 +642,7 @@ async fn record_sent(
            smtp_code = CASE WHEN v.column2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(v.column2, 1, 3) AS INTEGER) END,
            smtp_reply = v.column2, last_error = NULL,
            message_id = v.column3, letters_fingerprint = v.column4, content_sha256 = v.column5,
-           email = v.column6,
+           email = v.column6, notify_requested = v.column7,
            next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = t.now
          FROM (SELECT ? AS now, ? AS run_id) AS t, (VALUES {values}) AS v
          WHERE deliveries.person_id = v.column1 AND deliveries.state IN ({from})
@@ -648,17 +652,18 @@ async fn record_sent(
         from = Transition::Send.sql_from(),
     );
     let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(now).bind(run_id);
-    for (person_id, _, texts) in &rows {
+    for (person_id, _, texts, notify) in &rows {
         query = query.bind(person_id);
         for text in texts {
             query = query.bind(text.as_str());
         }
+        query = query.bind(i64::from(*notify));
     }
     let changed: std::collections::HashSet<i64> =
         query.fetch_all(&mut *conn).await?.into_iter().collect();
     let written: Vec<_> = rows
         .iter()
-        .filter(|(person_id, _, _)| changed.contains(person_id))
+        .filter(|(person_id, _, _, _)| changed.contains(person_id))
         .collect();
     if !written.is_empty() {
         let values = vec![
@@ -676,7 +681,7 @@ async fn record_sent(
              VALUES {values}"
         );
         let mut insert = sqlx::query(&sql);
-        for (person_id, generation, texts) in &written {
+        for (person_id, generation, texts, _) in &written {
             insert = insert
                 .bind(person_id)
                 .bind(now)
@@ -688,8 +693,8 @@ async fn record_sent(
     }
     Ok(rows
         .iter()
-        .filter(|(person_id, _, _)| !changed.contains(person_id))
-        .map(|(person_id, _, _)| Stale {
+        .filter(|(person_id, _, _, _)| !changed.contains(person_id))
+        .map(|(person_id, _, _, _)| Stale {
             person_id: *person_id,
             expected: DeliveryState::Sending.as_str(),
         })
@@ -883,11 +888,11 @@ pub struct BounceRecord<'a> {
     pub recipient: &'a str,
     pub person_id: Option<i64>,
     pub generation: Option<i64>,
-    /// hard | soft | delayed | complaint | forged | unmatched | ignored
+    /// hard | soft | delayed | delivered | complaint | forged | unmatched | ignored
     pub kind: &'a str,
     pub status: Option<&'a str>,
     pub diagnostic: Option<&'a str>,
-    /// token | message_id | notice_id | recipient
+    /// token | envelope_id | message_id | notice_id | recipient
     pub matched_by: Option<&'a str>,
     pub source: &'a str,
     /// How many of the message's recipient reports this row stands for (one row per person a
@@ -925,24 +930,30 @@ pub async fn record_bounce(
     Ok(inserted == 1)
 }
 
-/// A hard bounce for a letter that was sent: `sent` → `bounced`, keeping the status, the
+/// A hard bounce for a letter that was sent (or that the provider had accepted: a provider may
+/// bounce later what it accepted): `sent`/`delivered` → `bounced`, keeping the status, the
 /// diagnostic and the address that bounced. Changes nothing (and returns false) when the
-/// delivery is in another state or has moved on to a newer generation.
+/// delivery is in another state than `from` or has moved on to a newer generation.
+#[allow(clippy::too_many_arguments)]
 pub async fn mark_bounced(
     conn: &mut SqliteConnection,
     person_id: i64,
     generation: i64,
+    from: DeliveryState,
     status: Option<&str>,
     diagnostic: Option<&str>,
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<bool> {
+    if !Transition::Bounce.from_states().contains(&from) {
+        return Ok(false);
+    }
     let changed = sqlx::query(&format!(
         "UPDATE deliveries SET state = '{to}', bounced_at = ?, bounce_status = ?,
            bounce_diagnostic = ?, failed_email = email, updated_at = ?
-         WHERE person_id = ? AND generation = ? AND state IN ({from})",
+         WHERE person_id = ? AND generation = ? AND state = ? AND state IN ({from_states})",
         to = DeliveryState::Bounced.as_str(),
-        from = Transition::Bounce.sql_from(),
+        from_states = Transition::Bounce.sql_from(),
     ))
     .bind(now)
     .bind(status)
@@ -950,6 +961,7 @@ pub async fn mark_bounced(
     .bind(now)
     .bind(person_id)
     .bind(generation)
+    .bind(from.as_str())
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -962,10 +974,81 @@ pub async fn mark_bounced(
             person_id,
             run_id: Some(run_id),
             kind: EventKind::Bounced,
-            from_state: Some(DeliveryState::Sent),
+            from_state: Some(from),
             to_state: Some(DeliveryState::Bounced),
             generation: Some(generation),
             detail: Some(bounce_detail(status, diagnostic)),
+        },
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// What a relay's success notification (RFC 3464 `Action: relayed` or `delivered`) says of one
+/// letter: who took it past the relay, what they answered, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acceptance<'a> {
+    /// The provider's server (`Remote-MTA`), when the relay names it.
+    pub remote_mta: Option<&'a str>,
+    /// The provider's reply (`Diagnostic-Code`), e.g. `250 2.0.0 Ok: queued as 4Xz…`.
+    pub reply: Option<&'a str>,
+    /// When the provider accepted it (the notification's date), Unix milliseconds.
+    pub at: i64,
+}
+
+/// The person's provider accepted a letter the relay took: `sent` → `delivered`, with the
+/// provider's server, reply and time. Changes nothing (and returns false) in any other state
+/// or generation: a second reading of the same notification, or one about a letter since
+/// bounced or resent.
+pub async fn mark_delivered(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    generation: i64,
+    acceptance: &Acceptance<'_>,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<bool> {
+    let changed = sqlx::query(&format!(
+        "UPDATE deliveries SET state = '{to}', delivered_at = ?, delivered_by = ?,
+           delivered_reply = ?, updated_at = ?
+         WHERE person_id = ? AND generation = ? AND state IN ({from})",
+        to = DeliveryState::Delivered.as_str(),
+        from = Transition::Deliver.sql_from(),
+    ))
+    .bind(acceptance.at)
+    .bind(acceptance.remote_mta)
+    .bind(acceptance.reply)
+    .bind(now)
+    .bind(person_id)
+    .bind(generation)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    let by = acceptance.remote_mta.unwrap_or("the provider");
+    let detail = match acceptance.reply {
+        Some(reply) => format!(
+            "accepted by {by} at {}: {reply}",
+            crate::db::format_time(Some(acceptance.at))
+        ),
+        None => format!(
+            "accepted by {by} at {}",
+            crate::db::format_time(Some(acceptance.at))
+        ),
+    };
+    append_event(
+        conn,
+        Event {
+            person_id,
+            run_id: Some(run_id),
+            kind: Transition::Deliver.kind(),
+            from_state: Some(DeliveryState::Sent),
+            to_state: Some(DeliveryState::Delivered),
+            generation: Some(generation),
+            detail: Some(detail),
         },
         now,
     )
@@ -1011,7 +1094,7 @@ pub async fn note_delay(
         person_id,
         generation,
         EventKind::Delayed,
-        bounce_detail(status, diagnostic),
+        format!("still at the relay: {}", bounce_detail(status, diagnostic)),
         run_id,
         now,
     )
@@ -1105,7 +1188,9 @@ pub async fn start_new_generation(
            generation_started_at = ?, email = ?, email_domain = ?, next_attempt_at = NULL,
            first_attempt_at = NULL, last_attempt_at = NULL, sent_at = NULL, claimed_by = NULL,
            claimed_from = NULL, last_error = NULL, smtp_code = NULL, smtp_reply = NULL,
-           message_id = NULL, content_sha256 = NULL, possible_duplicate = 0, updated_at = ?
+           message_id = NULL, content_sha256 = NULL, possible_duplicate = 0,
+           notify_requested = 0, delivered_at = NULL, delivered_by = NULL, delivered_reply = NULL,
+           updated_at = ?
          WHERE person_id = ? AND state = ?
          RETURNING generation",
         to = DeliveryState::Pending.as_str(),

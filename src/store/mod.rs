@@ -3,6 +3,8 @@
 //! that either happen with their event or report that they did not.
 //!
 //! - [`bounces`]: what matching a bounce reads (Message-IDs, notice ids, addresses, states).
+//! - [`confirmation`]: past the relay: letters accepted by the providers, still at the relay,
+//!   or sent through a relay that confirms nothing, and how long the providers took.
 //! - [`campaign`]: the signing key, the runs, the one-sender lease, the schema version.
 //! - [`deliveries`]: the reads of check, preview, the exports and resend, by typed selection.
 //! - [`extract`]: the SQLite extract an import may read people from (another database).
@@ -20,6 +22,7 @@
 
 pub mod bounces;
 pub mod campaign;
+pub mod confirmation;
 pub mod deliveries;
 pub mod dns;
 pub mod extract;

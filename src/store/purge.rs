@@ -91,14 +91,18 @@ pub struct QuotedReplies {
     pub smtp_reply: Option<String>,
     pub last_error: Option<String>,
     pub bounce_diagnostic: Option<String>,
+    /// The provider's reply as the relay's notification quoted it.
+    pub delivered_reply: Option<String>,
 }
 
 pub async fn replies_quoting_addresses(
     conn: &mut SqliteConnection,
 ) -> anyhow::Result<Vec<QuotedReplies>> {
     sqlx::query(
-        "SELECT person_id, smtp_reply, last_error, bounce_diagnostic FROM deliveries
-          WHERE smtp_reply LIKE '%@%' OR last_error LIKE '%@%' OR bounce_diagnostic LIKE '%@%'",
+        "SELECT person_id, smtp_reply, last_error, bounce_diagnostic, delivered_reply
+           FROM deliveries
+          WHERE smtp_reply LIKE '%@%' OR last_error LIKE '%@%' OR bounce_diagnostic LIKE '%@%'
+             OR delivered_reply LIKE '%@%'",
     )
     .fetch_all(conn)
     .await?
@@ -109,6 +113,7 @@ pub async fn replies_quoting_addresses(
             smtp_reply: row.try_get("smtp_reply")?,
             last_error: row.try_get("last_error")?,
             bounce_diagnostic: row.try_get("bounce_diagnostic")?,
+            delivered_reply: row.try_get("delivered_reply")?,
         })
     })
     .collect()
@@ -120,12 +125,14 @@ pub async fn rewrite_replies(
     replies: &QuotedReplies,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "UPDATE deliveries SET smtp_reply = ?, last_error = ?, bounce_diagnostic = ?
+        "UPDATE deliveries SET smtp_reply = ?, last_error = ?, bounce_diagnostic = ?,
+           delivered_reply = ?
           WHERE person_id = ?",
     )
     .bind(replies.smtp_reply.as_deref())
     .bind(replies.last_error.as_deref())
     .bind(replies.bounce_diagnostic.as_deref())
+    .bind(replies.delivered_reply.as_deref())
     .bind(replies.person_id)
     .execute(conn)
     .await?;

@@ -46,6 +46,7 @@ pub async fn record_relays(
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RelayCounts {
     pub relay: String,
+    /// Handed over: `sent` and `delivered`.
     pub sent: i64,
     pub deferred: i64,
     pub failed: i64,
@@ -55,18 +56,19 @@ pub struct RelayCounts {
 /// The relays that answered for letters, busiest first.
 pub async fn counts_by_relay(conn: &mut SqliteConnection) -> anyhow::Result<Vec<RelayCounts>> {
     use crate::domain::DeliveryState;
-    let rows = sqlx::query(
+    let sql = format!(
         "SELECT relay,
-                sum(state = ?) AS sent, sum(state = ?) AS deferred,
+                sum(state IN ({handed_over})) AS sent, sum(state = ?) AS deferred,
                 sum(state = ?) AS failed, sum(state = ?) AS bounced
          FROM deliveries WHERE relay IS NOT NULL GROUP BY relay ORDER BY count(*) DESC, relay",
-    )
-    .bind(DeliveryState::Sent.as_str())
-    .bind(DeliveryState::Deferred.as_str())
-    .bind(DeliveryState::Failed.as_str())
-    .bind(DeliveryState::Bounced.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
+        handed_over = crate::domain::sql_states(DeliveryState::HANDED_OVER)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(DeliveryState::Deferred.as_str())
+        .bind(DeliveryState::Failed.as_str())
+        .bind(DeliveryState::Bounced.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|row| {
             Ok(RelayCounts {
@@ -116,6 +118,62 @@ pub async fn record_pacing(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Keeps, for each relay a run opened a session with, whether it offered delivery status
+/// notifications and whether they were asked for.
+pub async fn record_notifications(
+    pool: &SqlitePool,
+    run_id: i64,
+    relays: &[(String, crate::transport::RelayNotifications)],
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    for (relay, seen) in relays {
+        sqlx::query(
+            "INSERT OR REPLACE INTO run_relay_notifications (run_id, relay, offered, requested)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(relay.as_str())
+        .bind(seen.offered)
+        .bind(seen.requested)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What the latest run that used each relay learnt of its delivery status notifications.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RelayConfirms {
+    pub relay: String,
+    /// Its EHLO listed DSN.
+    pub offered: bool,
+    /// Notifications were asked for: its letters can become `delivered`.
+    pub requested: bool,
+}
+
+/// Per relay, the latest run's record; relays that confirm nothing first.
+pub async fn notifications_by_relay(
+    conn: &mut SqliteConnection,
+) -> anyhow::Result<Vec<RelayConfirms>> {
+    let rows = sqlx::query(
+        "SELECT relay, offered, requested FROM run_relay_notifications AS n
+         WHERE run_id = (SELECT max(run_id) FROM run_relay_notifications WHERE relay = n.relay)
+         ORDER BY requested, relay",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RelayConfirms {
+                relay: row.try_get("relay")?,
+                offered: row.try_get("offered")?,
+                requested: row.try_get("requested")?,
+            })
+        })
+        .collect()
 }
 
 /// What the last finished send run slowed, relays first, then domains by how often.

@@ -118,6 +118,7 @@ pub async fn reason_counts(
 pub struct DomainCounts {
     pub domain: String,
     pub people: i64,
+    /// Handed to a relay: `sent` and `delivered`.
     pub sent: i64,
     pub deferred: i64,
     pub failed: i64,
@@ -129,20 +130,21 @@ pub async fn top_domains(
     conn: &mut SqliteConnection,
     limit: i64,
 ) -> anyhow::Result<Vec<DomainCounts>> {
-    let rows = sqlx::query(
+    let sql = format!(
         "SELECT email_domain AS domain, count(*) AS people,
-                sum(state = ?) AS sent, sum(state = ?) AS deferred,
+                sum(state IN ({handed_over})) AS sent, sum(state = ?) AS deferred,
                 sum(state = ?) AS failed, sum(state = ?) AS bounced
          FROM deliveries WHERE email_domain IS NOT NULL AND email_domain <> ''
          GROUP BY email_domain ORDER BY count(*) DESC, email_domain LIMIT ?",
-    )
-    .bind(DeliveryState::Sent.as_str())
-    .bind(DeliveryState::Deferred.as_str())
-    .bind(DeliveryState::Failed.as_str())
-    .bind(DeliveryState::Bounced.as_str())
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+        handed_over = sql_states(DeliveryState::HANDED_OVER)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(DeliveryState::Deferred.as_str())
+        .bind(DeliveryState::Failed.as_str())
+        .bind(DeliveryState::Bounced.as_str())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|row| {
             Ok(DomainCounts {

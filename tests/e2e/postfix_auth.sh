@@ -310,6 +310,9 @@ export BREACHMAIL_SMTP_URL="smtp://127.0.0.1:$port"
 export BREACHMAIL_SMTP_USERNAME="relay-user"
 export BREACHMAIL_SENDER_BOUNCE_DOMAIN="bounces.test"
 export BREACHMAIL_RATE_PER_SECOND=0
+# The audit export speaks the campaign's language: English here, the column names and codes the
+# helpers above read (the letters keep each person's language).
+export BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE=en
 {
     echo "ref,email,civility,first_name,last_name,language,exposed,identifier"
     for who in alice bob carol; do

@@ -9,7 +9,8 @@
 #     unknown") generates the delivery status notifications and delivers them to those VERP
 #     addresses, into a local maildir;
 #   - `bounces` reading that maildir marks exactly the non-existent recipients `bounced`, and
-#     nobody else;
+#     nobody else; Postfix also confirms each letter it delivered (send asks it for delivery
+#     status notifications, which it offers), so those end `delivered`;
 #   - after `import --update` with corrected addresses and `resend --bounced`, the next `send`
 #     reaches them (the letters land in the new mailboxes) and they end `sent` in generation 2.
 #
@@ -264,7 +265,7 @@ expect_audit() { # EXPECTED (lines ref<TAB>state<TAB>generation<TAB>email)
     fi
 }
 
-state_counts() { # "pending=N sent=N bounced=N failed=N deferred=N" from status --json's states
+state_counts() { # "pending=N sent=N bounced=N failed=N deferred=N delivered=N" from status --json's states
     local json key value out=""
     json="$(bm -q status --json 2>"$work/status.err")" || {
         cat "$work/status.err" >&2
@@ -272,7 +273,7 @@ state_counts() { # "pending=N sent=N bounced=N failed=N deferred=N" from status 
     }
     # The "states" object, one "key": N per line (status --json is pretty-printed).
     json="$(printf '%s\n' "$json" | sed -n '/"states": {/,/}/p')"
-    for key in pending sent bounced failed deferred; do
+    for key in pending sent bounced failed deferred delivered; do
         value="$(printf '%s\n' "$json" | sed -n "s/^ *\"$key\": \([0-9]*\),\{0,1\}$/\1/p")"
         out+="$key=${value:-missing} "
     done
@@ -285,6 +286,9 @@ state_counts() { # "pending=N sent=N bounced=N failed=N deferred=N" from status 
 export BREACHMAIL_SMTP_URL="smtp://127.0.0.1:$port"
 export BREACHMAIL_SENDER_BOUNCE_DOMAIN="bounces.test"
 export BREACHMAIL_RATE_PER_SECOND=0
+# The audit export speaks the campaign's language: English here, the column names and codes the
+# helpers above read (the letters keep each person's language).
+export BREACHMAIL_CAMPAIGN_DEFAULT_LANGUAGE=en
 
 header="ref,email,civility,first_name,last_name,language,exposed,identifier"
 row() { # ref email
@@ -305,16 +309,16 @@ bm send 2>"$work/send1.err" || {
 cat "$work/send1.err" >&2
 [[ "$(grep -c "the certificate is not verified (self-signed, or unknown issuer): going on encrypted" "$work/send1.err")" == 1 ]] ||
     fail "send should say once that the relay's certificate is not verified"
-[[ "$(state_counts)" == "pending=0 sent=5 bounced=0 failed=0 deferred=0" ]] ||
+[[ "$(state_counts)" == "pending=0 sent=5 bounced=0 failed=0 deferred=0 delivered=0" ]] ||
     fail "after send: expected all 5 sent, status says $(state_counts)"
 
 delivered_gen1() {
     [[ "$(count_files "$mail/people/alice")" == 1 &&
         "$(count_files "$mail/people/bob")" == 1 &&
         "$(count_files "$mail/people/carol")" == 1 &&
-        "$(count_files "$mail/bounces")" == 2 ]]
+        "$(count_files "$mail/bounces")" == 5 ]]
 }
-wait_for "3 letters in people.test and 2 bounces in bounces.test" delivered_gen1
+wait_for "3 letters in people.test and 5 notifications (2 bounces, 3 deliveries) in bounces.test" delivered_gen1
 
 # The letters went in encrypted (Postfix notes ESMTPS in its Received header)...
 for who in alice bob carol; do
@@ -326,8 +330,8 @@ for who in alice bob carol; do
     grep -qE '^Return-Path: <b-[a-z0-9]+@bounces\.test>' "$mail/people/$who"/new/* ||
         fail "$who's letter lacks a VERP Return-Path <b-TOKEN@bounces.test>"
 done
-# ...and Postfix's bounces went back to those VERP addresses, from the null sender, as DSNs
-# naming dave and erin.
+# ...and Postfix's notifications went back to those VERP addresses, from the null sender, as
+# DSNs: failures naming dave and erin, deliveries naming the others.
 bounce_rcpts=()
 for file in "$mail/bounces"/new/*; do
     grep -q '^Return-Path: <>' "$file" || fail "bounce $file: not from the null sender"
@@ -337,29 +341,33 @@ for file in "$mail/bounces"/new/*; do
         fail "bounce $file: not a multipart/report delivery-status"
     bounce_rcpts+=("$rcpt")
 done
-[[ "${bounce_rcpts[0]}" != "${bounce_rcpts[1]}" ]] || fail "both bounces went to one VERP address"
+[[ "$(printf '%s\n' "${bounce_rcpts[@]}" | sort -u | wc -l)" == 5 ]] ||
+    fail "the five notifications did not go to five VERP addresses: ${bounce_rcpts[*]}"
+[[ "$(grep -l '^Action: failed' "$mail/bounces"/new/* | wc -l)" == 2 ]] || fail "expected 2 failures"
+[[ "$(grep -l '^Action: delivered' "$mail/bounces"/new/* | wc -l)" == 3 ]] ||
+    fail "expected 3 delivery notifications"
 for who in dave erin; do
     grep -l "^Final-Recipient: rfc822; *$who@people.test" "$mail/bounces"/new/* >/dev/null ||
         fail "no bounce names $who@people.test as Final-Recipient"
     grep -q "to=<$who@people.test>.*status=bounced" "$maillog" ||
         fail "the Postfix log does not show $who@people.test bounced"
 done
-log "generation 1: 3 letters delivered, 2 Postfix bounces to ${bounce_rcpts[*]}"
+log "generation 1: 3 letters delivered, 2 Postfix bounces, notifications to ${bounce_rcpts[*]}"
 
-# 2. bounces: exactly dave and erin end bounced.
+# 2. bounces: exactly dave and erin end bounced, the others delivered.
 bm bounces "$mail/bounces" || fail "bounces $mail/bounces"
 expect_audit "$(printf '%s\n' \
-    "alice	sent	1	alice@people.test" \
-    "bob	sent	1	bob@people.test" \
-    "carol	sent	1	carol@people.test" \
+    "alice	delivered	1	alice@people.test" \
+    "bob	delivered	1	bob@people.test" \
+    "carol	delivered	1	carol@people.test" \
     "dave	bounced	1	dave@people.test" \
     "erin	bounced	1	erin@people.test")"
-[[ "$(state_counts)" == "pending=0 sent=3 bounced=2 failed=0 deferred=0" ]] ||
+[[ "$(state_counts)" == "pending=0 sent=0 bounced=2 failed=0 deferred=0 delivered=3" ]] ||
     fail "after bounces: status says $(state_counts)"
 
 # Ingesting the same maildir again changes nothing.
 bm -q bounces "$mail/bounces" >/dev/null || fail "bounces (second time)"
-[[ "$(state_counts)" == "pending=0 sent=3 bounced=2 failed=0 deferred=0" ]] ||
+[[ "$(state_counts)" == "pending=0 sent=0 bounced=2 failed=0 deferred=0 delivered=3" ]] ||
     fail "after ingesting the bounces twice: status says $(state_counts)"
 
 # 3. Corrected addresses: the mailboxes exist first, then import --update, resend, send.
@@ -373,29 +381,34 @@ write_vmailbox alice bob carol dave2 erin2
 } >"$work/people-update.csv"
 bm import --update "$work/people-update.csv" || fail "import --update"
 bm resend --bounced || fail "resend --bounced"
-[[ "$(state_counts)" == "pending=2 sent=3 bounced=0 failed=0 deferred=0" ]] ||
+[[ "$(state_counts)" == "pending=2 sent=0 bounced=0 failed=0 deferred=0 delivered=3" ]] ||
     fail "after resend --bounced: status says $(state_counts)"
 bm send || fail "send (generation 2)"
 
 delivered_gen2() {
     [[ "$(count_files "$mail/people/dave2")" == 1 &&
-        "$(count_files "$mail/people/erin2")" == 1 ]]
+        "$(count_files "$mail/people/erin2")" == 1 &&
+        "$(count_files "$mail/bounces")" == 7 ]]
 }
-wait_for "the resent letters in dave2@ and erin2@" delivered_gen2
+wait_for "the resent letters in dave2@ and erin2@, and their 2 delivery notifications" delivered_gen2
 
 expect_audit "$(printf '%s\n' \
-    "alice	sent	1	alice@people.test" \
-    "bob	sent	1	bob@people.test" \
-    "carol	sent	1	carol@people.test" \
+    "alice	delivered	1	alice@people.test" \
+    "bob	delivered	1	bob@people.test" \
+    "carol	delivered	1	carol@people.test" \
     "dave	sent	2	dave2@people.test" \
     "erin	sent	2	erin2@people.test")"
-[[ "$(state_counts)" == "pending=0 sent=5 bounced=0 failed=0 deferred=0" ]] ||
+[[ "$(state_counts)" == "pending=0 sent=2 bounced=0 failed=0 deferred=0 delivered=3" ]] ||
     fail "after the second send: status says $(state_counts)"
-# Nobody got a second letter, and no new bounce came back.
+# Nobody got a second letter, and no new bounce came back: only the two new confirmations.
 for who in alice bob carol; do
     [[ "$(count_files "$mail/people/$who")" == 1 ]] || fail "$who got more than one letter"
 done
-[[ "$(count_files "$mail/bounces")" == 2 ]] || fail "a new bounce arrived after the resend"
+[[ "$(grep -l '^Action: failed' "$mail/bounces"/new/* | wc -l)" == 2 ]] ||
+    fail "a new bounce arrived after the resend"
+bm -q bounces "$mail/bounces" >/dev/null || fail "bounces (after the resend)"
+[[ "$(state_counts)" == "pending=0 sent=0 bounced=0 failed=0 deferred=0 delivered=5" ]] ||
+    fail "after reading the resent letters' notifications: status says $(state_counts)"
 grep -q "to=<dave2@people.test>.*status=sent" "$maillog" || fail "Postfix did not deliver dave2"
 grep -q "to=<erin2@people.test>.*status=sent" "$maillog" || fail "Postfix did not deliver erin2"
 

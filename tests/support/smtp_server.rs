@@ -183,6 +183,12 @@ pub struct Script {
     /// At most this many RCPT TO a second per lowercased recipient domain;
     /// beyond it `450 4.7.28` (the wording of a provider that throttles).
     pub domain_limits: HashMap<String, u32>,
+    /// Advertise DSN (RFC 3461) and take `RET`/`ENVID` on MAIL and `NOTIFY`/`ORCPT` on
+    /// RCPT. Without it those parameters are refused with 555, as Postfix refuses options
+    /// it does not offer.
+    pub dsn: bool,
+    /// Leave PIPELINING out of EHLO: the client then sends one command at a time.
+    pub no_pipelining: bool,
 }
 
 impl Script {
@@ -229,6 +235,10 @@ pub struct Received {
     /// The session carried TLS (after STARTTLS, or implicit TLS) when the
     /// message came.
     pub encrypted: bool,
+    /// The MAIL FROM parameters as sent (`RET=HDRS ENVID=…`; empty when none).
+    pub mail_parameters: String,
+    /// The RCPT TO parameters of each accepted recipient, as sent.
+    pub rcpt_parameters: Vec<String>,
 }
 
 #[derive(Default)]
@@ -594,8 +604,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
 
 struct Transaction {
     mail_from: String,
+    mail_parameters: String,
     /// Accepted recipients: (as spelled by the client, lowercased key, behaviour).
     rcpts: Vec<(String, String, Behaviour)>,
+    rcpt_parameters: Vec<String>,
 }
 
 /// What happens after the final dot.
@@ -801,9 +813,16 @@ impl<'a> Session<'a> {
             "ENHANCEDSTATUSCODES".to_string(),
             "CHUNKING".to_string(),
             format!("SIZE {MAX_MESSAGE_SIZE}"),
+            "DSN".to_string(),
         ];
         if !self.shared.script.chunking {
             lines.retain(|l| l != "CHUNKING");
+        }
+        if !self.shared.script.dsn {
+            lines.retain(|l| l != "DSN");
+        }
+        if self.shared.script.no_pipelining {
+            lines.retain(|l| l != "PIPELINING");
         }
         // As Postfix with `smtpd_tls_auth_only`: where STARTTLS is offered, AUTH is
         // offered only once it has been taken.
@@ -918,6 +937,28 @@ impl<'a> Session<'a> {
         Ok(true)
     }
 
+    /// `NOTIFY` (NEVER, or some of SUCCESS, FAILURE, DELAY) and `ORCPT=type;xtext`, when DSN
+    /// is offered; nothing else.
+    fn rcpt_parameter_allowed(&self, param: &str) -> bool {
+        let (key, value) = param.split_once('=').unwrap_or((param, ""));
+        if !self.shared.script.dsn {
+            return false;
+        }
+        match key.to_ascii_uppercase().as_str() {
+            "NOTIFY" => {
+                let value = value.to_ascii_uppercase();
+                value == "NEVER"
+                    || value
+                        .split(',')
+                        .all(|v| ["SUCCESS", "FAILURE", "DELAY"].contains(&v))
+            }
+            "ORCPT" => value
+                .split_once(';')
+                .is_some_and(|(kind, address)| !kind.is_empty() && is_xtext(address)),
+            _ => false,
+        }
+    }
+
     async fn mail_allowed(&mut self, arg: &str) -> io::Result<()> {
         if !self.greeted {
             return self.reply(503, "5.5.1 Error: send HELO/EHLO first").await;
@@ -936,6 +977,10 @@ impl<'a> Session<'a> {
             match key.to_ascii_uppercase().as_str() {
                 "BODY" if ["7BIT", "8BITMIME"].contains(&value.to_ascii_uppercase().as_str()) => {}
                 "SMTPUTF8" if value.is_empty() => {}
+                "RET"
+                    if self.shared.script.dsn
+                        && ["FULL", "HDRS"].contains(&value.to_ascii_uppercase().as_str()) => {}
+                "ENVID" if self.shared.script.dsn && is_xtext(value) && value.len() <= 100 => {}
                 "SIZE" => match value.parse::<usize>() {
                     Ok(size) if size > MAX_MESSAGE_SIZE => {
                         return self
@@ -954,7 +999,9 @@ impl<'a> Session<'a> {
         }
         self.tx = Some(Transaction {
             mail_from: from,
+            mail_parameters: params,
             rcpts: Vec::new(),
+            rcpt_parameters: Vec::new(),
         });
         self.reply(250, "2.1.0 Ok").await
     }
@@ -965,10 +1012,18 @@ impl<'a> Session<'a> {
             self.reply(503, "5.5.1 Error: need MAIL command").await?;
             return Ok(true);
         }
-        let Some((rcpt, _params)) = parse_path(arg, "TO:").filter(|(r, _)| !r.is_empty()) else {
+        let Some((rcpt, params)) = parse_path(arg, "TO:").filter(|(r, _)| !r.is_empty()) else {
             self.reply(501, "5.5.4 Syntax: RCPT TO:<address>").await?;
             return Ok(true);
         };
+        if let Some(bad) = params
+            .split_whitespace()
+            .find(|param| !self.rcpt_parameter_allowed(param))
+        {
+            self.reply(555, &format!("5.5.4 Unsupported option: {bad}"))
+                .await?;
+            return Ok(true);
+        }
         let key = rcpt.to_lowercase();
         let behaviour = self.shared.behaviour(&key);
         let attempt = self.shared.update(|s| {
@@ -1016,6 +1071,7 @@ impl<'a> Session<'a> {
             _ => {
                 if let Some(tx) = self.tx.as_mut() {
                     tx.rcpts.push((rcpt, key, behaviour));
+                    tx.rcpt_parameters.push(params);
                 }
                 self.reply(250, "2.1.5 Ok").await?
             }
@@ -1182,6 +1238,8 @@ impl<'a> Session<'a> {
                 at,
                 queue_id: queue_id.clone(),
                 encrypted,
+                mail_parameters: tx.mail_parameters,
+                rcpt_parameters: tx.rcpt_parameters,
             };
             if self.held {
                 s.after_release += 1;
@@ -1249,6 +1307,29 @@ impl<'a> Session<'a> {
 
 /// Parses `FROM:<addr> params` / `TO:<addr> params` (prefix case-insensitive,
 /// a space before `<` tolerated). Returns the address without brackets.
+/// RFC 3461 § 4: printable ASCII but `+` and `=`, or `+XX` in upper-case hexadecimal.
+fn is_xtext(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                let hex = bytes.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| {
+                    h.iter()
+                        .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c))
+                }) {
+                    return false;
+                }
+                i += 3;
+            }
+            b'!'..=b'~' if bytes[i] != b'=' => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn parse_path(arg: &str, prefix: &str) -> Option<(String, String)> {
     let head = arg.get(..prefix.len())?;
     if !head.eq_ignore_ascii_case(prefix) {
