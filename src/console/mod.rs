@@ -157,6 +157,7 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
         .await
         .with_context(|| format!("while listening on {addr}"))?;
     let local = listener.local_addr()?;
+    let stop = StopSignals::install()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The one line on stdout: scripts (and the tests) read the address from it.
     println!("listening on {scheme}://{local}");
@@ -167,7 +168,7 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
     // holds, a client that stalls mid-request) is given up after a bounded wait.
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
-        shutdown_signal().await;
+        stop.received().await;
         tracing::info!("stopping the console");
         let _ = stopping.send(());
     };
@@ -214,26 +215,45 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
 /// console stops anyway (and how long it then waits to record its end).
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// The signals that stop the console (SIGTERM, Ctrl-C), installed before it says it listens:
+/// a signal that comes as soon as the first client is answered must find its handler in
+/// place, not the default action that kills the process unrecorded. (axum polls the shutdown
+/// future in a task of its own, so installing there would come too late.)
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).context("while handling SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("while handling Ctrl-C")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn received(mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.interrupt.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
