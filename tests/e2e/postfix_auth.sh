@@ -20,6 +20,8 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=tests/e2e/lib/postfix.sh
+source "$repo/tests/e2e/lib/postfix.sh"
 
 log() { printf 'postfix_auth: %s\n' "$*" >&2; }
 
@@ -205,30 +207,10 @@ done
 
 port="$(free_port 2725)"
 [[ -n "$port" ]] || fail "no free port on 127.0.0.1"
-for file in /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls /etc/ssl/private/ssl-cert-snakeoil.key; do
-    [[ -f "$file" ]] || fail "$file is missing: apt-get install postfix ssl-cert"
-done
-# As postfix.postinst writes it (main.cf.debian, then main.cf.tls), then this instance's paths,
-# port and domain, and what an operator sets for a relay that requires a login.
-cat /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls >"$pf/main.cf"
+# Debian's main.cf (tests/e2e/lib/postfix.sh), then what an operator sets for a relay that
+# requires a login.
+debian_main_cf "$pf" "$queue" "$data" "$maillog" "$work" postfix-e2e-auth relay.e2e.test || fail "Postfix is not installed as the test needs"
 cat >>"$pf/main.cf" <<EOF
-
-# --- this instance ---
-queue_directory = $queue
-data_directory = $data
-mail_owner = postfix
-setgid_group = postdrop
-syslog_name = postfix-e2e-auth
-maillog_file = $maillog
-maillog_file_prefixes = $work
-myhostname = relay.e2e.test
-mydomain = e2e.test
-myorigin = \$myhostname
-mydestination =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-smtp_host_lookup = native
-smtp_dns_support_level = disabled
 default_transport = error:not a test domain
 relay_transport = error:not a test domain
 local_transport = error:no local delivery in the test

@@ -25,6 +25,8 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=tests/e2e/lib/postfix.sh
+source "$repo/tests/e2e/lib/postfix.sh"
 
 log() { printf 'postfix_bounces: %s\n' "$*" >&2; }
 
@@ -112,30 +114,10 @@ gid="$(id -g postfix)"
 # Debian's main.cf as the package installs it (postfix.postinst: main.cf.debian, then main.cf.tls
 # since ssl-cert's snakeoil key exists): STARTTLS offered with the self-signed "snakeoil"
 # certificate. Then only what an operator sets for this instance: its paths, port, domains.
-for file in /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls /etc/ssl/private/ssl-cert-snakeoil.key; do
-    [[ -f "$file" ]] || fail "$file is missing: apt-get install postfix ssl-cert"
-done
-cat /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls >"$pf/main.cf"
+debian_main_cf "$pf" "$queue" "$data" "$maillog" "$work" postfix-e2e mx.e2e.test || fail "Postfix is not installed as the test needs"
 cat >>"$pf/main.cf" <<EOF
-
-# --- this instance ---
-queue_directory = $queue
-data_directory = $data
-mail_owner = postfix
-setgid_group = postdrop
-syslog_name = postfix-e2e
-maillog_file = $maillog
-maillog_file_prefixes = $work
-myhostname = mx.e2e.test
-mydomain = e2e.test
-myorigin = \$myhostname
-mydestination =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
 mynetworks_style = host
 mynetworks = 127.0.0.0/8
-smtp_host_lookup = native
-smtp_dns_support_level = disabled
 # Nothing leaves this instance: anything not for the two virtual domains fails at once.
 default_transport = error:not a test domain
 relay_transport = error:not a test domain

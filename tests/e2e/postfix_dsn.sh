@@ -26,6 +26,8 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=tests/e2e/lib/postfix.sh
+source "$repo/tests/e2e/lib/postfix.sh"
 
 log() { printf 'postfix_dsn: %s\n' "$*" >&2; }
 
@@ -136,30 +138,10 @@ gid="$(id -g postfix)"
 # snakeoil key exists): STARTTLS offered with the self-signed certificate, DSN offered as always.
 # Then what an operator sets for this instance: paths, port, where people.test mail goes, and
 # delay_warning_time (Postfix's default, 0h, sends no delay notice at all).
-for file in /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls /etc/ssl/private/ssl-cert-snakeoil.key; do
-    [[ -f "$file" ]] || fail "$file is missing: apt-get install postfix ssl-cert"
-done
-cat /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls >"$pf/main.cf"
+debian_main_cf "$pf" "$queue" "$data" "$maillog" "$work" postfix-dsn relay.e2e.test || fail "Postfix is not installed as the test needs"
 cat >>"$pf/main.cf" <<EOF
-
-# --- this instance ---
-queue_directory = $queue
-data_directory = $data
-mail_owner = postfix
-setgid_group = postdrop
-syslog_name = postfix-dsn
-maillog_file = $maillog
-maillog_file_prefixes = $work
-myhostname = relay.e2e.test
-mydomain = e2e.test
-myorigin = \$myhostname
-mydestination =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
 mynetworks_style = host
 mynetworks = 127.0.0.0/8
-smtp_host_lookup = native
-smtp_dns_support_level = disabled
 local_transport = error:no local delivery in the test
 default_transport = error:not a test domain
 alias_maps =
