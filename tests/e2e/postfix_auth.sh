@@ -96,26 +96,6 @@ bm() {
     "$bin" --config "$campaign/breachmail.toml" "$@"
 }
 
-free_port() { # the first port from $1 on that nothing answers on (empty if none)
-    local candidate
-    for candidate in $(seq "$1" $(($1 + 99))); do
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-}
-
-wait_listening() { # PORT WHAT: bounded, every 0.2 s
-    for _ in $(seq 150); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    fail "$2 does not listen on 127.0.0.1:$1"
-}
-
 count_files() { # messages in a maildir (new/ and cur/)
     local dir="$1" n=0
     for sub in new cur; do

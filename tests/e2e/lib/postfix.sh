@@ -36,3 +36,27 @@ smtp_host_lookup = native
 smtp_dns_support_level = disabled
 CONF
 }
+
+# free_port FIRST: the first port from FIRST to FIRST + 99 on 127.0.0.1 that nothing answers on
+# (empty if none).
+free_port() {
+    local candidate
+    for candidate in $(seq "$1" $(($1 + 99))); do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+}
+
+# wait_listening PORT WHAT: waits (bounded, every 0.2 s, 30 s at most) until something answers on
+# 127.0.0.1:PORT, else the caller's `fail` names WHAT.
+wait_listening() {
+    for _ in $(seq 150); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    fail "$2 does not listen on 127.0.0.1:$1"
+}
