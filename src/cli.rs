@@ -276,6 +276,6 @@ pub enum AuditFormat {
 }
 
 fn parse_duration_arg(value: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(value)
+    crate::duration::parse(value)
         .ok_or_else(|| format!("{value:?} is not a duration such as 30s, 4m or 1h"))
 }

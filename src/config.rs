@@ -169,13 +169,8 @@ impl fmt::Display for Relay {
     }
 }
 
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
+/// The path of before hosts had a module of their own.
+pub use crate::loopback::is_loopback_host;
 
 #[derive(Debug, Clone)]
 pub struct Rate {
@@ -1139,40 +1134,8 @@ fn relay(key: &str, value: &str, dir: &Path) -> Result<Relay, UsageError> {
     })
 }
 
-/// Durations as people write them: `500ms`, `30s`, `5m`, `6h`, `5d`, or combined like `1h30m`.
-pub fn parse_duration(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = value;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let number: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" | "min" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return None,
-        };
-        total = total.checked_add(unit.checked_mul(u32::try_from(number).ok()?)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
-
 fn duration(key: &str, value: &str) -> Result<Duration, UsageError> {
-    parse_duration(value).ok_or_else(|| {
+    crate::duration::parse(value).ok_or_else(|| {
         key_error(
             key,
             value,
@@ -1430,16 +1393,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("5d"), Some(Duration::from_secs(432_000)));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("m"), None);
-        assert_eq!(parse_duration(""), None);
-    }
-
-    #[test]
     fn tls_keys_are_read_for_the_relays_and_the_mailbox() {
         let config = load(
             "[smtp]\nurl = \"smtp://10.0.0.25:25\"\ntls_ca = \"agence-ca.pem\"\ntls_server_name = \"relay.agence.example\"\n",
@@ -1495,13 +1448,5 @@ mod tests {
             let error = load(text, &[]).unwrap_err();
             assert!(error.contains(key), "{error}");
         }
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback_host("127.0.0.1"));
-        assert!(is_loopback_host("localhost"));
-        assert!(is_loopback_host("[::1]"));
-        assert!(!is_loopback_host("smtp.example.fr"));
     }
 }

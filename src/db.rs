@@ -31,7 +31,7 @@ pub fn format_time(ms: Option<i64>) -> String {
 pub fn busy_timeout() -> Duration {
     std::env::var("BREACHMAIL_BUSY_TIMEOUT")
         .ok()
-        .and_then(|v| crate::config::parse_duration(&v))
+        .and_then(|v| crate::duration::parse(&v))
         .unwrap_or(Duration::from_secs(30))
 }
 

@@ -104,14 +104,6 @@ impl Pipeline {
     }
 }
 
-/// The file a person's message is written to in a folder: `<ref>.<generation>.eml`, the same
-/// for `preview` and the `file://` transport. The generation keeps a resent letter beside the
-/// first one; read from the right, the name cannot be mistaken for another person's (a ref holds
-/// no path separator, and ends where the last `.<digits>.eml` begins).
-pub fn file_name(person: &Person) -> String {
-    format!("{}.{}.eml", person.person_ref, person.generation)
-}
-
 /// Calls `each` with successive pages of the people `selection` names, in id order (see
 /// [`PersonPages`] for how a page is read).
 pub async fn for_each_page<F>(
