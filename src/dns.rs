@@ -1035,7 +1035,14 @@ pub async fn run(
     let resolver_name = resolver.map_or_else(|| "system".to_owned(), |r| r.to_string());
     let report = check(&dns, &domains, &resolver_name).await;
     let pool = crate::db::open(&config.campaign.database, false).await?;
-    crate::store::dns::record(&pool, &report).await?;
+    let row = crate::store::dns::NewDnsCheck {
+        checked_at: &report.checked_at,
+        passed: report.passed,
+        problems: report.problems,
+        dns_failures: report.dns_failures,
+        report_json: serde_json::to_string(&report)?,
+    };
+    crate::store::dns::record(&pool, &row).await?;
     pool.close().await;
     if json {
         println!("{}", serde_json::to_string(&report)?);
