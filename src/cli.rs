@@ -170,7 +170,7 @@ pub struct BouncesArgs {
     #[arg(long)]
     pub json: bool,
     /// IMAP: messages fetched, recorded and moved together
-    #[arg(long, value_name = "N", default_value_t = crate::bounces::imap::DEFAULT_BATCH, hide = true)]
+    #[arg(long, value_name = "N", default_value_t = 500, hide = true)]
     pub imap_batch: usize,
 }
 

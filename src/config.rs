@@ -192,7 +192,7 @@ pub struct Retry {
 #[derive(Debug, Clone, Default)]
 pub struct Bounces {
     /// The bounce mailbox, `imaps://USER@HOST[:PORT]/FOLDER`.
-    pub imap: Option<crate::bounces::imap::ImapUrl>,
+    pub imap: Option<crate::imap_url::ImapUrl>,
     /// Move messages read to this folder instead of flagging them `\Seen`.
     pub move_to: Option<String>,
     /// Delete messages once recorded.
@@ -815,13 +815,13 @@ fn bounces_settings(file: FileBounces, dir: &Path) -> Result<Bounces, UsageError
     let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let imap = given(file.imap)
         .map(|url| {
-            crate::bounces::imap::ImapUrl::parse(&url)
+            crate::imap_url::ImapUrl::parse(&url)
                 .map_err(|e| UsageError::new(format!("bounces.imap is not valid: {e}")))
         })
         .transpose()?;
     let move_to = given(file.move_to)
         .map(|folder| {
-            crate::bounces::imap::check_mailbox_name(&folder)
+            crate::imap_url::check_mailbox_name(&folder)
                 .map(|()| folder.clone())
                 .map_err(|e| UsageError::new(format!("bounces.move_to: {e}")))
         })

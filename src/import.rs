@@ -379,11 +379,11 @@ async fn import_rows(
     options: &ImportOptions,
 ) -> anyhow::Result<ImportSummary> {
     let columns = Columns::new(&header, source)?;
-    let run_id = crate::db::start_run(pool, "import").await?;
+    let run_id = crate::store::campaign::start_run(pool, "import").await?;
     let imported = import_run(pool, source, &columns, rows, options, run_id).await;
     if let Err(error) = &imported {
         // Given up (a database held past the busy timeout, a full disk): the run says so.
-        crate::db::finish_failed_run(pool, run_id, error).await;
+        crate::store::campaign::finish_failed_run(pool, run_id, error).await;
     }
     imported
 }
@@ -446,7 +446,7 @@ async fn import_run(
         "not_updated": summary.changed_not_updated, "refused": summary.refused_rows,
         "rolled_back": rolled_back,
     });
-    crate::db::finish_run(pool, run_id, "done", &detail.to_string()).await?;
+    crate::store::campaign::finish_run(pool, run_id, "done", &detail.to_string()).await?;
     Ok(summary)
 }
 

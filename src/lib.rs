@@ -25,6 +25,7 @@ pub mod export;
 pub mod files;
 pub mod helpline_text;
 pub mod html;
+pub mod imap_url;
 pub mod import;
 pub mod init;
 pub mod lease;

@@ -22,9 +22,6 @@ use crate::export::{mask_addresses, mask_email};
 use crate::helpline_text::Voice;
 use crate::store::helpline::{self as store, Access, PersonRow};
 
-/// The answer for a notice id nobody was sent, word for word wherever it is given.
-pub const NOT_OURS: &str = "no notice with this number was sent: the message is not ours";
-
 /// What the adviser typed, once read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
@@ -254,7 +251,7 @@ pub async fn report(
     let paper_requested = store::paper_request(pool, person_id).await?;
     let sent_letters = store::letters_sent(pool, person_id).await?;
     let paper_exported = store::postal_exported_at(pool, person_id).await?;
-    let key = crate::db::signing_key(pool).await?;
+    let key = crate::store::campaign::signing_key(pool).await?;
     let Some(person) = person else {
         return Ok(None);
     };

@@ -61,7 +61,7 @@ pub struct MessageBuilder {
 }
 
 impl MessageBuilder {
-    /// `signing_key` is the campaign's secret (see `db::signing_key`): it derives the Message-ID
+    /// `signing_key` is the campaign's secret (see `store::campaign::signing_key`): it derives the Message-ID
     /// and signs the VERP envelope sender.
     pub fn new(config: &Config, signing_key: &[u8]) -> anyhow::Result<Self> {
         let dkim = Signer::new(&config.dkim)?;

@@ -39,7 +39,7 @@ impl Pipeline {
     /// The letters of the campaign and the builder with the campaign's signing key.
     pub async fn load(config: &Config, pool: &SqlitePool) -> anyhow::Result<Pipeline> {
         let letters = Letters::load(config)?;
-        let key = crate::db::signing_key(pool).await?;
+        let key = crate::store::campaign::signing_key(pool).await?;
         let builder = MessageBuilder::new(config, &key)?;
         Ok(Pipeline { letters, builder })
     }

@@ -43,7 +43,7 @@ pub async fn run(config: &Config, yes: bool) -> anyhow::Result<Exit> {
 }
 
 async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
-    let run_id = crate::db::start_run(pool, "purge").await?;
+    let run_id = crate::store::campaign::start_run(pool, "purge").await?;
     // Holding the sender's lease keeps a `send` from starting while people are being erased.
     let lease = match Lease::acquire(pool, run_id).await? {
         Ok(lease) => lease,
@@ -52,13 +52,14 @@ async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
                 "purge refused: a send is running (run {} on {}, pid {}); purge after it ends",
                 holder.run_id, holder.host, holder.pid
             );
-            crate::db::finish_run(pool, run_id, "refused", "a send is running").await?;
+            crate::store::campaign::finish_run(pool, run_id, "refused", "a send is running")
+                .await?;
             return Ok(Exit::TryLater);
         }
     };
     let outcome = purge_under_lease(pool, run_id).await;
     if let Err(error) = &outcome {
-        crate::db::finish_failed_run(pool, run_id, error).await;
+        crate::store::campaign::finish_failed_run(pool, run_id, error).await;
     }
     lease.release().await?;
     let exit = outcome?;
@@ -80,13 +81,13 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
             counts.join(", ")
         );
         let detail = serde_json::json!({ "refused": "letters still due", "due": counts });
-        crate::db::finish_run(pool, run_id, "refused", &detail.to_string()).await?;
+        crate::store::campaign::finish_run(pool, run_id, "refused", &detail.to_string()).await?;
         return Ok(Exit::Failed);
     }
     let summary = erase(&mut tx).await?;
     tx.commit().await?;
     let detail = serde_json::to_string(&summary)?;
-    crate::db::finish_run(pool, run_id, "purged", &detail).await?;
+    crate::store::campaign::finish_run(pool, run_id, "purged", &detail).await?;
     println!(
         "purged {} people: names, addresses, phone and identifier tails and extra columns erased, refs replaced by their SHA-256; {} replies, {} events and {} bounces scrubbed of addresses; {} call notes erased. Counts, states, times, notice ids and hashes are kept.",
         summary.people,

@@ -29,15 +29,12 @@ use crate::domain::DeliveryState;
 use crate::html;
 use crate::status::{ErrorReason, FinishLimit, SendRun, Status};
 use crate::store;
+use crate::store::report::{LettersInUse, SentBucket};
 
 /// How many send runs the timeline lists before summarising the rest.
 const RUNS_LISTED: i64 = 200;
 /// More buckets than this and the chart counts days instead of hours.
 const MAX_HOURLY_BARS: i64 = 72;
-
-/// Letters sent in one hour or one day, and one version of the letters with how many people
-/// got it.
-pub use crate::store::report::{LettersInUse, SentBucket};
 
 /// What people were told: one letter as the current letters write it, for a specimen person
 /// with every category of data (no real person's data in the report), and the fingerprint of

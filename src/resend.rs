@@ -48,7 +48,7 @@ pub struct ResendSummary {
 pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
     let pool = crate::db::open(&config.campaign.database, false).await?;
     let candidates = candidates(&pool, args).await?;
-    let run_id = crate::db::start_run(&pool, "resend").await?;
+    let run_id = crate::store::campaign::start_run(&pool, "resend").await?;
     let reason = match (args.bounced, args.failed) {
         (true, _) => "resend --bounced",
         (_, true) => "resend --failed",
@@ -60,8 +60,8 @@ pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
         Err(error) => format!("{error:#}"),
     };
     match &summary {
-        Ok(_) => crate::db::finish_run(&pool, run_id, "ok", &detail).await?,
-        Err(error) => crate::db::finish_failed_run(&pool, run_id, error).await,
+        Ok(_) => crate::store::campaign::finish_run(&pool, run_id, "ok", &detail).await?,
+        Err(error) => crate::store::campaign::finish_failed_run(&pool, run_id, error).await,
     }
     let summary = summary?;
     println!(

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::DeliveryState;
 use crate::store;
+use crate::store::status::{DomainCounts, Reasons};
 
 /// How many send runs, error reasons and domains the status shows.
 const RUNS_SHOWN: i64 = 5;
@@ -102,8 +103,6 @@ pub struct ErrorReason {
     pub reason: String,
     pub count: i64,
 }
-
-pub use crate::store::status::{DomainCounts, Reasons};
 
 /// Everyone e-mail did not reach, for good: refused at sending (5xx), hard bounce, no address.
 /// They go to the postal fallback.

@@ -974,7 +974,7 @@ async fn the_person_page_says_where_the_letter_stands_past_the_relay() {
     // A1's provider accepted the letter, as its relay's notification said (what `bounces` records).
     let a1 = console.person_id("A1").await;
     let pool = console.campaign.db().await;
-    let run = breachmail::db::start_run(&pool, "bounces")
+    let run = breachmail::store::campaign::start_run(&pool, "bounces")
         .await
         .expect("a run");
     let mut conn = pool.acquire().await.expect("a connection");

@@ -145,7 +145,7 @@ pub async fn run_command(config: &Config, args: &BouncesArgs) -> anyhow::Result<
         return run(config, &args.paths, &options).await;
     }
     let url = match &args.imap {
-        Some(url) => imap::ImapUrl::parse(url).map_err(|e| UsageError::new(format!("--imap: {e}")))?,
+        Some(url) => crate::imap_url::ImapUrl::parse(url).map_err(|e| UsageError::new(format!("--imap: {e}")))?,
         None => config.bounces.imap.clone().ok_or_else(|| {
             UsageError::new(
                 "bounces: name mbox files, maildir folders or .eml files, or a mailbox with --imap imaps://USER@HOST/FOLDER (or bounces.imap)",
@@ -159,7 +159,7 @@ pub async fn run_command(config: &Config, args: &BouncesArgs) -> anyhow::Result<
     let disposal = if args.delete || (args.move_to.is_none() && config.bounces.delete) {
         imap::Disposal::Delete
     } else if let Some(folder) = move_to {
-        imap::check_mailbox_name(&folder)
+        crate::imap_url::check_mailbox_name(&folder)
             .map_err(|e| UsageError::new(format!("--move-to: {e}")))?;
         if folder == url.folder {
             return Err(UsageError::new(format!(
@@ -272,8 +272,8 @@ impl Recorder {
             crate::files::create_private_dir(dir)
                 .with_context(|| format!("while creating the replies folder {}", dir.display()))?;
         }
-        let key = crate::db::signing_key(pool).await?;
-        let run_id = crate::db::start_run(pool, "bounces").await?;
+        let key = crate::store::campaign::signing_key(pool).await?;
+        let run_id = crate::store::campaign::start_run(pool, "bounces").await?;
         Ok(Recorder {
             matcher: Matcher::new(key, run_id, options.bounce_domain.clone()),
             summary: Summary::default(),
@@ -306,11 +306,11 @@ impl Recorder {
         let detail = serde_json::to_string(&self.summary)?;
         match outcome {
             Ok(()) => {
-                crate::db::finish_run(pool, run_id, "ok", &detail).await?;
+                crate::store::campaign::finish_run(pool, run_id, "ok", &detail).await?;
                 Ok(self.summary)
             }
             Err(error) => {
-                crate::db::finish_failed_run(pool, run_id, &error).await;
+                crate::store::campaign::finish_failed_run(pool, run_id, &error).await;
                 Err(error)
             }
         }

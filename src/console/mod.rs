@@ -98,7 +98,7 @@ pub async fn build(config: &Config, addr: SocketAddr) -> anyhow::Result<Shared> 
         Err(error) => (None, Some(format!("{error:#}"))),
     };
     let per_minute = NonZeroU32::new(config.console.searches_per_minute).unwrap_or(NonZeroU32::MIN);
-    let run_id = crate::db::start_run(&pool, "serve").await?;
+    let run_id = crate::store::campaign::start_run(&pool, "serve").await?;
     Ok(Arc::new(Console {
         pool,
         config: config.clone(),
@@ -201,7 +201,7 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
     // does not wait out the busy timeout to stop.
     let ended = tokio::time::timeout(
         SHUTDOWN_GRACE,
-        crate::db::finish_run(&console.pool, console.run_id, "stopped", ""),
+        crate::store::campaign::finish_run(&console.pool, console.run_id, "stopped", ""),
     )
     .await;
     match ended {
