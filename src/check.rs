@@ -50,9 +50,9 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let report = check(&pool, &pipeline).await?;
     pool.close().await;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::print_out(&serde_json::to_string(&report)?);
     } else {
-        print!("{}", render_report(&report));
+        crate::exit::print_block(&render_report(&report));
     }
     Ok(if report.failed > 0 {
         Exit::Failed

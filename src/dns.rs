@@ -1045,9 +1045,9 @@ pub async fn run(
     crate::store::dns::record(&pool, &row).await?;
     pool.close().await;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::print_out(&serde_json::to_string(&report)?);
     } else {
-        print!("{}", render_report(&report));
+        crate::exit::print_block(&render_report(&report));
     }
     Ok(if report.passed {
         Exit::Ok

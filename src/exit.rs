@@ -54,3 +54,10 @@ pub fn print_err(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
+
+/// Writes text that already ends its lines (a rendered table or report) to stdout as it is;
+/// like [`print_out`], never panics.
+pub fn print_block(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}

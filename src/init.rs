@@ -17,11 +17,11 @@ const INCIDENT_EXAMPLE: &str = include_str!("../letters/incident.example.toml");
 
 pub async fn run(dir: &Path) -> anyhow::Result<Exit> {
     create_campaign(dir).await?;
-    println!("init: created the campaign in {}", dir.display());
-    println!(
+    crate::print_out(&format!("init: created the campaign in {}", dir.display()));
+    crate::print_out(&format!(
         "init: next, edit {}/breachmail.toml ([sender], [smtp], [incident]) and the letters, then `breachmail import people.csv`",
         dir.display()
-    );
+    ));
     Ok(Exit::Ok)
 }
 

@@ -590,9 +590,9 @@ pub async fn run(config: &Config, raw: &str, json: bool) -> anyhow::Result<Exit>
     let answer = answer(&pool, raw, &operator_name(), "lookup", &domain, &voice).await?;
     pool.close().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        crate::print_out(&serde_json::to_string_pretty(&answer)?);
     } else {
-        print!("{}", as_text(&answer, &voice));
+        crate::exit::print_block(&as_text(&answer, &voice));
     }
     Ok(if answer.people.is_empty() {
         Exit::Failed

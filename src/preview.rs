@@ -30,13 +30,13 @@ pub async fn run(config: &Config, args: &PreviewArgs) -> anyhow::Result<Exit> {
     let outcome = write_preview(config, &pool, args).await;
     pool.close().await;
     let summary = outcome?;
-    println!(
+    crate::print_out(&format!(
         "preview: wrote {} messages to {} (see manifest.csv); nothing was sent",
         summary.written,
         args.out.display()
-    );
+    ));
     for failure in &summary.failures {
-        eprintln!("preview: FAILED {failure}");
+        crate::print_err(&format!("preview: FAILED {failure}"));
     }
     Ok(if summary.failures.is_empty() {
         Exit::Ok

@@ -48,10 +48,10 @@ async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
     let lease = match Lease::acquire(pool, run_id).await? {
         Ok(lease) => lease,
         Err(holder) => {
-            eprintln!(
+            crate::print_err(&format!(
                 "purge refused: a send is running (run {} on {}, pid {}); purge after it ends",
                 holder.run_id, holder.host, holder.pid
-            );
+            ));
             crate::store::campaign::finish_run(pool, run_id, "refused", "a send is running")
                 .await?;
             return Ok(Exit::TryLater);
@@ -76,10 +76,10 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
     if !due.is_empty() {
         tx.rollback().await?;
         let counts: Vec<String> = due.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        eprintln!(
+        crate::print_err(&format!(
             "purge refused: letters are still due ({}); let `send` finish them, or give up on them, before erasing the people",
             counts.join(", ")
-        );
+        ));
         let detail = serde_json::json!({ "refused": "letters still due", "due": counts });
         crate::store::campaign::finish_run(pool, run_id, "refused", &detail.to_string()).await?;
         return Ok(Exit::Failed);
@@ -88,15 +88,17 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
     tx.commit().await?;
     let detail = serde_json::to_string(&summary)?;
     crate::store::campaign::finish_run(pool, run_id, "purged", &detail).await?;
-    println!(
+    crate::print_out(&format!(
         "purged {} people: names, addresses, phone and identifier tails and extra columns erased, refs replaced by their SHA-256; {} replies, {} events and {} bounces scrubbed of addresses; {} call notes erased. Counts, states, times, notice ids and hashes are kept.",
         summary.people,
         summary.replies_scrubbed,
         summary.events_scrubbed,
         summary.bounces_scrubbed,
         summary.call_notes_erased
+    ));
+    crate::print_out(
+        "previews, exports and file:// outbox folders are not touched: delete them yourself",
     );
-    println!("previews, exports and file:// outbox folders are not touched: delete them yourself");
     Ok(Exit::Ok)
 }
 

@@ -74,7 +74,7 @@ pub async fn run(config: &Config, html: &Path) -> anyhow::Result<Exit> {
     crate::files::write_private(html, page.as_bytes())
         .with_context(|| format!("while writing {}", html.display()))?;
     tracing::info!(file = %html.display(), "report written");
-    println!("report: wrote {}", html.display());
+    crate::print_out(&format!("report: wrote {}", html.display()));
     Ok(Exit::Ok)
 }
 

@@ -12,8 +12,8 @@ use sqlx::SqlitePool;
 use crate::cli::ResendArgs;
 use crate::config::Config;
 use crate::domain::{DeliveryState, Email};
-use crate::ledger::{self, NewGeneration};
 use crate::store::deliveries::{self, ResendCandidate as Candidate, ResendSelection};
+use crate::store::ledger::{self, NewGeneration};
 use crate::{Exit, UsageError};
 
 /// People per transaction.
@@ -64,7 +64,7 @@ pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
         Err(error) => crate::store::campaign::finish_failed_run(&pool, run_id, error).await,
     }
     let summary = summary?;
-    println!(
+    crate::print_out(&format!(
         "resend: {} people back to pending ({} to their alternative address), {} with the address that already failed ({}), {} without an address, {} not in a state to resend",
         summary.resent,
         summary.to_alternative,
@@ -76,7 +76,7 @@ pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
         },
         summary.no_address,
         summary.not_eligible
-    );
+    ));
     Ok(Exit::Ok)
 }
 

@@ -679,9 +679,9 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let pool = crate::db::open_read_only(&config.campaign.database).await?;
     let status = collect_for(config, &pool).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        crate::print_out(&serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", render_table(&status));
+        crate::exit::print_block(&render_table(&status));
     }
     Ok(Exit::Ok)
 }

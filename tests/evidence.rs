@@ -58,7 +58,7 @@ async fn mark_bounced(campaign: &Campaign, person_ref: &str) {
         .await
         .expect("the person");
     let mut conn = pool.acquire().await.expect("a connection");
-    let changed = breachmail::ledger::mark_bounced(
+    let changed = breachmail::store::ledger::mark_bounced(
         &mut conn,
         person_id,
         1,

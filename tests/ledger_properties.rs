@@ -4,7 +4,8 @@
 //! the `to_state` of its latest event, and a stale write changes nothing.
 
 use breachmail::domain::{DeliveryState, Email, PersonRef};
-use breachmail::ledger::{self, NewGeneration, NewPerson, Outcome};
+use breachmail::store::ledger::{self, NewGeneration, Outcome};
+use breachmail::store::people::NewPerson;
 use proptest::prelude::*;
 
 const PEOPLE: usize = 5;

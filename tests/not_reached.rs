@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use breachmail::ledger::{self, Outcome};
+use breachmail::store::ledger::{self, Outcome};
 use breachmail::verp::{self, DeliveryRef};
 use sqlx::SqlitePool;
 use support::campaign::open_pool;

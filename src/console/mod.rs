@@ -160,7 +160,7 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
     let stop = StopSignals::install()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The one line on stdout: scripts (and the tests) read the address from it.
-    println!("listening on {scheme}://{local}");
+    crate::print_out(&format!("listening on {scheme}://{local}"));
     tracing::info!("helpline console on {scheme}://{local}");
     let app = router(console.clone()).into_make_service_with_connect_info::<Peer>();
     // On the signal, axum stops accepting, closes idle connections and lets the requests in
@@ -989,7 +989,7 @@ async fn supervisor_page(
 /// The advisers' actions: each one a transaction that writes its record and its event together.
 mod actions {
     use super::*;
-    use crate::ledger::{self, Event, NewGeneration};
+    use crate::store::ledger::{self, Event, NewGeneration};
 
     /// Records the address and starts a new generation to it. False when the letter is being
     /// sent right now (or changed state meanwhile): the adviser tries again in a moment.
