@@ -153,7 +153,9 @@ pub enum Relay {
 impl Relay {
     pub fn is_loopback(&self) -> bool {
         match self {
-            Relay::Smtp { host, .. } | Relay::Smtps { host, .. } => is_loopback_host(host),
+            Relay::Smtp { host, .. } | Relay::Smtps { host, .. } => {
+                crate::loopback::is_loopback_host(host)
+            }
             Relay::File(_) => true,
         }
     }
@@ -169,8 +171,7 @@ impl fmt::Display for Relay {
     }
 }
 
-/// The path of before hosts had a module of their own.
-pub use crate::loopback::is_loopback_host;
+pub use crate::loopback::is_loopback_host; // old path, removed by the path rename
 
 #[derive(Debug, Clone)]
 pub struct Rate {

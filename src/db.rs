@@ -194,8 +194,7 @@ pub async fn open_read_only(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-/// The paths of before the runs and the signing key were read only through the store.
-pub use crate::store::campaign::{finish_run, signing_key, start_run};
+pub use crate::store::campaign::{finish_run, signing_key, start_run}; // old path, removed by the path rename
 
 /// Makes the secret that signs VERP tokens and derives Message-IDs, once: a database that has
 /// one keeps it.

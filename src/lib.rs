@@ -4,8 +4,12 @@
 //! The data flows one way through one module per stage: `import` loads people into the campaign
 //! database, `render` turns a person into the exact message, `transport` hands it to a relay (or a
 //! folder), `send` schedules and records, `bounces` reads what came back, `report` and `export`
-//! show the evidence. `ledger` is the one place where a delivery changes state, and it writes the
-//! event that records the change in the same statement batch.
+//! show the evidence. `store::ledger` is the one place where a delivery changes state, and it
+//! writes the event that records the change in the same statement batch.
+//!
+//! The modules are floors: `exit` (exit codes, usage errors, the printers) is the ground floor and
+//! uses nothing of the crate; `commands`, the dispatcher, is the top floor and nothing uses it; no
+//! module imports one that imports it back (tests/module_layers.rs). This file only declares them.
 
 pub mod bounces;
 pub mod check;
@@ -47,14 +51,9 @@ pub mod send;
 pub mod smtp_reply;
 pub mod status;
 pub mod store;
-/// The delivery life cycle, from [`store::ledger`]: kept under its old name for the callers.
-pub use store::ledger;
 pub mod tls;
 pub mod transport;
 pub mod verp;
 
-/// The paths of before the ground floor had a module of its own.
-pub use exit::{Exit, UsageError, print_err, print_out};
-
-/// Runs one command line (see [`commands`]); the binary's `main` is only this.
-pub use commands::main_with;
+pub use exit::{Exit, UsageError, print_err, print_out}; // old path, removed by the path rename
+pub use store::ledger; // old path, removed by the path rename

@@ -36,7 +36,7 @@ pub struct Outgoing {
     /// The person's notice id: the envelope id (RFC 3461 `ENVID`) a relay's delivery status
     /// notifications quote back.
     pub notice_id: String,
-    /// Its name in a folder (`preview`, the `file://` transport): [`crate::pipeline::file_name`].
+    /// Its name in a folder (`preview`, the `file://` transport): [`file_name`].
     pub file_name: String,
     pub bytes: Vec<u8>,
 }

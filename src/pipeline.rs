@@ -5,8 +5,9 @@
 //! - **prepare**: each person's letter rendered and built into the exact message, signed, on
 //!   every core ([`Pipeline::prepare_all`]);
 //! - **deliver**: where the bytes go, the transport swapped: nowhere (`check` measures them), a
-//!   folder (`preview`, and `send` with `file://`, both through [`crate::transport`]'s
-//!   [`write_to_folder`], so both name files by [`file_name`]), or an SMTP relay (`send`);
+//!   folder (`preview`, and `send` with `file://`, both through
+//!   [`crate::transport::write_to_folder`], so both name files by
+//!   [`crate::message::file_name`]), or an SMTP relay (`send`);
 //! - **record**: only `send` writes to the ledger; `check` and `preview` change nothing.
 //!
 //! So `check` and `preview` see exactly what `send` would send: the same letters, the same
@@ -21,7 +22,7 @@ use crate::person::Person;
 use crate::render::{Letter, Letters, RenderError};
 use crate::store::deliveries::{PersonPages, Selection};
 
-pub use crate::transport::write_to_folder;
+pub use crate::transport::write_to_folder; // old path, removed by the path rename
 
 /// People read per database round trip.
 const PAGE: i64 = 4096;
