@@ -275,8 +275,17 @@ impl SmtpReply {
 
 impl fmt::Display for SmtpReply {
     /// "451 4.7.1 Greylisted, please try again later (at RCPT TO)": the code first, so that the
-    /// ledger and the exports can read it back.
+    /// ledger and the exports can read it back. A positive reply goes without its step: the
+    /// only one kept is the reply after the message, "250 2.0.0 Ok: queued as 4P0001", as the
+    /// relay wrote it (its queue id is matched against delivery notifications).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_positive() {
+            return if self.text.is_empty() {
+                write!(f, "{}", self.code)
+            } else {
+                write!(f, "{} {}", self.code, self.text)
+            };
+        }
         if self.text.is_empty() {
             write!(f, "{} (at {})", self.code, self.step.as_str())
         } else {
@@ -433,6 +442,13 @@ mod tests {
             SmtpReply::parse(Step::RcptTo, "no reply after the message"),
             None
         );
+    }
+
+    #[test]
+    fn an_acceptance_is_recorded_as_the_relay_wrote_it() {
+        let reply = at(Step::Message, 250, "2.0.0 Ok: queued as 4P0001");
+        assert_eq!(reply.to_string(), "250 2.0.0 Ok: queued as 4P0001");
+        assert_eq!(SmtpReply::parse(Step::Message, &reply.to_string()), Some(reply));
     }
 
     #[test]
