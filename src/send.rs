@@ -1306,7 +1306,7 @@ impl Worker {
                 lane,
                 scope: *scope,
                 domain: domain.clone(),
-                reason: reply.clone(),
+                reason: reply.to_string(),
             },
             Attempt::Accepted { .. } => Signal::Reached {
                 lane,
@@ -1423,7 +1423,7 @@ fn outcome_of(
         Attempt::Accepted { reply, notify } => {
             let sha256 = message.sha256();
             return Outcome::Sent {
-                reply,
+                reply: reply.to_string(),
                 message_id: message.message_id,
                 fingerprint,
                 sha256,
@@ -1433,8 +1433,8 @@ fn outcome_of(
         }
         Attempt::Rejected { reply } => {
             return Outcome::Failed {
-                smtp_code: recorded_code(&reply),
-                reason: reply,
+                smtp_code: recorded_code(&reply.to_string()),
+                reason: reply.to_string(),
                 message_id: Some(message.message_id),
                 possible_duplicate: false,
             };
@@ -1446,7 +1446,7 @@ fn outcome_of(
                 reason: format!("not attempted: {reason}"),
             };
         }
-        Attempt::Deferred { reply, .. } => (reply, false),
+        Attempt::Deferred { reply, .. } => (reply.to_string(), false),
         Attempt::Unknown { reason } => (reason, true),
     };
     let attempts = claimed.attempts + 1;
