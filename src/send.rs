@@ -34,6 +34,7 @@ use crate::pipeline::Pipeline;
 use crate::smtp_reply::{Scope, SmtpReply, Step};
 use crate::store::relay::Slowed;
 use crate::transport::{Attempt, Refuser, Relayer};
+use crate::verp::DeliveryRef;
 use handovers::HandOverLog;
 use lanes::Lanes;
 
@@ -1423,17 +1424,24 @@ fn outcome_of(
         Attempt::Accepted { reply, notify } => {
             let sha256 = message.sha256();
             return Outcome::Sent {
-                reply,
+                reply: SmtpReply::parse(Step::Message, &reply)
+                    .unwrap_or_else(|| SmtpReply::new(Step::Message, 250, &reply)),
                 message_id: message.message_id,
                 fingerprint,
                 sha256,
-                email: message.recipient,
+                // The letter was built for this address (`MessageBuilder::build` refuses a
+                // person without one).
+                email: claimed
+                    .person
+                    .email
+                    .clone()
+                    .expect("a letter handed over has an address"),
                 notify,
             };
         }
         Attempt::Rejected { reply } => {
             return Outcome::Failed {
-                smtp_code: recorded_code(&reply),
+                reply: recorded_reply(&reply),
                 reason: reply,
                 message_id: Some(message.message_id),
                 possible_duplicate: false,
@@ -1455,23 +1463,39 @@ fn outcome_of(
         || now - first >= retry.give_up_after.as_millis() as i64;
     if given_up {
         return Outcome::Failed {
+            reply: recorded_reply(&reason),
             reason: format!("gave up after {attempts} attempts: {reason}"),
-            smtp_code: recorded_code(&reason),
             message_id: Some(message.message_id),
             possible_duplicate,
         };
     }
     Outcome::Deferred {
         next_attempt_at: now + retry_delay(retry, attempts).as_millis() as i64,
+        reply: recorded_reply(&reason),
         reason,
         possible_duplicate,
         message_id: message.message_id,
     }
 }
 
-/// The code of a reply as the transport recorded it, read back by the one reply type.
-fn recorded_code(reply: &str) -> Option<i64> {
-    SmtpReply::parse(Step::Message, reply).map(|reply| i64::from(reply.code()))
+/// The reply the transport gave as text ("451 4.7.1 Greylisted (at RCPT TO)"), read back by the
+/// one reply type with the step its text names; None for what is no reply.
+fn recorded_reply(text: &str) -> Option<SmtpReply> {
+    let steps = [
+        Step::Greeting,
+        Step::Ehlo,
+        Step::StartTls,
+        Step::Login,
+        Step::MailFrom,
+        Step::RcptTo,
+        Step::Data,
+        Step::Message,
+    ];
+    let step = steps
+        .into_iter()
+        .find(|step| text.ends_with(&format!("(at {})", step.as_str())))
+        .unwrap_or(Step::Message);
+    SmtpReply::parse(step, text)
 }
 
 /// Exponential from `first_delay`, doubling, with jitter, capped at `max_delay`.
@@ -1510,8 +1534,12 @@ async fn write_outcomes(
         while let Some(record) = next.take() {
             let (person_id, generation) = (record.person_id, record.generation);
             counted.push(record.tally());
-            batch.push((person_id, generation, record.outcome));
-            relays.extend(record.relay.map(|relay| (person_id, generation, relay)));
+            let delivery = DeliveryRef {
+                person_id,
+                generation,
+            };
+            batch.push((delivery, record.outcome));
+            relays.extend(record.relay.map(|relay| (delivery, relay)));
             places.extend(record.place);
             // Take whatever else is already waiting, up to a batch, without waiting for more.
             if batch.len() < 512 {
@@ -1559,8 +1587,8 @@ async fn write_outcomes(
 async fn write_patiently(
     pool: &SqlitePool,
     run_id: i64,
-    batch: &[(i64, i64, Outcome)],
-    relays: &[(i64, i64, String)],
+    batch: &[(DeliveryRef, Outcome)],
+    relays: &[(DeliveryRef, String)],
 ) -> anyhow::Result<Vec<crate::store::Stale>> {
     while_busy("outcomes", || write_once(pool, run_id, batch, relays)).await
 }
@@ -1602,8 +1630,8 @@ where
 async fn write_once(
     pool: &SqlitePool,
     run_id: i64,
-    batch: &[(i64, i64, Outcome)],
-    relays: &[(i64, i64, String)],
+    batch: &[(DeliveryRef, Outcome)],
+    relays: &[(DeliveryRef, String)],
 ) -> anyhow::Result<Vec<crate::store::Stale>> {
     let now = crate::db::now_ms();
     let mut tx = crate::db::begin_write(pool).await?;

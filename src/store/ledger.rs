@@ -12,7 +12,9 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::people::PERSON_FIELDS;
 use crate::domain::{DeliveryState, Email, EventKind, NoticeId, Transition};
+use crate::smtp_reply::SmtpReply;
 use crate::store::Stale;
+use crate::verp::DeliveryRef;
 
 mod transition;
 
@@ -478,25 +480,34 @@ pub async fn mark_handed_over(
 /// What became of one claimed delivery, as the writer records it.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// The relay took the letter: its reply after the message.
     Sent {
-        reply: String,
+        reply: SmtpReply,
         message_id: String,
         fingerprint: String,
         sha256: String,
-        email: String,
+        /// The address it went to.
+        email: Email,
         /// The relay was asked for delivery status notifications for it (RFC 3461 NOTIFY).
         notify: bool,
     },
     /// Try again at `next_attempt_at`; `possible_duplicate` after an unknown outcome.
     Deferred {
+        /// Why, for people (`last_error`): the reply as the relay gave it, or what happened
+        /// when there was none (a session that broke, no reply after the message).
         reason: String,
+        /// The relay's reply, when there was one.
+        reply: Option<SmtpReply>,
         next_attempt_at: i64,
         possible_duplicate: bool,
         message_id: String,
     },
+    /// Never again to this address: refused, or given up on after too many attempts.
     Failed {
+        /// Why, for people: the refusal, or "gave up after …" and the last reply.
         reason: String,
-        smtp_code: Option<i64>,
+        /// The relay's reply it stands on, when there was one.
+        reply: Option<SmtpReply>,
         message_id: Option<String>,
         possible_duplicate: bool,
     },
@@ -522,7 +533,7 @@ impl Outcome {
 pub async fn record_outcomes(
     pool: &sqlx::SqlitePool,
     run_id: i64,
-    outcomes: &[(i64, i64, Outcome)],
+    outcomes: &[(DeliveryRef, Outcome)],
 ) -> anyhow::Result<Vec<Stale>> {
     let mut tx = crate::db::begin_write(pool).await?;
     let stale = record_outcomes_in(&mut tx, run_id, outcomes, crate::db::now_ms()).await?;
@@ -534,7 +545,7 @@ pub async fn record_outcomes(
 pub async fn record_outcomes_in(
     conn: &mut SqliteConnection,
     run_id: i64,
-    outcomes: &[(i64, i64, Outcome)],
+    outcomes: &[(DeliveryRef, Outcome)],
     now: i64,
 ) -> anyhow::Result<Vec<Stale>> {
     let mut stale = Vec::new();
@@ -543,37 +554,43 @@ pub async fn record_outcomes_in(
     // a round trip to SQLite's thread, and the claims wait for the connection meanwhile. The
     // rest, and a person named twice (a chunk holds distinct people), go one by one, after.
     let mut seen = std::collections::HashSet::new();
-    let (sent, others): (Vec<_>, Vec<_>) = outcomes.iter().partition(|(person_id, _, outcome)| {
-        matches!(outcome, Outcome::Sent { .. }) && seen.insert(*person_id)
+    let (sent, others): (Vec<_>, Vec<_>) = outcomes.iter().partition(|(delivery, outcome)| {
+        matches!(outcome, Outcome::Sent { .. }) && seen.insert(delivery.person_id)
     });
     for chunk in sent.chunks(SENT_CHUNK) {
         stale.extend(record_sent(conn, run_id, chunk, now).await?);
     }
-    for (person_id, generation, outcome) in others {
-        if let Err(lost) =
-            record_outcome(conn, run_id, *person_id, *generation, outcome, now).await?
-        {
+    for (delivery, outcome) in others {
+        if let Err(lost) = record_outcome(conn, run_id, *delivery, outcome, now).await? {
             stale.push(lost);
         }
     }
     Ok(stale)
 }
 
-/// Accepted letters written together: seven values a letter, well under SQLite's limit of bound
+/// Accepted letters written together: eight values a letter, well under SQLite's limit of bound
 /// values in one statement.
 const SENT_CHUNK: usize = 128;
+
+/// A reply as the text column keeps it for people, as the relay said it:
+/// "250 2.0.0 Ok: queued as 4Xz…".
+fn said(reply: &SmtpReply) -> String {
+    format!("{} {}", reply.code(), reply.text())
+        .trim_end()
+        .to_owned()
+}
 
 /// [`record_outcome`] for a chunk of `Sent` outcomes (distinct people): one `UPDATE … FROM
 /// (VALUES …)` fenced like the single one, then the events of the rows it changed.
 async fn record_sent(
     conn: &mut SqliteConnection,
     run_id: i64,
-    chunk: &[&(i64, i64, Outcome)],
+    chunk: &[&(DeliveryRef, Outcome)],
     now: i64,
 ) -> anyhow::Result<Vec<Stale>> {
     let rows: Vec<_> = chunk
         .iter()
-        .filter_map(|(person_id, _, outcome)| match outcome {
+        .filter_map(|(delivery, outcome)| match outcome {
             Outcome::Sent {
                 reply,
                 message_id,
@@ -582,8 +599,10 @@ async fn record_sent(
                 email,
                 notify,
             } => Some((
-                *person_id,
-                [reply, message_id, fingerprint, sha256, email],
+                delivery.person_id,
+                said(reply),
+                reply,
+                outcome_texts(message_id, fingerprint, sha256, email),
                 *notify,
             )),
             _ => None,
@@ -597,7 +616,7 @@ async fn record_sent(
     // every statement. The parameters go in the order they appear.
     let source = format!(
         "(SELECT ? AS now, ? AS run_id) AS t, (VALUES {}) AS v",
-        vec!["(?,?,?,?,?,?,?)"; rows.len()].join(",")
+        vec!["(?,?,?,?,?,?,?,?)"; rows.len()].join(",")
     );
     let change = Change {
         transition: Transition::Send,
@@ -605,36 +624,47 @@ async fn record_sent(
         to: To::Only,
         set: "attempts = attempts + 1,
            first_attempt_at = COALESCE(first_attempt_at, t.now), last_attempt_at = t.now,
-           sent_at = t.now,
-           smtp_code = CASE WHEN v.column2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(v.column2, 1, 3) AS INTEGER) END,
-           smtp_reply = v.column2, last_error = NULL,
-           message_id = v.column3, letters_fingerprint = v.column4, content_sha256 = v.column5,
-           email = v.column6, notify_requested = v.column7,
+           sent_at = t.now, smtp_reply = v.column2, smtp_code = v.column3, last_error = NULL,
+           message_id = v.column4, letters_fingerprint = v.column5, content_sha256 = v.column6,
+           email = v.column7, notify_requested = v.column8,
            next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = t.now",
         source: &source,
         rows: "deliveries.person_id = v.column1 AND deliveries.claimed_by = t.run_id",
         names_generation: true,
     };
     let mut binds = Binds::new().add(now).add(run_id);
-    for (person_id, texts, notify) in &rows {
-        binds = binds.add(*person_id);
+    for (person_id, text, reply, texts, notify) in &rows {
+        binds = binds
+            .add(*person_id)
+            .add(text.as_str())
+            .add(i64::from(reply.code()));
         for text in texts {
-            binds = binds.add(text.as_str());
+            binds = binds.add(*text);
         }
         binds = binds.add(i64::from(*notify));
     }
     let replies: HashMap<i64, &str> = rows
         .iter()
-        .map(|(person_id, texts, _)| (*person_id, texts[0].as_str()))
+        .map(|(person_id, text, ..)| (*person_id, text.as_str()))
         .collect();
     let detail = |moved: &Moved| replies.get(&moved.person_id).copied();
     let moved = apply(conn, &change, binds, run_id, detail, now).await?;
     let changed: HashSet<i64> = moved.iter().map(|m| m.person_id).collect();
     Ok(rows
         .iter()
-        .filter(|(person_id, _, _)| !changed.contains(person_id))
-        .map(|(person_id, _, _)| stale(Transition::Send, *person_id))
+        .filter(|(person_id, ..)| !changed.contains(person_id))
+        .map(|(person_id, ..)| stale(Transition::Send, *person_id))
         .collect())
+}
+
+/// The texts of a sent letter, in the order its statement binds them.
+fn outcome_texts<'a>(
+    message_id: &'a str,
+    fingerprint: &'a str,
+    sha256: &'a str,
+    email: &'a Email,
+) -> [&'a str; 4] {
+    [message_id, fingerprint, sha256, email.as_str()]
 }
 
 /// The answer to a write that found the delivery no longer in the transition's from-state.
@@ -650,28 +680,23 @@ fn stale(transition: Transition, person_id: i64) -> Stale {
 async fn record_outcome(
     conn: &mut SqliteConnection,
     run_id: i64,
-    person_id: i64,
-    generation: i64,
+    delivery: DeliveryRef,
     outcome: &Outcome,
     now: i64,
 ) -> anyhow::Result<Result<(), Stale>> {
     let transition = outcome.transition();
+    let person_id = delivery.person_id;
     // Fenced by the run that claimed it.
     let rows = "deliveries.person_id = ? AND deliveries.claimed_by = ?";
     let (change, binds, detail) = match outcome {
         // Accepted letters have their own statement, for one letter or many.
         Outcome::Sent { .. } => {
-            let stale = record_sent(
-                conn,
-                run_id,
-                &[&(person_id, generation, outcome.clone())],
-                now,
-            )
-            .await?;
+            let stale = record_sent(conn, run_id, &[&(delivery, outcome.clone())], now).await?;
             return Ok(stale.into_iter().next().map_or(Ok(()), Err));
         }
         Outcome::Deferred {
             reason,
+            reply,
             next_attempt_at,
             possible_duplicate,
             message_id,
@@ -681,25 +706,28 @@ async fn record_outcome(
                 from: From::Any,
                 to: To::Only,
                 set: "attempts = attempts + 1,
-                   first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
-                   last_error = ?2, smtp_code = CASE WHEN ?2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(?2, 1, 3) AS INTEGER) END,
-                   next_attempt_at = ?3, possible_duplicate = MAX(possible_duplicate, ?4),
-                   message_id = ?5, claimed_by = NULL, claimed_from = NULL, updated_at = ?1",
+                   first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?,
+                   last_error = ?, smtp_code = ?, next_attempt_at = ?,
+                   possible_duplicate = MAX(possible_duplicate, ?), message_id = ?,
+                   claimed_by = NULL, claimed_from = NULL, updated_at = ?",
                 source: "",
-                rows: "deliveries.person_id = ?6 AND deliveries.claimed_by = ?7",
+                rows,
                 names_generation: true,
             };
             let binds = Binds::new()
                 .add(now)
+                .add(now)
                 .add(reason.as_str())
+                .add(reply.as_ref().map(|reply| i64::from(reply.code())))
                 .add(*next_attempt_at)
                 .add(i64::from(*possible_duplicate))
-                .add(message_id.as_str());
+                .add(message_id.as_str())
+                .add(now);
             (change, binds, reason)
         }
         Outcome::Failed {
             reason,
-            smtp_code,
+            reply,
             message_id,
             possible_duplicate,
         } => {
@@ -708,20 +736,24 @@ async fn record_outcome(
                 from: From::Any,
                 to: To::Only,
                 set: "attempts = attempts + 1,
-                   first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
-                   last_error = ?2, smtp_code = ?3, smtp_reply = ?2, failed_email = email,
-                   message_id = COALESCE(?4, message_id), possible_duplicate = MAX(possible_duplicate, ?5),
-                   next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = ?1",
+                   first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?,
+                   last_error = ?, smtp_reply = ?, smtp_code = ?, failed_email = email,
+                   message_id = COALESCE(?, message_id),
+                   possible_duplicate = MAX(possible_duplicate, ?), next_attempt_at = NULL,
+                   claimed_by = NULL, claimed_from = NULL, updated_at = ?",
                 source: "",
-                rows: "deliveries.person_id = ?6 AND deliveries.claimed_by = ?7",
+                rows,
                 names_generation: true,
             };
             let binds = Binds::new()
                 .add(now)
+                .add(now)
                 .add(reason.as_str())
-                .add(*smtp_code)
+                .add(reason.as_str())
+                .add(reply.as_ref().map(|reply| i64::from(reply.code())))
                 .add(message_id.as_deref())
-                .add(i64::from(*possible_duplicate));
+                .add(i64::from(*possible_duplicate))
+                .add(now);
             (change, binds, reason)
         }
         Outcome::Released { reason } => {
@@ -1337,7 +1369,11 @@ mod tests {
         let released = Outcome::Released {
             reason: "not attempted".into(),
         };
-        record_outcomes(&pool, run, &[(person_id, 1, released)])
+        let delivery = DeliveryRef {
+            person_id,
+            generation: 1,
+        };
+        record_outcomes(&pool, run, &[(delivery, released)])
             .await
             .unwrap();
         assert_eq!(
