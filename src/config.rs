@@ -12,7 +12,7 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
-use crate::UsageError;
+use crate::exit::UsageError;
 
 /// The sections scripts may override from the environment, in the spec's order.
 const SECTIONS: [&str; 10] = [
@@ -170,8 +170,6 @@ impl fmt::Display for Relay {
         }
     }
 }
-
-pub use crate::loopback::is_loopback_host; // old path, removed by the path rename
 
 #[derive(Debug, Clone)]
 pub struct Rate {

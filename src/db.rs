@@ -194,8 +194,6 @@ pub async fn open_read_only(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-pub use crate::store::campaign::{finish_run, signing_key, start_run}; // old path, removed by the path rename
-
 /// Makes the secret that signs VERP tokens and derives Message-IDs, once: a database that has
 /// one keeps it.
 pub async fn ensure_signing_key(pool: &SqlitePool) -> anyhow::Result<()> {

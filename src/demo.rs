@@ -9,7 +9,7 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::Exit;
+use crate::exit::Exit;
 
 const FIRST_NAMES_FR: &[&str] = &[
     "Élodie",
@@ -255,10 +255,10 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
     let notify_by =
         (crate::clock::now() + chrono::Duration::days(DEMO_NOTIFY_BY_DAYS)).date_naive();
     set_notify_by(&dir.join("breachmail.toml"), notify_by)?;
-    crate::print_out(&format!("demo: created the campaign in {}", dir.display()));
+    crate::exit::print_out(&format!("demo: created the campaign in {}", dir.display()));
     let csv_path = dir.join("people.csv");
     write_people_csv(&csv_path, people, true, 2025)?;
-    crate::print_out(&format!(
+    crate::exit::print_out(&format!(
         "demo: wrote {people} synthetic people to {}",
         csv_path.display()
     ));
@@ -280,7 +280,7 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
         refs: Vec::new(),
     };
     crate::preview::run(&config, &preview).await?;
-    crate::print_out(&format!(
+    crate::exit::print_out(&format!(
         "demo: open the letters in {} (one per language and set of exposed data; manifest.csv lists them)",
         preview.out.display()
     ));
@@ -292,7 +292,7 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
         max_duration: None,
     };
     crate::send::run(&unlimited, &send).await?;
-    crate::print_out(&format!(
+    crate::exit::print_out(&format!(
         "demo: every letter sent is in {} (one .eml each)",
         dir.join("outbox").display()
     ));

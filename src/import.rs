@@ -20,10 +20,10 @@ use crate::domain::{
     Category, Civility, Email, Invalid, MAX_FIELD_CHARS, PersonRef, check_header_safe,
     mask_identifier, mask_phone,
 };
+use crate::exit::{Exit, UsageError};
 use crate::store::extract::{self, ExtractPages};
 use crate::store::ledger;
 use crate::store::people::{self, KnownPerson, NewPerson};
-use crate::{Exit, UsageError};
 
 /// Rows per transaction: large enough to amortise the commit (each commit rewrites the index
 /// pages it touched, and random notice ids touch many), small enough to keep memory flat.
@@ -129,21 +129,21 @@ fn print_summary(summary: &ImportSummary, options: &ImportOptions) {
     if options.strict && summary.refused > 0 {
         line.push_str(" (--strict: nothing was imported)");
     }
-    crate::print_out(&line);
+    crate::exit::print_out(&line);
     if summary.changed_not_updated > 0 {
-        crate::print_out(&format!(
+        crate::exit::print_out(&format!(
             "import: {} rows differ from what was imported before and were left as they were; re-run with --update to apply them",
             summary.changed_not_updated
         ));
     }
     for (language, count) in &summary.language_fallbacks {
-        crate::print_out(&format!(
+        crate::exit::print_out(&format!(
             "import: {count} people asked for language {language:?}, which has no letters: they get the default ({})",
             options.default_language
         ));
     }
     if let Some(path) = &summary.rejects_file {
-        crate::print_out(&format!(
+        crate::exit::print_out(&format!(
             "import: refused rows and values are listed in {}",
             path.display()
         ));

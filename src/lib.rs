@@ -54,6 +54,3 @@ pub mod store;
 pub mod tls;
 pub mod transport;
 pub mod verp;
-
-pub use exit::{Exit, UsageError, print_err, print_out}; // old path, removed by the path rename
-pub use store::ledger; // old path, removed by the path rename

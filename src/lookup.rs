@@ -14,10 +14,10 @@
 use anyhow::Context;
 use sqlx::SqlitePool;
 
-use crate::Exit;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::{Email, NoticeId};
+use crate::exit::Exit;
 use crate::export::{mask_addresses, mask_email};
 use crate::helpline_text::Voice;
 use crate::store::helpline::{self as store, Access, PersonRow};
@@ -590,7 +590,7 @@ pub async fn run(config: &Config, raw: &str, json: bool) -> anyhow::Result<Exit>
     let answer = answer(&pool, raw, &operator_name(), "lookup", &domain, &voice).await?;
     pool.close().await;
     if json {
-        crate::print_out(&serde_json::to_string_pretty(&answer)?);
+        crate::exit::print_out(&serde_json::to_string_pretty(&answer)?);
     } else {
         crate::exit::print_block(&as_text(&answer, &voice));
     }

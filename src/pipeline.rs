@@ -22,8 +22,6 @@ use crate::person::Person;
 use crate::render::{Letter, Letters, RenderError};
 use crate::store::deliveries::{PersonPages, Selection};
 
-pub use crate::transport::write_to_folder; // old path, removed by the path rename
-
 /// People read per database round trip.
 const PAGE: i64 = 4096;
 

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::config::Config;
+use crate::exit::{Exit, UsageError};
 use crate::lease::Lease;
 use crate::store::purge as store;
-use crate::{Exit, UsageError};
 
 /// What stands where an address was.
 const ERASED: &str = "[address erased]";
@@ -48,7 +48,7 @@ async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
     let lease = match Lease::acquire(pool, run_id).await? {
         Ok(lease) => lease,
         Err(holder) => {
-            crate::print_err(&format!(
+            crate::exit::print_err(&format!(
                 "purge refused: a send is running (run {} on {}, pid {}); purge after it ends",
                 holder.run_id, holder.host, holder.pid
             ));
@@ -76,7 +76,7 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
     if !due.is_empty() {
         tx.rollback().await?;
         let counts: Vec<String> = due.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        crate::print_err(&format!(
+        crate::exit::print_err(&format!(
             "purge refused: letters are still due ({}); let `send` finish them, or give up on them, before erasing the people",
             counts.join(", ")
         ));
@@ -88,7 +88,7 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
     tx.commit().await?;
     let detail = serde_json::to_string(&summary)?;
     crate::store::campaign::finish_run(pool, run_id, "purged", &detail).await?;
-    crate::print_out(&format!(
+    crate::exit::print_out(&format!(
         "purged {} people: names, addresses, phone and identifier tails and extra columns erased, refs replaced by their SHA-256; {} replies, {} events and {} bounces scrubbed of addresses; {} call notes erased. Counts, states, times, notice ids and hashes are kept.",
         summary.people,
         summary.replies_scrubbed,
@@ -96,7 +96,7 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
         summary.bounces_scrubbed,
         summary.call_notes_erased
     ));
-    crate::print_out(
+    crate::exit::print_out(
         "previews, exports and file:// outbox folders are not touched: delete them yourself",
     );
     Ok(Exit::Ok)

@@ -18,8 +18,8 @@ use handlebars::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::UsageError;
 use crate::config::Config;
+use crate::exit::UsageError;
 use crate::person::Person;
 
 mod variants;

@@ -23,9 +23,9 @@ use anyhow::Context;
 use chrono::TimeZone as _;
 use sqlx::SqliteConnection;
 
-use crate::Exit;
 use crate::config::Config;
 use crate::domain::DeliveryState;
+use crate::exit::Exit;
 use crate::html;
 use crate::status::{ErrorReason, FinishLimit, SendRun, Status};
 use crate::store;
@@ -74,7 +74,7 @@ pub async fn run(config: &Config, html: &Path) -> anyhow::Result<Exit> {
     crate::files::write_private(html, page.as_bytes())
         .with_context(|| format!("while writing {}", html.display()))?;
     tracing::info!(file = %html.display(), "report written");
-    crate::print_out(&format!("report: wrote {}", html.display()));
+    crate::exit::print_out(&format!("report: wrote {}", html.display()));
     Ok(Exit::Ok)
 }
 

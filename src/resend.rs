@@ -12,9 +12,9 @@ use sqlx::SqlitePool;
 use crate::cli::ResendArgs;
 use crate::config::Config;
 use crate::domain::{DeliveryState, Email};
+use crate::exit::{Exit, UsageError};
 use crate::store::deliveries::{self, ResendCandidate as Candidate, ResendSelection};
 use crate::store::ledger::{self, NewGeneration};
-use crate::{Exit, UsageError};
 
 /// People per transaction.
 const BATCH_PEOPLE: usize = 500;
@@ -64,7 +64,7 @@ pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
         Err(error) => crate::store::campaign::finish_failed_run(&pool, run_id, error).await,
     }
     let summary = summary?;
-    crate::print_out(&format!(
+    crate::exit::print_out(&format!(
         "resend: {} people back to pending ({} to their alternative address), {} with the address that already failed ({}), {} without an address, {} not in a state to resend",
         summary.resent,
         summary.to_alternative,

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use sqlx::{SqliteConnection, SqlitePool};
 
-use crate::Exit;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::DeliveryState;
+use crate::exit::Exit;
 use crate::store;
 use crate::store::status::{DomainCounts, Reasons};
 
@@ -679,7 +679,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let pool = crate::db::open_read_only(&config.campaign.database).await?;
     let status = collect_for(config, &pool).await?;
     if json {
-        crate::print_out(&serde_json::to_string_pretty(&status)?);
+        crate::exit::print_out(&serde_json::to_string_pretty(&status)?);
     } else {
         crate::exit::print_block(&render_table(&status));
     }

@@ -26,7 +26,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{self, CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::UsageError;
+use crate::exit::UsageError;
 
 /// The operator's keys for one server's certificate (`tls_ca`, `tls_server_name`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -19,9 +19,7 @@ struct Use {
 
 /// Edges that only a re-export under an old path makes, while the last callers move to the new
 /// one: each goes with its re-export, in the same commit.
-const OLD_PATHS: &[(&str, &str)] = &[
-    ("db", "store"), // old path, removed by the path rename
-];
+const OLD_PATHS: &[(&str, &str)] = &[];
 
 fn source_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")

@@ -14,9 +14,7 @@ use support::campaign::{Campaign, person};
 const PRINTERS: &[&str] = &["src/exit.rs", "src/build.rs"];
 
 /// Files whose last direct print goes in the mechanical path rename.
-const UNTIL_PATH_RENAME: &[&str] = &[
-    "src/send.rs", // old path, removed by the path rename
-];
+const UNTIL_PATH_RENAME: &[&str] = &[];
 
 /// Runs the command with stdout a pipe whose reading end is already closed, as `| head -1` leaves
 /// it once `head` has its line: every write fails with EPIPE (the binary, like any Rust program,

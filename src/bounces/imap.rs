@@ -53,7 +53,7 @@ pub struct Request {
 
 /// Reads the IMAP password: `BREACHMAIL_BOUNCES_PASSWORD`, or the file named by
 /// `BREACHMAIL_BOUNCES_PASSWORD_FILE` (one line, the newline dropped).
-pub fn password_from_environment() -> Result<SecretString, crate::UsageError> {
+pub fn password_from_environment() -> Result<SecretString, crate::exit::UsageError> {
     if let Ok(password) = std::env::var("BREACHMAIL_BOUNCES_PASSWORD")
         && !password.is_empty()
     {
@@ -61,7 +61,7 @@ pub fn password_from_environment() -> Result<SecretString, crate::UsageError> {
     }
     if let Some(path) = std::env::var_os("BREACHMAIL_BOUNCES_PASSWORD_FILE") {
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            crate::UsageError::new(format!(
+            crate::exit::UsageError::new(format!(
                 "BREACHMAIL_BOUNCES_PASSWORD_FILE: cannot read {}: {e}",
                 std::path::Path::new(&path).display()
             ))
@@ -70,7 +70,7 @@ pub fn password_from_environment() -> Result<SecretString, crate::UsageError> {
             text.trim_end_matches(['\r', '\n']).to_owned(),
         ));
     }
-    Err(crate::UsageError::new(
+    Err(crate::exit::UsageError::new(
         "bounces over IMAP need the mailbox's password in BREACHMAIL_BOUNCES_PASSWORD (or a file named by BREACHMAIL_BOUNCES_PASSWORD_FILE)",
     ))
 }
@@ -408,7 +408,7 @@ async fn connect(
     // A refused certificate is a configuration error (exit 2) that says what to set.
     let failed = |error: std::io::Error, doing: &str| -> anyhow::Error {
         match client.explain(&error, &server) {
-            Some((reason, _)) => crate::UsageError::new(reason).into(),
+            Some((reason, _)) => crate::exit::UsageError::new(reason).into(),
             None => anyhow::Error::new(error).context(format!("while {doing} with {address}")),
         }
     };

@@ -19,11 +19,11 @@ use super::{imap, mailbox};
 use crate::cli::BouncesArgs;
 use crate::config::Config;
 use crate::domain::{DeliveryState, NoticeId};
+use crate::exit::{Exit, UsageError};
 use crate::store;
 use crate::store::bounces::DeliveryNow;
 use crate::store::ledger::{self, BounceRecord};
 use crate::verp::{self, DeliveryRef, TokenError};
-use crate::{Exit, UsageError};
 
 /// Messages per transaction: enough to amortise the commit, small enough to keep memory flat.
 const BATCH_MESSAGES: usize = 500;
@@ -204,9 +204,9 @@ pub async fn run(config: &Config, paths: &[PathBuf], options: &Options) -> anyho
 /// The summary on stdout, and on stderr what the operator should act on.
 pub(crate) fn print_summary(summary: &Summary, options: &Options) -> anyhow::Result<()> {
     if options.json {
-        crate::print_out(&serde_json::to_string(summary)?);
+        crate::exit::print_out(&serde_json::to_string(summary)?);
     } else {
-        crate::print_out(&summary.line());
+        crate::exit::print_out(&summary.line());
     }
     if summary.replies > 0 {
         match &options.replies_to {

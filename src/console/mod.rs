@@ -38,11 +38,11 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::domain::{DeliveryState, Email};
+use crate::exit::{Exit, UsageError};
 use crate::helpline_text::Voice;
 use crate::lookup::{self, PersonReport, VerdictKind};
 use crate::render::Letters;
 use crate::store::helpline::{self as store, Access};
-use crate::{Exit, UsageError};
 
 /// The address a request came from, for `into_make_service_with_connect_info`.
 pub use session::Peer;
@@ -160,7 +160,7 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
     let stop = StopSignals::install()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The one line on stdout: scripts (and the tests) read the address from it.
-    crate::print_out(&format!("listening on {scheme}://{local}"));
+    crate::exit::print_out(&format!("listening on {scheme}://{local}"));
     tracing::info!("helpline console on {scheme}://{local}");
     let app = router(console.clone()).into_make_service_with_connect_info::<Peer>();
     // On the signal, axum stops accepting, closes idle connections and lets the requests in
