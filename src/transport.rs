@@ -24,15 +24,18 @@ use crate::smtp_reply::{Scope, SmtpReply, Step};
 pub use crate::tls::Refuser;
 
 pub use crate::message::Outgoing;
-pub use folder::write_to_folder;
+pub use folder::{Folder, write_to_folder};
+pub use session::SmtpConnection;
+pub use stub::{Stub, StubConnection};
 
 mod envelope;
 mod folder;
 mod readable;
 mod session;
+mod stub;
 mod transaction;
 
-use session::{Login, Session};
+use session::Login;
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +129,8 @@ pub struct Relayer {
     delivery_notifications: bool,
     /// What this relay's sessions offered in this run, shared by its connections.
     notifications_seen: Arc<NotificationsSeen>,
+    /// Letters go to this in-memory transport instead ([`Relayer::stub`], for tests).
+    stub: Option<Stub>,
 }
 
 /// Whether a relay's sessions offered DSN (RFC 3461) during a run: set when a session opens.
@@ -241,6 +246,7 @@ impl Relayer {
                 section: entry.section.clone(),
                 delivery_notifications: entry.delivery_notifications,
                 notifications_seen: Arc::default(),
+                stub: None,
             });
         }
         if relayers.is_empty() {
@@ -276,38 +282,74 @@ impl Relayer {
         &self.relay
     }
 
+    /// A relay whose letters go to `stub`, in memory: the send path's tests run against it as
+    /// against a relay. Not reachable from the configuration.
+    pub fn stub(name: &str, stub: &Stub) -> Relayer {
+        Relayer {
+            name: name.to_owned(),
+            // Never read: `connection` hands out the stub.
+            relay: Relay::File(PathBuf::new()),
+            timeout: Duration::from_secs(30),
+            credentials: None,
+            hello: ClientId::default(),
+            section: "stub".to_owned(),
+            tls: None,
+            delivery_notifications: false,
+            notifications_seen: Arc::default(),
+            stub: Some(stub.clone()),
+        }
+    }
+
     /// A connection that is not opened until the first message.
     pub fn connection(&self) -> Connection {
+        if let Some(stub) = &self.stub {
+            return Connection::Stub(stub.connection());
+        }
         match &self.relay {
-            Relay::File(dir) => Connection::File(dir.clone()),
-            _ => Connection::Smtp {
-                relayer: self.clone(),
-                session: None,
-            },
+            Relay::File(dir) => Connection::Folder(Folder::new(dir.clone())),
+            _ => Connection::Smtp(SmtpConnection::new(self.clone())),
         }
     }
 }
 
-/// One connection worker's link to where messages go.
-pub enum Connection {
-    Smtp {
-        relayer: Relayer,
-        session: Option<Box<Session>>,
-    },
-    File(PathBuf),
-}
-
-impl Connection {
+/// Where letters go, one connection at a time: lettre's shape (one trait; SMTP, a folder and
+/// an in-memory stub behind it), with the step-by-step verdict this program needs.
+///
+/// The methods return `Send` futures, written as `async fn` in each implementation. Such a
+/// trait cannot be used as `dyn Transport` (its futures have no size known in advance), and
+/// boxing one future per letter would buy nothing: the three transports are known, so
+/// [`Connection`] dispatches over them as an enum, and `send` holds one concrete type.
+pub trait Transport {
     /// Hands one message over and says what became of it. Never panics, never returns early
     /// without a verdict: every claimed delivery gets exactly one outcome.
     ///
     /// `next`, the letter this connection will carry after this one, lets its envelope go in
-    /// the same write as this message (see [`Session::ahead`]); nothing of its message goes.
+    /// the same write as this message (an SMTP session's `ahead`); nothing of its message goes.
     /// The next call must then be for that letter, or the session is dropped.
     ///
     /// `may_commit` is asked immediately before the bytes that commit the letter (see
     /// [`MayCommit`]); when it says no, the transaction is abandoned (the session closed,
     /// without the final dot) and the attempt is [`Attempt::Withheld`].
+    fn deliver(
+        &mut self,
+        message: &Outgoing,
+        next: Option<&Outgoing>,
+        may_commit: MayCommit<'_>,
+    ) -> impl Future<Output = Attempt> + Send;
+
+    /// Says goodbye politely; errors do not matter any more.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// One connection worker's link to where messages go: see [`Transport`].
+pub enum Connection {
+    Smtp(SmtpConnection),
+    Folder(Folder),
+    Stub(StubConnection),
+}
+
+impl Connection {
+    /// See [`Transport::deliver`].
     pub async fn deliver(
         &mut self,
         message: &Outgoing,
@@ -315,41 +357,45 @@ impl Connection {
         may_commit: MayCommit<'_>,
     ) -> Attempt {
         match self {
-            Connection::File(dir) => {
-                if !may_commit() {
-                    return withheld();
-                }
-                folder::deliver_to_folder(dir, message).await
-            }
-            Connection::Smtp { relayer, session } => {
-                session::deliver_over_smtp(relayer, session, message, next, may_commit).await
-            }
+            Connection::Smtp(smtp) => smtp.deliver(message, next, may_commit).await,
+            Connection::Folder(folder) => folder.deliver(message, next, may_commit).await,
+            Connection::Stub(stub) => stub.deliver(message, next, may_commit).await,
         }
     }
 
-    /// Says goodbye politely; errors do not matter any more. A session with an envelope ahead
-    /// may be in the middle of a message: it is closed without a word, and that letter is not
-    /// delivered.
+    /// See [`Transport::close`].
     pub async fn close(&mut self) {
-        if let Connection::Smtp {
-            relayer,
-            session: Some(session),
-        } = self
-            && session.ahead.is_none()
-        {
-            let _ = tokio::time::timeout(
-                relayer.timeout,
-                session
-                    .smtp
-                    .command(lettre::transport::smtp::commands::Quit),
-            )
-            .await;
+        match self {
+            Connection::Smtp(smtp) => smtp.close().await,
+            Connection::Folder(folder) => folder.close().await,
+            Connection::Stub(stub) => stub.close().await,
         }
     }
 }
 
-/// 5xx is final, 4xx is temporary, and the reply says whom it concerns.
+impl Transport for Connection {
+    async fn deliver(
+        &mut self,
+        message: &Outgoing,
+        next: Option<&Outgoing>,
+        may_commit: MayCommit<'_>,
+    ) -> Attempt {
+        Connection::deliver(self, message, next, may_commit).await
+    }
+
+    async fn close(&mut self) {
+        Connection::close(self).await
+    }
+}
+
+/// What a reply decides: 2xx accepted, 5xx final, 4xx temporary with whom it concerns.
 pub fn classify(reply: SmtpReply) -> Attempt {
+    if reply.is_positive() {
+        return Attempt::Accepted {
+            reply: Reply::Relay(reply),
+            notify: false,
+        };
+    }
     if reply.is_permanent() {
         Attempt::Rejected {
             reply: Reply::Relay(reply),

@@ -1,9 +1,9 @@
 //! The `file://` transport: each letter an owner-only `.eml` file in a folder, as `preview`
 //! writes them too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{Attempt, Outgoing, Reply};
+use super::{Attempt, MayCommit, Outgoing, Reply, Transport, withheld};
 
 /// Writes a message into a folder as `message.file_name`, owner-only (the folder too): the
 /// `file://` transport and `preview` alike. Returns the file's name.
@@ -13,7 +13,7 @@ pub fn write_to_folder(dir: &Path, message: &Outgoing) -> std::io::Result<String
     Ok(message.file_name.clone())
 }
 
-pub(super) async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
+async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
     let (dir, message) = (dir.to_path_buf(), message.clone());
     let written = tokio::task::spawn_blocking(move || write_to_folder(&dir, &message)).await;
     match written {
@@ -28,4 +28,31 @@ pub(super) async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt
             reason: format!("cannot write to the outbox: {e}"),
         },
     }
+}
+
+/// A folder letters are written to, one `.eml` file each.
+pub struct Folder {
+    dir: PathBuf,
+}
+
+impl Folder {
+    pub fn new(dir: PathBuf) -> Folder {
+        Folder { dir }
+    }
+}
+
+impl Transport for Folder {
+    async fn deliver(
+        &mut self,
+        message: &Outgoing,
+        _next: Option<&Outgoing>,
+        may_commit: MayCommit<'_>,
+    ) -> Attempt {
+        if !may_commit() {
+            return withheld();
+        }
+        deliver_to_folder(&self.dir, message).await
+    }
+
+    async fn close(&mut self) {}
 }

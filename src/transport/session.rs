@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::commands::{Ehlo, Rset, Starttls};
+use lettre::transport::smtp::commands::{Ehlo, Quit, Rset, Starttls};
 use lettre::transport::smtp::extension::ClientId;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::transaction::{StepError, Verdict, bounded, transaction};
-use super::{Attempt, MayCommit, Outgoing, Refuser, Relayer, readable};
+use super::{Attempt, MayCommit, Outgoing, Refuser, Relayer, Transport, readable};
 use crate::config::Relay;
 use crate::smtp_reply::{Scope, Step};
 
@@ -310,7 +310,44 @@ pub struct Session {
     pub(super) ahead: Option<String>,
 }
 
-pub(super) async fn deliver_over_smtp(
+/// A connection to an SMTP relay: its session, opened at the first letter and kept while it
+/// stays in step.
+pub struct SmtpConnection {
+    relayer: Relayer,
+    session: Option<Box<Session>>,
+}
+
+impl SmtpConnection {
+    pub(super) fn new(relayer: Relayer) -> SmtpConnection {
+        SmtpConnection {
+            relayer,
+            session: None,
+        }
+    }
+}
+
+impl Transport for SmtpConnection {
+    async fn deliver(
+        &mut self,
+        message: &Outgoing,
+        next: Option<&Outgoing>,
+        may_commit: MayCommit<'_>,
+    ) -> Attempt {
+        deliver_over_smtp(&self.relayer, &mut self.session, message, next, may_commit).await
+    }
+
+    /// A session with an envelope ahead may be in the middle of a message: it is closed without
+    /// a word, and that letter is not delivered.
+    async fn close(&mut self) {
+        if let Some(session) = &mut self.session
+            && session.ahead.is_none()
+        {
+            let _ = tokio::time::timeout(self.relayer.timeout, session.smtp.command(Quit)).await;
+        }
+    }
+}
+
+async fn deliver_over_smtp(
     relayer: &Relayer,
     session: &mut Option<Box<Session>>,
     message: &Outgoing,
