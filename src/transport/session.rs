@@ -313,8 +313,8 @@ pub struct Session {
 /// A connection to an SMTP relay: its session, opened at the first letter and kept while it
 /// stays in step.
 pub struct SmtpConnection {
-    relayer: Relayer,
-    session: Option<Box<Session>>,
+    pub(super) relayer: Relayer,
+    pub(super) session: Option<Box<Session>>,
 }
 
 impl SmtpConnection {

@@ -375,26 +375,4 @@ fn reply_of(step: Step, response: &lettre::transport::smtp::response::Response) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_2xx_after_the_message_is_sent_whatever_its_text() {
-        let response = lettre::transport::smtp::response::Response::new(
-            lettre::transport::smtp::response::Code::new(
-                lettre::transport::smtp::response::Severity::PositiveCompletion,
-                lettre::transport::smtp::response::Category::MailSystem,
-                lettre::transport::smtp::response::Detail::Zero,
-            ),
-            vec!["2.0.0 Ok: queued \u{fffd}".into()],
-        );
-        assert!(matches!(
-            after_final_dot(Ok(response)),
-            Attempt::Accepted { .. }
-        ));
-        assert!(matches!(
-            after_final_dot(Err(StepError::NoReply)),
-            Attempt::Unknown { .. }
-        ));
-    }
-}
+mod tests;
