@@ -23,15 +23,15 @@ use governor::{Quota, RateLimiter};
 use sqlx::SqlitePool;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::Exit;
 use crate::cli::SendArgs;
 use crate::config::{Config, Retry};
+use crate::exit::Exit;
 use crate::lease::Lease;
-use crate::ledger::{self, Claimed, Outcome};
 use crate::message::Outgoing;
 use crate::pacing::Pace;
 use crate::pipeline::Pipeline;
 use crate::smtp_reply::{Scope, SmtpReply, Step};
+use crate::store::ledger::{self, Claimed, Outcome};
 use crate::store::relay::Slowed;
 use crate::transport::{Attempt, Refuser, Relayer};
 use crate::verp::DeliveryRef;
@@ -263,7 +263,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let window_closes = match crate::plan::gate(config, &pool, crate::clock::now()).await? {
         crate::plan::Gate::Open { closes } => closes,
         crate::plan::Gate::Closed(why) => {
-            println!("send: nothing sent: {why}");
+            crate::exit::print_out(&format!("send: nothing sent: {why}"));
             return Ok(Exit::Ok);
         }
     };
@@ -273,15 +273,15 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     if let Some(exit) = refuse_without_disk(&pool, &config.campaign.database).await? {
         return Ok(exit);
     }
-    let run_id = crate::db::start_run(&pool, "send").await?;
+    let run_id = crate::store::campaign::start_run(&pool, "send").await?;
     let lease = match Lease::acquire(&pool, run_id).await? {
         Ok(lease) => lease,
         Err(holder) => {
-            crate::print_err(&format!(
+            crate::exit::print_err(&format!(
                 "send: another send is running (run {} on {}, pid {}); nothing sent",
                 holder.run_id, holder.host, holder.pid
             ));
-            crate::db::finish_run(&pool, run_id, "lock held", "").await?;
+            crate::store::campaign::finish_run(&pool, run_id, "lock held", "").await?;
             return Ok(Exit::TryLater);
         }
     };
@@ -370,16 +370,16 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         duplicates: RunTotals::get(&totals.duplicates_possible) as i64,
     };
     crate::store::campaign::record_send_totals(&pool, run_id, run_totals).await?;
-    crate::db::finish_run(&pool, run_id, describe(reason), &summary).await?;
-    crate::print_out(&summary);
+    crate::store::campaign::finish_run(&pool, run_id, describe(reason), &summary).await?;
+    crate::exit::print_out(&summary);
     if let crate::plan::Gate::Closed(why) =
         crate::plan::gate(config, &pool, crate::clock::now()).await?
     {
-        crate::print_out(&format!("send: {why}"));
+        crate::exit::print_out(&format!("send: {why}"));
     }
     let render_failures = RunTotals::get(&totals.render_failures);
     if render_failures > 0 {
-        crate::print_err(&format!(
+        crate::exit::print_err(&format!(
             "send: {render_failures} letters did not render and were not sent; run `breachmail check` to see why"
         ));
         return Ok(Exit::Failed);
@@ -405,7 +405,7 @@ async fn refuse_without_disk(
         return Ok(None);
     }
     let mib = |bytes: u64| bytes / (1024 * 1024);
-    crate::print_err(&format!(
+    crate::exit::print_err(&format!(
         "send: only {} MiB free beside {}; a run with {to_send} letters still to send needs {} MiB (the write-ahead log grows to {} MiB before it is folded back, plus about 1 KiB of evidence per letter); nothing sent",
         mib(free),
         database.display(),
@@ -452,7 +452,7 @@ impl StopSignal {
                     _ = int.recv() => {}
                 }
                 if count > 0 {
-                    crate::print_err(
+                    crate::exit::print_err(
                         "send: second signal: aborting; the next run sends what was in flight again",
                     );
                     std::process::exit(130);
