@@ -568,9 +568,35 @@ pub async fn record_outcomes_in(
     Ok(stale)
 }
 
-/// Accepted letters written together: eight values a letter, well under SQLite's limit of bound
+/// Accepted letters written together: ten values a letter, well under SQLite's limit of bound
 /// values in one statement.
 const SENT_CHUNK: usize = 128;
+
+/// A reply's columns, taken from its type: its code, its enhanced status code (`5.1.1`) and the
+/// step it answered (`RCPT TO`), all None without a reply.
+struct ReplyColumns {
+    code: Option<i64>,
+    enhanced: Option<String>,
+    step: Option<&'static str>,
+}
+
+impl ReplyColumns {
+    fn of(reply: Option<&SmtpReply>) -> ReplyColumns {
+        ReplyColumns {
+            code: reply.map(|reply| i64::from(reply.code())),
+            enhanced: reply.and_then(SmtpReply::enhanced).map(|e| e.to_string()),
+            step: reply.map(|reply| reply.step().as_str()),
+        }
+    }
+
+    /// Binds them in this order: code, enhanced, step.
+    fn bind<'q>(&'q self, binds: Binds<'q>) -> Binds<'q> {
+        binds
+            .add(self.code)
+            .add(self.enhanced.as_deref())
+            .add(self.step)
+    }
+}
 
 /// A reply as the text column keeps it for people, as the relay said it:
 /// "250 2.0.0 Ok: queued as 4Xz…".
@@ -601,7 +627,7 @@ async fn record_sent(
             } => Some((
                 delivery.person_id,
                 said(reply),
-                reply,
+                ReplyColumns::of(Some(reply)),
                 outcome_texts(message_id, fingerprint, sha256, email),
                 *notify,
             )),
@@ -616,7 +642,7 @@ async fn record_sent(
     // every statement. The parameters go in the order they appear.
     let source = format!(
         "(SELECT ? AS now, ? AS run_id) AS t, (VALUES {}) AS v",
-        vec!["(?,?,?,?,?,?,?,?)"; rows.len()].join(",")
+        vec!["(?,?,?,?,?,?,?,?,?,?)"; rows.len()].join(",")
     );
     let change = Change {
         transition: Transition::Send,
@@ -624,9 +650,10 @@ async fn record_sent(
         to: To::Only,
         set: "attempts = attempts + 1,
            first_attempt_at = COALESCE(first_attempt_at, t.now), last_attempt_at = t.now,
-           sent_at = t.now, smtp_reply = v.column2, smtp_code = v.column3, last_error = NULL,
-           message_id = v.column4, letters_fingerprint = v.column5, content_sha256 = v.column6,
-           email = v.column7, notify_requested = v.column8,
+           sent_at = t.now, smtp_reply = v.column2, smtp_code = v.column3,
+           smtp_enhanced = v.column4, smtp_step = v.column5, last_error = NULL,
+           message_id = v.column6, letters_fingerprint = v.column7, content_sha256 = v.column8,
+           email = v.column9, notify_requested = v.column10,
            next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = t.now",
         source: &source,
         rows: "deliveries.person_id = v.column1 AND deliveries.claimed_by = t.run_id",
@@ -634,10 +661,7 @@ async fn record_sent(
     };
     let mut binds = Binds::new().add(now).add(run_id);
     for (person_id, text, reply, texts, notify) in &rows {
-        binds = binds
-            .add(*person_id)
-            .add(text.as_str())
-            .add(i64::from(reply.code()));
+        binds = reply.bind(binds.add(*person_id).add(text.as_str()));
         for text in texts {
             binds = binds.add(*text);
         }
@@ -688,6 +712,7 @@ async fn record_outcome(
     let person_id = delivery.person_id;
     // Fenced by the run that claimed it.
     let rows = "deliveries.person_id = ? AND deliveries.claimed_by = ?";
+    let mut columns = None;
     let (change, binds, detail) = match outcome {
         // Accepted letters have their own statement, for one letter or many.
         Outcome::Sent { .. } => {
@@ -707,18 +732,18 @@ async fn record_outcome(
                 to: To::Only,
                 set: "attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?,
-                   last_error = ?, smtp_code = ?, next_attempt_at = ?,
+                   last_error = ?, smtp_code = ?, smtp_enhanced = ?, smtp_step = ?,
+                   next_attempt_at = ?,
                    possible_duplicate = MAX(possible_duplicate, ?), message_id = ?,
                    claimed_by = NULL, claimed_from = NULL, updated_at = ?",
                 source: "",
                 rows,
                 names_generation: true,
             };
-            let binds = Binds::new()
-                .add(now)
-                .add(now)
-                .add(reason.as_str())
-                .add(reply.as_ref().map(|reply| i64::from(reply.code())))
+            let binds = Binds::new().add(now).add(now).add(reason.as_str());
+            let binds = columns
+                .insert(ReplyColumns::of(reply.as_ref()))
+                .bind(binds)
                 .add(*next_attempt_at)
                 .add(i64::from(*possible_duplicate))
                 .add(message_id.as_str())
@@ -737,7 +762,8 @@ async fn record_outcome(
                 to: To::Only,
                 set: "attempts = attempts + 1,
                    first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?,
-                   last_error = ?, smtp_reply = ?, smtp_code = ?, failed_email = email,
+                   last_error = ?, smtp_reply = ?, smtp_code = ?, smtp_enhanced = ?,
+                   smtp_step = ?, failed_email = email,
                    message_id = COALESCE(?, message_id),
                    possible_duplicate = MAX(possible_duplicate, ?), next_attempt_at = NULL,
                    claimed_by = NULL, claimed_from = NULL, updated_at = ?",
@@ -749,8 +775,10 @@ async fn record_outcome(
                 .add(now)
                 .add(now)
                 .add(reason.as_str())
-                .add(reason.as_str())
-                .add(reply.as_ref().map(|reply| i64::from(reply.code())))
+                .add(reason.as_str());
+            let binds = columns
+                .insert(ReplyColumns::of(reply.as_ref()))
+                .bind(binds)
                 .add(message_id.as_deref())
                 .add(i64::from(*possible_duplicate))
                 .add(now);
@@ -1169,7 +1197,8 @@ pub async fn start_new_generation(
         set: "generation = generation + 1, attempts = 0,
            generation_started_at = ?, email = ?, email_domain = ?, next_attempt_at = NULL,
            first_attempt_at = NULL, last_attempt_at = NULL, sent_at = NULL, claimed_by = NULL,
-           claimed_from = NULL, last_error = NULL, smtp_code = NULL, smtp_reply = NULL,
+           claimed_from = NULL, last_error = NULL, smtp_code = NULL, smtp_enhanced = NULL,
+           smtp_step = NULL, smtp_reply = NULL,
            message_id = NULL, content_sha256 = NULL, possible_duplicate = 0,
            notify_requested = 0, delivered_at = NULL, delivered_by = NULL, delivered_reply = NULL,
            updated_at = ?",
@@ -1190,6 +1219,7 @@ pub async fn start_new_generation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp_reply::Step;
 
     fn person(person_ref: &str) -> NewPerson {
         NewPerson {
@@ -1421,5 +1451,162 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// Claims every delivery of `pool` for run 1 and records `outcomes` in order (person ids
+    /// from 1).
+    async fn record_all(pool: &sqlx::SqlitePool, outcomes: Vec<Outcome>) {
+        let claimed = claim(pool, 1, 100, 0, &[], None).await.unwrap();
+        assert_eq!(claimed.len(), outcomes.len());
+        let outcomes: Vec<(DeliveryRef, Outcome)> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, outcome)| {
+                let delivery = DeliveryRef {
+                    person_id: i as i64 + 1,
+                    generation: 1,
+                };
+                (delivery, outcome)
+            })
+            .collect();
+        assert!(
+            record_outcomes(pool, 1, &outcomes)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    fn refused(step: Step, code: u16, text: &str) -> Outcome {
+        let reply = SmtpReply::new(step, code, text);
+        Outcome::Failed {
+            reason: reply.to_string(),
+            reply: Some(reply),
+            message_id: None,
+            possible_duplicate: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_are_counted_by_the_replys_code_enhanced_code_and_step() {
+        let (_dir, pool) = campaign_of(5).await;
+        record_all(
+            &pool,
+            vec![
+                refused(
+                    Step::RcptTo,
+                    550,
+                    "5.1.1 <a@exemple.fr>: Recipient address rejected",
+                ),
+                refused(Step::RcptTo, 550, "5.1.1 Mailbox does not exist, sorry"),
+                refused(Step::Message, 550, "5.1.1 Mailbox does not exist, sorry"),
+                refused(Step::RcptTo, 554, "5.7.1 Relay access denied"),
+                Outcome::Failed {
+                    reason: "gave up after 5 attempts: no reply after the message: timed out"
+                        .into(),
+                    reply: None,
+                    message_id: None,
+                    possible_duplicate: true,
+                },
+            ],
+        )
+        .await;
+        let columns: Vec<(Option<i64>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT smtp_code, smtp_enhanced, smtp_step FROM deliveries ORDER BY person_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            columns[0],
+            (Some(550), Some("5.1.1".into()), Some("RCPT TO".into()))
+        );
+        assert_eq!(columns[2].2.as_deref(), Some("after the message"));
+        assert_eq!(columns[4], (None, None, None));
+
+        let mut conn = pool.acquire().await.unwrap();
+        let reasons = crate::status::reasons(&mut conn, crate::status::Reasons::Refusals, 10)
+            .await
+            .unwrap();
+        let counted: Vec<(&str, i64)> = reasons
+            .iter()
+            .map(|r| (r.reason.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            counted,
+            [
+                (
+                    "550 5.1.1 <address>: Recipient address rejected (at RCPT TO)",
+                    2
+                ),
+                (
+                    "550 5.1.1 Mailbox does not exist, sorry (at after the message)",
+                    1
+                ),
+                ("554 5.7.1 Relay access denied (at RCPT TO)", 1),
+                (
+                    "gave up after 5 attempts: no reply after the message: timed out",
+                    1
+                ),
+            ],
+            "one reply at one step is one reason whatever its text; another step is another"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_migration_reads_the_columns_of_replies_recorded_as_text() {
+        let (_dir, pool) = campaign_of(4).await;
+        let recorded = [
+            (1, "sent", "250 2.0.0 Ok: queued as 4Xz", None),
+            (
+                2,
+                "deferred",
+                "451 4.7.1 Greylisted (at RCPT TO)",
+                Some(451),
+            ),
+            (
+                3,
+                "failed",
+                "gave up after 5 attempts: 421 4.3.2 Service not available (at greeting)",
+                Some(421),
+            ),
+            (4, "failed", "550 Mailbox unavailable (at DATA)", Some(550)),
+        ];
+        for (id, state, text, code) in recorded {
+            let column = if state == "deferred" {
+                "last_error"
+            } else {
+                "smtp_reply"
+            };
+            sqlx::query(&format!(
+                "UPDATE deliveries SET state = ?, {column} = ?, smtp_code = ? WHERE person_id = ?"
+            ))
+            .bind(state)
+            .bind(text)
+            .bind(code.or((state == "sent").then_some(250)))
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let migration = include_str!("../../migrations/0013_reply_columns.sql");
+        let fill = &migration[migration.find("UPDATE deliveries SET").unwrap()..];
+        sqlx::query(fill).execute(&pool).await.unwrap();
+        let columns: Vec<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT smtp_enhanced, smtp_step FROM deliveries ORDER BY person_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let expected = [
+            (Some("2.0.0"), Some("after the message")),
+            (Some("4.7.1"), Some("RCPT TO")),
+            (Some("4.3.2"), Some("greeting")),
+            (None, Some("DATA")),
+        ];
+        let columns: Vec<(Option<&str>, Option<&str>)> = columns
+            .iter()
+            .map(|(e, s)| (e.as_deref(), s.as_deref()))
+            .collect();
+        assert_eq!(columns, expected);
     }
 }
