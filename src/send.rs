@@ -1307,7 +1307,7 @@ impl Worker {
                 lane,
                 scope: *scope,
                 domain: domain.clone(),
-                reason: reply.clone(),
+                reason: reply.to_string(),
             },
             Attempt::Accepted { .. } => Signal::Reached {
                 lane,
@@ -1420,12 +1420,16 @@ fn outcome_of(
     retry: &Retry,
 ) -> Outcome {
     let now = crate::db::now_ms();
-    let (reason, possible_duplicate) = match attempt {
+    let (reason, reply, possible_duplicate) = match attempt {
         Attempt::Accepted { reply, notify } => {
             let sha256 = message.sha256();
             return Outcome::Sent {
-                reply: SmtpReply::parse(Step::Message, &reply)
-                    .unwrap_or_else(|| SmtpReply::new(Step::Message, 250, &reply)),
+                // A letter written to the outbox folder has no relay reply: the file name
+                // stands in for it.
+                reply: reply
+                    .smtp()
+                    .cloned()
+                    .unwrap_or_else(|| SmtpReply::new(Step::Message, 250, &reply.to_string())),
                 message_id: message.message_id,
                 fingerprint,
                 sha256,
@@ -1441,8 +1445,8 @@ fn outcome_of(
         }
         Attempt::Rejected { reply } => {
             return Outcome::Failed {
-                reply: recorded_reply(&reply),
-                reason: reply,
+                reason: reply.to_string(),
+                reply: reply.smtp().cloned(),
                 message_id: Some(message.message_id),
                 possible_duplicate: false,
             };
@@ -1454,8 +1458,8 @@ fn outcome_of(
                 reason: format!("not attempted: {reason}"),
             };
         }
-        Attempt::Deferred { reply, .. } => (reply, false),
-        Attempt::Unknown { reason } => (reason, true),
+        Attempt::Deferred { reply, .. } => (reply.to_string(), reply.smtp().cloned(), false),
+        Attempt::Unknown { reason } => (reason, None, true),
     };
     let attempts = claimed.attempts + 1;
     let first = claimed.first_attempt_at.unwrap_or(now);
@@ -1463,7 +1467,7 @@ fn outcome_of(
         || now - first >= retry.give_up_after.as_millis() as i64;
     if given_up {
         return Outcome::Failed {
-            reply: recorded_reply(&reason),
+            reply,
             reason: format!("gave up after {attempts} attempts: {reason}"),
             message_id: Some(message.message_id),
             possible_duplicate,
@@ -1471,31 +1475,11 @@ fn outcome_of(
     }
     Outcome::Deferred {
         next_attempt_at: now + retry_delay(retry, attempts).as_millis() as i64,
-        reply: recorded_reply(&reason),
+        reply,
         reason,
         possible_duplicate,
         message_id: message.message_id,
     }
-}
-
-/// The reply the transport gave as text ("451 4.7.1 Greylisted (at RCPT TO)"), read back by the
-/// one reply type with the step its text names; None for what is no reply.
-fn recorded_reply(text: &str) -> Option<SmtpReply> {
-    let steps = [
-        Step::Greeting,
-        Step::Ehlo,
-        Step::StartTls,
-        Step::Login,
-        Step::MailFrom,
-        Step::RcptTo,
-        Step::Data,
-        Step::Message,
-    ];
-    let step = steps
-        .into_iter()
-        .find(|step| text.ends_with(&format!("(at {})", step.as_str())))
-        .unwrap_or(Step::Message);
-    SmtpReply::parse(step, text)
 }
 
 /// Exponential from `first_delay`, doubling, with jitter, capped at `max_delay`.
