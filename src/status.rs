@@ -492,22 +492,34 @@ pub async fn send_runs(conn: &mut SqliteConnection, limit: i64) -> anyhow::Resul
         .collect())
 }
 
-/// Counts the [`Reasons`] asked for, folds reasons that differ only by an address or a queue
-/// id together, and keeps the `limit` commonest.
+/// Counts the [`Reasons`] asked for and keeps the `limit` commonest. Letters the relay answered
+/// count by its reply's code, enhanced status code and step, as the ledger recorded them, and
+/// show one of the group's texts; the other reasons (a session that broke, a bounce) count by
+/// their text, folded together when they differ only by an address or a queue id. Every text
+/// shown has its addresses and queue ids replaced.
 pub async fn reasons(
     conn: &mut SqliteConnection,
     which: Reasons,
     limit: usize,
 ) -> anyhow::Result<Vec<ErrorReason>> {
-    let mut grouped: HashMap<String, i64> = HashMap::new();
-    for (raw, count) in store::status::reason_counts(&mut *conn, which).await? {
-        let reason = normalise_reason(raw.as_deref().unwrap_or(""));
-        *grouped.entry(reason).or_default() += count;
+    #[derive(PartialEq, Eq, Hash)]
+    enum Group {
+        Reply(store::status::ReplyKey),
+        Text(String),
     }
-    let mut reasons: Vec<ErrorReason> = grouped
-        .into_iter()
-        .map(|(reason, count)| ErrorReason { reason, count })
-        .collect();
+    let mut grouped: HashMap<Group, ErrorReason> = HashMap::new();
+    for count in store::status::reason_counts(&mut *conn, which).await? {
+        let reason = normalise_reason(count.text.as_deref().unwrap_or(""));
+        let group = match count.reply {
+            Some(reply) => Group::Reply(reply),
+            None => Group::Text(reason.clone()),
+        };
+        grouped
+            .entry(group)
+            .or_insert(ErrorReason { reason, count: 0 })
+            .count += count.letters;
+    }
+    let mut reasons: Vec<ErrorReason> = grouped.into_values().collect();
     reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
     reasons.truncate(limit);
     Ok(reasons)

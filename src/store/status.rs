@@ -80,36 +80,80 @@ pub enum Reasons {
     Bounces,
 }
 
-/// The raw reasons of [`Reasons`] and how many letters gave each (no reason is
-/// "no reason recorded", or an empty text for a bounce that said nothing).
+/// The relay's reply a count of letters got, by its columns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplyKey {
+    pub code: i64,
+    /// The enhanced status code (`5.1.1`), when the relay gave one.
+    pub enhanced: Option<String>,
+    /// The step of the session it answered (`RCPT TO`).
+    pub step: Option<String>,
+}
+
+/// One reason of [`Reasons`] and how many letters gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonCount {
+    /// Letters the relay answered are counted by its reply's code, enhanced status code and
+    /// step (`smtp_code`, `smtp_enhanced`, `smtp_step`); None for the reasons that are no
+    /// reply (a session that broke, a bounce), counted by their text.
+    pub reply: Option<ReplyKey>,
+    /// The text, for people: one of the group's (the first in order), as recorded; None when
+    /// nothing was ("no reason recorded", or an empty text for a bounce that said nothing).
+    pub text: Option<String>,
+    pub letters: i64,
+}
+
+/// The reasons of [`Reasons`] and how many letters gave each.
 pub async fn reason_counts(
     conn: &mut SqliteConnection,
     which: Reasons,
-) -> anyhow::Result<Vec<(Option<String>, i64)>> {
+) -> anyhow::Result<Vec<ReasonCount>> {
+    // A reply's letters are one group whatever its text says; the others are grouped by text.
+    let by_reply = |text: &str, states: String| {
+        format!(
+            "SELECT smtp_code AS code, smtp_enhanced AS enhanced, smtp_step AS step,
+                    min({text}) AS reason, count(*) AS letters
+             FROM deliveries WHERE state IN ({states})
+             GROUP BY smtp_code, smtp_enhanced, smtp_step,
+                      CASE WHEN smtp_code IS NULL THEN {text} END"
+        )
+    };
     let sql = match which {
-        Reasons::Errors => format!(
-            "SELECT COALESCE(last_error, smtp_reply, 'no reason recorded') AS reason,
-                    count(*) AS letters
-             FROM deliveries WHERE state IN ({}) GROUP BY 1",
-            sql_states(&[DeliveryState::Failed, DeliveryState::Deferred])
+        Reasons::Errors => by_reply(
+            "COALESCE(last_error, smtp_reply)",
+            sql_states(&[DeliveryState::Failed, DeliveryState::Deferred]),
         ),
-        Reasons::Refusals => format!(
-            "SELECT COALESCE(smtp_reply, last_error, 'no reason recorded') AS reason,
-                    count(*) AS letters
-             FROM deliveries WHERE state = '{}' GROUP BY 1",
-            DeliveryState::Failed.as_str()
+        Reasons::Refusals => by_reply(
+            "COALESCE(smtp_reply, last_error)",
+            sql_states(&[DeliveryState::Failed]),
         ),
         Reasons::Bounces => format!(
-            "SELECT trim(COALESCE(bounce_status, '') || ' ' || COALESCE(bounce_diagnostic, ''))
+            "SELECT NULL AS code, NULL AS enhanced, NULL AS step,
+                    trim(COALESCE(bounce_status, '') || ' ' || COALESCE(bounce_diagnostic, ''))
                         AS reason,
                     count(*) AS letters
-             FROM deliveries WHERE state = '{}' GROUP BY 1",
+             FROM deliveries WHERE state = '{}' GROUP BY 4",
             DeliveryState::Bounced.as_str()
         ),
     };
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
     rows.iter()
-        .map(|row| Ok((row.try_get("reason")?, row.try_get("letters")?)))
+        .map(|row| {
+            let code: Option<i64> = row.try_get("code")?;
+            let reply = match code {
+                Some(code) => Some(ReplyKey {
+                    code,
+                    enhanced: row.try_get("enhanced")?,
+                    step: row.try_get("step")?,
+                }),
+                None => None,
+            };
+            Ok(ReasonCount {
+                reply,
+                text: row.try_get("reason")?,
+                letters: row.try_get("letters")?,
+            })
+        })
         .collect()
 }
 

@@ -242,6 +242,11 @@ pub(super) fn change_sql(change: &Change<'_>) -> anyhow::Result<Option<String>> 
     )))
 }
 
+/// The rows of `count` deliveries named by id, for a [`Change`].
+pub(super) fn by_ids(count: usize) -> String {
+    format!("deliveries.person_id IN ({})", vec!["?"; count].join(","))
+}
+
 /// One line of evidence that changes no state: a note on a person's letter.
 pub(super) struct Event<'a> {
     pub person_id: i64,

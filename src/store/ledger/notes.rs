@@ -1,0 +1,89 @@
+//! Notes on a person that change no state: what the relay reported after the letter left, and
+//! what an adviser did at the helpline. Each is an event, written only through here.
+
+use sqlx::SqliteConnection;
+
+use super::transition::{Event, append_event};
+use crate::domain::EventKind;
+
+/// A note on a person's letter that changes no state (a soft bounce, a delay, a complaint).
+pub(super) async fn note(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    generation: i64,
+    kind: EventKind,
+    detail: String,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    let event = Event {
+        person_id,
+        run_id,
+        kind,
+        in_state: None,
+        generation: Some(generation),
+        detail: &detail,
+    };
+    append_event(conn, event, now).await
+}
+
+/// What an adviser did for a person at the helpline, as the person's evidence records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdviserNote<'a> {
+    /// A corrected (or alternative) address was recorded and the letter's generation started
+    /// to it; `masked` is the address as the evidence may show it.
+    Address {
+        generation: i64,
+        alternative: bool,
+        masked: &'a str,
+    },
+    /// The person asked for a paper letter.
+    PaperRequested,
+    /// A call was noted (the event says that, not what was said: purge erases the note).
+    CallNoted,
+}
+
+/// Records what adviser `login` did, in the caller's transaction (the one that did it).
+pub async fn note_adviser(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    login: &str,
+    note: AdviserNote<'_>,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    let (kind, generation, detail) = match note {
+        AdviserNote::Address {
+            generation,
+            alternative,
+            masked,
+        } => {
+            let which = if alternative {
+                "alternative"
+            } else {
+                "corrected"
+            };
+            let detail = format!("adviser {login}: {which} address {masked}");
+            (EventKind::AddressCorrected, Some(generation), detail)
+        }
+        AdviserNote::PaperRequested => (
+            EventKind::PaperRequested,
+            None,
+            format!("adviser {login}: asked for a paper letter"),
+        ),
+        AdviserNote::CallNoted => (
+            EventKind::CallNote,
+            None,
+            format!("adviser {login}: call noted"),
+        ),
+    };
+    let event = Event {
+        person_id,
+        run_id,
+        kind,
+        in_state: None,
+        generation,
+        detail: &detail,
+    };
+    append_event(conn, event, now).await
+}
