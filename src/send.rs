@@ -34,6 +34,7 @@ use crate::pipeline::Pipeline;
 use crate::smtp_reply::{Scope, SmtpReply, Step};
 use crate::store::relay::Slowed;
 use crate::transport::{Attempt, Refuser, Relayer};
+use crate::verp::DeliveryRef;
 use handovers::HandOverLog;
 use lanes::Lanes;
 
@@ -1306,7 +1307,7 @@ impl Worker {
                 lane,
                 scope: *scope,
                 domain: domain.clone(),
-                reason: reply.clone(),
+                reason: reply.to_string(),
             },
             Attempt::Accepted { .. } => Signal::Reached {
                 lane,
@@ -1419,22 +1420,33 @@ fn outcome_of(
     retry: &Retry,
 ) -> Outcome {
     let now = crate::db::now_ms();
-    let (reason, possible_duplicate) = match attempt {
+    let (reason, reply, possible_duplicate) = match attempt {
         Attempt::Accepted { reply, notify } => {
             let sha256 = message.sha256();
             return Outcome::Sent {
-                reply,
+                // A letter written to the outbox folder has no relay reply: the file name
+                // stands in for it.
+                reply: reply
+                    .smtp()
+                    .cloned()
+                    .unwrap_or_else(|| SmtpReply::new(Step::Message, 250, &reply.to_string())),
                 message_id: message.message_id,
                 fingerprint,
                 sha256,
-                email: message.recipient,
+                // The letter was built for this address (`MessageBuilder::build` refuses a
+                // person without one).
+                email: claimed
+                    .person
+                    .email
+                    .clone()
+                    .expect("a letter handed over has an address"),
                 notify,
             };
         }
         Attempt::Rejected { reply } => {
             return Outcome::Failed {
-                smtp_code: recorded_code(&reply),
-                reason: reply,
+                reason: reply.to_string(),
+                reply: reply.smtp().cloned(),
                 message_id: Some(message.message_id),
                 possible_duplicate: false,
             };
@@ -1446,8 +1458,8 @@ fn outcome_of(
                 reason: format!("not attempted: {reason}"),
             };
         }
-        Attempt::Deferred { reply, .. } => (reply, false),
-        Attempt::Unknown { reason } => (reason, true),
+        Attempt::Deferred { reply, .. } => (reply.to_string(), reply.smtp().cloned(), false),
+        Attempt::Unknown { reason } => (reason, None, true),
     };
     let attempts = claimed.attempts + 1;
     let first = claimed.first_attempt_at.unwrap_or(now);
@@ -1455,23 +1467,19 @@ fn outcome_of(
         || now - first >= retry.give_up_after.as_millis() as i64;
     if given_up {
         return Outcome::Failed {
+            reply,
             reason: format!("gave up after {attempts} attempts: {reason}"),
-            smtp_code: recorded_code(&reason),
             message_id: Some(message.message_id),
             possible_duplicate,
         };
     }
     Outcome::Deferred {
         next_attempt_at: now + retry_delay(retry, attempts).as_millis() as i64,
+        reply,
         reason,
         possible_duplicate,
         message_id: message.message_id,
     }
-}
-
-/// The code of a reply as the transport recorded it, read back by the one reply type.
-fn recorded_code(reply: &str) -> Option<i64> {
-    SmtpReply::parse(Step::Message, reply).map(|reply| i64::from(reply.code()))
 }
 
 /// Exponential from `first_delay`, doubling, with jitter, capped at `max_delay`.
@@ -1510,8 +1518,12 @@ async fn write_outcomes(
         while let Some(record) = next.take() {
             let (person_id, generation) = (record.person_id, record.generation);
             counted.push(record.tally());
-            batch.push((person_id, generation, record.outcome));
-            relays.extend(record.relay.map(|relay| (person_id, generation, relay)));
+            let delivery = DeliveryRef {
+                person_id,
+                generation,
+            };
+            batch.push((delivery, record.outcome));
+            relays.extend(record.relay.map(|relay| (delivery, relay)));
             places.extend(record.place);
             // Take whatever else is already waiting, up to a batch, without waiting for more.
             if batch.len() < 512 {
@@ -1559,8 +1571,8 @@ async fn write_outcomes(
 async fn write_patiently(
     pool: &SqlitePool,
     run_id: i64,
-    batch: &[(i64, i64, Outcome)],
-    relays: &[(i64, i64, String)],
+    batch: &[(DeliveryRef, Outcome)],
+    relays: &[(DeliveryRef, String)],
 ) -> anyhow::Result<Vec<crate::store::Stale>> {
     while_busy("outcomes", || write_once(pool, run_id, batch, relays)).await
 }
@@ -1602,8 +1614,8 @@ where
 async fn write_once(
     pool: &SqlitePool,
     run_id: i64,
-    batch: &[(i64, i64, Outcome)],
-    relays: &[(i64, i64, String)],
+    batch: &[(DeliveryRef, Outcome)],
+    relays: &[(DeliveryRef, String)],
 ) -> anyhow::Result<Vec<crate::store::Stale>> {
     let now = crate::db::now_ms();
     let mut tx = crate::db::begin_write(pool).await?;
