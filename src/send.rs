@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use backon::BackoffBuilder;
 use governor::{Quota, RateLimiter};
 use sqlx::SqlitePool;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -31,9 +30,10 @@ use crate::ledger::{self, Claimed, Outcome};
 use crate::message::Outgoing;
 use crate::pacing::Pace;
 use crate::pipeline::Pipeline;
-use crate::smtp_reply::{Scope, SmtpReply, Step};
+use crate::smtp_reply::Scope;
 use crate::store::relay::Slowed;
-use crate::transport::{Attempt, Refuser, Relayer};
+use crate::transport::{Refuser, Relayer};
+use decide::{At, Decision, GiveBack, Letter, News, Then};
 use handovers::HandOverLog;
 use lanes::Lanes;
 
@@ -50,6 +50,7 @@ fn lease_margin() -> Duration {
     Duration::from_secs(15).min(crate::lease::ttl() / 8)
 }
 
+mod decide;
 mod handovers;
 mod lanes;
 
@@ -70,11 +71,11 @@ struct ToRecord {
 
 impl ToRecord {
     /// A letter given back without an attempt.
-    fn released(person: &crate::person::Person, reason: String) -> ToRecord {
+    fn released(person: &crate::person::Person, why: GiveBack<'_>) -> ToRecord {
         ToRecord {
             person_id: person.id,
             generation: person.generation,
-            outcome: Outcome::Released { reason },
+            outcome: decide::give_back(why),
             relay: None,
             place: None,
             handed_over_before: false,
@@ -137,10 +138,6 @@ impl Tally {
 /// After this many connection failures in a row, with no success between them, the relay is
 /// taken as unreachable and the run ends with 75.
 const UNREACHABLE_AFTER: u64 = 3;
-
-/// How often one letter may be held back in a run by a relay or domain asking to slow down;
-/// after that it is deferred like any temporary failure, with its own retry delay.
-const HOLD_BACK_AT_MOST: u32 = 5;
 
 /// What one run did, for the summary line, the runs table and tests.
 #[derive(Debug, Default)]
@@ -502,56 +499,30 @@ struct Job {
     _worker_free: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// What workers tell the dispatcher besides outcomes, each about the relay of its lane.
+/// What workers tell the dispatcher besides outcomes: what a verdict said about the relay of
+/// their lane, or about the recipient's domain.
 #[derive(Debug)]
-enum Signal {
-    /// The relay answered; `accepted` when it took the letter (to the recipient's domain).
-    Reached {
-        lane: usize,
-        domain: String,
-        accepted: bool,
-    },
-    Unreachable {
-        lane: usize,
-        reason: String,
-    },
-    Misconfigured {
-        lane: usize,
-        reason: String,
-        by: Refuser,
-    },
-    /// A reply that asks the relay or a domain to slow down (see `smtp_reply::Scope`).
-    SlowDown {
-        lane: usize,
-        scope: Scope,
-        domain: String,
-        reason: String,
-    },
+struct Signal {
+    lane: usize,
+    domain: String,
+    news: News,
 }
 
 /// Takes one signal in: the relay's health and pace in its lane, a domain's pace in the
 /// dispatcher.
 fn note(signal: Signal, lanes: &mut Lanes, dispatcher: &mut Dispatcher) {
-    match signal {
-        Signal::Reached {
-            lane,
-            domain,
-            accepted,
-        } => {
+    let Signal { lane, domain, news } = signal;
+    match news {
+        News::Reached { accepted } => {
             lanes.reached(lane);
             if accepted {
                 lanes.lanes[lane].pace.accepted(Instant::now());
                 dispatcher.accepted(&domain);
             }
         }
-        Signal::Unreachable { lane, reason } => lanes.unreachable(lane, &reason),
-        Signal::Misconfigured { lane, reason, by } => lanes.misconfigured(lane, reason, by),
-        Signal::SlowDown {
-            lane,
-            scope,
-            domain,
-            reason,
-        } => {
+        News::Unreachable { reason } => lanes.unreachable(lane, &reason),
+        News::Misconfigured { reason, by } => lanes.misconfigured(lane, reason, by),
+        News::SlowDown { scope, reason } => {
             lanes.reached(lane);
             match scope {
                 Scope::Relay => {
@@ -824,7 +795,7 @@ impl SendJob {
             outcome_sender
                 .send(ToRecord::released(
                     person,
-                    format!("not attempted: {}", describe(reason)),
+                    GiveBack::NotAttempted(&describe(reason)),
                 ))
                 .await
                 .ok();
@@ -845,7 +816,7 @@ impl SendJob {
             outcome_sender
                 .send(ToRecord::released(
                     person,
-                    format!("not attempted: {}", describe(reason)),
+                    GiveBack::NotAttempted(&describe(reason)),
                 ))
                 .await
                 .ok();
@@ -942,9 +913,8 @@ async fn prepare(
                 let person = &claimed.person;
                 tracing::error!(person = %person.person_ref, %error, "the letter did not render");
                 totals.render_failures.fetch_add(1, Ordering::Relaxed);
-                let released = format!("the letter did not render: {error}");
                 outcomes
-                    .send(ToRecord::released(person, released))
+                    .send(ToRecord::released(person, GiveBack::DidNotRender(&error)))
                     .await
                     .context("the outcome writer stopped")?;
             }
@@ -1253,15 +1223,15 @@ impl Worker {
 
     /// The outcome to record, with the relay that answered for the letter, or None when the
     /// letter went back to the dispatcher to wait for the pace of its scope (nothing reached the
-    /// recipient; no attempt is counted).
+    /// recipient; no attempt is counted), or is no longer this run's to record.
     async fn attempt(
         &mut self,
         prepared: Prepared,
         next: Option<&Outgoing>,
     ) -> Option<(Outcome, Option<String>)> {
         if self.draining.load(Ordering::Relaxed) {
-            let reason = "not attempted: the relay is unreachable".into();
-            return Some((Outcome::Released { reason }, None));
+            let why = GiveBack::NotAttempted(&"the relay is unreachable");
+            return Some((decide::give_back(why), None));
         }
         if !self.may_hand_over(prepared.claimed.person.id) {
             return None;
@@ -1282,69 +1252,43 @@ impl Worker {
             .connection
             .deliver(&prepared.message, next, &may_commit)
             .await;
-        if let Attempt::Withheld { reason } = &attempt {
-            // Not handed over, and not this run's to record any more.
-            tracing::error!(
-                person = prepared.claimed.person.id,
-                "{reason}: the letter was not handed over"
-            );
-            return None;
+        let letter = Letter {
+            message: &prepared.message,
+            fingerprint: &self.fingerprint,
+            attempts: prepared.claimed.attempts,
+            first_attempt_at: prepared.claimed.first_attempt_at,
+            held_back: prepared.held_back,
+        };
+        let at = At {
+            now: crate::db::now_ms(),
+            jitter: rand::random(),
+        };
+        let Decision { news, then } = decide::decide(attempt, &letter, &self.retry, at);
+        let domain = &prepared.claimed.email_domain;
+        if let Some(news) = news {
+            let lane = self.lane;
+            let domain = domain.clone();
+            let _ = self.signals.send(Signal { lane, domain, news });
         }
-        let domain = prepared.claimed.email_domain.clone();
-        let lane = self.lane;
-        let signal = match &attempt {
-            Attempt::Unreachable { reason } => Signal::Unreachable {
-                lane,
-                reason: reason.clone(),
-            },
-            Attempt::Misconfigured { reason, by } => Signal::Misconfigured {
-                lane,
-                reason: reason.clone(),
-                by: *by,
-            },
-            Attempt::Deferred { scope, reply } if *scope != Scope::Recipient => Signal::SlowDown {
-                lane,
-                scope: *scope,
-                domain: domain.clone(),
-                reason: reply.clone(),
-            },
-            Attempt::Accepted { .. } => Signal::Reached {
-                lane,
-                domain: domain.clone(),
-                accepted: true,
-            },
-            _ => Signal::Reached {
-                lane,
-                domain: domain.clone(),
-                accepted: false,
-            },
-        };
-        let _ = self.signals.send(signal);
-        // Nothing reached the person when a relay could not be used, or when a relay or a
-        // domain that asks to slow down refused the letter before its message was complete: it
-        // goes back to the dispatcher (to another relay, or to wait for the lower pace), a few
-        // times at most, instead of waiting for its retry delay.
-        let hand_back = match &attempt {
-            Attempt::Unreachable { .. } | Attempt::Misconfigured { .. } => true,
-            Attempt::Deferred { scope, .. } => *scope != Scope::Recipient,
-            _ => false,
-        };
-        if hand_back && prepared.held_back < HOLD_BACK_AT_MOST {
-            tracing::debug!(%domain, relay = %self.relay_name, "handed back to the dispatcher");
-            match self.requeue.send(prepared) {
-                Ok(()) => return None,
-                Err(returned) => return Some((self.outcome(attempt, returned.0), None)),
+        match then {
+            Then::Record { outcome, answered } => {
+                Some((outcome, answered.then(|| self.relay_name.clone())))
+            }
+            Then::HandBack { otherwise } => {
+                tracing::debug!(%domain, relay = %self.relay_name, "handed back to the dispatcher");
+                match self.requeue.send(prepared) {
+                    Ok(()) => None,
+                    Err(_) => Some((otherwise, None)),
+                }
+            }
+            Then::Forget { why } => {
+                tracing::error!(
+                    person = prepared.claimed.person.id,
+                    "{why}: the letter was not handed over"
+                );
+                None
             }
         }
-        let answered = matches!(
-            attempt,
-            Attempt::Accepted { .. }
-                | Attempt::Rejected { .. }
-                | Attempt::Deferred { .. }
-                | Attempt::Unknown { .. }
-        );
-        let relay = answered.then(|| self.relay_name.clone());
-        Some((self.outcome(attempt, prepared), relay))
     }
 
     /// The letter this worker carries after the current one, when one already waits for this
@@ -1352,16 +1296,6 @@ impl Worker {
     /// its envelope can go in the same write as the current message. See `Lane::slots`.
     fn waiting_job(&self) -> Option<Job> {
         self.jobs.try_lock().ok()?.try_recv().ok()
-    }
-
-    fn outcome(&self, attempt: Attempt, prepared: Prepared) -> Outcome {
-        outcome_of(
-            attempt,
-            &prepared.claimed,
-            prepared.message,
-            self.fingerprint.clone(),
-            &self.retry,
-        )
     }
 
     /// A place among the outcomes not yet committed, waited for while the database cannot take
@@ -1408,84 +1342,6 @@ impl Worker {
         }
         true
     }
-}
-
-/// Turns what the relay said into the delivery's next state, applying the retry rules.
-fn outcome_of(
-    attempt: Attempt,
-    claimed: &Claimed,
-    message: Outgoing,
-    fingerprint: String,
-    retry: &Retry,
-) -> Outcome {
-    let now = crate::db::now_ms();
-    let (reason, possible_duplicate) = match attempt {
-        Attempt::Accepted { reply, notify } => {
-            let sha256 = message.sha256();
-            return Outcome::Sent {
-                reply,
-                message_id: message.message_id,
-                fingerprint,
-                sha256,
-                email: message.recipient,
-                notify,
-            };
-        }
-        Attempt::Rejected { reply } => {
-            return Outcome::Failed {
-                smtp_code: recorded_code(&reply),
-                reason: reply,
-                message_id: Some(message.message_id),
-                possible_duplicate: false,
-            };
-        }
-        Attempt::Unreachable { reason }
-        | Attempt::Misconfigured { reason, .. }
-        | Attempt::Withheld { reason } => {
-            return Outcome::Released {
-                reason: format!("not attempted: {reason}"),
-            };
-        }
-        Attempt::Deferred { reply, .. } => (reply, false),
-        Attempt::Unknown { reason } => (reason, true),
-    };
-    let attempts = claimed.attempts + 1;
-    let first = claimed.first_attempt_at.unwrap_or(now);
-    let given_up = attempts >= i64::from(retry.max_attempts)
-        || now - first >= retry.give_up_after.as_millis() as i64;
-    if given_up {
-        return Outcome::Failed {
-            reason: format!("gave up after {attempts} attempts: {reason}"),
-            smtp_code: recorded_code(&reason),
-            message_id: Some(message.message_id),
-            possible_duplicate,
-        };
-    }
-    Outcome::Deferred {
-        next_attempt_at: now + retry_delay(retry, attempts).as_millis() as i64,
-        reason,
-        possible_duplicate,
-        message_id: message.message_id,
-    }
-}
-
-/// The code of a reply as the transport recorded it, read back by the one reply type.
-fn recorded_code(reply: &str) -> Option<i64> {
-    SmtpReply::parse(Step::Message, reply).map(|reply| i64::from(reply.code()))
-}
-
-/// Exponential from `first_delay`, doubling, with jitter, capped at `max_delay`.
-pub fn retry_delay(retry: &Retry, attempts: i64) -> Duration {
-    let delay = backon::ExponentialBuilder::default()
-        .with_min_delay(retry.first_delay)
-        .with_max_delay(retry.max_delay)
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
-        .nth(attempts.saturating_sub(1).max(0) as usize)
-        .unwrap_or(retry.max_delay);
-    delay.min(retry.max_delay)
 }
 
 /// The one writer: records outcomes in batches, so the database sees a few transactions a
@@ -1693,27 +1549,5 @@ impl Progress {
             seconds = self.started.elapsed().as_secs_f64(),
             "send finished"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delays_grow_and_stay_within_the_cap() {
-        let retry = Retry {
-            max_attempts: 8,
-            first_delay: Duration::from_secs(300),
-            max_delay: Duration::from_secs(6 * 3600),
-            give_up_after: Duration::from_secs(5 * 86400),
-        };
-        let first = retry_delay(&retry, 1);
-        assert!(first >= Duration::from_secs(300) && first <= Duration::from_secs(600));
-        let third = retry_delay(&retry, 3);
-        assert!(third >= Duration::from_secs(1200), "{third:?}");
-        for attempts in 1..40 {
-            assert!(retry_delay(&retry, attempts) <= retry.max_delay);
-        }
     }
 }
