@@ -81,78 +81,71 @@ impl ToRecord {
             handed_over_before: false,
         }
     }
-
-    /// What this outcome will add to the run's totals once it is committed.
-    fn tally(&self) -> Tally {
-        let (counted, duplicate) = match &self.outcome {
-            Outcome::Sent { .. } => (Counted::Sent, self.handed_over_before),
-            Outcome::Deferred {
-                possible_duplicate, ..
-            } => (Counted::Deferred, *possible_duplicate),
-            Outcome::Failed {
-                possible_duplicate, ..
-            } => (Counted::Failed, *possible_duplicate),
-            Outcome::Released { .. } => (Counted::Released, false),
-        };
-        Tally {
-            person_id: self.person_id,
-            counted,
-            duplicate,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Counted {
-    Sent,
-    Deferred,
-    Failed,
-    Released,
-}
-
-/// One outcome's share of the run's totals, added only once its batch is committed: the
-/// totals say what the ledger holds for this run, never what a run whose deliveries were taken
-/// over had decided.
-#[derive(Debug, Clone, Copy)]
-struct Tally {
-    person_id: i64,
-    counted: Counted,
-    duplicate: bool,
-}
-
-impl Tally {
-    fn count_in(&self, totals: &RunTotals) {
-        let counter = match self.counted {
-            Counted::Sent => &totals.sent,
-            Counted::Deferred => &totals.deferred,
-            Counted::Failed => &totals.failed,
-            Counted::Released => &totals.released,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if self.duplicate {
-            totals.duplicates_possible.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// After this many connection failures in a row, with no success between them, the relay is
 /// taken as unreachable and the run ends with 75.
 const UNREACHABLE_AFTER: u64 = 3;
 
-/// What one run did, for the summary line, the runs table and tests.
+/// What one run did, for the summary line, the runs table and the progress. The ledger's
+/// outcomes are counted by the writer from what it committed, and nowhere else: an outcome the
+/// run decided and could not write (its deliveries were taken over) is not in them.
 #[derive(Debug, Default)]
-pub struct RunTotals {
-    pub sent: AtomicU64,
-    pub deferred: AtomicU64,
-    pub failed: AtomicU64,
-    pub released: AtomicU64,
-    pub duplicates_possible: AtomicU64,
-    pub render_failures: AtomicU64,
+pub(crate) struct RunTotals {
+    sent: AtomicU64,
+    deferred: AtomicU64,
+    failed: AtomicU64,
+    released: AtomicU64,
+    duplicates_possible: AtomicU64,
+    render_failures: AtomicU64,
+}
+
+/// The run's totals at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) sent: u64,
+    pub(crate) deferred: u64,
+    pub(crate) failed: u64,
+    pub(crate) released: u64,
+    pub(crate) duplicates_possible: u64,
+    pub(crate) render_failures: u64,
 }
 
 impl RunTotals {
-    fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// An outcome the writer committed; `handed_over_before`: a dead run had handed the letter
+    /// over already, so accepted now it may be there twice.
+    fn committed(&self, outcome: &Outcome, handed_over_before: bool) {
+        let (counter, duplicate) = match outcome {
+            Outcome::Sent { .. } => (&self.sent, handed_over_before),
+            Outcome::Deferred {
+                possible_duplicate, ..
+            } => (&self.deferred, *possible_duplicate),
+            Outcome::Failed {
+                possible_duplicate, ..
+            } => (&self.failed, *possible_duplicate),
+            Outcome::Released { .. } => (&self.released, false),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if duplicate {
+            self.duplicates_possible.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A letter that did not render (given back, and counted as released once committed).
+    fn did_not_render(&self) {
+        self.render_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Counts {
+            sent: get(&self.sent),
+            deferred: get(&self.deferred),
+            failed: get(&self.failed),
+            released: get(&self.released),
+            duplicates_possible: get(&self.duplicates_possible),
+            render_failures: get(&self.render_failures),
+        }
     }
 }
 
@@ -343,6 +336,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         tracing::warn!(error = %format!("{error:#}"), "the sender lease could not be released; it expires by itself");
     }
     let (reason, totals) = result?;
+    let totals = totals.counts();
     // Every outcome is recorded (or the run stopped before handing anything more over and
     // left its claims to the next run, which needs the journal).
     if !matches!(reason, StopReason::LeaseLost | StopReason::WriterFailed) {
@@ -351,19 +345,19 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let elapsed = started.elapsed();
     let summary = format!(
         "send: {} sent, {} deferred, {} failed, {} possible duplicates, {} released; {:.1}s; stopped: {}",
-        RunTotals::get(&totals.sent),
-        RunTotals::get(&totals.deferred),
-        RunTotals::get(&totals.failed),
-        RunTotals::get(&totals.duplicates_possible),
-        RunTotals::get(&totals.released),
+        totals.sent,
+        totals.deferred,
+        totals.failed,
+        totals.duplicates_possible,
+        totals.released,
         elapsed.as_secs_f64(),
         describe(reason),
     );
     let run_totals = crate::store::campaign::SendTotals {
-        sent: RunTotals::get(&totals.sent) as i64,
-        deferred: RunTotals::get(&totals.deferred) as i64,
-        failed: RunTotals::get(&totals.failed) as i64,
-        duplicates: RunTotals::get(&totals.duplicates_possible) as i64,
+        sent: totals.sent as i64,
+        deferred: totals.deferred as i64,
+        failed: totals.failed as i64,
+        duplicates: totals.duplicates_possible as i64,
     };
     crate::store::campaign::record_send_totals(&pool, run_id, run_totals).await?;
     crate::db::finish_run(&pool, run_id, describe(reason), &summary).await?;
@@ -373,7 +367,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     {
         crate::print_out(&format!("send: {why}"));
     }
-    let render_failures = RunTotals::get(&totals.render_failures);
+    let render_failures = totals.render_failures;
     if render_failures > 0 {
         crate::print_err(&format!(
             "send: {render_failures} letters did not render and were not sent; run `breachmail check` to see why"
@@ -912,7 +906,7 @@ async fn prepare(
             Err(error) => {
                 let person = &claimed.person;
                 tracing::error!(person = %person.person_ref, %error, "the letter did not render");
-                totals.render_failures.fetch_add(1, Ordering::Relaxed);
+                totals.did_not_render();
                 outcomes
                     .send(ToRecord::released(person, GiveBack::DidNotRender(&error)))
                     .await
@@ -1359,13 +1353,13 @@ async fn write_outcomes(
     let mut relays = Vec::with_capacity(512);
     // The workers' places among the unrecorded outcomes, freed when the batch is committed.
     let mut places = Vec::with_capacity(512);
-    // What each outcome counts as in the run's totals, once committed.
-    let mut counted = Vec::with_capacity(512);
+    // Which letters a dead run had handed over already, for the run's totals once committed.
+    let mut handed_over_before = Vec::with_capacity(512);
     while let Some(first) = outcomes.recv().await {
         let mut next = Some(first);
         while let Some(record) = next.take() {
             let (person_id, generation) = (record.person_id, record.generation);
-            counted.push(record.tally());
+            handed_over_before.push(record.handed_over_before);
             batch.push((person_id, generation, record.outcome));
             relays.extend(record.relay.map(|relay| (person_id, generation, relay)));
             places.extend(record.place);
@@ -1378,8 +1372,10 @@ async fn write_outcomes(
             Ok(stale) => {
                 let lost: std::collections::HashSet<i64> =
                     stale.iter().map(|s| s.person_id).collect();
-                for tally in counted.iter().filter(|t| !lost.contains(&t.person_id)) {
-                    tally.count_in(&totals);
+                for ((person_id, _, outcome), before) in batch.iter().zip(&handed_over_before) {
+                    if !lost.contains(person_id) {
+                        totals.committed(outcome, *before);
+                    }
                 }
                 if !stale.is_empty() {
                     tracing::error!(
@@ -1406,7 +1402,7 @@ async fn write_outcomes(
         batch.clear();
         relays.clear();
         places.clear();
-        counted.clear();
+        handed_over_before.clear();
     }
     Ok(())
 }
@@ -1514,9 +1510,12 @@ impl Progress {
             return;
         }
         self.last = Instant::now();
-        let sent = RunTotals::get(&totals.sent);
-        let deferred = RunTotals::get(&totals.deferred);
-        let failed = RunTotals::get(&totals.failed);
+        let Counts {
+            sent,
+            deferred,
+            failed,
+            ..
+        } = totals.counts();
         let done = sent + deferred + failed;
         if let Some(bar) = &self.bar {
             bar.set_position(done);
@@ -1545,7 +1544,7 @@ impl Progress {
             bar.finish_and_clear();
         }
         tracing::debug!(
-            sent = RunTotals::get(&totals.sent),
+            sent = totals.counts().sent,
             seconds = self.started.elapsed().as_secs_f64(),
             "send finished"
         );
