@@ -72,7 +72,33 @@ impl Scope {
     }
 }
 
-/// An enhanced status code, `4.7.1` (RFC 3463).
+/// Whether to try again: the one rule, for the relay's replies and for the delivery
+/// notifications alike. The class is the first digit of a basic reply code (RFC 5321 § 4.2.1)
+/// or of an enhanced status code (RFC 3463 § 3.1): 2 (and a basic 3) is positive, 4 is
+/// transient (the same letter may succeed later), 5 is permanent (never again to this address).
+/// Whom a transient reply slows is another question, answered by [`SmtpReply::scope`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Positive,
+    Transient,
+    Permanent,
+}
+
+impl Class {
+    /// The class of a basic reply code (`250`, `451`, `550`); None outside 200 to 599.
+    pub fn of_code(code: u16) -> Option<Class> {
+        match code {
+            200..=399 => Some(Class::Positive),
+            400..=499 => Some(Class::Transient),
+            500..=599 => Some(Class::Permanent),
+            _ => None,
+        }
+    }
+}
+
+/// An enhanced status code, `4.7.1` (RFC 3463): class, subject and detail, the class 2, 4 or
+/// 5 and the others of one to three digits. Read here only, for the relay's replies and for
+/// the codes of delivery notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnhancedCode {
     pub class: u8,
@@ -90,18 +116,79 @@ impl EnhancedCode {
     /// Reads `4.7.1` at the start of a reply's text (RFC 3463 puts it first).
     fn at_start_of(text: &str) -> Option<EnhancedCode> {
         let word = text.split_whitespace().next()?;
-        let mut parts = word.split('.');
-        let class: u8 = parts.next()?.parse().ok()?;
-        let subject: u16 = parts.next()?.parse().ok()?;
-        let detail: u16 = parts.next()?.parse().ok()?;
-        if parts.next().is_some() || !matches!(class, 2 | 4 | 5) || subject > 999 || detail > 999 {
-            return None;
+        match EnhancedCode::read_at(word.as_bytes(), 0) {
+            Some((code, end)) if end == word.len() => Some(code),
+            _ => None,
         }
-        Some(EnhancedCode {
-            class,
-            subject,
-            detail,
+    }
+
+    /// The first code standing on its own anywhere in the text ("smtp; 550 5.1.10 RESOLVER"):
+    /// not part of a longer dotted number such as an IP address or a version.
+    pub fn find_in(text: &str) -> Option<EnhancedCode> {
+        let bytes = text.as_bytes();
+        (0..bytes.len()).find_map(|start| {
+            let after_number =
+                start > 0 && (bytes[start - 1].is_ascii_digit() || bytes[start - 1] == b'.');
+            if after_number {
+                return None;
+            }
+            let (code, end) = EnhancedCode::read_at(bytes, start)?;
+            let continues = bytes.get(end).is_some_and(|b| {
+                b.is_ascii_digit()
+                    || (*b == b'.' && bytes.get(end + 1).is_some_and(u8::is_ascii_digit))
+            });
+            (!continues).then_some(code)
         })
+    }
+
+    /// The code starting at `start`, and where it ends.
+    fn read_at(bytes: &[u8], start: usize) -> Option<(EnhancedCode, usize)> {
+        let class = match bytes.get(start)? {
+            digit @ (b'2' | b'4' | b'5') => digit - b'0',
+            _ => return None,
+        };
+        let mut position = start + 1;
+        let mut parts = [0u16; 2];
+        for part in &mut parts {
+            if bytes.get(position) != Some(&b'.') {
+                return None;
+            }
+            position += 1;
+            let digits = bytes
+                .get(position..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .take(4)
+                .fold((0usize, 0u16), |(n, value), d| {
+                    (n + 1, value * 10 + u16::from(d - b'0'))
+                });
+            if !(1..=3).contains(&digits.0) {
+                return None;
+            }
+            *part = digits.1;
+            position += digits.0;
+        }
+        let code = EnhancedCode {
+            class,
+            subject: parts[0],
+            detail: parts[1],
+        };
+        Some((code, position))
+    }
+
+    /// The class, by the one rule of [`Class`].
+    pub fn class(self) -> Class {
+        match self.class {
+            2 => Class::Positive,
+            4 => Class::Transient,
+            _ => Class::Permanent,
+        }
+    }
+
+    /// X.2.2, mailbox full (RFC 3463 § 3.3): the person exists, and the mailbox may empty.
+    pub fn is_mailbox_full(self) -> bool {
+        self.subject == 2 && self.detail == 2
     }
 }
 
@@ -184,18 +271,24 @@ impl SmtpReply {
         &self.text
     }
 
+    /// The class of the basic code, which decides (see [`Class`]); the enhanced code refines
+    /// whom the reply concerns, never whether it is final.
+    pub fn class(&self) -> Option<Class> {
+        Class::of_code(self.code)
+    }
+
     pub fn is_positive(&self) -> bool {
-        (200..=399).contains(&self.code)
+        self.class() == Some(Class::Positive)
     }
 
     /// 4xx: try again later.
     pub fn is_transient(&self) -> bool {
-        (400..=499).contains(&self.code)
+        self.class() == Some(Class::Transient)
     }
 
     /// 5xx: never again to this address.
     pub fn is_permanent(&self) -> bool {
-        (500..=599).contains(&self.code)
+        self.class() == Some(Class::Permanent)
     }
 
     /// The relay closes the session after this reply (RFC 5321 § 3.8: 421).
@@ -275,8 +368,17 @@ impl SmtpReply {
 
 impl fmt::Display for SmtpReply {
     /// "451 4.7.1 Greylisted, please try again later (at RCPT TO)": the code first, so that the
-    /// ledger and the exports can read it back.
+    /// ledger and the exports can read it back. A positive reply goes without its step: the
+    /// only one kept is the reply after the message, "250 2.0.0 Ok: queued as 4P0001", as the
+    /// relay wrote it (its queue id is matched against delivery notifications).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_positive() {
+            return if self.text.is_empty() {
+                write!(f, "{}", self.code)
+            } else {
+                write!(f, "{} {}", self.code, self.text)
+            };
+        }
         if self.text.is_empty() {
             write!(f, "{} (at {})", self.code, self.step.as_str())
         } else {
@@ -306,6 +408,35 @@ mod tests {
         );
         assert_eq!(at(Step::RcptTo, 451, "Try again").enhanced(), None);
         assert_eq!(at(Step::RcptTo, 451, "4.7 nope").enhanced(), None);
+    }
+
+    #[test]
+    fn an_enhanced_code_is_found_standing_on_its_own() {
+        let found = |text| EnhancedCode::find_in(text).map(|c| c.to_string());
+        assert_eq!(found("550 5.1.1 <a@b.c>").as_deref(), Some("5.1.1"));
+        assert_eq!(found("'550 5.1.10 RESOLVER'").as_deref(), Some("5.1.10"));
+        assert_eq!(found("host 192.0.2.1 said"), None);
+        assert_eq!(found("version 1.4.2.5"), None);
+        assert_eq!(found("5.1.1234 x"), None);
+        assert_eq!(found("5.1"), None);
+        assert_eq!(found(""), None);
+        // At the start of a reply, the first word must be the code and nothing else.
+        assert_eq!(at(Step::RcptTo, 550, "5.1.1: unknown").enhanced(), None);
+        assert_eq!(at(Step::RcptTo, 550, "5.1.1000 x").enhanced(), None);
+    }
+
+    #[test]
+    fn one_class_rule_for_codes_and_enhanced_codes() {
+        assert_eq!(Class::of_code(354), Some(Class::Positive));
+        assert_eq!(Class::of_code(421), Some(Class::Transient));
+        assert_eq!(Class::of_code(552), Some(Class::Permanent));
+        assert_eq!(Class::of_code(600), None);
+        let class = |text| EnhancedCode::find_in(text).map(EnhancedCode::class);
+        assert_eq!(class("2.0.0"), Some(Class::Positive));
+        assert_eq!(class("4.2.2"), Some(Class::Transient));
+        assert_eq!(class("5.2.2"), Some(Class::Permanent));
+        // The basic code decides a reply, even when its enhanced code disagrees.
+        assert!(at(Step::RcptTo, 450, "5.1.1 odd").is_transient());
     }
 
     #[test]
@@ -432,6 +563,16 @@ mod tests {
         assert_eq!(
             SmtpReply::parse(Step::RcptTo, "no reply after the message"),
             None
+        );
+    }
+
+    #[test]
+    fn an_acceptance_is_recorded_as_the_relay_wrote_it() {
+        let reply = at(Step::Message, 250, "2.0.0 Ok: queued as 4P0001");
+        assert_eq!(reply.to_string(), "250 2.0.0 Ok: queued as 4P0001");
+        assert_eq!(
+            SmtpReply::parse(Step::Message, &reply.to_string()),
+            Some(reply)
         );
     }
 

@@ -32,16 +32,16 @@ mod readable;
 pub enum Attempt {
     /// 2xx after the final dot: the relay has it. The reply holds its queue id; `notify`: the
     /// relay was asked for delivery status notifications for it (RFC 3461).
-    Accepted { reply: String, notify: bool },
+    Accepted { reply: Reply, notify: bool },
     /// 4xx, or the connection broke before the final dot: try again later.
     Deferred {
-        reply: String,
+        reply: Reply,
         /// Whom it concerns: this recipient only, its domain, or the relay (which also covers
         /// a session that broke before the message was complete).
         scope: Scope,
     },
     /// 5xx: the relay will never take it.
-    Rejected { reply: String },
+    Rejected { reply: Reply },
     /// Timeout or hang-up after the final dot: it may have been delivered.
     Unknown { reason: String },
     /// The relay could not be reached at all: nothing was attempted for this person.
@@ -54,6 +54,43 @@ pub enum Attempt {
     /// the transaction was abandoned before the bytes that would have committed the letter
     /// to the relay (the final dot, or BDAT LAST), so the relay did not take it.
     Withheld { reason: String },
+}
+
+/// What answered for a letter: the relay's reply as read, typed, or, where no reply decided
+/// it, what did instead. `Display` writes what the ledger records (the relay's reply with its
+/// step, see [`SmtpReply`]'s `Display`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The relay's reply: code, enhanced status code, step and text.
+    Relay(SmtpReply),
+    /// The session broke (a hang-up, a timeout) at `step`, before the message was complete
+    /// and before the relay answered: the relay's trouble, not the recipient's.
+    Broken { step: Step, reason: String },
+    /// Refused here, before anything was sent: an envelope the relay cannot be given.
+    Unsendable { reason: String },
+    /// Written to the outbox folder under this file name.
+    Written { file_name: String },
+}
+
+impl Reply {
+    /// The relay's reply, when one decided the attempt.
+    pub fn smtp(&self) -> Option<&SmtpReply> {
+        match self {
+            Reply::Relay(reply) => Some(reply),
+            Reply::Broken { .. } | Reply::Unsendable { .. } | Reply::Written { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Relay(reply) => write!(f, "{reply}"),
+            Reply::Broken { step, reason } => write!(f, "{}: {reason}", step.as_str()),
+            Reply::Unsendable { reason } => f.write_str(reason),
+            Reply::Written { file_name } => write!(f, "written to {file_name}"),
+        }
+    }
 }
 
 /// Asked immediately before the bytes that commit a letter to the relay (the final dot, or
@@ -548,21 +585,22 @@ impl std::fmt::Display for StepError {
 }
 
 impl StepError {
-    /// The relay's reply, read once into its type: "550 5.1.1 User unknown" at RCPT TO.
+    /// The relay's refusal, read once into its type: "550 5.1.1 User unknown" at RCPT TO.
+    /// lettre keeps a refusal's code as `status()` and the reply's lines, joined, as the
+    /// error's source.
     fn smtp_reply(&self, step: Step) -> Option<SmtpReply> {
-        let code = self.reply_code()?;
-        let text = self.to_string();
-        // lettre writes "permanent error (550): 5.1.1 User unknown".
-        let text = text
-            .split_once("): ")
-            .map_or(text.as_str(), |(_, rest)| rest);
-        Some(SmtpReply::new(step, code, text))
+        let StepError::Smtp(error) = self else {
+            return None;
+        };
+        let code = u16::from(error.status()?);
+        let text = std::error::Error::source(error).map_or_else(String::new, |s| s.to_string());
+        Some(SmtpReply::new(step, code, &text))
     }
 
     /// An SMTP reply (as opposed to a broken connection or a timeout).
     fn reply_code(&self) -> Option<u16> {
         match self {
-            StepError::Smtp(e) => e.status().and_then(|code| code.to_string().parse().ok()),
+            StepError::Smtp(e) => e.status().map(u16::from),
             StepError::Timeout(_) | StepError::NoReply => None,
         }
     }
@@ -653,8 +691,8 @@ async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
     let (dir, message) = (dir.to_path_buf(), message.clone());
     let written = tokio::task::spawn_blocking(move || write_to_folder(&dir, &message)).await;
     match written {
-        Ok(Ok(name)) => Attempt::Accepted {
-            reply: format!("written to {name}"),
+        Ok(Ok(file_name)) => Attempt::Accepted {
+            reply: Reply::Written { file_name },
             notify: false,
         },
         Ok(Err(e)) => Attempt::Unreachable {
@@ -827,14 +865,18 @@ fn envelope_of(
         message.recipient.parse::<lettre::Address>(),
     ) else {
         return Err(Attempt::Rejected {
-            reply: format!("invalid envelope address for {}", message.recipient),
+            reply: Reply::Unsendable {
+                reason: format!("invalid envelope address for {}", message.recipient),
+            },
         });
     };
     let mut parameters = Vec::new();
     if !message.recipient.is_ascii() || !message.envelope_from.is_ascii() {
         if !smtp.server_info().supports_feature(Extension::SmtpUtfEight) {
             return Err(Attempt::Rejected {
-                reply: "the address needs SMTPUTF8, which the relay does not offer".into(),
+                reply: Reply::Unsendable {
+                    reason: "the address needs SMTPUTF8, which the relay does not offer".into(),
+                },
             });
         }
         parameters.push(MailParameter::SmtpUtfEight);
@@ -1137,11 +1179,11 @@ fn after_final_dot(
 ) -> Attempt {
     match sent {
         Ok(response) => Attempt::Accepted {
-            reply: reply_text(response.code().to_string(), response.message()),
+            reply: Reply::Relay(reply_of(Step::Message, &response)),
             notify: false,
         },
         Err(error) => match error.smtp_reply(Step::Message) {
-            Some(reply) => classify(&reply),
+            Some(reply) => classify(reply),
             // The message was (maybe fully) written and no verdict came back.
             None => Attempt::Unknown {
                 reason: format!("no reply after the message: {error}"),
@@ -1178,30 +1220,34 @@ fn data_payload(text: &str, then: &str) -> String {
 /// is the relay's trouble, not the recipient's.
 fn before_final_dot(step: Step, error: &StepError) -> Attempt {
     match error.smtp_reply(step) {
-        Some(reply) => classify(&reply),
+        Some(reply) => classify(reply),
         None => Attempt::Deferred {
-            reply: format!("{}: {error}", step.as_str()),
+            reply: Reply::Broken {
+                step,
+                reason: error.to_string(),
+            },
             scope: Scope::Relay,
         },
     }
 }
 
-fn reply_text<'a>(code: String, lines: impl Iterator<Item = &'a str>) -> String {
-    let text: Vec<&str> = lines.collect();
-    let reply = format!("{code} {}", text.join(" "));
-    reply.trim().chars().take(500).collect()
+/// A positive reply as lettre read it, its lines joined.
+fn reply_of(step: Step, response: &lettre::transport::smtp::response::Response) -> SmtpReply {
+    let text: Vec<&str> = response.message().collect();
+    SmtpReply::new(step, u16::from(response.code()), &text.join(" "))
 }
 
 /// 5xx is final, 4xx is temporary, and the reply says whom it concerns.
-pub fn classify(reply: &SmtpReply) -> Attempt {
+pub fn classify(reply: SmtpReply) -> Attempt {
     if reply.is_permanent() {
         Attempt::Rejected {
-            reply: reply.to_string(),
+            reply: Reply::Relay(reply),
         }
     } else {
+        let scope = reply.scope();
         Attempt::Deferred {
-            reply: reply.to_string(),
-            scope: reply.scope(),
+            reply: Reply::Relay(reply),
+            scope,
         }
     }
 }
@@ -1334,7 +1380,7 @@ mod tests {
 
     #[test]
     fn replies_are_classified_by_whom_they_concern() {
-        let at_rcpt = |code, text| classify(&SmtpReply::new(Step::RcptTo, code, text));
+        let at_rcpt = |code, text| classify(SmtpReply::new(Step::RcptTo, code, text));
         assert!(matches!(
             at_rcpt(550, "5.1.1 unknown"),
             Attempt::Rejected { .. }

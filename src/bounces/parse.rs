@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 use mail_parser::{HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
+use crate::smtp_reply::{Class, EnhancedCode};
+
 /// Bounces bigger than this are refused unparsed: no real DSN is this big, and the
 /// limit keeps one hostile message from eating the memory of a 340,000-notice run.
 pub const MAX_BOUNCE_BYTES: usize = 10 * 1024 * 1024;
@@ -710,9 +712,10 @@ fn recipient_from_block(block: &[(String, String)]) -> Option<RecipientStatus> {
         .map(str::to_ascii_lowercase);
     let diagnostic = field("diagnostic-code").and_then(clean_diagnostic);
     let status = status_field
-        .and_then(find_enhanced_status)
-        .or_else(|| diagnostic.as_deref().and_then(find_enhanced_status));
-    let kind = classify(status.as_deref(), action.as_deref(), diagnostic.as_deref());
+        .and_then(EnhancedCode::find_in)
+        .or_else(|| diagnostic.as_deref().and_then(EnhancedCode::find_in));
+    let kind = classify(status, action.as_deref(), diagnostic.as_deref());
+    let status = status.map(|code| code.to_string());
     let remote_mta = field("remote-mta").and_then(|value| {
         let host = value.split_once(';').map_or(value, |(_, host)| host).trim();
         (!host.is_empty()).then(|| truncate_chars(host, 255))
@@ -780,16 +783,18 @@ fn clean_diagnostic(value: &str) -> Option<String> {
     (!text.is_empty()).then(|| truncate_chars(&text, MAX_DIAGNOSTIC_CHARS))
 }
 
-/// Hard or soft for one recipient. Mailbox-full is soft whatever the code says: the
-/// person exists and the mailbox usually empties (5.2.2 included, as the brief asks).
-fn classify(status: Option<&str>, action: Option<&str>, diagnostic: Option<&str>) -> BounceKind {
-    let class = status.and_then(|s| s.chars().next());
-    let failing = matches!(class, Some('4' | '5'))
+/// Hard or soft for one recipient, by the class of its status ([`Class`], the rule the relay's
+/// replies follow too), but for a full mailbox ([`is_mailbox_full`]).
+fn classify(
+    status: Option<EnhancedCode>,
+    action: Option<&str>,
+    diagnostic: Option<&str>,
+) -> BounceKind {
+    let class = status.map(EnhancedCode::class);
+    let failing = matches!(class, Some(Class::Transient | Class::Permanent))
         || matches!(action, Some("failed" | "delayed"))
         || (status.is_none() && action.is_none());
-    let mailbox_full = status.is_some_and(|s| s.get(1..) == Some(".2.2"))
-        || diagnostic.is_some_and(|d| has_any(&d.to_lowercase(), MAILBOX_FULL_WORDING));
-    if failing && mailbox_full {
+    if failing && is_mailbox_full(status, diagnostic) {
         return BounceKind::Soft;
     }
     if action == Some("delayed") {
@@ -797,16 +802,16 @@ fn classify(status: Option<&str>, action: Option<&str>, diagnostic: Option<&str>
         return BounceKind::Delayed;
     }
     if matches!(action, Some("delivered" | "relayed" | "expanded"))
-        && !matches!(class, Some('4' | '5'))
+        && !matches!(class, Some(Class::Transient | Class::Permanent))
     {
         // RFC 3464 § 2.3.3: delivered to the mailbox, or relayed to a server that does not
         // report further (the provider's MX): either way, past our relay and accepted.
         return BounceKind::Delivered;
     }
     match class {
-        Some('5') => return BounceKind::Hard,
-        Some('4') => return BounceKind::Soft,
-        Some(_) => return BounceKind::NotABounce,
+        Some(Class::Permanent) => return BounceKind::Hard,
+        Some(Class::Transient) => return BounceKind::Soft,
+        Some(Class::Positive) => return BounceKind::NotABounce,
         None => {}
     }
     match action {
@@ -814,11 +819,21 @@ fn classify(status: Option<&str>, action: Option<&str>, diagnostic: Option<&str>
         Some(_) => return BounceKind::NotABounce,
         None => {}
     }
-    match diagnostic.and_then(find_smtp_code) {
-        Some(code) if code >= 500 => BounceKind::Hard,
+    match diagnostic.and_then(find_smtp_code).and_then(Class::of_code) {
+        Some(Class::Permanent) => BounceKind::Hard,
         Some(_) => BounceKind::Soft,
         None => BounceKind::NotABounce,
     }
+}
+
+/// The one place a notification reads otherwise than the relay's reply: a full mailbox (X.2.2,
+/// or worded so) is soft whatever its class. The person exists and the mailbox usually empties,
+/// so the letter waits for its retry rather than going to the post. A relay that answers our
+/// RCPT with `552 5.2.2` refuses that attempt for good ([`SmtpReply::is_permanent`]); a report
+/// of the same, days later from the provider, is a person to try again.
+fn is_mailbox_full(status: Option<EnhancedCode>, diagnostic: Option<&str>) -> bool {
+    status.is_some_and(EnhancedCode::is_mailbox_full)
+        || diagnostic.is_some_and(|d| has_any(&d.to_lowercase(), MAILBOX_FULL_WORDING))
 }
 
 // ---------------------------------------------------------------------------
@@ -1051,7 +1066,7 @@ fn recipient_window<'a>(
 }
 
 struct TextOutcome {
-    status: Option<String>,
+    status: Option<EnhancedCode>,
     diagnostic: Option<String>,
     kind: BounceKind,
 }
@@ -1061,7 +1076,7 @@ impl TextOutcome {
         RecipientStatus {
             final_recipient,
             action: None,
-            status: self.status,
+            status: self.status.map(|code| code.to_string()),
             diagnostic: self.diagnostic,
             kind: self.kind,
             remote_mta: None,
@@ -1075,31 +1090,40 @@ impl TextOutcome {
 fn outcome_from_lines(lines: &[&str], lower: &str, delayed: bool) -> TextOutcome {
     let code_line = lines
         .iter()
-        .find(|line| find_enhanced_status(line).is_some() || find_smtp_code(line).is_some());
-    let enhanced = lines.iter().find_map(|line| find_enhanced_status(line));
+        .find(|line| EnhancedCode::find_in(line).is_some() || find_smtp_code(line).is_some());
+    let enhanced = lines.iter().find_map(|line| EnhancedCode::find_in(line));
     let basic = lines.iter().find_map(|line| find_smtp_code(line));
+    let code = |class, subject, detail| EnhancedCode {
+        class,
+        subject,
+        detail,
+    };
     let wording_status = if has_any(lower, MAILBOX_FULL_WORDING) {
-        Some("4.2.2")
+        Some(code(4, 2, 2))
     } else if has_any(lower, UNKNOWN_USER_WORDING) {
-        Some("5.1.1")
+        Some(code(5, 1, 1))
     } else if has_any(lower, UNKNOWN_DOMAIN_WORDING) {
-        Some("5.1.2")
+        Some(code(5, 1, 2))
     } else {
         None
     };
     let status = enhanced
         .or_else(|| {
             // A 4xx reply with permanent wording is still temporary: keep the class.
-            match (wording_status, basic) {
-                (Some(w), Some(code)) if code < 500 && !w.starts_with('4') => {
-                    Some(format!("4{}", w.get(1..).unwrap_or_default()))
-                }
-                (Some(w), _) => Some(w.to_string()),
-                (None, Some(code)) => Some(format!("{}.0.0", code / 100)),
+            match (wording_status, basic.and_then(Class::of_code)) {
+                (Some(w), Some(Class::Transient)) => Some(EnhancedCode { class: 4, ..w }),
+                (Some(w), _) => Some(w),
+                (None, Some(_)) => basic.map(|basic| code((basic / 100) as u8, 0, 0)),
                 (None, None) => None,
             }
         })
-        .or_else(|| Some(if delayed { "4.0.0" } else { "5.0.0" }.to_string()));
+        .or_else(|| {
+            Some(if delayed {
+                code(4, 0, 0)
+            } else {
+                code(5, 0, 0)
+            })
+        });
     let diagnostic = code_line
         .map(|line| line.to_string())
         .or_else(|| {
@@ -1116,7 +1140,7 @@ fn outcome_from_lines(lines: &[&str], lower: &str, delayed: bool) -> TextOutcome
             (!line.is_empty()).then(|| truncate_chars(&line, MAX_DIAGNOSTIC_CHARS))
         });
     let action = if delayed { Some("delayed") } else { None };
-    let kind = classify(status.as_deref(), action, diagnostic.as_deref());
+    let kind = classify(status, action, diagnostic.as_deref());
     TextOutcome {
         status,
         diagnostic,
@@ -1290,51 +1314,6 @@ fn addresses_in(text: &str) -> Vec<String> {
     addresses
 }
 
-/// First RFC 3463 enhanced status code ("5.1.1", "4.2.2", "5.1.10") in the text.
-fn find_enhanced_status(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    for start in 0..bytes.len() {
-        if !matches!(bytes.get(start), Some(b'2' | b'4' | b'5')) {
-            continue;
-        }
-        if start > 0
-            && bytes
-                .get(start - 1)
-                .is_some_and(|b| b.is_ascii_digit() || *b == b'.')
-        {
-            continue;
-        }
-        let mut position = start + 1;
-        let mut valid = true;
-        for _ in 0..2 {
-            if bytes.get(position) != Some(&b'.') {
-                valid = false;
-                break;
-            }
-            position += 1;
-            let digits = bytes
-                .get(position..)
-                .unwrap_or_default()
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-            if !(1..=3).contains(&digits) {
-                valid = false;
-                break;
-            }
-            position += digits;
-        }
-        let ends_cleanly = !bytes.get(position).is_some_and(|b| {
-            b.is_ascii_digit()
-                || (*b == b'.' && bytes.get(position + 1).is_some_and(u8::is_ascii_digit))
-        });
-        if valid && ends_cleanly {
-            return text.get(start..position).map(str::to_string);
-        }
-    }
-    None
-}
-
 /// First basic SMTP reply code (4xx / 5xx) standing alone in the text.
 fn find_smtp_code(text: &str) -> Option<u16> {
     let bytes = text.as_bytes();
@@ -1405,20 +1384,40 @@ fn html_to_text(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp_reply::{SmtpReply, Step};
+
+    fn status(text: &str) -> Option<EnhancedCode> {
+        EnhancedCode::find_in(text)
+    }
 
     #[test]
     fn enhanced_status_is_found_and_bounded() {
+        let found = |text| status(text).map(|code| code.to_string());
+        assert_eq!(found("550 5.1.1 <a@b.c>").as_deref(), Some("5.1.1"));
+        assert_eq!(found("'550 5.1.10 RESOLVER'").as_deref(), Some("5.1.10"));
+        assert_eq!(found("host 192.0.2.1 said"), None);
+        assert_eq!(found("5.1"), None);
+        assert_eq!(found(""), None);
+    }
+
+    #[test]
+    fn a_full_mailbox_is_the_one_difference_from_the_relays_rule() {
+        // The relay's 552 5.2.2 at RCPT ends that attempt; the same in a notification is soft.
+        let at_rcpt = SmtpReply::new(Step::RcptTo, 552, "5.2.2 Mailbox full");
+        assert!(at_rcpt.is_permanent());
         assert_eq!(
-            find_enhanced_status("550 5.1.1 <a@b.c>").as_deref(),
-            Some("5.1.1")
+            classify(at_rcpt.enhanced(), Some("failed"), None),
+            BounceKind::Soft
         );
-        assert_eq!(
-            find_enhanced_status("'550 5.1.10 RESOLVER'").as_deref(),
-            Some("5.1.10")
-        );
-        assert_eq!(find_enhanced_status("host 192.0.2.1 said"), None);
-        assert_eq!(find_enhanced_status("5.1"), None);
-        assert_eq!(find_enhanced_status(""), None);
+        // Every other code follows the class, as the relay's replies do.
+        for (text, kind) in [
+            ("5.1.1", BounceKind::Hard),
+            ("5.7.1", BounceKind::Hard),
+            ("4.4.7", BounceKind::Soft),
+            ("4.2.1", BounceKind::Soft),
+        ] {
+            assert_eq!(classify(status(text), Some("failed"), None), kind, "{text}");
+        }
     }
 
     #[test]
@@ -1442,31 +1441,34 @@ mod tests {
     #[test]
     fn classification_follows_the_brief() {
         assert_eq!(
-            classify(Some("5.1.1"), Some("failed"), None),
+            classify(status("5.1.1"), Some("failed"), None),
             BounceKind::Hard
         );
         assert_eq!(
-            classify(Some("4.4.1"), Some("delayed"), None),
+            classify(status("4.4.1"), Some("delayed"), None),
             BounceKind::Delayed
         );
         assert_eq!(
-            classify(Some("5.2.2"), Some("failed"), None),
+            classify(status("5.2.2"), Some("failed"), None),
             BounceKind::Soft
         );
         assert_eq!(
-            classify(Some("5.0.0"), None, Some("552 Mailbox full")),
+            classify(status("5.0.0"), None, Some("552 Mailbox full")),
             BounceKind::Soft
         );
         assert_eq!(classify(None, Some("failed"), None), BounceKind::Hard);
         for action in ["delivered", "relayed", "expanded"] {
             assert_eq!(
-                classify(Some("2.0.0"), Some(action), None),
+                classify(status("2.0.0"), Some(action), None),
                 BounceKind::Delivered
             );
         }
-        assert_eq!(classify(Some("2.0.0"), None, None), BounceKind::NotABounce);
         assert_eq!(
-            classify(Some("5.1.1"), Some("delivered"), None),
+            classify(status("2.0.0"), None, None),
+            BounceKind::NotABounce
+        );
+        assert_eq!(
+            classify(status("5.1.1"), Some("delivered"), None),
             BounceKind::Hard,
             "a failing status is never taken for a delivery"
         );

@@ -13,9 +13,9 @@ use std::time::Duration;
 use crate::config::Retry;
 use crate::ledger::Outcome;
 use crate::message::Outgoing;
-use crate::smtp_reply::{Scope, SmtpReply, Step};
+use crate::smtp_reply::Scope;
 use crate::tls::Refuser;
-use crate::transport::Attempt;
+use crate::transport::{Attempt, Reply};
 
 /// How often one letter may be held back in a run by a relay or domain asking to slow down (or
 /// by a relay that could not be used); after that it is recorded like any other verdict.
@@ -103,7 +103,7 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
             News::Reached { accepted: true },
             Then::Record {
                 outcome: Outcome::Sent {
-                    reply,
+                    reply: reply.to_string(),
                     message_id: letter.message.message_id.clone(),
                     fingerprint: letter.fingerprint.to_owned(),
                     sha256: letter.message.sha256(),
@@ -117,8 +117,8 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
             News::Reached { accepted: false },
             Then::Record {
                 outcome: Outcome::Failed {
-                    smtp_code: recorded_code(&reply),
-                    reason: reply,
+                    smtp_code: code_of(&reply),
+                    reason: reply.to_string(),
                     message_id: Some(letter.message.message_id.clone()),
                     possible_duplicate: false,
                 },
@@ -126,7 +126,8 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
             },
         ),
         Attempt::Deferred { reply, scope } => {
-            let outcome = retry_or_fail(reply.clone(), false, letter, retry, at);
+            let code = code_of(&reply);
+            let outcome = retry_or_fail(reply.to_string(), code, false, letter, retry, at);
             if scope == Scope::Recipient {
                 let then = Then::Record {
                     outcome,
@@ -144,7 +145,7 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
                 };
                 let news = News::SlowDown {
                     scope,
-                    reason: reply,
+                    reason: reply.to_string(),
                 };
                 (news, then)
             }
@@ -152,7 +153,7 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
         Attempt::Unknown { reason } => (
             News::Reached { accepted: false },
             Then::Record {
-                outcome: retry_or_fail(reason, true, letter, retry, at),
+                outcome: retry_or_fail(reason, None, true, letter, retry, at),
                 answered: true,
             },
         ),
@@ -199,8 +200,10 @@ fn unused(released: Outcome, may_hand_back: bool) -> Then {
 
 /// A temporary failure: deferred to its retry time, or failed once the retries are used up
 /// (`retry.max_attempts` tries, or `retry.give_up_after` since the first).
+/// `reason`: the relay's reply as recorded, with its code, or why no reply came.
 fn retry_or_fail(
     reason: String,
+    smtp_code: Option<i64>,
     possible_duplicate: bool,
     letter: &Letter<'_>,
     retry: &Retry,
@@ -212,7 +215,7 @@ fn retry_or_fail(
         || at.now - first >= retry.give_up_after.as_millis() as i64;
     if given_up {
         return Outcome::Failed {
-            smtp_code: recorded_code(&reason),
+            smtp_code,
             reason: format!("gave up after {attempts} attempts: {reason}"),
             message_id: Some(letter.message.message_id.clone()),
             possible_duplicate,
@@ -226,9 +229,9 @@ fn retry_or_fail(
     }
 }
 
-/// The code of a reply as the transport wrote it, read back by the one reply type.
-fn recorded_code(reply: &str) -> Option<i64> {
-    SmtpReply::parse(Step::Message, reply).map(|reply| i64::from(reply.code()))
+/// The relay's code, when a reply of the relay decided the attempt.
+fn code_of(reply: &Reply) -> Option<i64> {
+    reply.smtp().map(|reply| i64::from(reply.code()))
 }
 
 /// The delay before try `attempts + 1`: `first_delay` doubling with each attempt, up to
@@ -248,7 +251,7 @@ pub(super) fn retry_delay(retry: &Retry, attempts: i64, jitter: f64) -> Duration
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp_reply::Step::*;
+    use crate::smtp_reply::{SmtpReply, Step, Step::*};
 
     const NOW: i64 = 1_000_000_000_000;
     const MINUTE: i64 = 60_000;
@@ -275,12 +278,12 @@ mod tests {
 
     /// The relay's reply, classified as the transport classifies it.
     fn relay_says(step: Step, code: u16, text: &str) -> Attempt {
-        crate::transport::classify(&SmtpReply::new(step, code, text))
+        crate::transport::classify(SmtpReply::new(step, code, text))
     }
 
     fn accepted() -> Attempt {
         Attempt::Accepted {
-            reply: "250 2.0.0 Ok: queued as 4Zx".into(),
+            reply: Reply::Relay(SmtpReply::new(Message, 250, "2.0.0 Ok: queued as 4Zx")),
             notify: false,
         }
     }
@@ -293,7 +296,10 @@ mod tests {
 
     fn broken_before_the_dot() -> Attempt {
         Attempt::Deferred {
-            reply: "RCPT TO: connection reset by peer".into(),
+            reply: Reply::Broken {
+                step: RcptTo,
+                reason: "connection reset by peer".into(),
+            },
             scope: Scope::Relay,
         }
     }
