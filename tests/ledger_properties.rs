@@ -5,6 +5,8 @@
 
 use breachmail::domain::{DeliveryState, Email, PersonRef};
 use breachmail::ledger::{self, NewGeneration, NewPerson, Outcome};
+use breachmail::smtp_reply::{self, SmtpReply};
+use breachmail::verp::DeliveryRef;
 use proptest::prelude::*;
 
 const PEOPLE: usize = 5;
@@ -77,22 +79,31 @@ fn new_person(i: usize) -> NewPerson {
 fn outcome(code: u8) -> Outcome {
     match code {
         0 => Outcome::Sent {
-            reply: "250 2.0.0 Ok".into(),
+            reply: SmtpReply::new(smtp_reply::Step::Message, 250, "2.0.0 Ok"),
             message_id: "<m@x>".into(),
             fingerprint: "f".into(),
             sha256: "s".into(),
-            email: "r@exemple.fr".into(),
+            email: Email::parse("r@exemple.fr").unwrap(),
             notify: false,
         },
         1 => Outcome::Deferred {
-            reason: "451 4.7.1 greylisted".into(),
+            reason: "451 4.7.1 greylisted (at RCPT TO)".into(),
+            reply: Some(SmtpReply::new(
+                smtp_reply::Step::RcptTo,
+                451,
+                "4.7.1 greylisted",
+            )),
             next_attempt_at: 0,
             possible_duplicate: false,
             message_id: "<m@x>".into(),
         },
         2 => Outcome::Failed {
-            reason: "550 5.1.1 unknown".into(),
-            smtp_code: Some(550),
+            reason: "550 5.1.1 unknown (at RCPT TO)".into(),
+            reply: Some(SmtpReply::new(
+                smtp_reply::Step::RcptTo,
+                550,
+                "5.1.1 unknown",
+            )),
             message_id: None,
             possible_duplicate: false,
         },
@@ -162,7 +173,13 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let stale = ledger::record_outcomes(
                     &pool,
                     *run,
-                    &[(id(*person), generation, outcome(*code))],
+                    &[(
+                        DeliveryRef {
+                            person_id: id(*person),
+                            generation,
+                        },
+                        outcome(*code),
+                    )],
                 )
                 .await
                 .unwrap();

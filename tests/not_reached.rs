@@ -11,7 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use breachmail::domain::Email;
 use breachmail::ledger::{self, Outcome};
+use breachmail::smtp_reply::{SmtpReply, Step};
 use breachmail::verp::{self, DeliveryRef};
 use sqlx::SqlitePool;
 use support::campaign::open_pool;
@@ -107,11 +109,12 @@ impl Campaign {
         self.settle(
             person_ref,
             Outcome::Sent {
-                reply: "250 2.0.0 Ok: queued".into(),
+                reply: SmtpReply::new(Step::Message, 250, "2.0.0 Ok: queued"),
                 message_id,
                 fingerprint: "test".into(),
                 sha256: "test".into(),
-                email: String::new(),
+                // The address the delivery goes to is set by `settle`.
+                email: Email::parse("any@exemple.fr").unwrap(),
                 notify: true,
             },
         );
@@ -123,7 +126,7 @@ impl Campaign {
             person_ref,
             Outcome::Failed {
                 reason: reply.into(),
-                smtp_code: reply.get(..3).and_then(|c| c.parse().ok()),
+                reply: SmtpReply::parse(Step::RcptTo, reply),
                 message_id: None,
                 possible_duplicate: false,
             },
@@ -138,18 +141,18 @@ impl Campaign {
                 .await
                 .unwrap();
             for chunk in claimed.chunks(5000) {
-                let outcomes: Vec<(i64, i64, Outcome)> = chunk
+                let outcomes: Vec<(DeliveryRef, Outcome)> = chunk
                     .iter()
                     .map(|c| {
                         let sent = Outcome::Sent {
-                            reply: "250 2.0.0 Ok: queued".into(),
+                            reply: SmtpReply::new(Step::Message, 250, "2.0.0 Ok: queued"),
                             message_id: String::new(),
                             fingerprint: "test".into(),
                             sha256: "test".into(),
                             email: address_of(c),
                             notify: true,
                         };
-                        (c.person.id, c.person.generation, sent)
+                        (delivery_of(c), sent)
                     })
                     .collect();
                 let stale = ledger::record_outcomes(&self.pool, run_id, &outcomes)
@@ -169,7 +172,7 @@ impl Campaign {
             let claimed = ledger::claim(&self.pool, run_id, i64::MAX, i64::MAX, &[], None)
                 .await
                 .unwrap();
-            let outcomes: Vec<(i64, i64, Outcome)> = claimed
+            let outcomes: Vec<(DeliveryRef, Outcome)> = claimed
                 .iter()
                 .map(|c| {
                     let settled = if c.person.id == target {
@@ -197,7 +200,7 @@ impl Campaign {
                             reason: "not this test's".into(),
                         }
                     };
-                    (c.person.id, c.person.generation, settled)
+                    (delivery_of(c), settled)
                 })
                 .collect();
             let stale = ledger::record_outcomes(&self.pool, run_id, &outcomes)
@@ -247,13 +250,19 @@ A5,shared@example.org,,Mme,Emma,Roux,fr,4 quai Rive Neuve,13007,Marseille,France
 ";
 
 /// The address a claimed delivery goes to, as `send` records it with its outcome.
-fn address_of(claimed: &ledger::Claimed) -> String {
+fn address_of(claimed: &ledger::Claimed) -> Email {
     claimed
         .person
         .email
-        .as_ref()
-        .map(|e| e.to_string())
-        .unwrap_or_default()
+        .clone()
+        .expect("a claimed letter has an address")
+}
+
+fn delivery_of(claimed: &ledger::Claimed) -> DeliveryRef {
+    DeliveryRef {
+        person_id: claimed.person.id,
+        generation: claimed.person.generation,
+    }
 }
 
 /// What a bounce says and where it goes.

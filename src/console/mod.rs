@@ -989,7 +989,7 @@ async fn supervisor_page(
 /// The advisers' actions: each one a transaction that writes its record and its event together.
 mod actions {
     use super::*;
-    use crate::ledger::{self, Event, NewGeneration};
+    use crate::ledger::{self, AdviserNote, NewGeneration};
 
     /// Records the address and starts a new generation to it. False when the letter is being
     /// sent right now (or changed state meanwhile): the adviser tries again in a moment.
@@ -1033,23 +1033,12 @@ mod actions {
             tx.rollback().await?;
             return Ok(false);
         };
-        ledger::append_event(
-            &mut tx,
-            Event {
-                person_id: id,
-                run_id: Some(console.run_id),
-                kind: store::EVENT_ADDRESS_CORRECTED,
-                from_state: None,
-                to_state: None,
-                generation: Some(generation),
-                detail: Some(format!(
-                    "adviser {login}: {which} address {}",
-                    crate::export::mask_email(email.as_str())
-                )),
-            },
-            now,
-        )
-        .await?;
+        let note = AdviserNote::Address {
+            generation,
+            alternative,
+            masked: &crate::export::mask_email(email.as_str()),
+        };
+        ledger::note_adviser(&mut tx, id, login, note, console.run_id, now).await?;
         tx.commit().await?;
         tracing::info!("console: adviser {login} recorded a {which} address for person {id}");
         Ok(true)
@@ -1071,17 +1060,12 @@ mod actions {
             tx.rollback().await?;
             return Ok(false);
         }
-        ledger::append_event(
+        ledger::note_adviser(
             &mut tx,
-            Event {
-                person_id: id,
-                run_id: Some(console.run_id),
-                kind: store::EVENT_PAPER_REQUESTED,
-                from_state: None,
-                to_state: None,
-                generation: None,
-                detail: Some(format!("adviser {login}: asked for a paper letter")),
-            },
+            id,
+            login,
+            AdviserNote::PaperRequested,
+            console.run_id,
             now,
         )
         .await?;
@@ -1104,17 +1088,12 @@ mod actions {
         store::insert_call_note(&mut tx, id, login, note, now).await?;
         // The event says that a call was noted, not what was said: the note is erased by purge,
         // the evidence stays.
-        ledger::append_event(
+        ledger::note_adviser(
             &mut tx,
-            Event {
-                person_id: id,
-                run_id: Some(console.run_id),
-                kind: store::EVENT_CALL_NOTE,
-                from_state: None,
-                to_state: None,
-                generation: None,
-                detail: Some(format!("adviser {login}: call noted")),
-            },
+            id,
+            login,
+            AdviserNote::CallNoted,
+            console.run_id,
             now,
         )
         .await?;

@@ -11,11 +11,12 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use crate::config::Retry;
+use crate::domain::Email;
 use crate::ledger::Outcome;
 use crate::message::Outgoing;
-use crate::smtp_reply::Scope;
+use crate::smtp_reply::{Scope, SmtpReply, Step};
 use crate::tls::Refuser;
-use crate::transport::{Attempt, Reply};
+use crate::transport::Attempt;
 
 /// How often one letter may be held back in a run by a relay or domain asking to slow down (or
 /// by a relay that could not be used); after that it is recorded like any other verdict.
@@ -24,6 +25,8 @@ pub(super) const HOLD_BACK_AT_MOST: u32 = 5;
 /// The letter a verdict is about, as the claim found it.
 pub(super) struct Letter<'a> {
     pub(super) message: &'a Outgoing,
+    /// The address it was built for.
+    pub(super) email: &'a Email,
     /// The letters' fingerprint, recorded with a sent letter.
     pub(super) fingerprint: &'a str,
     /// Attempts recorded before this one.
@@ -103,11 +106,16 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
             News::Reached { accepted: true },
             Then::Record {
                 outcome: Outcome::Sent {
-                    reply: reply.to_string(),
+                    // A letter written to the outbox folder has no relay reply: the file name
+                    // stands in for it.
+                    reply: reply
+                        .smtp()
+                        .cloned()
+                        .unwrap_or_else(|| SmtpReply::new(Step::Message, 250, &reply.to_string())),
                     message_id: letter.message.message_id.clone(),
                     fingerprint: letter.fingerprint.to_owned(),
                     sha256: letter.message.sha256(),
-                    email: letter.message.recipient.clone(),
+                    email: letter.email.clone(),
                     notify,
                 },
                 answered: true,
@@ -117,8 +125,8 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
             News::Reached { accepted: false },
             Then::Record {
                 outcome: Outcome::Failed {
-                    smtp_code: code_of(&reply),
                     reason: reply.to_string(),
+                    reply: reply.smtp().cloned(),
                     message_id: Some(letter.message.message_id.clone()),
                     possible_duplicate: false,
                 },
@@ -126,8 +134,8 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
             },
         ),
         Attempt::Deferred { reply, scope } => {
-            let code = code_of(&reply);
-            let outcome = retry_or_fail(reply.to_string(), code, false, letter, retry, at);
+            let said = reply.smtp().cloned();
+            let outcome = retry_or_fail(reply.to_string(), said, false, letter, retry, at);
             if scope == Scope::Recipient {
                 let then = Then::Record {
                     outcome,
@@ -200,10 +208,10 @@ fn unused(released: Outcome, may_hand_back: bool) -> Then {
 
 /// A temporary failure: deferred to its retry time, or failed once the retries are used up
 /// (`retry.max_attempts` tries, or `retry.give_up_after` since the first).
-/// `reason`: the relay's reply as recorded, with its code, or why no reply came.
+/// `reason`: the relay's reply as recorded, with the reply itself, or why no reply came.
 fn retry_or_fail(
     reason: String,
-    smtp_code: Option<i64>,
+    reply: Option<SmtpReply>,
     possible_duplicate: bool,
     letter: &Letter<'_>,
     retry: &Retry,
@@ -215,8 +223,8 @@ fn retry_or_fail(
         || at.now - first >= retry.give_up_after.as_millis() as i64;
     if given_up {
         return Outcome::Failed {
-            smtp_code,
             reason: format!("gave up after {attempts} attempts: {reason}"),
+            reply,
             message_id: Some(letter.message.message_id.clone()),
             possible_duplicate,
         };
@@ -224,14 +232,10 @@ fn retry_or_fail(
     Outcome::Deferred {
         next_attempt_at: at.now + retry_delay(retry, attempts, at.jitter).as_millis() as i64,
         reason,
+        reply,
         possible_duplicate,
         message_id: letter.message.message_id.clone(),
     }
-}
-
-/// The relay's code, when a reply of the relay decided the attempt.
-fn code_of(reply: &Reply) -> Option<i64> {
-    reply.smtp().map(|reply| i64::from(reply.code()))
 }
 
 /// The delay before try `attempts + 1`: `first_delay` doubling with each attempt, up to
@@ -251,7 +255,8 @@ pub(super) fn retry_delay(retry: &Retry, attempts: i64, jitter: f64) -> Duration
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp_reply::{SmtpReply, Step, Step::*};
+    use crate::smtp_reply::Step::*;
+    use crate::transport::Reply;
 
     const NOW: i64 = 1_000_000_000_000;
     const MINUTE: i64 = 60_000;
@@ -347,13 +352,15 @@ mod tests {
                 if *possible_duplicate { " dup" } else { "" }
             ),
             Outcome::Failed {
-                smtp_code,
+                reply,
                 reason,
                 possible_duplicate,
                 ..
             } => format!(
                 "failed {}{}{}",
-                smtp_code.map_or("-".to_owned(), |c| c.to_string()),
+                reply
+                    .as_ref()
+                    .map_or("-".to_owned(), |r| r.code().to_string()),
                 if reason.starts_with("gave up after") {
                     " gave-up"
                 } else {
@@ -385,8 +392,10 @@ mod tests {
 
     fn decided(attempt: Attempt, before: Before) -> Decision {
         let message = message();
+        let email = Email::parse(&message.recipient).expect("a valid address");
         let letter = Letter {
             message: &message,
+            email: &email,
             fingerprint: "letters-1",
             attempts: before.0,
             first_attempt_at: before.1.map(|minutes| NOW - minutes * MINUTE),
@@ -488,11 +497,11 @@ mod tests {
         else {
             panic!("not sent");
         };
-        assert_eq!(reply, "250 2.0.0 Ok: queued as 4Zx");
+        assert_eq!(reply.to_string(), "250 2.0.0 Ok: queued as 4Zx");
         assert_eq!(message_id, "m1@example.org");
         assert_eq!(fingerprint, "letters-1");
         assert_eq!(sha256, message().sha256());
-        assert_eq!(email, "p1@example.fr");
+        assert_eq!(email.as_str(), "p1@example.fr");
         assert!(!notify);
 
         let Then::Record {

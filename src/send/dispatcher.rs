@@ -30,6 +30,7 @@ use super::queues::{Pick, Queues};
 use super::worker::{Crew, Senders, UNRECORDED_PER_CONNECTION, Worker};
 use super::writer::{RunTotals, ToRecord, write_outcomes};
 use crate::config::Config;
+use crate::domain::Email;
 use crate::ledger::{self, Claimed};
 use crate::message::Outgoing;
 use crate::pacing::{limiter, until_ready_precisely};
@@ -91,6 +92,8 @@ pub(super) struct Dispatcher {
 /// A claimed delivery with its message built, waiting for the rate limiters.
 pub(super) struct Prepared {
     pub(super) delivery: DeliveryRef,
+    /// The address the message was built for.
+    pub(super) email: Email,
     pub(super) claimed: Claimed,
     pub(super) message: Outgoing,
     /// How often a relay or domain that asked to slow down held it back in this run.
@@ -496,9 +499,17 @@ async fn prepare(
             person_id: claimed.person.id,
             generation: claimed.person.generation,
         };
+        // The builder refuses a person without an address: a message built has one.
+        let built = built.map_err(|e| e.to_string()).and_then(|message| {
+            let email = claimed.person.email.clone();
+            email
+                .map(|email| (email, message))
+                .ok_or_else(|| "no e-mail address".to_owned())
+        });
         match built {
-            Ok(message) => prepared.push(Prepared {
+            Ok((email, message)) => prepared.push(Prepared {
                 delivery,
+                email,
                 claimed,
                 message,
                 held_back: 0,

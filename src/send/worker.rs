@@ -115,6 +115,7 @@ impl Worker {
             .await;
         let letter = Letter {
             message: &prepared.message,
+            email: &prepared.email,
             fingerprint: &self.crew.fingerprint,
             attempts: prepared.claimed.attempts,
             first_attempt_at: prepared.claimed.first_attempt_at,

@@ -124,13 +124,10 @@ pub(super) async fn write_outcomes(
     while let Some(first) = outcomes.recv().await {
         let mut next = Some(first);
         while let Some(record) = next.take() {
-            let DeliveryRef {
-                person_id,
-                generation,
-            } = record.delivery;
+            let delivery = record.delivery;
             handed_over_before.push(record.handed_over_before);
-            batch.push((person_id, generation, record.outcome));
-            relays.extend(record.relay.map(|relay| (person_id, generation, relay)));
+            batch.push((delivery, record.outcome));
+            relays.extend(record.relay.map(|relay| (delivery, relay)));
             places.extend(record.place);
             // Take whatever else is already waiting, up to a batch, without waiting for more.
             if batch.len() < 512 {
@@ -141,8 +138,8 @@ pub(super) async fn write_outcomes(
             Ok(stale) => {
                 let lost: std::collections::HashSet<i64> =
                     stale.iter().map(|s| s.person_id).collect();
-                for ((person_id, _, outcome), before) in batch.iter().zip(&handed_over_before) {
-                    if !lost.contains(person_id) {
+                for ((delivery, outcome), before) in batch.iter().zip(&handed_over_before) {
+                    if !lost.contains(&delivery.person_id) {
                         totals.committed(outcome, *before);
                     }
                 }
@@ -180,8 +177,8 @@ pub(super) async fn write_outcomes(
 async fn write_patiently(
     pool: &SqlitePool,
     run_id: i64,
-    batch: &[(i64, i64, Outcome)],
-    relays: &[(i64, i64, String)],
+    batch: &[(DeliveryRef, Outcome)],
+    relays: &[(DeliveryRef, String)],
 ) -> anyhow::Result<Vec<crate::store::Stale>> {
     while_busy("outcomes", || write_once(pool, run_id, batch, relays)).await
 }
@@ -223,8 +220,8 @@ where
 async fn write_once(
     pool: &SqlitePool,
     run_id: i64,
-    batch: &[(i64, i64, Outcome)],
-    relays: &[(i64, i64, String)],
+    batch: &[(DeliveryRef, Outcome)],
+    relays: &[(DeliveryRef, String)],
 ) -> anyhow::Result<Vec<crate::store::Stale>> {
     let now = crate::db::now_ms();
     let mut tx = crate::db::begin_write(pool).await?;

@@ -5,13 +5,20 @@
 //! batch, importing a batch) are single set-based statements, so they cost one round trip per
 //! batch, not per person.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::people::PERSON_FIELDS;
 use crate::domain::{DeliveryState, Email, EventKind, NoticeId, Transition};
+use crate::smtp_reply::SmtpReply;
 use crate::store::Stale;
+use crate::verp::DeliveryRef;
+
+mod transition;
+
+use transition::{Binds, Change, Event, From, Moved, To, append_event, apply};
 
 /// A validated person, from [`super::people`]: kept here under its old name for the callers.
 pub use super::people::NewPerson;
@@ -238,74 +245,39 @@ pub async fn update_person(
     };
     // Only a letter that has not gone yet follows the new address; a sent one is resent on
     // purpose (`resend --changed-only`), never by accident.
-    let follows = Transition::Update.from_states().contains(&state);
-    if follows {
-        let changed = sqlx::query(
-            "UPDATE deliveries SET state = ?, email = ?, email_domain = ?, updated_at = ?
-             WHERE person_id = ? AND state = ?",
-        )
-        .bind(to.as_str())
-        .bind(&person.email)
-        .bind(person.email.as_ref().map(Email::domain))
-        .bind(now)
-        .bind(person_id)
-        .bind(state.as_str())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            anyhow::bail!(Stale {
-                person_id,
-                expected: state.as_str(),
-            });
-        }
-    }
-    append_event(
-        &mut *tx,
-        Event {
+    let detail = format!("changed: {}", changed_fields.join(", "));
+    if !Transition::Update.from_states().contains(&state) {
+        let note = Event {
             person_id,
-            run_id: Some(run_id),
+            run_id,
             kind: EventKind::Updated,
-            from_state: Some(state),
-            to_state: Some(if follows { to } else { state }),
+            in_state: Some(state),
             generation: None,
-            detail: Some(format!("changed: {}", changed_fields.join(", "))),
-        },
-        now,
-    )
-    .await
-}
-
-/// One line of evidence.
-pub struct Event {
-    pub person_id: i64,
-    pub run_id: Option<i64>,
-    pub kind: EventKind,
-    pub from_state: Option<DeliveryState>,
-    pub to_state: Option<DeliveryState>,
-    pub generation: Option<i64>,
-    pub detail: Option<String>,
-}
-
-pub async fn append_event(
-    conn: &mut SqliteConnection,
-    event: Event,
-    now: i64,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.person_id)
-    .bind(now)
-    .bind(event.run_id)
-    .bind(event.kind.as_str())
-    .bind(event.from_state.map(DeliveryState::as_str))
-    .bind(event.to_state.map(DeliveryState::as_str))
-    .bind(event.generation)
-    .bind(event.detail)
-    .execute(conn)
-    .await?;
+            detail: &detail,
+        };
+        return append_event(&mut *tx, note, now).await;
+    }
+    let change = Change {
+        transition: Transition::Update,
+        from: From::Read(state),
+        to: To::Given(to),
+        set: "email = ?, email_domain = ?, updated_at = ?",
+        source: "",
+        rows: "deliveries.person_id = ?",
+        names_generation: false,
+    };
+    let binds = Binds::new()
+        .add(&person.email)
+        .add(person.email.as_ref().map(Email::domain))
+        .add(now)
+        .add(person_id);
+    let moved = apply(&mut *tx, &change, binds, run_id, |_| Some(&detail), now).await?;
+    if moved.is_empty() {
+        anyhow::bail!(Stale {
+            person_id,
+            expected: state.as_str(),
+        });
+    }
     Ok(())
 }
 
@@ -394,39 +366,25 @@ pub async fn claim(
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let sql = claim_sql(candidates.len());
-    let mut query = sqlx::query_scalar::<_, i64>(&sql)
-        .bind(run_id)
-        .bind(day.as_deref())
-        .bind(now);
+    let rows = by_ids(candidates.len());
+    let mut binds = Binds::new().add(run_id).add(day.as_deref()).add(now);
     for id in &candidates {
-        query = query.bind(id);
+        binds = binds.add(*id);
     }
-    let ids = query.fetch_all(&mut *tx).await?;
-    if ids.is_empty() {
+    let moved = apply(&mut tx, &claim_change(&rows), binds, run_id, |_| None, now).await?;
+    if moved.is_empty() {
         tx.commit().await?;
         return Ok(Vec::new());
     }
     if let Some(day) = &day {
         // The write lock has been held since the start: every candidate was still due.
-        days::add_claims(&mut tx, day, days::ALL_DOMAINS, ids.len() as i64).await?;
+        days::add_claims(&mut tx, day, days::ALL_DOMAINS, moved.len() as i64).await?;
         for (domain, count) in &taken {
             days::add_claims(&mut tx, day, domain, *count).await?;
         }
     }
+    let ids: Vec<i64> = moved.iter().map(|m| m.person_id).collect();
     let list = vec!["?"; ids.len()].join(",");
-    // Only the rows this statement changed are in `ids`, so each event matches a change.
-    let events_sql = format!(
-        "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation)
-         SELECT person_id, ?, ?, '{kind}', claimed_from, state, generation
-         FROM deliveries WHERE person_id IN ({list})",
-        kind = Transition::Claim.kind().as_str(),
-    );
-    let mut events = sqlx::query(&events_sql).bind(now).bind(run_id);
-    for id in &ids {
-        events = events.bind(id);
-    }
-    events.execute(&mut *tx).await?;
     let select_sql = format!(
         "SELECT {}, d.attempts AS attempts, d.first_attempt_at AS first_attempt_at,
                 d.generation_started_at AS generation_started_at, d.email_domain AS email_domain,
@@ -457,20 +415,26 @@ pub async fn claim(
         .collect()
 }
 
-/// The claim of `count` candidates (bound after the run id, the day and the time). The `+` keeps
-/// SQLite from reading the state's index: with no statistics it took scanning every due letter
-/// in `deliveries_claim_order` for cheaper than `count` look-ups by id, 42 ms a claim of 256 at
-/// 340,000 people instead of 6, and the gap grows with the campaign.
-fn claim_sql(count: usize) -> String {
-    format!(
-        "UPDATE deliveries SET state = '{sending}', claimed_by = ?, claimed_from = state,
-           claim_day = ?, handed_over_at = NULL, updated_at = ?
-         WHERE person_id IN ({list}) AND +state IN ({from})
-         RETURNING person_id",
-        sending = DeliveryState::Sending.as_str(),
-        from = Transition::Claim.sql_from(),
-        list = vec!["?"; count].join(","),
-    )
+/// The claim of the candidates named by `rows` ([`by_ids`], bound after the run id, the day and the time). The
+/// state is matched without its index (`+state`, [`apply`]'s for rows named by id): with no
+/// statistics SQLite took scanning every due letter in `deliveries_claim_order` for cheaper than
+/// `count` look-ups by id, 42 ms a claim of 256 at 340,000 people instead of 6, and the gap grows
+/// with the campaign.
+fn claim_change(rows: &str) -> Change<'_> {
+    Change {
+        transition: Transition::Claim,
+        from: From::Any,
+        to: To::Only,
+        set: "claimed_by = ?, claim_day = ?, handed_over_at = NULL, updated_at = ?",
+        source: "",
+        rows,
+        names_generation: true,
+    }
+}
+
+/// The rows of `count` deliveries named by id, for a [`Change`].
+fn by_ids(count: usize) -> String {
+    format!("deliveries.person_id IN ({})", vec!["?"; count].join(","))
 }
 
 /// How many letters the campaign still has to send (pending, deferred or in flight).
@@ -516,25 +480,34 @@ pub async fn mark_handed_over(
 /// What became of one claimed delivery, as the writer records it.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// The relay took the letter: its reply after the message.
     Sent {
-        reply: String,
+        reply: SmtpReply,
         message_id: String,
         fingerprint: String,
         sha256: String,
-        email: String,
+        /// The address it went to.
+        email: Email,
         /// The relay was asked for delivery status notifications for it (RFC 3461 NOTIFY).
         notify: bool,
     },
     /// Try again at `next_attempt_at`; `possible_duplicate` after an unknown outcome.
     Deferred {
+        /// Why, for people (`last_error`): the reply as the relay gave it, or what happened
+        /// when there was none (a session that broke, no reply after the message).
         reason: String,
+        /// The relay's reply, when there was one.
+        reply: Option<SmtpReply>,
         next_attempt_at: i64,
         possible_duplicate: bool,
         message_id: String,
     },
+    /// Never again to this address: refused, or given up on after too many attempts.
     Failed {
+        /// Why, for people: the refusal, or "gave up after …" and the last reply.
         reason: String,
-        smtp_code: Option<i64>,
+        /// The relay's reply it stands on, when there was one.
+        reply: Option<SmtpReply>,
         message_id: Option<String>,
         possible_duplicate: bool,
     },
@@ -560,7 +533,7 @@ impl Outcome {
 pub async fn record_outcomes(
     pool: &sqlx::SqlitePool,
     run_id: i64,
-    outcomes: &[(i64, i64, Outcome)],
+    outcomes: &[(DeliveryRef, Outcome)],
 ) -> anyhow::Result<Vec<Stale>> {
     let mut tx = crate::db::begin_write(pool).await?;
     let stale = record_outcomes_in(&mut tx, run_id, outcomes, crate::db::now_ms()).await?;
@@ -572,7 +545,7 @@ pub async fn record_outcomes(
 pub async fn record_outcomes_in(
     conn: &mut SqliteConnection,
     run_id: i64,
-    outcomes: &[(i64, i64, Outcome)],
+    outcomes: &[(DeliveryRef, Outcome)],
     now: i64,
 ) -> anyhow::Result<Vec<Stale>> {
     let mut stale = Vec::new();
@@ -581,37 +554,43 @@ pub async fn record_outcomes_in(
     // a round trip to SQLite's thread, and the claims wait for the connection meanwhile. The
     // rest, and a person named twice (a chunk holds distinct people), go one by one, after.
     let mut seen = std::collections::HashSet::new();
-    let (sent, others): (Vec<_>, Vec<_>) = outcomes.iter().partition(|(person_id, _, outcome)| {
-        matches!(outcome, Outcome::Sent { .. }) && seen.insert(*person_id)
+    let (sent, others): (Vec<_>, Vec<_>) = outcomes.iter().partition(|(delivery, outcome)| {
+        matches!(outcome, Outcome::Sent { .. }) && seen.insert(delivery.person_id)
     });
     for chunk in sent.chunks(SENT_CHUNK) {
         stale.extend(record_sent(conn, run_id, chunk, now).await?);
     }
-    for (person_id, generation, outcome) in others {
-        if let Err(lost) =
-            record_outcome(conn, run_id, *person_id, *generation, outcome, now).await?
-        {
+    for (delivery, outcome) in others {
+        if let Err(lost) = record_outcome(conn, run_id, *delivery, outcome, now).await? {
             stale.push(lost);
         }
     }
     Ok(stale)
 }
 
-/// Accepted letters written together: seven values a letter, well under SQLite's limit of bound
+/// Accepted letters written together: eight values a letter, well under SQLite's limit of bound
 /// values in one statement.
 const SENT_CHUNK: usize = 128;
+
+/// A reply as the text column keeps it for people, as the relay said it:
+/// "250 2.0.0 Ok: queued as 4Xz…".
+fn said(reply: &SmtpReply) -> String {
+    format!("{} {}", reply.code(), reply.text())
+        .trim_end()
+        .to_owned()
+}
 
 /// [`record_outcome`] for a chunk of `Sent` outcomes (distinct people): one `UPDATE … FROM
 /// (VALUES …)` fenced like the single one, then the events of the rows it changed.
 async fn record_sent(
     conn: &mut SqliteConnection,
     run_id: i64,
-    chunk: &[&(i64, i64, Outcome)],
+    chunk: &[&(DeliveryRef, Outcome)],
     now: i64,
 ) -> anyhow::Result<Vec<Stale>> {
     let rows: Vec<_> = chunk
         .iter()
-        .filter_map(|(person_id, generation, outcome)| match outcome {
+        .filter_map(|(delivery, outcome)| match outcome {
             Outcome::Sent {
                 reply,
                 message_id,
@@ -620,9 +599,10 @@ async fn record_sent(
                 email,
                 notify,
             } => Some((
-                *person_id,
-                *generation,
-                [reply, message_id, fingerprint, sha256, email],
+                delivery.person_id,
+                said(reply),
+                reply,
+                outcome_texts(message_id, fingerprint, sha256, email),
                 *notify,
             )),
             _ => None,
@@ -634,71 +614,65 @@ async fn record_sent(
     // Plain `?` only: sqlx asks SQLite the name of every parameter, and SQLite finds a numbered
     // one (`?NNN`) by walking the list of names, so 770 of them cost the square of that on
     // every statement. The parameters go in the order they appear.
-    let values = vec!["(?,?,?,?,?,?,?)"; rows.len()].join(",");
-    let sql = format!(
-        "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
-           first_attempt_at = COALESCE(first_attempt_at, t.now), last_attempt_at = t.now,
-           sent_at = t.now,
-           smtp_code = CASE WHEN v.column2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(v.column2, 1, 3) AS INTEGER) END,
-           smtp_reply = v.column2, last_error = NULL,
-           message_id = v.column3, letters_fingerprint = v.column4, content_sha256 = v.column5,
-           email = v.column6, notify_requested = v.column7,
-           next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = t.now
-         FROM (SELECT ? AS now, ? AS run_id) AS t, (VALUES {values}) AS v
-         WHERE deliveries.person_id = v.column1 AND deliveries.state IN ({from})
-           AND deliveries.claimed_by = t.run_id
-         RETURNING deliveries.person_id",
-        to = DeliveryState::Sent.as_str(),
-        from = Transition::Send.sql_from(),
+    let source = format!(
+        "(SELECT ? AS now, ? AS run_id) AS t, (VALUES {}) AS v",
+        vec!["(?,?,?,?,?,?,?,?)"; rows.len()].join(",")
     );
-    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(now).bind(run_id);
-    for (person_id, _, texts, notify) in &rows {
-        query = query.bind(person_id);
+    let change = Change {
+        transition: Transition::Send,
+        from: From::Any,
+        to: To::Only,
+        set: "attempts = attempts + 1,
+           first_attempt_at = COALESCE(first_attempt_at, t.now), last_attempt_at = t.now,
+           sent_at = t.now, smtp_reply = v.column2, smtp_code = v.column3, last_error = NULL,
+           message_id = v.column4, letters_fingerprint = v.column5, content_sha256 = v.column6,
+           email = v.column7, notify_requested = v.column8,
+           next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = t.now",
+        source: &source,
+        rows: "deliveries.person_id = v.column1 AND deliveries.claimed_by = t.run_id",
+        names_generation: true,
+    };
+    let mut binds = Binds::new().add(now).add(run_id);
+    for (person_id, text, reply, texts, notify) in &rows {
+        binds = binds
+            .add(*person_id)
+            .add(text.as_str())
+            .add(i64::from(reply.code()));
         for text in texts {
-            query = query.bind(text.as_str());
+            binds = binds.add(*text);
         }
-        query = query.bind(i64::from(*notify));
+        binds = binds.add(i64::from(*notify));
     }
-    let changed: std::collections::HashSet<i64> =
-        query.fetch_all(&mut *conn).await?.into_iter().collect();
-    let written: Vec<_> = rows
+    let replies: HashMap<i64, &str> = rows
         .iter()
-        .filter(|(person_id, _, _, _)| changed.contains(person_id))
+        .map(|(person_id, text, ..)| (*person_id, text.as_str()))
         .collect();
-    if !written.is_empty() {
-        let values = vec![
-            format!(
-                "(?, ?, ?, '{kind}', '{from}', '{to}', ?, ?)",
-                kind = Transition::Send.kind().as_str(),
-                from = DeliveryState::Sending.as_str(),
-                to = DeliveryState::Sent.as_str(),
-            );
-            written.len()
-        ]
-        .join(",");
-        let sql = format!(
-            "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
-             VALUES {values}"
-        );
-        let mut insert = sqlx::query(&sql);
-        for (person_id, generation, texts, _) in &written {
-            insert = insert
-                .bind(person_id)
-                .bind(now)
-                .bind(run_id)
-                .bind(generation)
-                .bind(texts[0].as_str());
-        }
-        insert.execute(&mut *conn).await?;
-    }
+    let detail = |moved: &Moved| replies.get(&moved.person_id).copied();
+    let moved = apply(conn, &change, binds, run_id, detail, now).await?;
+    let changed: HashSet<i64> = moved.iter().map(|m| m.person_id).collect();
     Ok(rows
         .iter()
-        .filter(|(person_id, _, _, _)| !changed.contains(person_id))
-        .map(|(person_id, _, _, _)| Stale {
-            person_id: *person_id,
-            expected: DeliveryState::Sending.as_str(),
-        })
+        .filter(|(person_id, ..)| !changed.contains(person_id))
+        .map(|(person_id, ..)| stale(Transition::Send, *person_id))
         .collect())
+}
+
+/// The texts of a sent letter, in the order its statement binds them.
+fn outcome_texts<'a>(
+    message_id: &'a str,
+    fingerprint: &'a str,
+    sha256: &'a str,
+    email: &'a Email,
+) -> [&'a str; 4] {
+    [message_id, fingerprint, sha256, email.as_str()]
+}
+
+/// The answer to a write that found the delivery no longer in the transition's from-state.
+fn stale(transition: Transition, person_id: i64) -> Stale {
+    Stale {
+        person_id,
+        expected: transition.from_states().first().map_or("", |s| s.as_str()),
+    }
 }
 
 /// Writes one outcome if, and only if, the delivery is still `sending` for this run; the event
@@ -706,131 +680,103 @@ async fn record_sent(
 async fn record_outcome(
     conn: &mut SqliteConnection,
     run_id: i64,
-    person_id: i64,
-    generation: i64,
+    delivery: DeliveryRef,
     outcome: &Outcome,
     now: i64,
 ) -> anyhow::Result<Result<(), Stale>> {
     let transition = outcome.transition();
-    let from = transition.sql_from();
-    let (to, detail): (Option<DeliveryState>, String) = match outcome {
+    let person_id = delivery.person_id;
+    // Fenced by the run that claimed it.
+    let rows = "deliveries.person_id = ? AND deliveries.claimed_by = ?";
+    let (change, binds, detail) = match outcome {
         // Accepted letters have their own statement, for one letter or many.
         Outcome::Sent { .. } => {
-            let stale = record_sent(
-                conn,
-                run_id,
-                &[&(person_id, generation, outcome.clone())],
-                now,
-            )
-            .await?;
+            let stale = record_sent(conn, run_id, &[&(delivery, outcome.clone())], now).await?;
             return Ok(stale.into_iter().next().map_or(Ok(()), Err));
         }
         Outcome::Deferred {
             reason,
+            reply,
             next_attempt_at,
             possible_duplicate,
             message_id,
         } => {
-            let sql = format!(
-                "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
-                   first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
-                   last_error = ?2, smtp_code = CASE WHEN ?2 GLOB '[2-5][0-9][0-9]*' THEN CAST(substr(?2, 1, 3) AS INTEGER) END,
-                   next_attempt_at = ?3, possible_duplicate = MAX(possible_duplicate, ?4),
-                   message_id = ?5, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
-                 WHERE person_id = ?6 AND state IN ({from}) AND claimed_by = ?7",
-                to = DeliveryState::Deferred.as_str(),
-            );
-            let changed = sqlx::query(&sql)
-                .bind(now)
-                .bind(reason)
-                .bind(next_attempt_at)
-                .bind(*possible_duplicate as i64)
-                .bind(message_id)
-                .bind(person_id)
-                .bind(run_id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            (
-                (changed == 1).then_some(DeliveryState::Deferred),
-                reason.clone(),
-            )
+            let change = Change {
+                transition,
+                from: From::Any,
+                to: To::Only,
+                set: "attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?,
+                   last_error = ?, smtp_code = ?, next_attempt_at = ?,
+                   possible_duplicate = MAX(possible_duplicate, ?), message_id = ?,
+                   claimed_by = NULL, claimed_from = NULL, updated_at = ?",
+                source: "",
+                rows,
+                names_generation: true,
+            };
+            let binds = Binds::new()
+                .add(now)
+                .add(now)
+                .add(reason.as_str())
+                .add(reply.as_ref().map(|reply| i64::from(reply.code())))
+                .add(*next_attempt_at)
+                .add(i64::from(*possible_duplicate))
+                .add(message_id.as_str())
+                .add(now);
+            (change, binds, reason)
         }
         Outcome::Failed {
             reason,
-            smtp_code,
+            reply,
             message_id,
             possible_duplicate,
         } => {
-            let sql = format!(
-                "UPDATE deliveries SET state = '{to}', attempts = attempts + 1,
-                   first_attempt_at = COALESCE(first_attempt_at, ?1), last_attempt_at = ?1,
-                   last_error = ?2, smtp_code = ?3, smtp_reply = ?2, failed_email = email,
-                   message_id = COALESCE(?4, message_id), possible_duplicate = MAX(possible_duplicate, ?5),
-                   next_attempt_at = NULL, claimed_by = NULL, claimed_from = NULL, updated_at = ?1
-                 WHERE person_id = ?6 AND state IN ({from}) AND claimed_by = ?7",
-                to = DeliveryState::Failed.as_str(),
-            );
-            let changed = sqlx::query(&sql)
-                .bind(now)
-                .bind(reason)
-                .bind(smtp_code)
-                .bind(message_id)
-                .bind(*possible_duplicate as i64)
-                .bind(person_id)
-                .bind(run_id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            (
-                (changed == 1).then_some(DeliveryState::Failed),
-                reason.clone(),
-            )
+            let change = Change {
+                transition,
+                from: From::Any,
+                to: To::Only,
+                set: "attempts = attempts + 1,
+                   first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?,
+                   last_error = ?, smtp_reply = ?, smtp_code = ?, failed_email = email,
+                   message_id = COALESCE(?, message_id),
+                   possible_duplicate = MAX(possible_duplicate, ?), next_attempt_at = NULL,
+                   claimed_by = NULL, claimed_from = NULL, updated_at = ?",
+                source: "",
+                rows,
+                names_generation: true,
+            };
+            let binds = Binds::new()
+                .add(now)
+                .add(now)
+                .add(reason.as_str())
+                .add(reason.as_str())
+                .add(reply.as_ref().map(|reply| i64::from(reply.code())))
+                .add(message_id.as_deref())
+                .add(i64::from(*possible_duplicate))
+                .add(now);
+            (change, binds, reason)
         }
         Outcome::Released { reason } => {
             // The day's cap gets its place back (nothing when the claim is not this run's).
             crate::store::schedule::give_back(&mut *conn, person_id, run_id).await?;
-            // Back to the state it was claimed from; a claimed_from that is not a state a
-            // release may lead to (it cannot be, but the column is text) gives `pending`.
-            let sql = format!(
-                "UPDATE deliveries SET
-                   state = CASE WHEN claimed_from IN ({due}) THEN claimed_from ELSE '{pending}' END,
-                   claimed_by = NULL, claimed_from = NULL, handed_over_at = NULL, updated_at = ?1
-                 WHERE person_id = ?2 AND state IN ({from}) AND claimed_by = ?3
-                 RETURNING state",
-                due = crate::domain::sql_states(Transition::Release.to_states()),
-                pending = DeliveryState::Pending.as_str(),
-            );
-            let state: Option<String> = sqlx::query_scalar(&sql)
-                .bind(now)
-                .bind(person_id)
-                .bind(run_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            let to = state.map(|s| s.parse::<DeliveryState>()).transpose()?;
-            (to, reason.clone())
+            // Back to the state it was claimed from.
+            let change = Change {
+                transition,
+                from: From::Any,
+                to: To::Claimed,
+                set: "claimed_by = NULL, claimed_from = NULL, handed_over_at = NULL, updated_at = ?",
+                source: "",
+                rows,
+                names_generation: true,
+            };
+            (change, Binds::new().add(now), reason)
         }
     };
-    let Some(to) = to else {
-        return Ok(Err(Stale {
-            person_id,
-            expected: DeliveryState::Sending.as_str(),
-        }));
-    };
-    append_event(
-        &mut *conn,
-        Event {
-            person_id,
-            run_id: Some(run_id),
-            kind: transition.kind(),
-            from_state: Some(DeliveryState::Sending),
-            to_state: Some(to),
-            generation: Some(generation),
-            detail: Some(detail),
-        },
-        now,
-    )
-    .await?;
+    let binds = binds.add(person_id).add(run_id);
+    let moved = apply(conn, &change, binds, run_id, |_| Some(detail.as_str()), now).await?;
+    if moved.is_empty() {
+        return Ok(Err(stale(transition, person_id)));
+    }
     Ok(Ok(()))
 }
 
@@ -844,37 +790,55 @@ pub async fn recover_abandoned(
     handed_over: &[(i64, Vec<i64>)],
 ) -> anyhow::Result<u64> {
     let now = crate::db::now_ms();
-    let from = Transition::Recover.sql_from();
-    let to = DeliveryState::Pending.as_str();
     let mut tx = crate::db::begin_write(pool).await?;
     // Fenced like the live mark: only deliveries that run still holds in `sending`, so a
     // journal read twice changes nothing.
     for (dead_run, person_ids) in handed_over {
         mark_handed_over(&mut tx, *dead_run, person_ids, now).await?;
     }
-    sqlx::query(&format!(
-        "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
-         SELECT person_id, ?, ?, '{kind}', state, '{to}', generation,
-                'left in sending by run ' || COALESCE(claimed_by, '?') || ' that did not finish: ' ||
-                CASE WHEN handed_over_at IS NULL THEN 'it had not handed the letter over; sent again'
-                     ELSE 'it had handed the letter to the relay; sent again, a duplicate is possible' END
-         FROM deliveries WHERE state IN ({from})",
-        kind = Transition::Recover.kind().as_str(),
-    ))
-    .bind(now)
-    .bind(run_id)
-    .execute(&mut *tx)
-    .await?;
-    let recovered = sqlx::query(&format!(
-        "UPDATE deliveries SET state = '{to}',
-           possible_duplicate = MAX(possible_duplicate, handed_over_at IS NOT NULL),
-           claimed_by = NULL, claimed_from = NULL, handed_over_at = NULL, updated_at = ?
-         WHERE state IN ({from})"
-    ))
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    // What each event says is read first: the change clears it. The write lock is held, so
+    // these are the rows the change finds.
+    let sql = format!(
+        "SELECT person_id, claimed_by, handed_over_at IS NOT NULL AS handed_over
+         FROM deliveries WHERE state IN ({})",
+        Transition::Recover.sql_from()
+    );
+    let left: Vec<(i64, Option<i64>, bool)> = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
+    let details: HashMap<i64, String> = left
+        .iter()
+        .map(|(person_id, claimed_by, handed_over)| {
+            let run = claimed_by.map_or("?".to_owned(), |run| run.to_string());
+            let what = if *handed_over {
+                "it had handed the letter to the relay; sent again, a duplicate is possible"
+            } else {
+                "it had not handed the letter over; sent again"
+            };
+            let detail = format!("left in sending by run {run} that did not finish: {what}");
+            (*person_id, detail)
+        })
+        .collect();
+    let mut recovered = 0;
+    for chunk in left.chunks(500) {
+        let rows = by_ids(chunk.len());
+        let change = Change {
+            transition: Transition::Recover,
+            from: From::Any,
+            to: To::Only,
+            set: "possible_duplicate = MAX(possible_duplicate, handed_over_at IS NOT NULL),
+               claimed_by = NULL, claimed_from = NULL, handed_over_at = NULL, updated_at = ?",
+            source: "",
+            rows: &rows,
+            names_generation: true,
+        };
+        let mut binds = Binds::new().add(now);
+        for (person_id, _, _) in chunk {
+            binds = binds.add(*person_id);
+        }
+        let detail = |moved: &Moved| details.get(&moved.person_id).map(String::as_str);
+        recovered += apply(&mut tx, &change, binds, run_id, detail, now)
+            .await?
+            .len() as u64;
+    }
     tx.commit().await?;
     Ok(recovered)
 }
@@ -945,44 +909,26 @@ pub async fn mark_bounced(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<bool> {
-    if !Transition::Bounce.from_states().contains(&from) {
-        return Ok(false);
-    }
-    let changed = sqlx::query(&format!(
-        "UPDATE deliveries SET state = '{to}', bounced_at = ?, bounce_status = ?,
-           bounce_diagnostic = ?, failed_email = email, updated_at = ?
-         WHERE person_id = ? AND generation = ? AND state = ? AND state IN ({from_states})",
-        to = DeliveryState::Bounced.as_str(),
-        from_states = Transition::Bounce.sql_from(),
-    ))
-    .bind(now)
-    .bind(status)
-    .bind(diagnostic)
-    .bind(now)
-    .bind(person_id)
-    .bind(generation)
-    .bind(from.as_str())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if changed == 0 {
-        return Ok(false);
-    }
-    append_event(
-        conn,
-        Event {
-            person_id,
-            run_id: Some(run_id),
-            kind: EventKind::Bounced,
-            from_state: Some(from),
-            to_state: Some(DeliveryState::Bounced),
-            generation: Some(generation),
-            detail: Some(bounce_detail(status, diagnostic)),
-        },
-        now,
-    )
-    .await?;
-    Ok(true)
+    let change = Change {
+        transition: Transition::Bounce,
+        from: From::Read(from),
+        to: To::Only,
+        set: "bounced_at = ?, bounce_status = ?, bounce_diagnostic = ?, failed_email = email,
+           updated_at = ?",
+        source: "",
+        rows: "deliveries.person_id = ? AND deliveries.generation = ?",
+        names_generation: true,
+    };
+    let binds = Binds::new()
+        .add(now)
+        .add(status)
+        .add(diagnostic)
+        .add(now)
+        .add(person_id)
+        .add(generation);
+    let detail = bounce_detail(status, diagnostic);
+    let moved = apply(conn, &change, binds, run_id, |_| Some(&detail), now).await?;
+    Ok(!moved.is_empty())
 }
 
 /// What a relay's success notification (RFC 3464 `Action: relayed` or `delivered`) says of one
@@ -1009,51 +955,30 @@ pub async fn mark_delivered(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<bool> {
-    let changed = sqlx::query(&format!(
-        "UPDATE deliveries SET state = '{to}', delivered_at = ?, delivered_by = ?,
-           delivered_reply = ?, updated_at = ?
-         WHERE person_id = ? AND generation = ? AND state IN ({from})",
-        to = DeliveryState::Delivered.as_str(),
-        from = Transition::Deliver.sql_from(),
-    ))
-    .bind(acceptance.at)
-    .bind(acceptance.remote_mta)
-    .bind(acceptance.reply)
-    .bind(now)
-    .bind(person_id)
-    .bind(generation)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if changed == 0 {
-        return Ok(false);
-    }
-    let by = acceptance.remote_mta.unwrap_or("the provider");
-    let detail = match acceptance.reply {
-        Some(reply) => format!(
-            "accepted by {by} at {}: {reply}",
-            crate::db::format_time(Some(acceptance.at))
-        ),
-        None => format!(
-            "accepted by {by} at {}",
-            crate::db::format_time(Some(acceptance.at))
-        ),
+    let change = Change {
+        transition: Transition::Deliver,
+        from: From::Any,
+        to: To::Only,
+        set: "delivered_at = ?, delivered_by = ?, delivered_reply = ?, updated_at = ?",
+        source: "",
+        rows: "deliveries.person_id = ? AND deliveries.generation = ?",
+        names_generation: true,
     };
-    append_event(
-        conn,
-        Event {
-            person_id,
-            run_id: Some(run_id),
-            kind: Transition::Deliver.kind(),
-            from_state: Some(DeliveryState::Sent),
-            to_state: Some(DeliveryState::Delivered),
-            generation: Some(generation),
-            detail: Some(detail),
-        },
-        now,
-    )
-    .await?;
-    Ok(true)
+    let binds = Binds::new()
+        .add(acceptance.at)
+        .add(acceptance.remote_mta)
+        .add(acceptance.reply)
+        .add(now)
+        .add(person_id)
+        .add(generation);
+    let by = acceptance.remote_mta.unwrap_or("the provider");
+    let at = crate::db::format_time(Some(acceptance.at));
+    let detail = match acceptance.reply {
+        Some(reply) => format!("accepted by {by} at {at}: {reply}"),
+        None => format!("accepted by {by} at {at}"),
+    };
+    let moved = apply(conn, &change, binds, run_id, |_| Some(&detail), now).await?;
+    Ok(!moved.is_empty())
 }
 
 /// A temporary failure reported after the letter left: evidence only, the state stays.
@@ -1138,12 +1063,72 @@ async fn note(
 ) -> anyhow::Result<()> {
     let event = Event {
         person_id,
-        run_id: Some(run_id),
+        run_id,
         kind,
-        from_state: None,
-        to_state: None,
+        in_state: None,
         generation: Some(generation),
-        detail: Some(detail),
+        detail: &detail,
+    };
+    append_event(conn, event, now).await
+}
+
+/// What an adviser did for a person at the helpline, as the person's evidence records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdviserNote<'a> {
+    /// A corrected (or alternative) address was recorded and the letter's generation started
+    /// to it; `masked` is the address as the evidence may show it.
+    Address {
+        generation: i64,
+        alternative: bool,
+        masked: &'a str,
+    },
+    /// The person asked for a paper letter.
+    PaperRequested,
+    /// A call was noted (the event says that, not what was said: purge erases the note).
+    CallNoted,
+}
+
+/// Records what adviser `login` did, in the caller's transaction (the one that did it).
+pub async fn note_adviser(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    login: &str,
+    note: AdviserNote<'_>,
+    run_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    let (kind, generation, detail) = match note {
+        AdviserNote::Address {
+            generation,
+            alternative,
+            masked,
+        } => {
+            let which = if alternative {
+                "alternative"
+            } else {
+                "corrected"
+            };
+            let detail = format!("adviser {login}: {which} address {masked}");
+            (EventKind::AddressCorrected, Some(generation), detail)
+        }
+        AdviserNote::PaperRequested => (
+            EventKind::PaperRequested,
+            None,
+            format!("adviser {login}: asked for a paper letter"),
+        ),
+        AdviserNote::CallNoted => (
+            EventKind::CallNote,
+            None,
+            format!("adviser {login}: call noted"),
+        ),
+    };
+    let event = Event {
+        person_id,
+        run_id,
+        kind,
+        in_state: None,
+        generation,
+        detail: &detail,
     };
     append_event(conn, event, now).await
 }
@@ -1177,50 +1162,29 @@ pub async fn start_new_generation(
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<Option<i64>> {
-    if !Transition::Resend
-        .from_states()
-        .contains(&resend.from_state)
-    {
-        return Ok(None);
-    }
-    let generation: Option<i64> = sqlx::query_scalar(&format!(
-        "UPDATE deliveries SET state = '{to}', generation = generation + 1, attempts = 0,
+    let change = Change {
+        transition: Transition::Resend,
+        from: From::Read(resend.from_state),
+        to: To::Only,
+        set: "generation = generation + 1, attempts = 0,
            generation_started_at = ?, email = ?, email_domain = ?, next_attempt_at = NULL,
            first_attempt_at = NULL, last_attempt_at = NULL, sent_at = NULL, claimed_by = NULL,
            claimed_from = NULL, last_error = NULL, smtp_code = NULL, smtp_reply = NULL,
            message_id = NULL, content_sha256 = NULL, possible_duplicate = 0,
            notify_requested = 0, delivered_at = NULL, delivered_by = NULL, delivered_reply = NULL,
-           updated_at = ?
-         WHERE person_id = ? AND state = ?
-         RETURNING generation",
-        to = DeliveryState::Pending.as_str(),
-    ))
-    .bind(now)
-    .bind(resend.email)
-    .bind(resend.email_domain)
-    .bind(now)
-    .bind(resend.person_id)
-    .bind(resend.from_state.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(generation) = generation else {
-        return Ok(None);
+           updated_at = ?",
+        source: "",
+        rows: "deliveries.person_id = ?",
+        names_generation: true,
     };
-    append_event(
-        conn,
-        Event {
-            person_id: resend.person_id,
-            run_id: Some(run_id),
-            kind: EventKind::Resend,
-            from_state: Some(resend.from_state),
-            to_state: Some(DeliveryState::Pending),
-            generation: Some(generation),
-            detail: Some(resend.reason.to_owned()),
-        },
-        now,
-    )
-    .await?;
-    Ok(Some(generation))
+    let binds = Binds::new()
+        .add(now)
+        .add(resend.email)
+        .add(resend.email_domain)
+        .add(now)
+        .add(resend.person_id);
+    let moved = apply(conn, &change, binds, run_id, |_| Some(resend.reason), now).await?;
+    Ok(moved.first().map(|moved| moved.generation))
 }
 
 #[cfg(test)]
@@ -1301,7 +1265,11 @@ mod tests {
     async fn a_claim_finds_its_letters_by_id_not_by_scanning_the_due_ones() {
         let (_dir, pool) = campaign_of(3).await;
         for count in [1, 256] {
-            let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(count));
+            let rows = by_ids(count);
+            let claim = transition::change_sql(&claim_change(&rows))
+                .unwrap()
+                .unwrap();
+            let sql = format!("EXPLAIN QUERY PLAN {claim}");
             let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql)
                 .bind(1)
                 .bind("2026-01-15")
@@ -1401,7 +1369,11 @@ mod tests {
         let released = Outcome::Released {
             reason: "not attempted".into(),
         };
-        record_outcomes(&pool, run, &[(person_id, 1, released)])
+        let delivery = DeliveryRef {
+            person_id,
+            generation: 1,
+        };
+        record_outcomes(&pool, run, &[(delivery, released)])
             .await
             .unwrap();
         assert_eq!(

@@ -3,6 +3,8 @@
 
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use crate::verp::DeliveryRef;
+
 /// Notes, for each (person, generation), the relay that answered for its letter (`host:port`),
 /// fenced like the outcome it goes with: only on a delivery `run_id` still holds in `sending`.
 /// Called in the outcomes' transaction before them (recording an outcome ends the claim), so
@@ -10,16 +12,16 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 pub async fn record_relays(
     conn: &mut SqliteConnection,
     run_id: i64,
-    records: &[(i64, i64, String)],
+    records: &[(DeliveryRef, String)],
 ) -> anyhow::Result<()> {
     // A few relays and, nearly always, one generation: one statement per relay and generation
     // and chunk, not one per letter.
     let mut groups: std::collections::BTreeMap<(&str, i64), Vec<i64>> = Default::default();
-    for (person_id, generation, relay) in records {
+    for (delivery, relay) in records {
         groups
-            .entry((relay.as_str(), *generation))
+            .entry((relay.as_str(), delivery.generation))
             .or_default()
-            .push(*person_id);
+            .push(delivery.person_id);
     }
     for ((relay, generation), people) in groups {
         for chunk in people.chunks(500) {
