@@ -6,7 +6,8 @@
 //! - the reasons to stop are checked in one place and one order ([`Dispatcher::stop_reason`]):
 //!   relays down, halt, signal, deadline, limit;
 //! - picking a letter is synchronous and waiting happens after it ([`super::queues::Pick`]), and
-//!   a letter picked is either given to a worker or held again;
+//!   a letter picked is either given to a worker or comes back to be held again
+//!   ([`Dispatcher::hand_out`]'s `NotOut`);
 //! - a worker hands a letter back before it frees its connection, so "nothing due" is decided
 //!   only once every worker is free and no letter came back (asserted where the loop ends);
 //! - what is still held when the loop ends was claimed and never attempted: it is given back,
@@ -33,7 +34,7 @@ use crate::config::Config;
 use crate::domain::Email;
 use crate::ledger::{self, Claimed};
 use crate::message::Outgoing;
-use crate::pacing::{limiter, until_ready_precisely};
+use crate::pacing::{Limiter, limiter, until_ready_precisely};
 use crate::pipeline::Pipeline;
 use crate::smtp_reply::Scope;
 use crate::transport::{Refuser, Relayer};
@@ -109,6 +110,14 @@ pub(super) struct Job {
     pub(super) _worker_free: tokio::sync::OwnedSemaphorePermit,
 }
 
+/// A letter picked that did not go to a worker, back to be held again.
+enum NotOut {
+    /// Stopped, halted, every relay down, or past the deadline while it waited.
+    Wait(Prepared),
+    /// The workers stopped: nothing more can be handed out.
+    WorkersGone(Prepared),
+}
+
 /// What workers tell the dispatcher besides outcomes: what a verdict said about the relay of
 /// their lane, or about the recipient's domain.
 #[derive(Debug)]
@@ -166,6 +175,46 @@ impl Dispatcher {
             let prepared = prepare(pipeline, totals, claimed, &outcomes).await?;
             Ok((count, prepared))
         })
+    }
+
+    /// Gives a picked letter to a free worker. A relay with a free worker (by weight, at its own
+    /// pace) first, then the global ceiling: the message leaves the moment the limiter allows
+    /// it, so the relay sees the configured spacing. Waiting for a worker watches the stop
+    /// signal and the halt, so neither a stuck relay nor a failed writer can hold the run here.
+    /// A letter that did not leave comes back to the caller, to be held again: none is lost.
+    async fn hand_out(
+        &self,
+        prepared: Prepared,
+        lanes: &mut Lanes,
+        global: Option<&Limiter>,
+        stop: &mut watch::Receiver<bool>,
+        halted: &mut watch::Receiver<Halt>,
+    ) -> Result<(), NotOut> {
+        let next = tokio::select! {
+            next = lanes.next() => next,
+            _ = stop.changed() => return Err(NotOut::Wait(prepared)),
+            _ = halted.changed() => return Err(NotOut::Wait(prepared)),
+        };
+        // None: every relay went down while this letter waited (it is given back at the end).
+        let Some((lane, worker_free)) = next else {
+            return Err(NotOut::Wait(prepared));
+        };
+        if let Some(global) = global {
+            until_ready_precisely(global).await;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            // The wait ran past the deadline (a sending window's end): hold the letter back,
+            // to be given back at the end, rather than let it leave late.
+            return Err(NotOut::Wait(prepared));
+        }
+        let job = Job {
+            prepared,
+            _worker_free: worker_free,
+        };
+        lanes
+            .dispatch(lane, job)
+            .await
+            .map_err(|unsent| NotOut::WorkersGone(unsent.prepared))
     }
 
     /// Why the dispatch must stop now, if it must, checked in this order: every relay down (a
@@ -352,45 +401,32 @@ impl Dispatcher {
                 }
                 Pick::Empty => continue,
             };
-            // A relay with a free worker (by weight, at its own pace) first, then the global
-            // ceiling: the message leaves the moment the limiter allows it, so the relay sees
-            // the configured spacing. Waiting for a worker watches the stop signal and the halt,
-            // so neither a stuck relay nor a failed writer can hold the run here.
-            let next = tokio::select! {
-                next = lanes.next() => next,
-                _ = stop.changed() => {
+            match self
+                .hand_out(
+                    prepared,
+                    &mut lanes,
+                    global.as_ref(),
+                    &mut stop,
+                    &mut halted,
+                )
+                .await
+            {
+                Ok(()) => {}
+                Err(NotOut::Wait(prepared)) => {
                     queues.hold_again(prepared);
                     continue;
                 }
-                _ = halted.changed() => {
+                Err(NotOut::WorkersGone(prepared)) => {
                     queues.hold_again(prepared);
-                    continue;
+                    failure = Some(anyhow::anyhow!("every send worker stopped"));
+                    break StopReason::WriterFailed;
                 }
-            };
-            let Some((lane, worker_free)) = next else {
-                // Every relay went down while this letter waited: given back below.
-                queues.hold_again(prepared);
-                continue;
-            };
-            if let Some(global) = &global {
-                until_ready_precisely(global).await;
-            }
-            if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                // The wait ran past the deadline (a sending window's end): hold the letter
-                // back, to be given back below, rather than let it leave late.
-                queues.hold_again(prepared);
-                continue;
-            }
-            let job = Job {
-                prepared,
-                _worker_free: worker_free,
-            };
-            if let Err(unsent) = lanes.dispatch(lane, job).await {
-                queues.hold_again(unsent.prepared);
-                failure = Some(anyhow::anyhow!("every send worker stopped"));
-                break StopReason::WriterFailed;
             }
             dispatched += 1;
+            debug_assert!(
+                self.limit.is_none_or(|limit| dispatched <= limit),
+                "--limit is checked before each letter goes"
+            );
         };
         // A batch still being prepared was claimed too: hold it, to give it back below.
         if let Some(task) = refill.take()
