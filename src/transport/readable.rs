@@ -160,7 +160,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadableReplies<S> {
     }
 }
 
-impl lettre::transport::smtp::client::AsyncTokioStream for ReadableReplies<Wire> {
+/// What a session can run over: the relay's socket ([`Wire`]), or, in the transaction's tests,
+/// an in-memory stream.
+pub trait Socket: AsyncRead + AsyncWrite + Send + Sync + Unpin + std::fmt::Debug {
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr>;
+}
+
+impl Socket for Wire {
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        Wire::peer_addr(self)
+    }
+}
+
+impl<S: Socket> lettre::transport::smtp::client::AsyncTokioStream for ReadableReplies<S> {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.inner.peer_addr()
     }
