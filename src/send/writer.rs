@@ -46,7 +46,7 @@ impl ToRecord {
 /// outcomes are counted by the writer from what it committed, and nowhere else: an outcome the
 /// run decided and could not write (its deliveries were taken over) is not in them.
 #[derive(Debug, Default)]
-pub(crate) struct RunTotals {
+pub(super) struct RunTotals {
     sent: AtomicU64,
     deferred: AtomicU64,
     failed: AtomicU64,
@@ -57,13 +57,13 @@ pub(crate) struct RunTotals {
 
 /// The run's totals at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) sent: u64,
-    pub(crate) deferred: u64,
-    pub(crate) failed: u64,
-    pub(crate) released: u64,
-    pub(crate) duplicates_possible: u64,
-    pub(crate) render_failures: u64,
+pub(super) struct Counts {
+    pub(super) sent: u64,
+    pub(super) deferred: u64,
+    pub(super) failed: u64,
+    pub(super) released: u64,
+    pub(super) duplicates_possible: u64,
+    pub(super) render_failures: u64,
 }
 
 impl RunTotals {
@@ -91,7 +91,7 @@ impl RunTotals {
         self.render_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn counts(&self) -> Counts {
+    pub(super) fn counts(&self) -> Counts {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Counts {
             sent: get(&self.sent),
