@@ -335,7 +335,9 @@ mod tests {
     const SECOND: Before = Before(1, Some(10), 0);
     const LAST: Before = Before(2, Some(30), 0);
     const LONG_AGO: Before = Before(1, Some(24 * 60), 0);
-    const HELD_OFTEN: Before = Before(0, None, HOLD_BACK_AT_MOST);
+    /// Held back four times, then five (`HOLD_BACK_AT_MOST`): the fifth hold is the last.
+    const HELD_FOUR: Before = Before(0, None, 4);
+    const HELD_OFTEN: Before = Before(0, None, 5);
 
     /// A decision in a few words: what is done with the letter, its next state (the retry
     /// delay in minutes, the recorded code, the duplicate flag), and what the dispatcher hears.
@@ -449,6 +451,7 @@ mod tests {
             ("too many connections", relay_says(RcptTo, 450, "Too many connections from your host"), FIRST, "hand back, else deferred 7min; slow down relay"),
             ("storage 4.3.1", relay_says(RcptTo, 451, "4.3.1 Insufficient system storage"), FIRST, "hand back, else deferred 7min; slow down relay"),
             ("broken before the final dot", broken_before_the_dot(), FIRST, "hand back, else deferred 7min; slow down relay"),
+            ("relay 421, held back four times", relay_says(RcptTo, 421, "4.7.0 closing"), HELD_FOUR, "hand back, else deferred 7min; slow down relay"),
             ("relay 421, held back too often", relay_says(RcptTo, 421, "4.7.0 closing"), HELD_OFTEN, "record deferred 7min @relay; slow down relay"),
             // 5xx: failed at once, whatever the attempt.
             ("550 5.1.1 unknown user", relay_says(RcptTo, 550, "5.1.1 User unknown"), FIRST, "record failed 550 @relay; reached"),
