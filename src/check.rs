@@ -12,8 +12,8 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::SqlitePool;
 
-use crate::Exit;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::pipeline::{Pipeline, for_each_page};
 use crate::store::deliveries::{self, Selection};
 
@@ -50,9 +50,9 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let report = check(&pool, &pipeline).await?;
     pool.close().await;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::exit::print_out(&serde_json::to_string(&report)?);
     } else {
-        print!("{}", render_report(&report));
+        crate::exit::print_block(&render_report(&report));
     }
     Ok(if report.failed > 0 {
         Exit::Failed

@@ -170,7 +170,7 @@ pub struct BouncesArgs {
     #[arg(long)]
     pub json: bool,
     /// IMAP: messages fetched, recorded and moved together
-    #[arg(long, value_name = "N", default_value_t = crate::bounces::imap::DEFAULT_BATCH, hide = true)]
+    #[arg(long, value_name = "N", default_value_t = 500, hide = true)]
     pub imap_batch: usize,
 }
 
@@ -276,6 +276,6 @@ pub enum AuditFormat {
 }
 
 fn parse_duration_arg(value: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(value)
+    crate::duration::parse(value)
         .ok_or_else(|| format!("{value:?} is not a duration such as 30s, 4m or 1h"))
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
-use crate::UsageError;
+use crate::exit::UsageError;
 
 /// The sections scripts may override from the environment, in the spec's order.
 const SECTIONS: [&str; 10] = [
@@ -153,7 +153,9 @@ pub enum Relay {
 impl Relay {
     pub fn is_loopback(&self) -> bool {
         match self {
-            Relay::Smtp { host, .. } | Relay::Smtps { host, .. } => is_loopback_host(host),
+            Relay::Smtp { host, .. } | Relay::Smtps { host, .. } => {
+                crate::loopback::is_loopback_host(host)
+            }
             Relay::File(_) => true,
         }
     }
@@ -167,14 +169,6 @@ impl fmt::Display for Relay {
             Relay::File(dir) => write!(f, "file://{}", dir.display()),
         }
     }
-}
-
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Debug, Clone)]
@@ -197,7 +191,7 @@ pub struct Retry {
 #[derive(Debug, Clone, Default)]
 pub struct Bounces {
     /// The bounce mailbox, `imaps://USER@HOST[:PORT]/FOLDER`.
-    pub imap: Option<crate::bounces::imap::ImapUrl>,
+    pub imap: Option<crate::imap_url::ImapUrl>,
     /// Move messages read to this folder instead of flagging them `\Seen`.
     pub move_to: Option<String>,
     /// Delete messages once recorded.
@@ -820,13 +814,13 @@ fn bounces_settings(file: FileBounces, dir: &Path) -> Result<Bounces, UsageError
     let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let imap = given(file.imap)
         .map(|url| {
-            crate::bounces::imap::ImapUrl::parse(&url)
+            crate::imap_url::ImapUrl::parse(&url)
                 .map_err(|e| UsageError::new(format!("bounces.imap is not valid: {e}")))
         })
         .transpose()?;
     let move_to = given(file.move_to)
         .map(|folder| {
-            crate::bounces::imap::check_mailbox_name(&folder)
+            crate::imap_url::check_mailbox_name(&folder)
                 .map(|()| folder.clone())
                 .map_err(|e| UsageError::new(format!("bounces.move_to: {e}")))
         })
@@ -1139,40 +1133,8 @@ fn relay(key: &str, value: &str, dir: &Path) -> Result<Relay, UsageError> {
     })
 }
 
-/// Durations as people write them: `500ms`, `30s`, `5m`, `6h`, `5d`, or combined like `1h30m`.
-pub fn parse_duration(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = value;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let number: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" | "min" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return None,
-        };
-        total = total.checked_add(unit.checked_mul(u32::try_from(number).ok()?)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
-
 fn duration(key: &str, value: &str) -> Result<Duration, UsageError> {
-    parse_duration(value).ok_or_else(|| {
+    crate::duration::parse(value).ok_or_else(|| {
         key_error(
             key,
             value,
@@ -1430,16 +1392,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("5d"), Some(Duration::from_secs(432_000)));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("m"), None);
-        assert_eq!(parse_duration(""), None);
-    }
-
-    #[test]
     fn tls_keys_are_read_for_the_relays_and_the_mailbox() {
         let config = load(
             "[smtp]\nurl = \"smtp://10.0.0.25:25\"\ntls_ca = \"agence-ca.pem\"\ntls_server_name = \"relay.agence.example\"\n",
@@ -1495,13 +1447,5 @@ mod tests {
             let error = load(text, &[]).unwrap_err();
             assert!(error.contains(key), "{error}");
         }
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback_host("127.0.0.1"));
-        assert!(is_loopback_host("localhost"));
-        assert!(is_loopback_host("[::1]"));
-        assert!(!is_loopback_host("smtp.example.fr"));
     }
 }

@@ -1,5 +1,7 @@
-//! The campaign database: opening it privately and migrating it, and the connection's plumbing
-//! (busy and disk-full errors, free space, times). Its statements are in [`crate::store`].
+//! The campaign database: opening it privately and migrating it (with the campaign's signing
+//! key, made once, and the schema version a reader checks before trusting the file), and the
+//! connection's plumbing (busy and disk-full errors, free space, times). The store's statements
+//! are in [`crate::store`], a floor above: this module uses none of them.
 //!
 //! SQLite in WAL mode with `synchronous=NORMAL`: a crash loses at most the last transaction, never
 //! corrupts, and readers (`status`) never block the sender.
@@ -8,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use rand::RngCore;
 use sqlx::ConnectOptions;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -31,7 +34,7 @@ pub fn format_time(ms: Option<i64>) -> String {
 pub fn busy_timeout() -> Duration {
     std::env::var("BREACHMAIL_BUSY_TIMEOUT")
         .ok()
-        .and_then(|v| crate::config::parse_duration(&v))
+        .and_then(|v| crate::duration::parse(&v))
         .unwrap_or(Duration::from_secs(30))
 }
 
@@ -43,16 +46,6 @@ pub async fn begin_write(
     pool: &SqlitePool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
-}
-
-/// Records how a run ended when its command gave up with an error (`busy` when another process
-/// held the database past the busy timeout), so no run is left without an end. The error
-/// itself is what the caller reports: a failure to record it is only logged.
-pub async fn finish_failed_run(pool: &SqlitePool, run_id: i64, error: &anyhow::Error) {
-    let outcome = if is_busy(error) { "busy" } else { "error" };
-    if let Err(second) = finish_run(pool, run_id, outcome, &format!("{error:#}")).await {
-        tracing::warn!(run = run_id, error = %format!("{second:#}"), "the end of the run could not be recorded");
-    }
 }
 
 /// Whether an error is SQLite saying that another process holds a lock (SQLITE_BUSY and
@@ -161,7 +154,7 @@ async fn open_with(path: &Path, create: bool, connections: u32) -> anyhow::Resul
         .await
         .with_context(|| format!("while migrating the database {}", path.display()))?;
     // The secret that signs VERP tokens and derives Message-IDs: made once, with the database.
-    crate::store::campaign::ensure_signing_key(&pool).await?;
+    ensure_signing_key(&pool).await?;
     Ok(pool)
 }
 
@@ -187,7 +180,7 @@ pub async fn open_read_only(path: &Path) -> anyhow::Result<SqlitePool> {
         .connect_with(options)
         .await
         .with_context(|| format!("while opening the database {} to read it", path.display()))?;
-    let applied = crate::store::campaign::applied_schema_version(&pool)
+    let applied = applied_schema_version(&pool)
         .await
         .with_context(|| format!("while reading the schema version of {}", path.display()))?;
     let expected = MIGRATOR.iter().map(|m| m.version).max();
@@ -201,5 +194,23 @@ pub async fn open_read_only(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-/// The runs and the signing key, kept here under their old names for the commands that call them.
-pub use crate::store::campaign::{finish_run, signing_key, start_run};
+/// Makes the secret that signs VERP tokens and derives Message-IDs, once: a database that has
+/// one keeps it.
+pub async fn ensure_signing_key(pool: &SqlitePool) -> anyhow::Result<()> {
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    sqlx::query("INSERT OR IGNORE INTO campaign (key, value) VALUES ('signing_key', ?)")
+        .bind(hex::encode(key))
+        .execute(pool)
+        .await
+        .context("while creating the campaign's signing key")?;
+    Ok(())
+}
+
+/// The newest migration applied to the file, None for a file sqlx never migrated.
+pub async fn applied_schema_version(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
+    let applied = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await?;
+    Ok(applied)
+}

@@ -9,7 +9,7 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::Exit;
+use crate::exit::Exit;
 
 const FIRST_NAMES_FR: &[&str] = &[
     "Élodie",
@@ -255,13 +255,13 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
     let notify_by =
         (crate::clock::now() + chrono::Duration::days(DEMO_NOTIFY_BY_DAYS)).date_naive();
     set_notify_by(&dir.join("breachmail.toml"), notify_by)?;
-    println!("demo: created the campaign in {}", dir.display());
+    crate::exit::print_out(&format!("demo: created the campaign in {}", dir.display()));
     let csv_path = dir.join("people.csv");
     write_people_csv(&csv_path, people, true, 2025)?;
-    println!(
+    crate::exit::print_out(&format!(
         "demo: wrote {people} synthetic people to {}",
         csv_path.display()
-    );
+    ));
     let config = crate::config::Config::load(&dir.join("breachmail.toml"))?;
     let import = crate::cli::ImportArgs {
         file: csv_path,
@@ -280,10 +280,10 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
         refs: Vec::new(),
     };
     crate::preview::run(&config, &preview).await?;
-    println!(
+    crate::exit::print_out(&format!(
         "demo: open the letters in {} (one per language and set of exposed data; manifest.csv lists them)",
         preview.out.display()
-    );
+    ));
     // The demo has nothing to protect from a flood: send as fast as the folder takes it.
     let mut unlimited = config.clone();
     unlimited.rate.per_second = 0;
@@ -292,10 +292,10 @@ pub async fn run(dir: Option<&Path>, people: u64) -> anyhow::Result<Exit> {
         max_duration: None,
     };
     crate::send::run(&unlimited, &send).await?;
-    println!(
+    crate::exit::print_out(&format!(
         "demo: every letter sent is in {} (one .eml each)",
         dir.join("outbox").display()
-    );
+    ));
     crate::status::run(&config, false).await?;
     if checked != Exit::Ok {
         return Ok(checked);

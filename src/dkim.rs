@@ -14,8 +14,8 @@ use std::path::Path;
 
 use base64::Engine as _;
 
-use crate::UsageError;
 use crate::config::Dkim;
+use crate::exit::UsageError;
 
 /// The headers DKIM covers: those a reader trusts (who, what, when), those that change how the
 /// message reads (MIME-Version, Content-Type) or whether an autoresponder answers it, and the ids

@@ -23,8 +23,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::Exit;
 use crate::config::{Config, Relay};
+use crate::exit::Exit;
 
 /// What a look-up found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1035,12 +1035,19 @@ pub async fn run(
     let resolver_name = resolver.map_or_else(|| "system".to_owned(), |r| r.to_string());
     let report = check(&dns, &domains, &resolver_name).await;
     let pool = crate::db::open(&config.campaign.database, false).await?;
-    crate::store::dns::record(&pool, &report).await?;
+    let row = crate::store::dns::NewDnsCheck {
+        checked_at: &report.checked_at,
+        passed: report.passed,
+        problems: report.problems,
+        dns_failures: report.dns_failures,
+        report_json: serde_json::to_string(&report)?,
+    };
+    crate::store::dns::record(&pool, &row).await?;
     pool.close().await;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::exit::print_out(&serde_json::to_string(&report)?);
     } else {
-        print!("{}", render_report(&report));
+        crate::exit::print_block(&render_report(&report));
     }
     Ok(if report.passed {
         Exit::Ok
@@ -1062,11 +1069,11 @@ pub async fn warn_before_send(config: &Config, pool: &sqlx::SqlitePool) -> anyho
     let mut conn = pool.acquire().await?;
     match crate::store::dns::last(&mut conn).await? {
         Some(last) if last.passed => {}
-        Some(last) => crate::print_err(&format!(
+        Some(last) => crate::exit::print_err(&format!(
             "send: warning: the last `breachmail check --dns` ({}) found {} problem(s) and {} DNS failure(s): receivers may refuse or junk these letters",
             last.checked_at, last.problems, last.dns_failures
         )),
-        None => crate::print_err(
+        None => crate::exit::print_err(
             "send: warning: `breachmail check --dns` never ran on this campaign: nothing says receivers will accept what we sign (SPF, DKIM, DMARC, MX)",
         ),
     }

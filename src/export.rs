@@ -14,11 +14,11 @@ use anyhow::Context;
 use futures_util::TryStreamExt;
 use serde::Serialize;
 
-use crate::Exit;
 use crate::cli::AuditFormat;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::DeliveryState;
+use crate::exit::Exit;
 use crate::store::deliveries::{self, AuditRecord, EventRecord};
 
 mod words;
@@ -435,7 +435,7 @@ pub async fn audit(config: &Config, request: &AuditRequest<'_>) -> anyhow::Resul
     let what = if request.events { "events" } else { "people" };
     let reconciliation =
         reconciliation.context("the export was written but the counts do not reconcile")?;
-    eprintln!("{}", reconciliation.line());
+    crate::exit::print_err(&reconciliation.line());
     // A CSV file gets its legend beside it, in the same language: every column and code.
     if let (AuditFormat::Csv, Some(out)) = (request.format, request.out) {
         let words = AuditWords::new(config);
@@ -450,21 +450,21 @@ pub async fn audit(config: &Config, request: &AuditRequest<'_>) -> anyhow::Resul
         );
         crate::files::write_private(&legend, text.as_bytes())
             .with_context(|| format!("while writing {}", legend.display()))?;
-        eprintln!(
+        crate::exit::print_err(&format!(
             "export audit: the columns and codes are explained in {}",
             legend.display()
-        );
+        ));
     }
     if written != expected {
-        eprintln!(
+        crate::exit::print_err(&format!(
             "error: the export holds {written} rows but the database holds {expected} {what}: do not use it as evidence"
-        );
+        ));
         return Ok(Exit::Failed);
     }
-    eprintln!(
+    crate::exit::print_err(&format!(
         "export audit: {written} rows, one per {what}",
         what = if request.events { "event" } else { "person" }
-    );
+    ));
     Ok(Exit::Ok)
 }
 

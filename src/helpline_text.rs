@@ -10,6 +10,9 @@ use serde::Serialize;
 
 use crate::config::Config;
 
+/// The answer for a notice id nobody was sent, word for word wherever it is given.
+pub const NOT_OURS: &str = "no notice with this number was sent: the message is not ours";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
     Fr,
@@ -146,7 +149,7 @@ impl Voice {
         if self.fr() {
             "pas de chez nous : aucun avis portant ce numéro n'a été envoyé"
         } else {
-            crate::lookup::NOT_OURS
+            NOT_OURS
         }
     }
 

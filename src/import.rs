@@ -20,10 +20,10 @@ use crate::domain::{
     Category, Civility, Email, Invalid, MAX_FIELD_CHARS, PersonRef, check_header_safe,
     mask_identifier, mask_phone,
 };
-use crate::ledger;
+use crate::exit::{Exit, UsageError};
 use crate::store::extract::{self, ExtractPages};
+use crate::store::ledger;
 use crate::store::people::{self, KnownPerson, NewPerson};
-use crate::{Exit, UsageError};
 
 /// Rows per transaction: large enough to amortise the commit (each commit rewrites the index
 /// pages it touched, and random notice ids touch many), small enough to keep memory flat.
@@ -129,24 +129,24 @@ fn print_summary(summary: &ImportSummary, options: &ImportOptions) {
     if options.strict && summary.refused > 0 {
         line.push_str(" (--strict: nothing was imported)");
     }
-    println!("{line}");
+    crate::exit::print_out(&line);
     if summary.changed_not_updated > 0 {
-        println!(
+        crate::exit::print_out(&format!(
             "import: {} rows differ from what was imported before and were left as they were; re-run with --update to apply them",
             summary.changed_not_updated
-        );
+        ));
     }
     for (language, count) in &summary.language_fallbacks {
-        println!(
+        crate::exit::print_out(&format!(
             "import: {count} people asked for language {language:?}, which has no letters: they get the default ({})",
             options.default_language
-        );
+        ));
     }
     if let Some(path) = &summary.rejects_file {
-        println!(
+        crate::exit::print_out(&format!(
             "import: refused rows and values are listed in {}",
             path.display()
-        );
+        ));
     }
 }
 
@@ -379,11 +379,11 @@ async fn import_rows(
     options: &ImportOptions,
 ) -> anyhow::Result<ImportSummary> {
     let columns = Columns::new(&header, source)?;
-    let run_id = crate::db::start_run(pool, "import").await?;
+    let run_id = crate::store::campaign::start_run(pool, "import").await?;
     let imported = import_run(pool, source, &columns, rows, options, run_id).await;
     if let Err(error) = &imported {
         // Given up (a database held past the busy timeout, a full disk): the run says so.
-        crate::db::finish_failed_run(pool, run_id, error).await;
+        crate::store::campaign::finish_failed_run(pool, run_id, error).await;
     }
     imported
 }
@@ -446,7 +446,7 @@ async fn import_run(
         "not_updated": summary.changed_not_updated, "refused": summary.refused_rows,
         "rolled_back": rolled_back,
     });
-    crate::db::finish_run(pool, run_id, "done", &detail.to_string()).await?;
+    crate::store::campaign::finish_run(pool, run_id, "done", &detail.to_string()).await?;
     Ok(summary)
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::{Exit, UsageError};
+use crate::exit::{Exit, UsageError};
 
 include!(concat!(env!("OUT_DIR"), "/default_letters.rs"));
 
@@ -17,11 +17,11 @@ const INCIDENT_EXAMPLE: &str = include_str!("../letters/incident.example.toml");
 
 pub async fn run(dir: &Path) -> anyhow::Result<Exit> {
     create_campaign(dir).await?;
-    println!("init: created the campaign in {}", dir.display());
-    println!(
+    crate::exit::print_out(&format!("init: created the campaign in {}", dir.display()));
+    crate::exit::print_out(&format!(
         "init: next, edit {}/breachmail.toml ([sender], [smtp], [incident]) and the letters, then `breachmail import people.csv`",
         dir.display()
-    );
+    ));
     Ok(Exit::Ok)
 }
 

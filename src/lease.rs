@@ -23,7 +23,7 @@ const TEST_TTL_VARIABLE: &str = "BREACHMAIL_TEST_LEASE_TTL";
 pub fn ttl() -> Duration {
     std::env::var(TEST_TTL_VARIABLE)
         .ok()
-        .and_then(|v| crate::config::parse_duration(&v))
+        .and_then(|v| crate::duration::parse(&v))
         .filter(|ttl| *ttl >= Duration::from_secs(1) && *ttl < LEASE_TTL)
         .unwrap_or(LEASE_TTL)
 }

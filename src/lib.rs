@@ -4,13 +4,18 @@
 //! The data flows one way through one module per stage: `import` loads people into the campaign
 //! database, `render` turns a person into the exact message, `transport` hands it to a relay (or a
 //! folder), `send` schedules and records, `bounces` reads what came back, `report` and `export`
-//! show the evidence. `ledger` is the one place where a delivery changes state, and it writes the
-//! event that records the change in the same statement batch.
+//! show the evidence. `store::ledger` is the one place where a delivery changes state, and it
+//! writes the event that records the change in the same statement batch.
+//!
+//! The modules are floors: `exit` (exit codes, usage errors, the printers) is the ground floor and
+//! uses nothing of the crate; `commands`, the dispatcher, is the top floor and nothing uses it; no
+//! module imports one that imports it back (tests/module_layers.rs). This file only declares them.
 
 pub mod bounces;
 pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod console;
 pub mod db;
@@ -18,13 +23,18 @@ pub mod demo;
 pub mod dkim;
 pub mod dns;
 pub mod domain;
+pub mod duration;
+pub mod exit;
 pub mod export;
 pub mod files;
 pub mod helpline_text;
+pub mod html;
+pub mod imap_url;
 pub mod import;
 pub mod init;
 pub mod lease;
 pub mod lookup;
+pub mod loopback;
 pub mod message;
 pub mod pacing;
 pub mod person;
@@ -41,191 +51,6 @@ pub mod send;
 pub mod smtp_reply;
 pub mod status;
 pub mod store;
-/// The delivery life cycle, from [`store::ledger`]: kept under its old name for the callers.
-pub use store::ledger;
 pub mod tls;
 pub mod transport;
 pub mod verp;
-
-use std::process::ExitCode;
-
-use cli::{Cli, Command, ExportCommand};
-
-/// A usage or configuration error: exit 2, with a message that names the problem.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-impl UsageError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-/// How a command ended, as the exit code scripts read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// 0: done.
-    Ok,
-    /// 1: done, but something the operator must look at failed (bad rows with --strict, a
-    /// letter that does not render, a fatal error in send).
-    Failed,
-    /// 75 (EX_TEMPFAIL): no progress possible now (lock held, relay unreachable); try later.
-    TryLater,
-    /// 2: the configuration cannot work as it is (a relay's certificate not trusted, its login
-    /// refused); the same code as a usage or configuration error found before starting.
-    Configuration,
-}
-
-impl From<Exit> for ExitCode {
-    fn from(exit: Exit) -> ExitCode {
-        match exit {
-            Exit::Ok => ExitCode::SUCCESS,
-            Exit::Failed => ExitCode::from(1),
-            Exit::TryLater => ExitCode::from(75),
-            Exit::Configuration => ExitCode::from(2),
-        }
-    }
-}
-
-/// Writes a line of results to stdout. A line that cannot be written (a full disk, a closed
-/// pipe) is dropped rather than panicking: the database, not the terminal, is the record.
-pub fn print_out(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-/// Writes a line to stderr; like [`print_out`], never panics.
-pub fn print_err(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// Runs one command line; the binary's `main` is only this.
-pub fn main_with(cli: Cli) -> ExitCode {
-    init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(exit) => exit.into(),
-        Err(error) => {
-            if let Some(usage) = error.downcast_ref::<UsageError>() {
-                print_err(&format!("error: {usage}"));
-                return ExitCode::from(2);
-            }
-            if db::is_busy(&error) {
-                print_err(&format!(
-                    "error: the database is busy: another process holds a lock on it for longer than \
-                     {}s; nothing was lost, try again later ({error:#})",
-                    db::busy_timeout().as_secs()
-                ));
-                return Exit::TryLater.into();
-            }
-            print_err(&format!("error: {error:#}"));
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn init_logging(cli: &Cli) {
-    let level = match (cli.quiet, cli.verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BREACHMAIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("breachmail={level},warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // A log line that cannot be written (stderr on a full disk) is lost, not a panic.
-        .log_internal_errors(false)
-        .with_target(false);
-    let _ = match cli.log_format {
-        cli::LogFormat::Json => builder.json().try_init(),
-        cli::LogFormat::Text => builder.compact().try_init(),
-    };
-}
-
-async fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let config_path = config::locate(cli.config.as_deref());
-    match cli.command {
-        Command::Init { dir } => init::run(&dir).await,
-        Command::Demo { dir, people } => demo::run(dir.as_deref(), people).await,
-        Command::GeneratePeople { people, out, seed } => {
-            demo::write_people_csv(&out, people, false, seed)?;
-            Ok(Exit::Ok)
-        }
-        command => {
-            let config = config::Config::load(&config_path)?;
-            run_in_campaign(&config, command).await
-        }
-    }
-}
-
-async fn run_in_campaign(config: &config::Config, command: Command) -> anyhow::Result<Exit> {
-    match command {
-        Command::Import(args) => import::run(config, &args).await,
-        Command::Status { json } => status::run(config, json).await,
-        Command::Check {
-            json,
-            dns: true,
-            resolver,
-        } => dns::run(config, resolver, json).await,
-        Command::Check { json, .. } => check::run(config, json).await,
-        Command::Preview(args) => preview::run(config, &args).await,
-        Command::Send(args) => send::run(config, &args).await,
-        Command::Bounces(args) => bounces::ingest::run_command(config, &args).await,
-        Command::Resend(args) => resend::run(config, &args).await,
-        Command::Export(ExportCommand::Postal { out, letters }) => {
-            export_postal(config, out.as_deref(), letters.as_deref()).await
-        }
-        Command::Export(ExportCommand::Audit {
-            format,
-            out,
-            events,
-            mask_email,
-        }) => {
-            let request = export::AuditRequest {
-                format,
-                out: out.as_deref(),
-                events,
-                mask_email,
-            };
-            export::audit(config, &request).await
-        }
-        Command::Report { html } => report::run(config, &html).await,
-        Command::Purge { yes } => purge::run(config, yes).await,
-        Command::Lookup { query, json } => lookup::run(config, &query, json).await,
-        Command::Serve { listen } => console::run(config, listen.as_deref()).await,
-        Command::Adviser(command) => console::accounts::run(config, &command).await,
-        Command::Init { .. } | Command::Demo { .. } | Command::GeneratePeople { .. } => {
-            unreachable!("handled before loading a config")
-        }
-    }
-}
-
-/// `export postal`, with the text letters when `--letters` asks for them (the same engine as
-/// `send`, so the paper letter says what the e-mail would have said).
-async fn export_postal(
-    config: &config::Config,
-    out: Option<&std::path::Path>,
-    letters_dir: Option<&std::path::Path>,
-) -> anyhow::Result<Exit> {
-    let Some(dir) = letters_dir else {
-        return postal::run(config, out, None, None).await;
-    };
-    let letters = render::Letters::load(config)?;
-    let text =
-        |person: &person::Person| -> anyhow::Result<String> { Ok(letters.render(person)?.text) };
-    postal::run(config, out, Some(dir), Some(&text)).await
-}

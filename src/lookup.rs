@@ -14,16 +14,13 @@
 use anyhow::Context;
 use sqlx::SqlitePool;
 
-use crate::Exit;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::{Email, NoticeId};
+use crate::exit::Exit;
 use crate::export::{mask_addresses, mask_email};
 use crate::helpline_text::Voice;
 use crate::store::helpline::{self as store, Access, PersonRow};
-
-/// The answer for a notice id nobody was sent, word for word wherever it is given.
-pub const NOT_OURS: &str = "no notice with this number was sent: the message is not ours";
 
 /// What the adviser typed, once read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +251,7 @@ pub async fn report(
     let paper_requested = store::paper_request(pool, person_id).await?;
     let sent_letters = store::letters_sent(pool, person_id).await?;
     let paper_exported = store::postal_exported_at(pool, person_id).await?;
-    let key = crate::db::signing_key(pool).await?;
+    let key = crate::store::campaign::signing_key(pool).await?;
     let Some(person) = person else {
         return Ok(None);
     };
@@ -593,9 +590,9 @@ pub async fn run(config: &Config, raw: &str, json: bool) -> anyhow::Result<Exit>
     let answer = answer(&pool, raw, &operator_name(), "lookup", &domain, &voice).await?;
     pool.close().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        crate::exit::print_out(&serde_json::to_string_pretty(&answer)?);
     } else {
-        print!("{}", as_text(&answer, &voice));
+        crate::exit::print_block(&as_text(&answer, &voice));
     }
     Ok(if answer.people.is_empty() {
         Exit::Failed

@@ -3,5 +3,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    breachmail::main_with(breachmail::cli::Cli::parse())
+    breachmail::commands::main_with(breachmail::cli::Cli::parse())
 }

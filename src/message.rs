@@ -36,7 +36,7 @@ pub struct Outgoing {
     /// The person's notice id: the envelope id (RFC 3461 `ENVID`) a relay's delivery status
     /// notifications quote back.
     pub notice_id: String,
-    /// Its name in a folder (`preview`, the `file://` transport): [`crate::pipeline::file_name`].
+    /// Its name in a folder (`preview`, the `file://` transport): [`file_name`].
     pub file_name: String,
     pub bytes: Vec<u8>,
 }
@@ -61,7 +61,7 @@ pub struct MessageBuilder {
 }
 
 impl MessageBuilder {
-    /// `signing_key` is the campaign's secret (see `db::signing_key`): it derives the Message-ID
+    /// `signing_key` is the campaign's secret (see `store::campaign::signing_key`): it derives the Message-ID
     /// and signs the VERP envelope sender.
     pub fn new(config: &Config, signing_key: &[u8]) -> anyhow::Result<Self> {
         let dkim = Signer::new(&config.dkim)?;
@@ -154,7 +154,7 @@ impl MessageBuilder {
             envelope_from,
             recipient: address.to_string(),
             notice_id: person.notice_id.to_string(),
-            file_name: crate::pipeline::file_name(person),
+            file_name: file_name(person),
             bytes: self.dkim.sign(message.formatted(), date.timestamp()),
         })
     }
@@ -521,6 +521,14 @@ impl Header for AutoSubmitted {
     fn display(&self) -> HeaderValue {
         HeaderValue::new(Self::name(), "auto-generated".to_owned())
     }
+}
+
+/// The file a person's message is written to in a folder: `<ref>.<generation>.eml`, the same
+/// for `preview` and the `file://` transport. The generation keeps a resent letter beside the
+/// first one; read from the right, the name cannot be mistaken for another person's (a ref holds
+/// no path separator, and ends where the last `.<digits>.eml` begins).
+pub fn file_name(person: &Person) -> String {
+    format!("{}.{}.eml", person.person_ref, person.generation)
 }
 
 #[cfg(test)]

@@ -30,13 +30,11 @@ pub struct Person {
     pub generation: i64,
 }
 
-/// The columns [`Person::from_row`] reads, kept here under their old name for the callers.
-pub use crate::store::people::PERSON_COLUMNS;
-
 impl Person {
-    /// Reads a row of [`PERSON_COLUMNS`], by column name. The ref, the notice id and the address
-    /// are checked again as they are read: a value edited in the database by hand that no letter
-    /// could carry stops here, naming the person, instead of reaching a header.
+    /// Reads a row of [`crate::store::people::PERSON_COLUMNS`], by column name. The ref, the
+    /// notice id and the address are checked again as they are read: a value edited in the
+    /// database by hand that no letter could carry stops here, naming the person, instead of
+    /// reaching a header.
     pub fn from_row(row: &SqliteRow) -> anyhow::Result<Person> {
         let exposed: String = row.try_get("exposed")?;
         let extra: String = row.try_get("extra")?;

@@ -5,8 +5,9 @@
 //! - **prepare**: each person's letter rendered and built into the exact message, signed, on
 //!   every core ([`Pipeline::prepare_all`]);
 //! - **deliver**: where the bytes go, the transport swapped: nowhere (`check` measures them), a
-//!   folder (`preview`, and `send` with `file://`, both through [`crate::transport`]'s
-//!   [`write_to_folder`], so both name files by [`file_name`]), or an SMTP relay (`send`);
+//!   folder (`preview`, and `send` with `file://`, both through
+//!   [`crate::transport::write_to_folder`], so both name files by
+//!   [`crate::message::file_name`]), or an SMTP relay (`send`);
 //! - **record**: only `send` writes to the ledger; `check` and `preview` change nothing.
 //!
 //! So `check` and `preview` see exactly what `send` would send: the same letters, the same
@@ -20,8 +21,6 @@ use crate::message::{MessageBuilder, Outgoing};
 use crate::person::Person;
 use crate::render::{Letter, Letters, RenderError};
 use crate::store::deliveries::{PersonPages, Selection};
-
-pub use crate::transport::write_to_folder;
 
 /// People read per database round trip.
 const PAGE: i64 = 4096;
@@ -39,7 +38,7 @@ impl Pipeline {
     /// The letters of the campaign and the builder with the campaign's signing key.
     pub async fn load(config: &Config, pool: &SqlitePool) -> anyhow::Result<Pipeline> {
         let letters = Letters::load(config)?;
-        let key = crate::db::signing_key(pool).await?;
+        let key = crate::store::campaign::signing_key(pool).await?;
         let builder = MessageBuilder::new(config, &key)?;
         Ok(Pipeline { letters, builder })
     }
@@ -102,14 +101,6 @@ impl Pipeline {
                 .collect()
         })
     }
-}
-
-/// The file a person's message is written to in a folder: `<ref>.<generation>.eml`, the same
-/// for `preview` and the `file://` transport. The generation keeps a resent letter beside the
-/// first one; read from the right, the name cannot be mistaken for another person's (a ref holds
-/// no path separator, and ends where the last `.<digits>.eml` begins).
-pub fn file_name(person: &Person) -> String {
-    format!("{}.{}.eml", person.person_ref, person.generation)
 }
 
 /// Calls `each` with successive pages of the people `selection` names, in id order (see

@@ -12,9 +12,9 @@ use anyhow::Context;
 use futures_util::TryStreamExt;
 use sqlx::SqlitePool;
 
-use crate::Exit;
 use crate::config::Config;
 use crate::domain::DeliveryState;
+use crate::exit::Exit;
 use crate::export::neutralise_formula;
 use crate::person::Person;
 use crate::store::deliveries;
@@ -112,7 +112,7 @@ pub async fn run(
         (None, _) => None,
         (Some(dir), Some(render)) => Some((dir, render)),
         (Some(_), None) => {
-            return Err(crate::UsageError::new(
+            return Err(crate::exit::UsageError::new(
                 "export postal --letters needs the letters engine, which this build does not have yet",
             )
             .into());

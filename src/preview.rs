@@ -17,10 +17,10 @@ use sqlx::SqlitePool;
 
 use crate::cli::PreviewArgs;
 use crate::config::Config;
+use crate::exit::{Exit, UsageError};
 use crate::person::Person;
 use crate::pipeline::{Built, Pipeline, for_each_page};
 use crate::store::deliveries::{self, Selection};
-use crate::{Exit, UsageError};
 
 /// One line of the manifest, or why that person's message could not be made.
 type Written = Result<[String; 5], String>;
@@ -30,13 +30,13 @@ pub async fn run(config: &Config, args: &PreviewArgs) -> anyhow::Result<Exit> {
     let outcome = write_preview(config, &pool, args).await;
     pool.close().await;
     let summary = outcome?;
-    println!(
+    crate::exit::print_out(&format!(
         "preview: wrote {} messages to {} (see manifest.csv); nothing was sent",
         summary.written,
         args.out.display()
-    );
+    ));
     for failure in &summary.failures {
-        eprintln!("preview: FAILED {failure}");
+        crate::exit::print_err(&format!("preview: FAILED {failure}"));
     }
     Ok(if summary.failures.is_empty() {
         Exit::Ok
@@ -105,7 +105,7 @@ pub async fn write_preview(
 /// Delivers one message to the preview folder, as the `file://` transport would.
 fn write_one(out: &Path, person: &Person, built: Built) -> Written {
     let (letter, outgoing) = built.map_err(|e| format!("{}: {e}", person.person_ref))?;
-    let file = crate::pipeline::write_to_folder(out, &outgoing).map_err(|e| {
+    let file = crate::transport::write_to_folder(out, &outgoing).map_err(|e| {
         format!(
             "{}: cannot write {}: {e}",
             person.person_ref, outgoing.file_name

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::config::Config;
+use crate::exit::{Exit, UsageError};
 use crate::lease::Lease;
 use crate::store::purge as store;
-use crate::{Exit, UsageError};
 
 /// What stands where an address was.
 const ERASED: &str = "[address erased]";
@@ -43,22 +43,23 @@ pub async fn run(config: &Config, yes: bool) -> anyhow::Result<Exit> {
 }
 
 async fn purge(pool: &SqlitePool) -> anyhow::Result<Exit> {
-    let run_id = crate::db::start_run(pool, "purge").await?;
+    let run_id = crate::store::campaign::start_run(pool, "purge").await?;
     // Holding the sender's lease keeps a `send` from starting while people are being erased.
     let lease = match Lease::acquire(pool, run_id).await? {
         Ok(lease) => lease,
         Err(holder) => {
-            eprintln!(
+            crate::exit::print_err(&format!(
                 "purge refused: a send is running (run {} on {}, pid {}); purge after it ends",
                 holder.run_id, holder.host, holder.pid
-            );
-            crate::db::finish_run(pool, run_id, "refused", "a send is running").await?;
+            ));
+            crate::store::campaign::finish_run(pool, run_id, "refused", "a send is running")
+                .await?;
             return Ok(Exit::TryLater);
         }
     };
     let outcome = purge_under_lease(pool, run_id).await;
     if let Err(error) = &outcome {
-        crate::db::finish_failed_run(pool, run_id, error).await;
+        crate::store::campaign::finish_failed_run(pool, run_id, error).await;
     }
     lease.release().await?;
     let exit = outcome?;
@@ -75,27 +76,29 @@ async fn purge_under_lease(pool: &SqlitePool, run_id: i64) -> anyhow::Result<Exi
     if !due.is_empty() {
         tx.rollback().await?;
         let counts: Vec<String> = due.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        eprintln!(
+        crate::exit::print_err(&format!(
             "purge refused: letters are still due ({}); let `send` finish them, or give up on them, before erasing the people",
             counts.join(", ")
-        );
+        ));
         let detail = serde_json::json!({ "refused": "letters still due", "due": counts });
-        crate::db::finish_run(pool, run_id, "refused", &detail.to_string()).await?;
+        crate::store::campaign::finish_run(pool, run_id, "refused", &detail.to_string()).await?;
         return Ok(Exit::Failed);
     }
     let summary = erase(&mut tx).await?;
     tx.commit().await?;
     let detail = serde_json::to_string(&summary)?;
-    crate::db::finish_run(pool, run_id, "purged", &detail).await?;
-    println!(
+    crate::store::campaign::finish_run(pool, run_id, "purged", &detail).await?;
+    crate::exit::print_out(&format!(
         "purged {} people: names, addresses, phone and identifier tails and extra columns erased, refs replaced by their SHA-256; {} replies, {} events and {} bounces scrubbed of addresses; {} call notes erased. Counts, states, times, notice ids and hashes are kept.",
         summary.people,
         summary.replies_scrubbed,
         summary.events_scrubbed,
         summary.bounces_scrubbed,
         summary.call_notes_erased
+    ));
+    crate::exit::print_out(
+        "previews, exports and file:// outbox folders are not touched: delete them yourself",
     );
-    println!("previews, exports and file:// outbox folders are not touched: delete them yourself");
     Ok(Exit::Ok)
 }
 

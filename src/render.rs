@@ -18,8 +18,8 @@ use handlebars::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::UsageError;
 use crate::config::Config;
+use crate::exit::UsageError;
 use crate::person::Person;
 
 mod variants;
@@ -1019,7 +1019,7 @@ mod variant_tests {
     fn config_in(dir: &Path) -> Config {
         let incident = std::fs::read_to_string(project_dir().join("letters/incident.example.toml"))
             .expect("example incident");
-        let text = format!("{}\n{incident}", crate::init::CONFIG_TEMPLATE);
+        let text = format!("{}\n{incident}", include_str!("breachmail.toml.in"));
         Config::from_toml(&text, dir, &[]).expect("valid config")
     }
 

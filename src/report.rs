@@ -23,36 +23,18 @@ use anyhow::Context;
 use chrono::TimeZone as _;
 use sqlx::SqliteConnection;
 
-use crate::Exit;
 use crate::config::Config;
 use crate::domain::DeliveryState;
+use crate::exit::Exit;
+use crate::html;
 use crate::status::{ErrorReason, FinishLimit, SendRun, Status};
 use crate::store;
+use crate::store::report::{LettersInUse, SentBucket};
 
 /// How many send runs the timeline lists before summarising the rest.
 const RUNS_LISTED: i64 = 200;
 /// More buckets than this and the chart counts days instead of hours.
 const MAX_HOURLY_BARS: i64 = 72;
-
-/// `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attributes.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Letters sent in one hour or one day, and one version of the letters with how many people
-/// got it.
-pub use crate::store::report::{LettersInUse, SentBucket};
 
 /// What people were told: one letter as the current letters write it, for a specimen person
 /// with every category of data (no real person's data in the report), and the fingerprint of
@@ -92,7 +74,7 @@ pub async fn run(config: &Config, html: &Path) -> anyhow::Result<Exit> {
     crate::files::write_private(html, page.as_bytes())
         .with_context(|| format!("while writing {}", html.display()))?;
     tracing::info!(file = %html.display(), "report written");
-    println!("report: wrote {}", html.display());
+    crate::exit::print_out(&format!("report: wrote {}", html.display()));
     Ok(Exit::Ok)
 }
 
@@ -952,19 +934,19 @@ pub fn render(config: &Config, facts: &ReportFacts) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
         words.lang,
-        escape_html(&title)
+        html::escape(&title)
     );
     let _ = write!(
         out,
         "<header>\n<h1>{}</h1>\n<p class=\"sub\">{}{} · {} {}. {}</p>\n</header>\n",
-        escape_html(&title),
+        html::escape(&title),
         organisation
-            .map(|o| format!("{} · ", escape_html(&o)))
+            .map(|o| format!("{} · ", html::escape(&o)))
             .unwrap_or_default(),
-        escape_html(words.subtitle),
-        escape_html(words.generated),
-        escape_html(&page.time(Some(facts.generated_at))),
-        escape_html(&fill(words.times_in, &[("zone", &page.locale.zone())]))
+        html::escape(words.subtitle),
+        html::escape(words.generated),
+        html::escape(&page.time(Some(facts.generated_at))),
+        html::escape(&fill(words.times_in, &[("zone", &page.locale.zone())]))
     );
     for section in SECTIONS {
         out.push_str(&section(&page));
@@ -972,7 +954,7 @@ pub fn render(config: &Config, facts: &ReportFacts) -> String {
     let _ = write!(
         out,
         "<footer>{}</footer>\n</body>\n</html>\n",
-        escape_html(&fill(
+        html::escape(&fill(
             words.footer,
             &[("version", &env!("CARGO_PKG_VERSION"))]
         ))
@@ -1007,18 +989,18 @@ fn incident_value(page: &Page, key: &str) -> Option<String> {
         ("nature", _) => match page.words.nature(&text) {
             Some(label) => format!(
                 "{} (<code>{}</code>)",
-                escape_html(label),
-                escape_html(&text)
+                html::escape(label),
+                html::escape(&text)
             ),
-            None => format!("<code>{}</code>", escape_html(&text)),
+            None => format!("<code>{}</code>", html::escape(&text)),
         },
-        (_, Some(serde_json::Value::Bool(true))) => escape_html(page.words.yes),
-        (_, Some(serde_json::Value::Bool(false))) => escape_html(page.words.no),
+        (_, Some(serde_json::Value::Bool(true))) => html::escape(page.words.yes),
+        (_, Some(serde_json::Value::Bool(false))) => html::escape(page.words.no),
         (_, Some(serde_json::Value::Number(n))) if n.is_i64() => {
             page.locale.int(n.as_i64().unwrap_or_default())
         }
-        _ if INCIDENT_DATES.contains(&key) => escape_html(&page.locale.date(&text)),
-        _ => escape_html(&text),
+        _ if INCIDENT_DATES.contains(&key) => html::escape(&page.locale.date(&text)),
+        _ => html::escape(&text),
     })
 }
 
@@ -1030,7 +1012,7 @@ fn incident_section(page: &Page) -> String {
             let _ = writeln!(
                 rows,
                 "<tr><th>{}</th><td>{value}</td></tr>",
-                escape_html(label)
+                html::escape(label)
             );
         }
     }
@@ -1038,20 +1020,20 @@ fn incident_section(page: &Page) -> String {
         let _ = writeln!(
             rows,
             "<tr><td>{}</td></tr>",
-            escape_html(words.no_incident_facts)
+            html::escape(words.no_incident_facts)
         );
     }
     format!(
         "<section>\n<h2>{}</h2>\n<table class=\"facts\">\n{rows}</table>\n</section>\n",
-        escape_html(words.incident)
+        html::escape(words.incident)
     )
 }
 
 fn card(value: impl std::fmt::Display, label: &str) -> String {
     format!(
         "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>",
-        escape_html(&value.to_string()),
-        escape_html(label)
+        html::escape(&value.to_string()),
+        html::escape(label)
     )
 }
 
@@ -1171,7 +1153,7 @@ fn totals_section(page: &Page) -> String {
     let recon = &status.reconciliation;
     let mut out = format!(
         "<section>\n<h2>{}</h2>\n<div class=\"cards\">",
-        escape_html(words.totals)
+        html::escape(words.totals)
     );
     out.push_str(&card(locale.int(status.total), words.card_imported));
     // Handed to the relay: `sent` and `delivered` alike.
@@ -1198,9 +1180,9 @@ fn totals_section(page: &Page) -> String {
         out,
         "<p class=\"recon\"><span class=\"{}\">{}</span><br>\n<span class=\"{}\">{}</span></p>",
         class(status.imports.ok),
-        escape_html(&import_line(page)),
+        html::escape(&import_line(page)),
         class(recon.ok),
-        escape_html(&reconciliation_line(page))
+        html::escape(&reconciliation_line(page))
     );
     out.push_str(&imports_table(page));
     match &status.estimated_finish {
@@ -1208,21 +1190,21 @@ fn totals_section(page: &Page) -> String {
             let _ = writeln!(
                 out,
                 "<p>{} {}.</p>",
-                escape_html(words.finished_at),
-                escape_html(&page.time(Some(estimate.at_ms)))
+                html::escape(words.finished_at),
+                html::escape(&page.time(Some(estimate.at_ms)))
             );
         }
         Some(estimate) => {
             let _ = writeln!(
                 out,
                 "<p>{}{} {} ({} {}, {} {}).</p>",
-                escape_html(words.estimated_finish),
+                html::escape(words.estimated_finish),
                 words.colon,
-                escape_html(&page.time(Some(estimate.at_ms))),
+                html::escape(&page.time(Some(estimate.at_ms))),
                 locale.int(estimate.still_due),
-                escape_html(words.still_due),
-                escape_html(words.limited_by),
-                escape_html(&limit_text(page, &estimate.limit))
+                html::escape(words.still_due),
+                html::escape(words.limited_by),
+                html::escape(&limit_text(page, &estimate.limit))
             );
         }
         None => {}
@@ -1231,9 +1213,9 @@ fn totals_section(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<p class=\"warning\"><strong>{}{}</strong> {}</p>",
-            escape_html(words.warning),
+            html::escape(words.warning),
             words.colon,
-            escape_html(&warning)
+            html::escape(&warning)
         );
     }
     out.push_str("</section>\n");
@@ -1244,7 +1226,7 @@ fn totals_section(page: &Page) -> String {
 fn imports_table(page: &Page) -> String {
     let (words, imports, locale) = (page.words, &page.facts.status.imports, &page.locale);
     if imports.runs.is_empty() {
-        return format!("<p>{}</p>\n", escape_html(words.no_imports));
+        return format!("<p>{}</p>\n", html::escape(words.no_imports));
     }
     let mut out = String::from("<table>\n<tr>");
     for (i, column) in words.imports_columns.iter().enumerate() {
@@ -1253,7 +1235,7 @@ fn imports_table(page: &Page) -> String {
             out,
             "<th{}>{}</th>",
             if numeric { " class=\"n\"" } else { "" },
-            escape_html(column)
+            html::escape(column)
         );
     }
     out.push_str("</tr>\n");
@@ -1265,8 +1247,8 @@ fn imports_table(page: &Page) -> String {
             out,
             "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape_html(&file),
-            escape_html(&page.time(run.at_ms)),
+            html::escape(&file),
+            html::escape(&page.time(run.at_ms)),
             locale.int(run.rows),
             locale.int(run.inserted),
             locale.int(run.known()),
@@ -1285,15 +1267,15 @@ fn sent_over_time_section(page: &Page) -> String {
     let unit = if daily { words.day } else { words.hour };
     let mut out = format!(
         "<section>\n<h2>{} ({} {unit}, {})</h2>\n",
-        escape_html(words.over_time),
+        html::escape(words.over_time),
         words.per,
-        escape_html(locale.zone())
+        html::escape(locale.zone())
     );
     if facts.sent_over_time.is_empty() {
         let _ = write!(
             out,
             "<p>{}</p>\n</section>\n",
-            escape_html(words.nothing_sent)
+            html::escape(words.nothing_sent)
         );
         return out;
     }
@@ -1317,7 +1299,7 @@ fn sent_over_time_section(page: &Page) -> String {
     let mut svg = format!(
         "<svg viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" \
          aria-label=\"{}\">\n",
-        escape_html(&format!("{} ({unit})", words.over_time))
+        html::escape(&format!("{} ({unit})", words.over_time))
     );
     for tick in 0..=4 {
         let value = max as f64 * f64::from(tick) / 4.0;
@@ -1347,17 +1329,17 @@ fn sent_over_time_section(page: &Page) -> String {
             svg,
             "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar_w:.1}\" height=\"{h:.1}\" fill=\"#2f7d4f\">\
              <title>{}{} {} {}</title></rect>",
-            escape_html(&label(first + facts.bucket_ms * i as i64)),
+            html::escape(&label(first + facts.bucket_ms * i as i64)),
             words.colon,
             locale.int(sent),
-            escape_html(words.sent_in_bucket)
+            html::escape(words.sent_in_bucket)
         );
     }
     let _ = writeln!(
         svg,
         "<text x=\"{left}\" y=\"{:.1}\" font-size=\"12\">{}</text>",
         height - 14.0,
-        escape_html(&label(first))
+        html::escape(&label(first))
     );
     if count > 1 {
         let _ = writeln!(
@@ -1365,7 +1347,7 @@ fn sent_over_time_section(page: &Page) -> String {
             "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"end\">{}</text>",
             width - 10.0,
             height - 14.0,
-            escape_html(&label(last))
+            html::escape(&label(last))
         );
     }
     svg.push_str("</svg>\n");
@@ -1382,7 +1364,7 @@ fn sent_over_time_section(page: &Page) -> String {
     let _ = writeln!(
         out,
         "<p class=\"sub\">{}</p>\n</section>",
-        escape_html(&summary)
+        html::escape(&summary)
     );
     out
 }
@@ -1409,14 +1391,14 @@ fn plan_section(page: &Page) -> String {
     let (words, locale) = (page.words, &page.locale);
     let mut out = format!(
         "<section>\n<h2>{} ({})</h2>\n",
-        escape_html(words.plan),
-        escape_html(&plan.timezone)
+        html::escape(words.plan),
+        html::escape(&plan.timezone)
     );
     if plan.days.is_empty() {
         let _ = write!(
             out,
             "<p>{}</p>\n</section>\n",
-            escape_html(words.plan_nothing)
+            html::escape(words.plan_nothing)
         );
         return out;
     }
@@ -1437,7 +1419,7 @@ fn plan_section(page: &Page) -> String {
         out,
         "<svg viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" \
          aria-label=\"{}\">",
-        escape_html(words.plan)
+        html::escape(words.plan)
     );
     let int = |n: u64| locale.int(i64::try_from(n).unwrap_or(i64::MAX));
     for (i, day) in plan.days.iter().enumerate() {
@@ -1445,7 +1427,7 @@ fn plan_section(page: &Page) -> String {
         let sent_h = plot_h * day.sent as f64 / max;
         let planned_h = plot_h * day.planned as f64 / max;
         let base = top + plot_h;
-        let date = escape_html(&locale.date(&day.date));
+        let date = html::escape(&locale.date(&day.date));
         let _ = writeln!(
             out,
             "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar_w:.1}\" height=\"{sent_h:.1}\" fill=\"#2f7d4f\">\
@@ -1453,7 +1435,7 @@ fn plan_section(page: &Page) -> String {
             base - sent_h,
             words.colon,
             int(day.sent),
-            escape_html(words.plan_columns[2])
+            html::escape(words.plan_columns[2])
         );
         if day.planned > 0 {
             let _ = writeln!(
@@ -1464,7 +1446,7 @@ fn plan_section(page: &Page) -> String {
                 base - sent_h - planned_h,
                 words.colon,
                 int(day.planned),
-                escape_html(words.plan_planned)
+                html::escape(words.plan_planned)
             );
         }
         if let Some(allowance) = day.allowance {
@@ -1476,7 +1458,7 @@ fn plan_section(page: &Page) -> String {
                 x - 2.0,
                 x + bar_w + 2.0,
                 words.colon,
-                escape_html(words.plan_columns[1]),
+                html::escape(words.plan_columns[1]),
                 int(allowance)
             );
         }
@@ -1486,10 +1468,10 @@ fn plan_section(page: &Page) -> String {
         "<text x=\"{left}\" y=\"{:.1}\" font-size=\"12\">{}</text>\
          <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"end\">{}</text>\n</svg>",
         height - 14.0,
-        escape_html(&locale.date(&plan.days[0].date)),
+        html::escape(&locale.date(&plan.days[0].date)),
         width - 10.0,
         height - 14.0,
-        escape_html(&locale.date(&plan.days[count - 1].date))
+        html::escape(&locale.date(&plan.days[count - 1].date))
     );
     let date = |d: &String| locale.date(d);
     let verdict = match (&plan.end_date, &plan.notify_by, plan.meets_notify_by) {
@@ -1515,11 +1497,11 @@ fn plan_section(page: &Page) -> String {
     let _ = writeln!(
         out,
         "<p class=\"sub\">{} {}</p>",
-        escape_html(words.plan_legend),
-        escape_html(&verdict)
+        html::escape(words.plan_legend),
+        html::escape(&verdict)
     );
     let [day_column, allowance_column, sent_column, planned_column] =
-        words.plan_columns.map(escape_html);
+        words.plan_columns.map(html::escape);
     let _ = writeln!(
         out,
         "<table>\n<tr><th>{day_column}</th><th class=\"n\">{allowance_column}</th>\
@@ -1529,9 +1511,9 @@ fn plan_section(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape_html(&locale.date(&day.date)),
+            html::escape(&locale.date(&day.date)),
             day.allowance
-                .map_or_else(|| escape_html(words.plan_no_cap), int),
+                .map_or_else(|| html::escape(words.plan_no_cap), int),
             int(day.sent),
             int(day.planned)
         );
@@ -1554,7 +1536,7 @@ fn states_section(page: &Page) -> String {
     let mut svg = format!(
         "<svg viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" \
          aria-label=\"{}\">\n",
-        escape_html(words.states_chart)
+        html::escape(words.states_chart)
     );
     for (i, state) in DeliveryState::ALL.into_iter().enumerate() {
         let count = status.count(state);
@@ -1572,7 +1554,7 @@ fn states_section(page: &Page) -> String {
              <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\">{} ({})</text>",
             label_w - 8.0,
             y + 18.0,
-            escape_html(words.state(state)),
+            html::escape(words.state(state)),
             row_h - 8.0,
             state_colour(state),
             label_w + w + 8.0,
@@ -1584,7 +1566,7 @@ fn states_section(page: &Page) -> String {
     svg.push_str("</svg>\n");
     format!(
         "<section>\n<h2>{}</h2>\n{svg}</section>\n",
-        escape_html(words.states)
+        html::escape(words.states)
     )
 }
 
@@ -1594,21 +1576,21 @@ fn reasons_table(page: &Page, title: &str, reasons: &[ErrorReason]) -> String {
     if reasons.is_empty() {
         return format!(
             "<p>{}{} {}.</p>\n",
-            escape_html(title),
+            html::escape(title),
             words.colon,
-            escape_html(words.none)
+            html::escape(words.none)
         );
     }
     let mut out = format!(
         "<table>\n<tr><th>{}</th><th class=\"n\">{}</th></tr>\n",
-        escape_html(title),
-        escape_html(words.person.1)
+        html::escape(title),
+        html::escape(words.person.1)
     );
     for reason in reasons {
         let _ = writeln!(
             out,
             "<tr><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
-            escape_html(&reason.reason),
+            html::escape(&reason.reason),
             page.locale.int(reason.count)
         );
     }
@@ -1625,8 +1607,8 @@ fn not_reached_section(page: &Page) -> String {
     );
     let mut out = format!(
         "<section>\n<h2>{}</h2>\n<p>{}</p>\n<table>\n",
-        escape_html(words.not_reached),
-        escape_html(&intro)
+        html::escape(words.not_reached),
+        html::escape(&intro)
     );
     for (label, count) in words.not_reached_rows.iter().zip([
         not_reached.failed,
@@ -1636,7 +1618,7 @@ fn not_reached_section(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
-            escape_html(label),
+            html::escape(label),
             locale.int(count)
         );
     }
@@ -1662,9 +1644,9 @@ fn domains_section(page: &Page) -> String {
     let (words, status, locale) = (page.words, &page.facts.status, &page.locale);
     let mut out = format!(
         "<section>\n<h2>{}</h2>\n<table>\n<tr><th>{}</th><th class=\"n\">{}</th>",
-        escape_html(words.domains),
-        escape_html(words.domain),
-        escape_html(words.person.1)
+        html::escape(words.domains),
+        html::escape(words.domain),
+        html::escape(words.person.1)
     );
     for state in [
         DeliveryState::Sent,
@@ -1675,7 +1657,7 @@ fn domains_section(page: &Page) -> String {
         let _ = write!(
             out,
             "<th class=\"n\">{}</th>",
-            escape_html(words.state(state))
+            html::escape(words.state(state))
         );
     }
     out.push_str("</tr>\n");
@@ -1684,7 +1666,7 @@ fn domains_section(page: &Page) -> String {
             out,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape_html(&domain.domain),
+            html::escape(&domain.domain),
             locale.int(domain.people),
             locale.int(domain.sent),
             locale.int(domain.deferred),
@@ -1696,7 +1678,7 @@ fn domains_section(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<tr><td colspan=\"6\">{}</td></tr>",
-            escape_html(words.no_domains)
+            html::escape(words.no_domains)
         );
     }
     out.push_str("</table>\n</section>\n");
@@ -1710,18 +1692,18 @@ fn complaints_section(page: &Page) -> String {
     if facts.complaints.is_empty() {
         return String::new();
     }
-    let [provider, complaints, matched] = words.complaints_columns.map(escape_html);
+    let [provider, complaints, matched] = words.complaints_columns.map(html::escape);
     let mut out = format!(
         "<section>\n<h2>{}</h2>\n<p>{}</p>\n<table>\n<tr><th>{provider}</th>\
          <th class=\"n\">{complaints}</th><th class=\"n\">{matched}</th></tr>\n",
-        escape_html(words.complaints),
-        escape_html(words.complaints_explained)
+        html::escape(words.complaints),
+        html::escape(words.complaints_explained)
     );
     for provider in &facts.complaints {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape_html(&provider.provider),
+            html::escape(&provider.provider),
             locale.int(provider.complaints),
             locale.int(provider.matched)
         );
@@ -1738,9 +1720,9 @@ fn relays_section(page: &Page) -> String {
     }
     let mut out = format!(
         "<section>\n<h2>{}</h2>\n<p>{}</p>\n<table>\n<tr><th>{}</th>",
-        escape_html(words.relays),
-        escape_html(words.relays_explained),
-        escape_html(words.relay)
+        html::escape(words.relays),
+        html::escape(words.relays_explained),
+        html::escape(words.relay)
     );
     for state in [
         DeliveryState::Sent,
@@ -1751,7 +1733,7 @@ fn relays_section(page: &Page) -> String {
         let _ = write!(
             out,
             "<th class=\"n\">{}</th>",
-            escape_html(words.state(state))
+            html::escape(words.state(state))
         );
     }
     out.push_str("</tr>\n");
@@ -1760,7 +1742,7 @@ fn relays_section(page: &Page) -> String {
             out,
             "<tr><td class=\"mono\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape_html(&relay.relay),
+            html::escape(&relay.relay),
             locale.int(relay.sent),
             locale.int(relay.deferred),
             locale.int(relay.failed),
@@ -1806,7 +1788,7 @@ fn past_the_relay_section(page: &Page) -> String {
     let _ = writeln!(
         out,
         "<p class=\"sub\">{}</p>",
-        escape_html(text(
+        html::escape(text(
             "« acceptée » : le serveur du fournisseur (Orange, Gmail…) a pris la lettre, selon l'avis de remise du relais (RFC 3461). Cela ne dit pas que la personne l'a lue.",
             "\"accepted\": the provider's server (Orange, Gmail...) took the letter, as the relay's delivery status notification says (RFC 3461). It does not say that the person read it.",
         ))
@@ -1815,8 +1797,8 @@ fn past_the_relay_section(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<p class=\"bad\"><code>{}</code> {}</p>",
-            escape_html(&relay.relay),
-            escape_html(text(
+            html::escape(&relay.relay),
+            html::escape(text(
                 "ne confirme pas la remise (pas d'avis de remise DSN) : ses lettres restent « envoyées ».",
                 "does not confirm delivery (no DSN delivery notifications): its letters stay \"sent\".",
             ))
@@ -1826,7 +1808,7 @@ fn past_the_relay_section(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<p>{}: {}</p>",
-            escape_html(text(
+            html::escape(text(
                 "envoyées par un relais qui ne confirme pas la remise",
                 "sent through a relay that does not confirm delivery"
             )),
@@ -1854,7 +1836,7 @@ fn past_the_relay_section(page: &Page) -> String {
                 out,
                 "<tr><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
                  <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                escape_html(&provider.domain),
+                html::escape(&provider.domain),
                 int(provider.still_at_relay),
                 int(provider.accepted),
                 wait(provider.median_seconds),
@@ -1878,12 +1860,12 @@ fn timeline_section(page: &Page) -> String {
          <tr><th>{}</th><td>{}</td></tr>\n\
          <tr><th>{}</th><td>{}</td></tr>\n\
          <tr><th>{}</th><td>{}</td></tr>\n</table>\n",
-        escape_html(words.timeline),
-        escape_html(words.first_sent),
-        escape_html(&time(facts.first_send)),
-        escape_html(words.last_sent),
-        escape_html(&time(facts.last_send)),
-        escape_html(words.send_runs),
+        html::escape(words.timeline),
+        html::escape(words.first_sent),
+        html::escape(&time(facts.first_send)),
+        html::escape(words.last_sent),
+        html::escape(&time(facts.last_send)),
+        html::escape(words.send_runs),
         locale.int(facts.send_runs_total)
     );
     if facts.runs.is_empty() {
@@ -1898,7 +1880,7 @@ fn timeline_section(page: &Page) -> String {
                 ("total", &locale.int(facts.send_runs_total)),
             ],
         );
-        let _ = writeln!(out, "<p class=\"sub\">{}</p>", escape_html(&recent));
+        let _ = writeln!(out, "<p class=\"sub\">{}</p>", html::escape(&recent));
     }
     out.push_str("<table>\n<tr>");
     for (i, column) in words.run_columns.iter().enumerate() {
@@ -1907,7 +1889,7 @@ fn timeline_section(page: &Page) -> String {
             out,
             "<th{}>{}</th>",
             if numeric { " class=\"n\"" } else { "" },
-            escape_html(column)
+            html::escape(column)
         );
     }
     out.push_str("</tr>\n");
@@ -1921,8 +1903,8 @@ fn timeline_section(page: &Page) -> String {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td>{}</td></tr>",
             run.id,
-            escape_html(&locale.rfc3339(&run.started_at)),
-            escape_html(
+            html::escape(&locale.rfc3339(&run.started_at)),
+            html::escape(
                 &run.finished_at
                     .as_deref()
                     .map_or_else(|| "-".to_owned(), |t| locale.rfc3339(t))
@@ -1930,7 +1912,7 @@ fn timeline_section(page: &Page) -> String {
             locale.int(run.sent),
             locale.int(run.deferred),
             locale.int(run.failed),
-            escape_html(outcome)
+            html::escape(outcome)
         );
     }
     out.push_str("</table>\n</section>\n");
@@ -1941,18 +1923,18 @@ fn letters_section(page: &Page) -> String {
     let (words, facts) = (page.words, page.facts);
     let mut out = format!(
         "<section>\n<h2>{}</h2>\n<p>{}</p>\n",
-        escape_html(words.letters),
-        escape_html(words.letters_explained)
+        html::escape(words.letters),
+        html::escape(words.letters_explained)
     );
     if facts.letters.is_empty() {
         let _ = write!(
             out,
             "<p>{}</p>\n</section>\n",
-            escape_html(words.no_letters)
+            html::escape(words.no_letters)
         );
         return out;
     }
-    let [fingerprint, people, first, last] = words.letters_columns.map(escape_html);
+    let [fingerprint, people, first, last] = words.letters_columns.map(html::escape);
     let _ = writeln!(
         out,
         "<table>\n<tr><th>{fingerprint}</th><th class=\"n\">{people}</th><th>{first}</th><th>{last}</th></tr>"
@@ -1961,10 +1943,10 @@ fn letters_section(page: &Page) -> String {
         let _ = writeln!(
             out,
             "<tr><td class=\"mono\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
-            escape_html(&letters.fingerprint),
+            html::escape(&letters.fingerprint),
             page.locale.int(letters.people),
-            escape_html(&page.time(letters.first_sent)),
-            escape_html(&page.time(letters.last_sent))
+            html::escape(&page.time(letters.first_sent)),
+            html::escape(&page.time(letters.last_sent))
         );
     }
     out.push_str("</table>\n</section>\n");
@@ -1974,14 +1956,14 @@ fn letters_section(page: &Page) -> String {
 /// What people were told: the specimen letter and its fingerprint, with how many got it.
 fn told_section(page: &Page) -> String {
     let (words, facts) = (page.words, page.facts);
-    let mut out = format!("<section>\n<h2>{}</h2>\n", escape_html(words.told));
+    let mut out = format!("<section>\n<h2>{}</h2>\n", html::escape(words.told));
     let specimen = match &facts.specimen {
         Ok(specimen) => specimen,
         Err(reason) => {
             let _ = write!(
                 out,
                 "<p>{}</p>\n</section>\n",
-                escape_html(&fill(words.told_unavailable, &[("reason", reason)]))
+                html::escape(&fill(words.told_unavailable, &[("reason", reason)]))
             );
             return out;
         }
@@ -2001,15 +1983,15 @@ fn told_section(page: &Page) -> String {
         out,
         "<p>{}</p>\n<p>{}{} <span class=\"mono\">{}</span>. {}</p>\n<p><strong>{}{}</strong> {}</p>\n\
          <pre class=\"letter\">{}</pre>\n</section>\n",
-        escape_html(words.told_explained),
-        escape_html(words.told_fingerprint),
+        html::escape(words.told_explained),
+        html::escape(words.told_fingerprint),
         words.colon,
-        escape_html(&specimen.fingerprint),
-        escape_html(&use_line),
-        escape_html(words.told_subject),
+        html::escape(&specimen.fingerprint),
+        html::escape(&use_line),
+        html::escape(words.told_subject),
         words.colon,
-        escape_html(&specimen.subject),
-        escape_html(specimen.text.trim_end())
+        html::escape(&specimen.subject),
+        html::escape(specimen.text.trim_end())
     );
     out
 }
@@ -2019,30 +2001,16 @@ fn glossary_section(page: &Page) -> String {
     let words = page.words;
     let mut out = format!(
         "<section>\n<h2>{}</h2>\n<dl>\n",
-        escape_html(words.glossary)
+        html::escape(words.glossary)
     );
     for (term, meaning) in words.glossary_terms {
         let _ = writeln!(
             out,
             "<dt>{}</dt><dd>{}</dd>",
-            escape_html(term),
-            escape_html(meaning)
+            html::escape(term),
+            html::escape(meaning)
         );
     }
     out.push_str("</dl>\n</section>\n");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markup_in_values_is_escaped() {
-        assert_eq!(
-            escape_html("<script>alert('x')</script> & \"y\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
-        );
-        assert_eq!(escape_html("Lefèvre"), "Lefèvre");
-    }
 }

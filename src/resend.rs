@@ -12,9 +12,9 @@ use sqlx::SqlitePool;
 use crate::cli::ResendArgs;
 use crate::config::Config;
 use crate::domain::{DeliveryState, Email};
-use crate::ledger::{self, NewGeneration};
+use crate::exit::{Exit, UsageError};
 use crate::store::deliveries::{self, ResendCandidate as Candidate, ResendSelection};
-use crate::{Exit, UsageError};
+use crate::store::ledger::{self, NewGeneration};
 
 /// People per transaction.
 const BATCH_PEOPLE: usize = 500;
@@ -48,7 +48,7 @@ pub struct ResendSummary {
 pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
     let pool = crate::db::open(&config.campaign.database, false).await?;
     let candidates = candidates(&pool, args).await?;
-    let run_id = crate::db::start_run(&pool, "resend").await?;
+    let run_id = crate::store::campaign::start_run(&pool, "resend").await?;
     let reason = match (args.bounced, args.failed) {
         (true, _) => "resend --bounced",
         (_, true) => "resend --failed",
@@ -60,11 +60,11 @@ pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
         Err(error) => format!("{error:#}"),
     };
     match &summary {
-        Ok(_) => crate::db::finish_run(&pool, run_id, "ok", &detail).await?,
-        Err(error) => crate::db::finish_failed_run(&pool, run_id, error).await,
+        Ok(_) => crate::store::campaign::finish_run(&pool, run_id, "ok", &detail).await?,
+        Err(error) => crate::store::campaign::finish_failed_run(&pool, run_id, error).await,
     }
     let summary = summary?;
-    println!(
+    crate::exit::print_out(&format!(
         "resend: {} people back to pending ({} to their alternative address), {} with the address that already failed ({}), {} without an address, {} not in a state to resend",
         summary.resent,
         summary.to_alternative,
@@ -76,7 +76,7 @@ pub async fn run(config: &Config, args: &ResendArgs) -> anyhow::Result<Exit> {
         },
         summary.no_address,
         summary.not_eligible
-    );
+    ));
     Ok(Exit::Ok)
 }
 

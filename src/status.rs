@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use sqlx::{SqliteConnection, SqlitePool};
 
-use crate::Exit;
 use crate::config::Config;
 use crate::db::format_time;
 use crate::domain::DeliveryState;
+use crate::exit::Exit;
 use crate::store;
+use crate::store::status::{DomainCounts, Reasons};
 
 /// How many send runs, error reasons and domains the status shows.
 const RUNS_SHOWN: i64 = 5;
@@ -102,8 +103,6 @@ pub struct ErrorReason {
     pub reason: String,
     pub count: i64,
 }
-
-pub use crate::store::status::{DomainCounts, Reasons};
 
 /// Everyone e-mail did not reach, for good: refused at sending (5xx), hard bounce, no address.
 /// They go to the postal fallback.
@@ -680,9 +679,9 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<Exit> {
     let pool = crate::db::open_read_only(&config.campaign.database).await?;
     let status = collect_for(config, &pool).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        crate::exit::print_out(&serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", render_table(&status));
+        crate::exit::print_block(&render_table(&status));
     }
     Ok(Exit::Ok)
 }

@@ -26,7 +26,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{self, CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::UsageError;
+use crate::exit::UsageError;
 
 /// The operator's keys for one server's certificate (`tls_ca`, `tls_server_name`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl TlsClient {
 /// A certificate that does not verify may still be used, encrypted, on loopback, when the
 /// operator set neither `tls_ca` nor `tls_server_name` (either one asks for verification).
 pub fn may_go_on_unverified(host: &str, settings: &TlsSettings) -> bool {
-    crate::config::is_loopback_host(host) && !settings.is_set()
+    crate::loopback::is_loopback_host(host) && !settings.is_set()
 }
 
 fn read_certificates(path: &std::path::Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {

@@ -162,7 +162,7 @@ impl std::fmt::Debug for Relayer {
 
 /// Reads the SMTP password from `BREACHMAIL_SMTP_PASSWORD`, or the file named by
 /// `BREACHMAIL_SMTP_PASSWORD_FILE`. Never from the configuration file.
-pub fn password_from_environment() -> Result<Option<SecretString>, crate::UsageError> {
+pub fn password_from_environment() -> Result<Option<SecretString>, crate::exit::UsageError> {
     if let Ok(password) = std::env::var("BREACHMAIL_SMTP_PASSWORD")
         && !password.is_empty()
     {
@@ -170,7 +170,7 @@ pub fn password_from_environment() -> Result<Option<SecretString>, crate::UsageE
     }
     if let Some(path) = std::env::var_os("BREACHMAIL_SMTP_PASSWORD_FILE") {
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            crate::UsageError::new(format!(
+            crate::exit::UsageError::new(format!(
                 "BREACHMAIL_SMTP_PASSWORD_FILE: cannot read {}: {e}",
                 Path::new(&path).display()
             ))
@@ -184,12 +184,12 @@ pub fn password_from_environment() -> Result<Option<SecretString>, crate::UsageE
 
 impl Relayer {
     /// The relay of `smtp.url` (the first of the `[[relay]]` entries when there are several).
-    pub fn from_config(config: &Config) -> Result<Relayer, crate::UsageError> {
+    pub fn from_config(config: &Config) -> Result<Relayer, crate::exit::UsageError> {
         Ok(Relayer::all(config)?.remove(0))
     }
 
     /// One per relay letters may go through, in the order of the configuration.
-    pub fn all(config: &Config) -> Result<Vec<Relayer>, crate::UsageError> {
+    pub fn all(config: &Config) -> Result<Vec<Relayer>, crate::exit::UsageError> {
         let mut relayers = Vec::new();
         for entry in &config.relays {
             let password = match entry.password_variable.as_deref() {
@@ -209,7 +209,7 @@ impl Relayer {
                         .unwrap_or_else(|| "BREACHMAIL_SMTP_PASSWORD".to_owned()),
                 }),
                 (Some(_), None) => {
-                    return Err(crate::UsageError::new(format!(
+                    return Err(crate::exit::UsageError::new(format!(
                         "the relay {} has a username but {} is not set: set the password in the environment",
                         entry.name,
                         entry
@@ -250,7 +250,7 @@ impl Relayer {
             });
         }
         if relayers.is_empty() {
-            return Err(crate::UsageError::new("no relay is configured"));
+            return Err(crate::exit::UsageError::new("no relay is configured"));
         }
         Ok(relayers)
     }
@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn hosts_that_are_not_loopback_are_told_apart() {
-        use crate::config::is_loopback_host;
+        use crate::loopback::is_loopback_host;
         for host in ["localhost", "127.0.0.1", "127.5.6.7", "[::1]", "::1"] {
             assert!(is_loopback_host(host), "{host}");
         }

@@ -974,19 +974,26 @@ async fn the_person_page_says_where_the_letter_stands_past_the_relay() {
     // A1's provider accepted the letter, as its relay's notification said (what `bounces` records).
     let a1 = console.person_id("A1").await;
     let pool = console.campaign.db().await;
-    let run = breachmail::db::start_run(&pool, "bounces")
+    let run = breachmail::store::campaign::start_run(&pool, "bounces")
         .await
         .expect("a run");
     let mut conn = pool.acquire().await.expect("a connection");
-    let acceptance = breachmail::ledger::Acceptance {
+    let acceptance = breachmail::store::ledger::Acceptance {
         remote_mta: Some("mx.example.org"),
         reply: Some("250 2.0.0 Ok: queued as 4P00000001"),
         at: 1_796_541_198_000,
     };
     assert!(
-        breachmail::ledger::mark_delivered(&mut conn, a1, 1, &acceptance, run, 1_796_541_199_000)
-            .await
-            .expect("mark delivered")
+        breachmail::store::ledger::mark_delivered(
+            &mut conn,
+            a1,
+            1,
+            &acceptance,
+            run,
+            1_796_541_199_000
+        )
+        .await
+        .expect("mark delivered")
     );
     drop(conn);
     pool.close().await;

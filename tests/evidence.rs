@@ -49,7 +49,7 @@ async fn driven_campaign() -> (Campaign, SmtpServer) {
 async fn mark_bounced(campaign: &Campaign, person_ref: &str) {
     let pool = campaign.db().await;
     let now = chrono_now_ms();
-    let run_id = breachmail::db::start_run(&pool, "bounces")
+    let run_id = breachmail::store::campaign::start_run(&pool, "bounces")
         .await
         .expect("a run");
     let person_id: i64 = sqlx::query_scalar("SELECT id FROM people WHERE ref = ?")
@@ -58,7 +58,7 @@ async fn mark_bounced(campaign: &Campaign, person_ref: &str) {
         .await
         .expect("the person");
     let mut conn = pool.acquire().await.expect("a connection");
-    let changed = breachmail::ledger::mark_bounced(
+    let changed = breachmail::store::ledger::mark_bounced(
         &mut conn,
         person_id,
         1,

@@ -4,8 +4,9 @@
 //! the `to_state` of its latest event, and a stale write changes nothing.
 
 use breachmail::domain::{DeliveryState, Email, PersonRef};
-use breachmail::ledger::{self, NewGeneration, NewPerson, Outcome};
 use breachmail::smtp_reply::{self, SmtpReply};
+use breachmail::store::ledger::{self, NewGeneration, Outcome};
+use breachmail::store::people::NewPerson;
 use breachmail::verp::DeliveryRef;
 use proptest::prelude::*;
 

@@ -488,7 +488,7 @@ fn a_dkim_key_readable_by_others_is_refused() {
     );
     let error = MessageBuilder::new(&config, KEY).err().expect("refused");
     let usage = error
-        .downcast_ref::<breachmail::UsageError>()
+        .downcast_ref::<breachmail::exit::UsageError>()
         .expect("usage error");
     assert!(usage.to_string().contains("dkim.private_key"), "{usage}");
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use breachmail::domain::Email;
-use breachmail::ledger::{self, Outcome};
 use breachmail::smtp_reply::{SmtpReply, Step};
+use breachmail::store::ledger::{self, Outcome};
 use breachmail::verp::{self, DeliveryRef};
 use sqlx::SqlitePool;
 use support::campaign::open_pool;
@@ -39,7 +39,7 @@ impl Campaign {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let pool = runtime.block_on(open_pool(&campaign.database()));
         let key = runtime
-            .block_on(breachmail::db::signing_key(&pool))
+            .block_on(breachmail::store::campaign::signing_key(&pool))
             .expect("signing key");
         campaign.import(&csv, &[]);
         Campaign {
@@ -136,7 +136,9 @@ impl Campaign {
     /// Everyone `sent`, through the ledger, as one send run would leave them.
     fn mark_all_sent(&self) {
         self.runtime.block_on(async {
-            let run_id = breachmail::db::start_run(&self.pool, "send").await.unwrap();
+            let run_id = breachmail::store::campaign::start_run(&self.pool, "send")
+                .await
+                .unwrap();
             let claimed = ledger::claim(&self.pool, run_id, i64::MAX, i64::MAX, &[], None)
                 .await
                 .unwrap();
@@ -168,7 +170,9 @@ impl Campaign {
     fn settle(&self, person_ref: &str, outcome: Outcome) {
         let target = self.id(person_ref);
         self.runtime.block_on(async {
-            let run_id = breachmail::db::start_run(&self.pool, "send").await.unwrap();
+            let run_id = breachmail::store::campaign::start_run(&self.pool, "send")
+                .await
+                .unwrap();
             let claimed = ledger::claim(&self.pool, run_id, i64::MAX, i64::MAX, &[], None)
                 .await
                 .unwrap();

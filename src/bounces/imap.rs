@@ -13,8 +13,6 @@
 //! default), said once. `imaps://` is TLS from the first byte, `imap://` must upgrade with
 //! STARTTLS or nothing is sent, not even the user name.
 
-use std::fmt;
-
 use anyhow::Context;
 use async_imap::Session;
 use futures_util::TryStreamExt;
@@ -26,138 +24,8 @@ use tokio_rustls::client::TlsStream;
 
 use super::ingest::{self, Options, ReadMessage, Recorder, Summary};
 use super::parse::MAX_BOUNCE_BYTES;
+use crate::imap_url::{ImapUrl, Security};
 use crate::store::mailbox::{self as store, Cursor};
-
-/// Messages fetched, recorded and moved together.
-pub const DEFAULT_BATCH: usize = 500;
-
-/// `imaps://USER@HOST[:PORT]/FOLDER` or `imap://…` (STARTTLS), as written in `bounces.imap`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImapUrl {
-    pub security: Security,
-    pub user: String,
-    pub host: String,
-    pub port: u16,
-    pub folder: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// `imaps://`, port 993 by default.
-    Tls,
-    /// `imap://`, port 143 by default: STARTTLS is required.
-    StartTls,
-}
-
-impl ImapUrl {
-    /// Reads the URL; the error says what is expected. A password in it is refused: it comes
-    /// from `BREACHMAIL_BOUNCES_PASSWORD` only.
-    pub fn parse(value: &str) -> Result<ImapUrl, String> {
-        let expected = "imaps://USER@HOST[:PORT]/FOLDER (or imap://, upgraded with STARTTLS)";
-        let (scheme, rest) = value
-            .trim()
-            .split_once("://")
-            .ok_or_else(|| format!("expected {expected}"))?;
-        let (security, default_port) = match scheme.to_ascii_lowercase().as_str() {
-            "imaps" => (Security::Tls, 993),
-            "imap" => (Security::StartTls, 143),
-            _ => return Err(format!("expected {expected}")),
-        };
-        let (authority, folder) = rest.split_once('/').unwrap_or((rest, ""));
-        let (user, host_port) = authority
-            .rsplit_once('@')
-            .ok_or_else(|| format!("no user name: expected {expected}"))?;
-        if user.contains(':') {
-            return Err(
-                "a password in the URL: it is read from BREACHMAIL_BOUNCES_PASSWORD (or BREACHMAIL_BOUNCES_PASSWORD_FILE) only".to_owned(),
-            );
-        }
-        let user = percent_decode(user)?;
-        if user.is_empty() {
-            return Err(format!("no user name: expected {expected}"));
-        }
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(':') => (
-                host,
-                port.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| "the port must be a number from 1 to 65535".to_owned())?,
-            ),
-            _ => (host_port, default_port),
-        };
-        if host.is_empty() {
-            return Err(format!("no host: expected {expected}"));
-        }
-        let folder = percent_decode(folder.trim_end_matches('/'))?;
-        let folder = if folder.is_empty() {
-            "INBOX".to_owned()
-        } else {
-            folder
-        };
-        check_mailbox_name(&folder)?;
-        Ok(ImapUrl {
-            security,
-            user,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port,
-            folder,
-        })
-    }
-}
-
-impl fmt::Display for ImapUrl {
-    /// The folder's name in the database and the logs: never a password (there is none here).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.security {
-            Security::Tls => "imaps",
-            Security::StartTls => "imap",
-        };
-        write!(
-            f,
-            "{scheme}://{}@{}:{}/{}",
-            self.user, self.host, self.port, self.folder
-        )
-    }
-}
-
-/// Folder names go into IMAP commands quoted: no quote, backslash or control character.
-pub fn check_mailbox_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name
-            .chars()
-            .any(|c| c.is_control() || c == '"' || c == '\\')
-    {
-        return Err(format!(
-            "{name:?}: a folder name without quotes, backslashes or control characters"
-        ));
-    }
-    Ok(())
-}
-
-fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        if byte == b'%' {
-            let hex = bytes
-                .get(index + 1..index + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("{text:?}: a % must be followed by two hex digits"))?;
-            out.push(hex);
-            index += 3;
-        } else {
-            out.push(byte);
-            index += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{text:?}: not UTF-8 once decoded"))
-}
 
 /// What to do with a message once it is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,7 +53,7 @@ pub struct Request {
 
 /// Reads the IMAP password: `BREACHMAIL_BOUNCES_PASSWORD`, or the file named by
 /// `BREACHMAIL_BOUNCES_PASSWORD_FILE` (one line, the newline dropped).
-pub fn password_from_environment() -> Result<SecretString, crate::UsageError> {
+pub fn password_from_environment() -> Result<SecretString, crate::exit::UsageError> {
     if let Ok(password) = std::env::var("BREACHMAIL_BOUNCES_PASSWORD")
         && !password.is_empty()
     {
@@ -193,7 +61,7 @@ pub fn password_from_environment() -> Result<SecretString, crate::UsageError> {
     }
     if let Some(path) = std::env::var_os("BREACHMAIL_BOUNCES_PASSWORD_FILE") {
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            crate::UsageError::new(format!(
+            crate::exit::UsageError::new(format!(
                 "BREACHMAIL_BOUNCES_PASSWORD_FILE: cannot read {}: {e}",
                 std::path::Path::new(&path).display()
             ))
@@ -202,7 +70,7 @@ pub fn password_from_environment() -> Result<SecretString, crate::UsageError> {
             text.trim_end_matches(['\r', '\n']).to_owned(),
         ));
     }
-    Err(crate::UsageError::new(
+    Err(crate::exit::UsageError::new(
         "bounces over IMAP need the mailbox's password in BREACHMAIL_BOUNCES_PASSWORD (or a file named by BREACHMAIL_BOUNCES_PASSWORD_FILE)",
     ))
 }
@@ -540,7 +408,7 @@ async fn connect(
     // A refused certificate is a configuration error (exit 2) that says what to set.
     let failed = |error: std::io::Error, doing: &str| -> anyhow::Error {
         match client.explain(&error, &server) {
-            Some((reason, _)) => crate::UsageError::new(reason).into(),
+            Some((reason, _)) => crate::exit::UsageError::new(reason).into(),
             None => anyhow::Error::new(error).context(format!("while {doing} with {address}")),
         }
     };
@@ -584,35 +452,6 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_read_and_passwords_refused() {
-        let url =
-            ImapUrl::parse("imaps://bounces%40example.fr@mail.example.fr/Bounces").expect("valid");
-        assert_eq!(url.user, "bounces@example.fr");
-        assert_eq!(url.host, "mail.example.fr");
-        assert_eq!(url.port, 993);
-        assert_eq!(url.folder, "Bounces");
-        assert_eq!(
-            url.to_string(),
-            "imaps://bounces@example.fr@mail.example.fr:993/Bounces"
-        );
-        let url = ImapUrl::parse("imap://b@example.fr@127.0.0.1:10143").expect("valid");
-        assert_eq!(url.security, Security::StartTls);
-        assert_eq!(url.user, "b@example.fr");
-        assert_eq!(url.port, 10143);
-        assert_eq!(url.folder, "INBOX");
-        for bad in [
-            "imaps://user:hunter2@host/INBOX",
-            "pop3s://user@host/",
-            "imaps://host/INBOX",
-            "imaps://user@host:0/INBOX",
-            "imaps://user@host/In\"box",
-        ] {
-            let error = ImapUrl::parse(bad).expect_err(bad);
-            assert!(!error.contains("hunter2"), "{error}");
-        }
-    }
 
     #[test]
     fn uid_sets_use_ranges() {

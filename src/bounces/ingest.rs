@@ -19,11 +19,11 @@ use super::{imap, mailbox};
 use crate::cli::BouncesArgs;
 use crate::config::Config;
 use crate::domain::{DeliveryState, NoticeId};
-use crate::ledger::{self, BounceRecord};
+use crate::exit::{Exit, UsageError};
 use crate::store;
 use crate::store::bounces::DeliveryNow;
+use crate::store::ledger::{self, BounceRecord};
 use crate::verp::{self, DeliveryRef, TokenError};
-use crate::{Exit, UsageError};
 
 /// Messages per transaction: enough to amortise the commit, small enough to keep memory flat.
 const BATCH_MESSAGES: usize = 500;
@@ -145,7 +145,7 @@ pub async fn run_command(config: &Config, args: &BouncesArgs) -> anyhow::Result<
         return run(config, &args.paths, &options).await;
     }
     let url = match &args.imap {
-        Some(url) => imap::ImapUrl::parse(url).map_err(|e| UsageError::new(format!("--imap: {e}")))?,
+        Some(url) => crate::imap_url::ImapUrl::parse(url).map_err(|e| UsageError::new(format!("--imap: {e}")))?,
         None => config.bounces.imap.clone().ok_or_else(|| {
             UsageError::new(
                 "bounces: name mbox files, maildir folders or .eml files, or a mailbox with --imap imaps://USER@HOST/FOLDER (or bounces.imap)",
@@ -159,7 +159,7 @@ pub async fn run_command(config: &Config, args: &BouncesArgs) -> anyhow::Result<
     let disposal = if args.delete || (args.move_to.is_none() && config.bounces.delete) {
         imap::Disposal::Delete
     } else if let Some(folder) = move_to {
-        imap::check_mailbox_name(&folder)
+        crate::imap_url::check_mailbox_name(&folder)
             .map_err(|e| UsageError::new(format!("--move-to: {e}")))?;
         if folder == url.folder {
             return Err(UsageError::new(format!(
@@ -204,9 +204,9 @@ pub async fn run(config: &Config, paths: &[PathBuf], options: &Options) -> anyho
 /// The summary on stdout, and on stderr what the operator should act on.
 pub(crate) fn print_summary(summary: &Summary, options: &Options) -> anyhow::Result<()> {
     if options.json {
-        println!("{}", serde_json::to_string(summary)?);
+        crate::exit::print_out(&serde_json::to_string(summary)?);
     } else {
-        println!("{}", summary.line());
+        crate::exit::print_out(&summary.line());
     }
     if summary.replies > 0 {
         match &options.replies_to {
@@ -272,8 +272,8 @@ impl Recorder {
             crate::files::create_private_dir(dir)
                 .with_context(|| format!("while creating the replies folder {}", dir.display()))?;
         }
-        let key = crate::db::signing_key(pool).await?;
-        let run_id = crate::db::start_run(pool, "bounces").await?;
+        let key = crate::store::campaign::signing_key(pool).await?;
+        let run_id = crate::store::campaign::start_run(pool, "bounces").await?;
         Ok(Recorder {
             matcher: Matcher::new(key, run_id, options.bounce_domain.clone()),
             summary: Summary::default(),
@@ -306,11 +306,11 @@ impl Recorder {
         let detail = serde_json::to_string(&self.summary)?;
         match outcome {
             Ok(()) => {
-                crate::db::finish_run(pool, run_id, "ok", &detail).await?;
+                crate::store::campaign::finish_run(pool, run_id, "ok", &detail).await?;
                 Ok(self.summary)
             }
             Err(error) => {
-                crate::db::finish_failed_run(pool, run_id, &error).await;
+                crate::store::campaign::finish_failed_run(pool, run_id, &error).await;
                 Err(error)
             }
         }

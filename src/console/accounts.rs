@@ -12,8 +12,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 
 use crate::cli::AdviserCommand;
 use crate::config::Config;
+use crate::exit::{Exit, UsageError};
 use crate::store::helpline as store;
-use crate::{Exit, UsageError};
 
 /// Shorter passwords are refused: an adviser's account opens the data of every person.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -96,7 +96,7 @@ pub async fn run(config: &Config, command: &AdviserCommand) -> anyhow::Result<Ex
             store::save_adviser(&pool, login, hash.as_deref(), *supervisor, now)
                 .await
                 .context("while saving the adviser")?;
-            println!(
+            crate::exit::print_out(&format!(
                 "adviser {login} saved{}{}",
                 if *supervisor { ", supervisor" } else { "" },
                 if *proxy_only {
@@ -104,21 +104,23 @@ pub async fn run(config: &Config, command: &AdviserCommand) -> anyhow::Result<Ex
                 } else {
                     ""
                 }
-            );
+            ));
             Exit::Ok
         }
         AdviserCommand::Disable { login } => {
             if store::disable_adviser(&pool, login, now).await? {
-                println!("adviser {login} disabled; their sessions are ended");
+                crate::exit::print_out(&format!(
+                    "adviser {login} disabled; their sessions are ended"
+                ));
                 Exit::Ok
             } else {
-                eprintln!("no adviser {login}");
+                crate::exit::print_err(&format!("no adviser {login}"));
                 Exit::Failed
             }
         }
         AdviserCommand::List => {
             for adviser in store::advisers(&pool).await? {
-                println!(
+                crate::exit::print_out(&format!(
                     "{}\t{}\t{}\t{}",
                     adviser.login,
                     if adviser.supervisor {
@@ -136,7 +138,7 @@ pub async fn run(config: &Config, command: &AdviserCommand) -> anyhow::Result<Ex
                     } else {
                         "enabled"
                     }
-                );
+                ));
             }
             Exit::Ok
         }

@@ -38,11 +38,11 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::domain::{DeliveryState, Email};
+use crate::exit::{Exit, UsageError};
 use crate::helpline_text::Voice;
 use crate::lookup::{self, PersonReport, VerdictKind};
 use crate::render::Letters;
 use crate::store::helpline::{self as store, Access};
-use crate::{Exit, UsageError};
 
 /// The address a request came from, for `into_make_service_with_connect_info`.
 pub use session::Peer;
@@ -98,7 +98,7 @@ pub async fn build(config: &Config, addr: SocketAddr) -> anyhow::Result<Shared> 
         Err(error) => (None, Some(format!("{error:#}"))),
     };
     let per_minute = NonZeroU32::new(config.console.searches_per_minute).unwrap_or(NonZeroU32::MIN);
-    let run_id = crate::db::start_run(&pool, "serve").await?;
+    let run_id = crate::store::campaign::start_run(&pool, "serve").await?;
     Ok(Arc::new(Console {
         pool,
         config: config.clone(),
@@ -160,7 +160,7 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
     let stop = StopSignals::install()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The one line on stdout: scripts (and the tests) read the address from it.
-    println!("listening on {scheme}://{local}");
+    crate::exit::print_out(&format!("listening on {scheme}://{local}"));
     tracing::info!("helpline console on {scheme}://{local}");
     let app = router(console.clone()).into_make_service_with_connect_info::<Peer>();
     // On the signal, axum stops accepting, closes idle connections and lets the requests in
@@ -201,7 +201,7 @@ pub async fn run(config: &Config, listen: Option<&str>) -> anyhow::Result<Exit> 
     // does not wait out the busy timeout to stop.
     let ended = tokio::time::timeout(
         SHUTDOWN_GRACE,
-        crate::db::finish_run(&console.pool, console.run_id, "stopped", ""),
+        crate::store::campaign::finish_run(&console.pool, console.run_id, "stopped", ""),
     )
     .await;
     match ended {
@@ -989,7 +989,7 @@ async fn supervisor_page(
 /// The advisers' actions: each one a transaction that writes its record and its event together.
 mod actions {
     use super::*;
-    use crate::ledger::{self, AdviserNote, NewGeneration};
+    use crate::store::ledger::{self, AdviserNote, NewGeneration};
 
     /// Records the address and starts a new generation to it. False when the letter is being
     /// sent right now (or changed state meanwhile): the adviser tries again in a moment.

@@ -103,7 +103,7 @@ pub async fn letters_to_go(
 ) -> anyhow::Result<Vec<PlanLine>> {
     let fr = voice.language == Language::Fr;
     if config.schedule.is_some() {
-        let still_due = crate::ledger::count_still_to_send(pool).await?;
+        let still_due = crate::store::ledger::count_still_to_send(pool).await?;
         let mut conn = pool.acquire().await?;
         if let Some(plan) =
             crate::plan::collect(&mut conn, config, still_due, crate::clock::now()).await?

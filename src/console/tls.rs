@@ -27,7 +27,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("while reading console.tls_cert {}", cert.display()))?;
     if chain.is_empty() {
-        return Err(crate::UsageError::new(format!(
+        return Err(crate::exit::UsageError::new(format!(
             "console.tls_cert: {} holds no certificate",
             cert.display()
         ))

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crate::config::Retry;
 use crate::domain::Email;
-use crate::ledger::Outcome;
 use crate::message::Outgoing;
 use crate::smtp_reply::{Scope, SmtpReply, Step};
+use crate::store::ledger::Outcome;
 use crate::tls::Refuser;
 use crate::transport::Attempt;
 

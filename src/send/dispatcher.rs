@@ -32,11 +32,11 @@ use super::worker::{Crew, Senders, UNRECORDED_PER_CONNECTION, Worker};
 use super::writer::{RunTotals, ToRecord, write_outcomes};
 use crate::config::Config;
 use crate::domain::Email;
-use crate::ledger::{self, Claimed};
 use crate::message::Outgoing;
 use crate::pacing::{Limiter, limiter, until_ready_precisely};
 use crate::pipeline::Pipeline;
 use crate::smtp_reply::Scope;
+use crate::store::ledger::{self, Claimed};
 use crate::transport::{Refuser, Relayer};
 use crate::verp::DeliveryRef;
 

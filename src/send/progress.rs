@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use sqlx::SqlitePool;
 
 use super::writer::{Counts, RunTotals};
-use crate::ledger;
+use crate::store::ledger;
 
 /// What the operator sees while a run goes: a progress bar with the rate and the time left on a
 /// terminal, a log line every five seconds elsewhere (cron, systemd, a log collector).

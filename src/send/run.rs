@@ -14,12 +14,12 @@ use super::halt::RunGuard;
 use super::handovers::{self, HandOverLog};
 use super::signals::StopSignal;
 use super::writer::RunTotals;
-use crate::Exit;
 use crate::cli::SendArgs;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::lease::Lease;
-use crate::ledger;
 use crate::pipeline::Pipeline;
+use crate::store::ledger;
 use crate::transport::Relayer;
 
 pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
@@ -28,7 +28,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     let window_closes = match crate::plan::gate(config, &pool, crate::clock::now()).await? {
         crate::plan::Gate::Open { closes } => closes,
         crate::plan::Gate::Closed(why) => {
-            println!("send: nothing sent: {why}");
+            crate::exit::print_out(&format!("send: nothing sent: {why}"));
             return Ok(Exit::Ok);
         }
     };
@@ -38,15 +38,15 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
     if let Some(exit) = refuse_without_disk(&pool, &config.campaign.database).await? {
         return Ok(exit);
     }
-    let run_id = crate::db::start_run(&pool, "send").await?;
+    let run_id = crate::store::campaign::start_run(&pool, "send").await?;
     let lease = match Lease::acquire(&pool, run_id).await? {
         Ok(lease) => lease,
         Err(holder) => {
-            crate::print_err(&format!(
+            crate::exit::print_err(&format!(
                 "send: another send is running (run {} on {}, pid {}); nothing sent",
                 holder.run_id, holder.host, holder.pid
             ));
-            crate::db::finish_run(&pool, run_id, "lock held", "").await?;
+            crate::store::campaign::finish_run(&pool, run_id, "lock held", "").await?;
             return Ok(Exit::TryLater);
         }
     };
@@ -117,16 +117,16 @@ pub async fn run(config: &Config, args: &SendArgs) -> anyhow::Result<Exit> {
         duplicates: totals.duplicates_possible as i64,
     };
     crate::store::campaign::record_send_totals(&pool, run_id, run_totals).await?;
-    crate::db::finish_run(&pool, run_id, reason.describe(), &summary).await?;
-    crate::print_out(&summary);
+    crate::store::campaign::finish_run(&pool, run_id, reason.describe(), &summary).await?;
+    crate::exit::print_out(&summary);
     if let crate::plan::Gate::Closed(why) =
         crate::plan::gate(config, &pool, crate::clock::now()).await?
     {
-        crate::print_out(&format!("send: {why}"));
+        crate::exit::print_out(&format!("send: {why}"));
     }
     let render_failures = totals.render_failures;
     if render_failures > 0 {
-        crate::print_err(&format!(
+        crate::exit::print_err(&format!(
             "send: {render_failures} letters did not render and were not sent; run `breachmail check` to see why"
         ));
         return Ok(Exit::Failed);
@@ -149,7 +149,7 @@ async fn refuse_without_disk(pool: &SqlitePool, database: &Path) -> anyhow::Resu
         return Ok(None);
     }
     let mib = |bytes: u64| bytes / (1024 * 1024);
-    crate::print_err(&format!(
+    crate::exit::print_err(&format!(
         "send: only {} MiB free beside {}; a run with {to_send} letters still to send needs {} MiB (the write-ahead log grows to {} MiB before it is folded back, plus about 1 KiB of evidence per letter); nothing sent",
         mib(free),
         database.display(),

@@ -25,7 +25,7 @@ impl StopSignal {
                     _ = int.recv() => {}
                 }
                 if count > 0 {
-                    crate::print_err(
+                    crate::exit::print_err(
                         "send: second signal: aborting; the next run sends what was in flight again",
                     );
                     std::process::exit(130);

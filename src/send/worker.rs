@@ -12,8 +12,8 @@ use super::halt::{Halt, RunGuard};
 use super::handovers::HandOverLog;
 use super::writer::ToRecord;
 use crate::config::Retry;
-use crate::ledger::Outcome;
 use crate::message::Outgoing;
+use crate::store::ledger::Outcome;
 use crate::transport::Connection;
 use crate::verp::DeliveryRef;
 

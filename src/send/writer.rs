@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::decide::{self, GiveBack};
 use super::halt::{Halt, RunGuard};
-use crate::ledger::{self, Outcome};
+use crate::store::ledger::{self, Outcome};
 use crate::verp::DeliveryRef;
 
 /// How long confirmed outcomes wait for a database another process has locked before the run

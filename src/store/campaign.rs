@@ -1,25 +1,11 @@
-//! The campaign itself: its signing key, the runs of state-changing commands, the one-sender
-//! lease, and the schema version a reader checks before trusting the file.
+//! The campaign itself: its signing key, the runs of state-changing commands and the one-sender
+//! lease. (The key is made, and the schema version checked, where the file is opened: `db`.)
 //!
 //! These rows say who did what and who may send; the people and their deliveries are elsewhere
 //! in the store.
 
 use anyhow::Context;
-use rand::RngCore;
 use sqlx::{Row, SqlitePool};
-
-/// Makes the secret that signs VERP tokens and derives Message-IDs, once: a database that has
-/// one keeps it.
-pub async fn ensure_signing_key(pool: &SqlitePool) -> anyhow::Result<()> {
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    sqlx::query("INSERT OR IGNORE INTO campaign (key, value) VALUES ('signing_key', ?)")
-        .bind(hex::encode(key))
-        .execute(pool)
-        .await
-        .context("while creating the campaign's signing key")?;
-    Ok(())
-}
 
 /// The campaign's signing key. Never printed or exported.
 pub async fn signing_key(pool: &SqlitePool) -> anyhow::Result<Vec<u8>> {
@@ -29,14 +15,6 @@ pub async fn signing_key(pool: &SqlitePool) -> anyhow::Result<Vec<u8>> {
             .await
             .context("while reading the campaign's signing key")?;
     hex::decode(hex_key).context("the campaign's signing key is damaged")
-}
-
-/// The newest migration applied to the file, None for a file sqlx never migrated.
-pub async fn applied_schema_version(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
-    let applied = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await?;
-    Ok(applied)
 }
 
 /// Starts a run of a state-changing command, for the evidence.
@@ -69,6 +47,20 @@ pub async fn finish_run(
         .await
         .context("while recording the end of the run")?;
     Ok(())
+}
+
+/// Records how a run ended when its command gave up with an error (`busy` when another process
+/// held the database past the busy timeout), so no run is left without an end. The error
+/// itself is what the caller reports: a failure to record it is only logged.
+pub async fn finish_failed_run(pool: &SqlitePool, run_id: i64, error: &anyhow::Error) {
+    let outcome = if crate::db::is_busy(error) {
+        "busy"
+    } else {
+        "error"
+    };
+    if let Err(second) = finish_run(pool, run_id, outcome, &format!("{error:#}")).await {
+        tracing::warn!(run = run_id, error = %format!("{second:#}"), "the end of the run could not be recorded");
+    }
 }
 
 /// What a send run did, as its row keeps it.

@@ -4,8 +4,6 @@
 use serde::Serialize;
 use sqlx::SqlitePool;
 
-use crate::dns::DnsReport;
-
 /// The last check's result.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LastDnsCheck {
@@ -15,16 +13,25 @@ pub struct LastDnsCheck {
     pub dns_failures: i64,
 }
 
-pub async fn record(pool: &SqlitePool, report: &DnsReport) -> anyhow::Result<()> {
+/// One run of `check --dns` as its row keeps it: the summary, and the whole report as JSON.
+pub struct NewDnsCheck<'a> {
+    pub checked_at: &'a str,
+    pub passed: bool,
+    pub problems: usize,
+    pub dns_failures: usize,
+    pub report_json: String,
+}
+
+pub async fn record(pool: &SqlitePool, check: &NewDnsCheck<'_>) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO dns_checks (checked_at, passed, problems, dns_failures, report) \
          VALUES (?, ?, ?, ?, ?)",
     )
-    .bind(&report.checked_at)
-    .bind(report.passed)
-    .bind(report.problems as i64)
-    .bind(report.dns_failures as i64)
-    .bind(serde_json::to_string(report)?)
+    .bind(check.checked_at)
+    .bind(check.passed)
+    .bind(check.problems as i64)
+    .bind(check.dns_failures as i64)
+    .bind(&check.report_json)
     .execute(pool)
     .await?;
     Ok(())

@@ -8,8 +8,9 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::people::PERSON_COLUMNS;
 use crate::domain::{DeliveryState, EventKind};
-use crate::person::{PERSON_COLUMNS, Person};
+use crate::person::Person;
 
 /// The event an adviser's corrected or alternative address leaves (beside the ledger's `resend`).
 pub const EVENT_ADDRESS_CORRECTED: EventKind = EventKind::AddressCorrected;

@@ -20,8 +20,7 @@ mod transition;
 
 use transition::{Binds, Change, Event, From, Moved, To, append_event, apply};
 
-/// A validated person, from [`super::people`]: kept here under its old name for the callers.
-pub use super::people::NewPerson;
+use super::people::NewPerson;
 
 /// The columns of a new person's row, in the order [`bind_person`] binds them: the ref, its
 /// notice id, the imported values ([`PERSON_FIELDS`]), then the hash and the import's marks.

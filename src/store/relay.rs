@@ -210,7 +210,9 @@ mod tests {
         let pool = crate::db::open(&dir.path().join("c.db"), true)
             .await
             .unwrap();
-        let run = crate::db::start_run(&pool, "send").await.unwrap();
+        let run = crate::store::campaign::start_run(&pool, "send")
+            .await
+            .unwrap();
         let slowed = vec![Slowed {
             scope: "domain".into(),
             name: "lent.fr".into(),
@@ -219,7 +221,7 @@ mod tests {
             reason: Some("450 4.7.28 slow down (at RCPT TO)".into()),
         }];
         record_pacing(&pool, run, &slowed).await.unwrap();
-        crate::db::finish_run(&pool, run, "nothing more due", "")
+        crate::store::campaign::finish_run(&pool, run, "nothing more due", "")
             .await
             .unwrap();
         let mut conn = pool.acquire().await.unwrap();

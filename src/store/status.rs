@@ -198,7 +198,9 @@ mod tests {
         let pool = crate::db::open(&dir.path().join("c.db"), true)
             .await
             .unwrap();
-        let run = crate::db::start_run(&pool, "send").await.unwrap();
+        let run = crate::store::campaign::start_run(&pool, "send")
+            .await
+            .unwrap();
         let totals = crate::store::campaign::SendTotals {
             sent: 7,
             deferred: 2,
@@ -208,7 +210,7 @@ mod tests {
         crate::store::campaign::record_send_totals(&pool, run, totals)
             .await
             .unwrap();
-        crate::db::finish_run(&pool, run, "nothing more due", "")
+        crate::store::campaign::finish_run(&pool, run, "nothing more due", "")
             .await
             .unwrap();
         let mut conn = pool.acquire().await.unwrap();
