@@ -11,7 +11,10 @@
 //! its own oscillates between about 85 % and 105 % of it: it follows the limit instead of
 //! collapsing under it.
 
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
+
+use governor::{Quota, RateLimiter};
 
 /// Where a scope without a ceiling starts when it is slowed before it took anything.
 const UNKNOWN_START: f64 = 10.0;
@@ -184,6 +187,40 @@ impl Pace {
                 self.next
             };
             self.next = start + interval;
+        }
+    }
+}
+
+/// A rate limiter with a fixed rate (`rate.per_second`, a relay's or a domain's own), beside
+/// the learnt [`Pace`].
+pub type Limiter = governor::DefaultDirectRateLimiter;
+
+/// A rate of N per second with a burst of one: messages are spaced just over 1/N apart (1 %
+/// more, to absorb scheduling jitter), so no one-second window ever holds more than N.
+pub fn limiter(rate: NonZeroU32) -> Limiter {
+    let period = Duration::from_secs_f64(1.01 / f64::from(rate.get()));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(rate))
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
+}
+
+/// Waits for the limiter's next slot to the microsecond. tokio's timer fires on millisecond
+/// ticks, so a plain sleep wakes up to 1 ms late, and with a burst of one the lateness is lost
+/// for good (at 200/s: 187/s measured). Sleep until 2 ms before the slot, then yield until it.
+pub async fn until_ready_precisely(limiter: &Limiter) {
+    let clock = governor::clock::DefaultClock::default();
+    loop {
+        match limiter.check() {
+            Ok(()) => return,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+                if wait > Duration::from_millis(2) {
+                    tokio::time::sleep(wait - Duration::from_millis(2)).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+            }
         }
     }
 }

@@ -14,28 +14,31 @@ use std::time::Instant;
 
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::{Job, Limiter, UNREACHABLE_AFTER, limiter, until_ready_precisely};
-use crate::pacing::Pace;
-use crate::transport::Relayer;
+use super::dispatcher::Job;
+use crate::pacing::{Limiter, Pace, limiter, until_ready_precisely};
+use crate::transport::{Connection, RelayNotifications, Relayer};
+
+/// After this many connection failures in a row, with no success between them, the relay is
+/// taken as unreachable and the run ends with 75.
+const UNREACHABLE_AFTER: u64 = 3;
 
 /// One relay's lane.
-pub(super) struct Lane {
-    pub(super) relayer: Relayer,
+struct Lane {
+    relayer: Relayer,
     weight: i64,
     credit: i64,
     connections: usize,
-    pub(super) jobs: mpsc::Sender<Job>,
-    pub(super) receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    jobs: mpsc::Sender<Job>,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
     /// Letters dispatched to this relay and not finished: [`Lane::slots`].
     free: Arc<Semaphore>,
     limiter: Option<Limiter>,
     /// The relay's own pace: slowed by its 421s, not by anyone else's.
-    pub(super) pace: Pace,
+    pace: Pace,
     /// Sessions that could not be opened since the last message this relay took.
     failures_in_a_row: u64,
-    /// Why the relay cannot be used as configured, once it said so.
     /// Why this relay cannot be used as configured, and whose refusal it is.
-    pub(super) misconfigured: Option<(String, crate::tls::Refuser)>,
+    misconfigured: Option<(String, crate::tls::Refuser)>,
     down: bool,
 }
 
@@ -52,7 +55,16 @@ impl Lane {
 }
 
 pub(super) struct Lanes {
-    pub(super) lanes: Vec<Lane>,
+    lanes: Vec<Lane>,
+}
+
+/// What a worker needs of its lane: its place, the relay's name, a session of its own and the
+/// lane's queue.
+pub(super) struct WorkerSeat {
+    pub(super) lane: usize,
+    pub(super) relay_name: String,
+    pub(super) connection: Connection,
+    pub(super) jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
 }
 
 impl Lanes {
@@ -86,9 +98,72 @@ impl Lanes {
         Lanes { lanes }
     }
 
-    /// Workers per lane, for spawning them.
-    pub(super) fn connections(&self, lane: usize) -> usize {
-        self.lanes[lane].connections
+    /// How many relays.
+    pub(super) fn len(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// One seat for each of a relay's connections, for its workers.
+    pub(super) fn seats(&self) -> Vec<WorkerSeat> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .flat_map(|(lane, l)| {
+                (0..l.connections).map(move |_| WorkerSeat {
+                    lane,
+                    relay_name: l.relayer.name().to_owned(),
+                    connection: l.relayer.connection(),
+                    jobs: l.receiver.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Hands a letter to a worker of `lane`; the job comes back when its workers have stopped.
+    pub(super) async fn dispatch(&self, lane: usize, job: Job) -> Result<(), Job> {
+        self.lanes[lane]
+            .jobs
+            .send(job)
+            .await
+            .map_err(|unsent| unsent.0)
+    }
+
+    /// Closes every lane's queue, which lets its workers end.
+    pub(super) fn close(&mut self) {
+        for lane in &mut self.lanes {
+            let (closed, _) = mpsc::channel(1);
+            drop(std::mem::replace(&mut lane.jobs, closed));
+        }
+    }
+
+    /// The relay of `lane` took a letter: its pace may give a step back.
+    pub(super) fn accepted(&mut self, lane: usize, now: Instant) {
+        self.lanes[lane].pace.accepted(now);
+    }
+
+    /// The relay of `lane` asked to slow down: the whole run's pace through it goes down.
+    pub(super) fn slow_down(&mut self, lane: usize, now: Instant, reason: &str) {
+        let relay = &mut self.lanes[lane];
+        if let Some(rate) = relay.pace.slow_down(now, reason) {
+            tracing::warn!(
+                scope = "relay",
+                relay = %relay.relayer.name(),
+                rate_per_s = format!("{rate:.1}"),
+                %reason,
+                "the relay asks to slow down: lowering the rate of the whole run"
+            );
+        }
+    }
+
+    /// Which relays offered delivery status notifications in this run, by name.
+    pub(super) fn notifications(&self) -> Vec<(String, RelayNotifications)> {
+        self.lanes
+            .iter()
+            .filter_map(|lane| {
+                let seen = lane.relayer.notifications()?;
+                Some((lane.relayer.name().to_owned(), seen))
+            })
+            .collect()
     }
 
     pub(super) fn all_down(&self) -> bool {
