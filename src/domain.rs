@@ -694,6 +694,15 @@ pub fn mask_phone(raw: &str) -> Option<String> {
     Some(format!("•• •• •• •• {tail}"))
 }
 
+/// What a run learnt of a relay's delivery status notifications, for the evidence and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayNotifications {
+    /// Its EHLO listed DSN (in every session of the run).
+    pub offered: bool,
+    /// Offered and asked for: each letter went with NOTIFY and ENVID.
+    pub requested: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

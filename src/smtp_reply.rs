@@ -387,6 +387,33 @@ impl fmt::Display for SmtpReply {
     }
 }
 
+/// Who took an accepted letter: a relay, with its reply after the message, or the outbox
+/// folder of the `file://` transport, which has no reply (none is made up for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    ByRelay(SmtpReply),
+    Written { file_name: String },
+}
+
+impl Accepted {
+    /// The relay's reply, when a relay took it.
+    pub fn smtp(&self) -> Option<&SmtpReply> {
+        match self {
+            Accepted::ByRelay(reply) => Some(reply),
+            Accepted::Written { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Accepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Accepted::ByRelay(reply) => reply.fmt(f),
+            Accepted::Written { file_name } => write!(f, "written to {file_name}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,8 @@ use lettre::transport::smtp::extension::ClientId;
 use secrecy::SecretString;
 
 use crate::config::{Config, Relay};
-use crate::smtp_reply::{Scope, SmtpReply, Step};
+use crate::domain::RelayNotifications;
+use crate::smtp_reply::{Accepted, Scope, SmtpReply, Step};
 pub use crate::tls::Refuser;
 
 pub use crate::message::Outgoing;
@@ -40,9 +41,10 @@ use session::Login;
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// 2xx after the final dot: the relay has it. The reply holds its queue id; `notify`: the
-    /// relay was asked for delivery status notifications for it (RFC 3461).
-    Accepted { reply: Reply, notify: bool },
+    /// 2xx after the final dot: the relay has it (its reply holds the queue id), or the outbox
+    /// folder does; `notify`: the relay was asked for delivery status notifications for it
+    /// (RFC 3461).
+    Accepted { reply: Accepted, notify: bool },
     /// 4xx, or the connection broke before the final dot: try again later.
     Deferred {
         reply: Reply,
@@ -78,8 +80,6 @@ pub enum Reply {
     Broken { step: Step, reason: String },
     /// Refused here, before anything was sent: an envelope the relay cannot be given.
     Unsendable { reason: String },
-    /// Written to the outbox folder under this file name.
-    Written { file_name: String },
 }
 
 impl Reply {
@@ -87,7 +87,7 @@ impl Reply {
     pub fn smtp(&self) -> Option<&SmtpReply> {
         match self {
             Reply::Relay(reply) => Some(reply),
-            Reply::Broken { .. } | Reply::Unsendable { .. } | Reply::Written { .. } => None,
+            Reply::Broken { .. } | Reply::Unsendable { .. } => None,
         }
     }
 }
@@ -98,7 +98,6 @@ impl std::fmt::Display for Reply {
             Reply::Relay(reply) => write!(f, "{reply}"),
             Reply::Broken { step, reason } => write!(f, "{}: {reason}", step.as_str()),
             Reply::Unsendable { reason } => f.write_str(reason),
-            Reply::Written { file_name } => write!(f, "written to {file_name}"),
         }
     }
 }
@@ -138,15 +137,6 @@ pub struct Relayer {
 struct NotificationsSeen {
     offered: std::sync::atomic::AtomicBool,
     not_offered: std::sync::atomic::AtomicBool,
-}
-
-/// What a run learnt of a relay's delivery status notifications, for the evidence and `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayNotifications {
-    /// Its EHLO listed DSN (in every session of the run).
-    pub offered: bool,
-    /// Offered and asked for: each letter went with NOTIFY and ENVID.
-    pub requested: bool,
 }
 
 impl std::fmt::Debug for Relayer {
@@ -392,7 +382,7 @@ impl Transport for Connection {
 pub fn classify(reply: SmtpReply) -> Attempt {
     if reply.is_positive() {
         return Attempt::Accepted {
-            reply: Reply::Relay(reply),
+            reply: Accepted::ByRelay(reply),
             notify: false,
         };
     }

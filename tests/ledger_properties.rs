@@ -80,7 +80,11 @@ fn new_person(i: usize) -> NewPerson {
 fn outcome(code: u8) -> Outcome {
     match code {
         0 => Outcome::Sent {
-            reply: SmtpReply::new(smtp_reply::Step::Message, 250, "2.0.0 Ok"),
+            reply: smtp_reply::Accepted::ByRelay(SmtpReply::new(
+                smtp_reply::Step::Message,
+                250,
+                "2.0.0 Ok",
+            )),
             message_id: "<m@x>".into(),
             fingerprint: "f".into(),
             sha256: "s".into(),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use breachmail::domain::Email;
-use breachmail::smtp_reply::{SmtpReply, Step};
+use breachmail::smtp_reply::{Accepted, SmtpReply, Step};
 use breachmail::store::ledger::{self, Outcome};
 use breachmail::verp::{self, DeliveryRef};
 use sqlx::SqlitePool;
@@ -109,7 +109,7 @@ impl Campaign {
         self.settle(
             person_ref,
             Outcome::Sent {
-                reply: SmtpReply::new(Step::Message, 250, "2.0.0 Ok: queued"),
+                reply: Accepted::ByRelay(SmtpReply::new(Step::Message, 250, "2.0.0 Ok: queued")),
                 message_id,
                 fingerprint: "test".into(),
                 sha256: "test".into(),
@@ -147,7 +147,11 @@ impl Campaign {
                     .iter()
                     .map(|c| {
                         let sent = Outcome::Sent {
-                            reply: SmtpReply::new(Step::Message, 250, "2.0.0 Ok: queued"),
+                            reply: Accepted::ByRelay(SmtpReply::new(
+                                Step::Message,
+                                250,
+                                "2.0.0 Ok: queued",
+                            )),
                             message_id: String::new(),
                             fingerprint: "test".into(),
                             sha256: "test".into(),

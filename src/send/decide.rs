@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::config::Retry;
 use crate::domain::Email;
 use crate::message::Outgoing;
-use crate::smtp_reply::{Scope, SmtpReply, Step};
+use crate::smtp_reply::{Scope, SmtpReply};
 use crate::store::ledger::Outcome;
 use crate::tls::Refuser;
 use crate::transport::Attempt;
@@ -106,12 +106,7 @@ pub(super) fn decide(attempt: Attempt, letter: &Letter<'_>, retry: &Retry, at: A
             News::Reached { accepted: true },
             Then::Record {
                 outcome: Outcome::Sent {
-                    // A letter written to the outbox folder has no relay reply: the file name
-                    // stands in for it.
-                    reply: reply
-                        .smtp()
-                        .cloned()
-                        .unwrap_or_else(|| SmtpReply::new(Step::Message, 250, &reply.to_string())),
+                    reply,
                     message_id: letter.message.message_id.clone(),
                     fingerprint: letter.fingerprint.to_owned(),
                     sha256: letter.message.sha256(),
@@ -255,7 +250,8 @@ pub(super) fn retry_delay(retry: &Retry, attempts: i64, jitter: f64) -> Duration
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp_reply::Step::*;
+    use crate::smtp_reply::Accepted;
+    use crate::smtp_reply::Step::{self, *};
     use crate::transport::Reply;
 
     const NOW: i64 = 1_000_000_000_000;
@@ -288,7 +284,7 @@ mod tests {
 
     fn accepted() -> Attempt {
         Attempt::Accepted {
-            reply: Reply::Relay(SmtpReply::new(Message, 250, "2.0.0 Ok: queued as 4Zx")),
+            reply: Accepted::ByRelay(SmtpReply::new(Message, 250, "2.0.0 Ok: queued as 4Zx")),
             notify: false,
         }
     }

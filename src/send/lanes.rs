@@ -15,8 +15,9 @@ use std::time::Instant;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::dispatcher::Job;
+use crate::domain::RelayNotifications;
 use crate::pacing::{Limiter, Pace, limiter, until_ready_precisely};
-use crate::transport::{Connection, RelayNotifications, Relayer};
+use crate::transport::{Connection, Relayer};
 
 /// After this many connection failures in a row, with no success between them, the relay is
 /// taken as unreachable and the run ends with 75.

@@ -127,7 +127,7 @@ pub async fn record_pacing(
 pub async fn record_notifications(
     pool: &SqlitePool,
     run_id: i64,
-    relays: &[(String, crate::transport::RelayNotifications)],
+    relays: &[(String, crate::domain::RelayNotifications)],
 ) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     for (relay, seen) in relays {

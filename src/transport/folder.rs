@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Attempt, MayCommit, Outgoing, Reply, Transport, withheld};
+use super::{Attempt, MayCommit, Outgoing, Transport, withheld};
+use crate::smtp_reply::Accepted;
 
 /// Writes a message into a folder as `message.file_name`, owner-only (the folder too): the
 /// `file://` transport and `preview` alike. Returns the file's name.
@@ -18,7 +19,7 @@ async fn deliver_to_folder(dir: &Path, message: &Outgoing) -> Attempt {
     let written = tokio::task::spawn_blocking(move || write_to_folder(&dir, &message)).await;
     match written {
         Ok(Ok(file_name)) => Attempt::Accepted {
-            reply: Reply::Written { file_name },
+            reply: Accepted::Written { file_name },
             notify: false,
         },
         Ok(Err(e)) => Attempt::Unreachable {

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Attempt, MayCommit, Outgoing, Relayer, Reply, Transport, withheld};
-use crate::smtp_reply::{SmtpReply, Step};
+use super::{Attempt, MayCommit, Outgoing, Relayer, Transport, withheld};
+use crate::smtp_reply::{Accepted, SmtpReply, Step};
 
 /// The stub's script and record, shared by every connection to it (clones share them too).
 #[derive(Clone, Default)]
@@ -83,7 +83,7 @@ impl Script {
         scripted.unwrap_or_else(|| {
             let queue_id = format!("2.0.0 Ok: queued as STUB{}", self.received.len() + 1);
             Attempt::Accepted {
-                reply: Reply::Relay(SmtpReply::new(Step::Message, 250, &queue_id)),
+                reply: Accepted::ByRelay(SmtpReply::new(Step::Message, 250, &queue_id)),
                 notify: false,
             }
         })

@@ -10,7 +10,7 @@ use lettre::transport::smtp::commands::Data;
 use super::envelope::{Envelope, data_payload, envelope_group, envelope_of};
 use super::session::Session;
 use super::{Attempt, MayCommit, Outgoing, Reply, classify, withheld};
-use crate::smtp_reply::{Scope, SmtpReply, Step};
+use crate::smtp_reply::{Accepted, Scope, SmtpReply, Step};
 
 /// Runs one SMTP step within the timeout, folding a timeout into lettre's error shape.
 pub(super) async fn bounded<T>(
@@ -340,7 +340,7 @@ fn after_final_dot(
 ) -> Attempt {
     match sent {
         Ok(response) => Attempt::Accepted {
-            reply: Reply::Relay(reply_of(Step::Message, &response)),
+            reply: Accepted::ByRelay(reply_of(Step::Message, &response)),
             notify: false,
         },
         Err(error) => match error.smtp_reply(Step::Message) {

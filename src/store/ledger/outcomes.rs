@@ -7,16 +7,16 @@ use sqlx::SqliteConnection;
 
 use super::transition::{Binds, Change, From, Moved, To, apply};
 use crate::domain::{Email, Transition};
-use crate::smtp_reply::SmtpReply;
+use crate::smtp_reply::{Accepted, SmtpReply};
 use crate::store::Stale;
 use crate::verp::DeliveryRef;
 
 /// What became of one claimed delivery, as the writer records it.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// The relay took the letter: its reply after the message.
+    /// The relay (or the outbox folder) took the letter.
     Sent {
-        reply: SmtpReply,
+        reply: Accepted,
         message_id: String,
         fingerprint: String,
         sha256: String,
@@ -132,12 +132,15 @@ impl ReplyColumns {
     }
 }
 
-/// A reply as the text column keeps it for people, as the relay said it:
-/// "250 2.0.0 Ok: queued as 4Xz…".
-fn said(reply: &SmtpReply) -> String {
-    format!("{} {}", reply.code(), reply.text())
-        .trim_end()
-        .to_owned()
+/// The text column kept for people (`smtp_reply`): the reply as the relay said it, "250 2.0.0
+/// Ok: queued as 4Xz…", or where the letter was written.
+fn said(accepted: &Accepted) -> String {
+    match accepted {
+        Accepted::ByRelay(reply) => format!("{} {}", reply.code(), reply.text())
+            .trim_end()
+            .to_owned(),
+        Accepted::Written { file_name } => format!("written to {file_name}"),
+    }
 }
 
 /// [`record_outcome`] for a chunk of `Sent` outcomes (distinct people): one `UPDATE … FROM
@@ -161,7 +164,7 @@ async fn record_sent(
             } => Some((
                 delivery.person_id,
                 said(reply),
-                ReplyColumns::of(Some(reply)),
+                ReplyColumns::of(reply.smtp()),
                 outcome_texts(message_id, fingerprint, sha256, email),
                 *notify,
             )),
@@ -381,6 +384,54 @@ mod tests {
             message_id: None,
             possible_duplicate: false,
         }
+    }
+
+    fn sent(reply: Accepted) -> Outcome {
+        Outcome::Sent {
+            reply,
+            message_id: "m@x".into(),
+            fingerprint: "f".into(),
+            sha256: "s".into(),
+            email: crate::domain::Email::parse("p@exemple.fr").unwrap(),
+            notify: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_letter_written_to_the_outbox_keeps_no_made_up_reply() {
+        let (_dir, pool) = campaign_of(2).await;
+        record_all(
+            &pool,
+            vec![
+                sent(Accepted::ByRelay(SmtpReply::new(
+                    Step::Message,
+                    250,
+                    "2.0.0 Ok: queued as 4Xz",
+                ))),
+                sent(Accepted::Written {
+                    file_name: "P2.1.eml".into(),
+                }),
+            ],
+        )
+        .await;
+        let rows: Vec<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT state, smtp_reply, smtp_code, smtp_step FROM deliveries ORDER BY person_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "sent".into(),
+                    "250 2.0.0 Ok: queued as 4Xz".into(),
+                    Some(250),
+                    Some("after the message".into())
+                ),
+                ("sent".into(), "written to P2.1.eml".into(), None, None),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -137,9 +137,8 @@ const NO: &(dyn Fn() -> bool + Send + Sync) = &|| false;
 /// The relay's reply the attempt carries.
 fn reply(attempt: &Attempt) -> &SmtpReply {
     let reply = match attempt {
-        Attempt::Accepted { reply, .. }
-        | Attempt::Deferred { reply, .. }
-        | Attempt::Rejected { reply } => reply.smtp(),
+        Attempt::Accepted { reply, .. } => reply.smtp(),
+        Attempt::Deferred { reply, .. } | Attempt::Rejected { reply } => reply.smtp(),
         _ => None,
     };
     reply.unwrap_or_else(|| panic!("no relay's reply in {attempt:?}"))
