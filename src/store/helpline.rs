@@ -955,11 +955,9 @@ pub async fn advisers_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<A
         let login: String = row.try_get("adviser")?;
         day(&mut days, &login).paper_requests = row.try_get("n")?;
     }
-    // The correction's event names the adviser at the start of its detail: "adviser marie: …".
     for row in sqlx::query(
-        "SELECT substr(detail, 9, instr(detail, ':') - 9) AS adviser, count(*) AS n
-           FROM events WHERE kind = ? AND at >= ? AND detail LIKE 'adviser %:%'
-          GROUP BY 1",
+        "SELECT adviser, count(*) AS n FROM events
+          WHERE kind = ? AND at >= ? AND adviser IS NOT NULL GROUP BY adviser",
     )
     .bind(EVENT_ADDRESS_CORRECTED.as_str())
     .bind(since)
@@ -1004,10 +1002,9 @@ pub struct CallOfTheDay {
 /// The day's call notes, corrections and paper requests, newest first (at most 500).
 pub async fn calls_of_the_day(pool: &SqlitePool, since: i64) -> anyhow::Result<Vec<CallOfTheDay>> {
     sqlx::query(
-        "SELECT e.at, substr(e.detail, 9, instr(e.detail, ':') - 9) AS adviser, e.kind,
-                p.notice_id, p.id AS person_id
+        "SELECT e.at, e.adviser, e.kind, p.notice_id, p.id AS person_id
            FROM events e JOIN people p ON p.id = e.person_id
-          WHERE e.kind IN (?, ?, ?) AND e.at >= ? AND e.detail LIKE 'adviser %:%'
+          WHERE e.kind IN (?, ?, ?) AND e.at >= ? AND e.adviser IS NOT NULL
           ORDER BY e.id DESC LIMIT 500",
     )
     .bind(EVENT_CALL_NOTE.as_str())

@@ -23,6 +23,7 @@ pub(super) async fn note(
         in_state: None,
         generation: Some(generation),
         detail: &detail,
+        adviser: None,
     };
     append_event(conn, event, now).await
 }
@@ -84,6 +85,62 @@ pub async fn note_adviser(
         in_state: None,
         generation,
         detail: &detail,
+        adviser: Some(login),
     };
     append_event(conn, event, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ledger::testing::campaign_of;
+
+    #[tokio::test]
+    async fn the_adviser_is_a_column_of_the_event_never_rewritten() {
+        let (_dir, pool) = campaign_of(2).await;
+        let mut conn = pool.acquire().await.unwrap();
+        note_adviser(&mut conn, 1, "marie", AdviserNote::CallNoted, 1, 10)
+            .await
+            .unwrap();
+        note_adviser(&mut conn, 2, "paul", AdviserNote::PaperRequested, 1, 11)
+            .await
+            .unwrap();
+        // An event written before the column, its adviser only in its text.
+        sqlx::query(
+            "INSERT INTO events (person_id, at, run_id, kind, detail)
+             VALUES (1, 12, 1, 'address_corrected', 'adviser lea: corrected address a***@e***.fr')",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let migration = include_str!("../../../migrations/0014_event_adviser.sql");
+        let start = migration.find("UPDATE events SET adviser").unwrap();
+        let end = start + migration[start..].find(';').unwrap();
+        sqlx::query(&migration[start..end])
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let advisers: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT kind, adviser FROM events WHERE at >= 10 ORDER BY at")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            advisers,
+            [
+                ("call_note".into(), Some("marie".into())),
+                ("paper_requested".into(), Some("paul".into())),
+                ("address_corrected".into(), Some("lea".into())),
+            ]
+        );
+        let rewrite = sqlx::query("UPDATE events SET adviser = 'someone' WHERE at = 10")
+            .execute(&mut *conn)
+            .await;
+        assert!(
+            rewrite
+                .unwrap_err()
+                .to_string()
+                .contains("events are append-only")
+        );
+    }
 }

@@ -242,6 +242,7 @@ pub async fn update_person(
             in_state: Some(state),
             generation: None,
             detail: &detail,
+            adviser: None,
         };
         return append_event(&mut *tx, note, now).await;
     }

@@ -257,6 +257,8 @@ pub(super) struct Event<'a> {
     pub in_state: Option<DeliveryState>,
     pub generation: Option<i64>,
     pub detail: &'a str,
+    /// The adviser who acted, for what an adviser did at the helpline.
+    pub adviser: Option<&'a str>,
 }
 
 /// Appends a note. Only for kinds that are no transition: a transition's events are
@@ -274,8 +276,9 @@ pub(super) async fn append_event(
     }
     let state = event.in_state.map(DeliveryState::as_str);
     sqlx::query(
-        "INSERT INTO events (person_id, at, run_id, kind, from_state, to_state, generation, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events
+           (person_id, at, run_id, kind, from_state, to_state, generation, detail, adviser)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(event.person_id)
     .bind(now)
@@ -285,6 +288,7 @@ pub(super) async fn append_event(
     .bind(state)
     .bind(event.generation)
     .bind(event.detail)
+    .bind(event.adviser)
     .execute(conn)
     .await?;
     Ok(())
