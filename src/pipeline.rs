@@ -66,41 +66,52 @@ impl Pipeline {
     {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(2)
-            .min(items.len().max(1));
-        let chunk = items.len().div_ceil(threads).max(1);
+            .unwrap_or(2);
         let now = crate::clock::now();
-        let mut chunks = Vec::with_capacity(threads);
-        let mut rest = items;
-        while !rest.is_empty() {
-            let tail = rest.split_off(chunk.min(rest.len()));
-            chunks.push(std::mem::replace(&mut rest, tail));
-        }
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| {
-                    let (person, finish) = (&person, &finish);
-                    scope.spawn(move || {
-                        chunk
-                            .into_iter()
-                            .map(|item| {
-                                let built = self.prepare(person(&item), now);
-                                finish(item, built)
-                            })
-                            .collect::<Vec<T>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| match worker.join() {
-                    Ok(results) => results,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect()
+        in_parallel(items, threads, |item| {
+            let built = self.prepare(person(&item), now);
+            finish(item, built)
         })
     }
+}
+
+/// `each` over `items` on `threads` threads, the results in the items' order. Each thread takes
+/// the next item when it is done with one, rather than a fixed share: a thread slowed by other
+/// work on its core (the connections') does not leave the other cores idle at the end.
+fn in_parallel<I, T, F>(items: Vec<I>, threads: usize, each: F) -> Vec<T>
+where
+    I: Send,
+    T: Send,
+    F: Fn(I) -> T + Sync,
+{
+    let count = items.len();
+    let threads = threads.clamp(1, count.max(1));
+    let next = std::sync::Mutex::new(items.into_iter().enumerate());
+    let take = || next.lock().unwrap_or_else(|e| e.into_inner()).next();
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (each, take) = (&each, &take);
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    while let Some((index, item)) = take() {
+                        done.push((index, each(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    done.sort_unstable_by_key(|(index, _)| *index);
+    debug_assert_eq!(done.len(), count);
+    done.into_iter().map(|(_, result)| result).collect()
 }
 
 /// Calls `each` with successive pages of the people `selection` names, in id order (see
@@ -133,4 +144,26 @@ where
         tokio::task::block_in_place(|| each(people))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_parallel;
+
+    #[test]
+    fn work_shared_between_threads_comes_back_in_the_items_order() {
+        // Uneven work, so that threads finish items out of order.
+        let items: Vec<u64> = (0..1000).collect();
+        let done = in_parallel(items.clone(), 4, |i| {
+            let mut x = i;
+            for _ in 0..(i % 7) * 1000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+            }
+            (i, x != u64::MAX)
+        });
+        let order: Vec<u64> = done.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, items);
+        assert_eq!(in_parallel(vec![7], 8, |i| i * 2), [14]);
+        assert!(in_parallel(Vec::<u8>::new(), 2, |i| i).is_empty());
+    }
 }

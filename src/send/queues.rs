@@ -70,12 +70,15 @@ impl Queues {
         Queues {
             domains,
             general: VecDeque::new(),
+            // 64 letters a connection: half as many claims and preparations as with 32, which
+            // left the cores idle between batches (an RSA-signed send of 49,008 letters to
+            // smtp-sink took 9.4 s instead of 9.8 s; unsigned, no change).
             batch: (config
                 .relays
                 .iter()
                 .map(|r| r.max_connections)
                 .sum::<usize>() as i64
-                * 32)
+                * 64)
                 .clamp(64, 1000),
         }
     }
