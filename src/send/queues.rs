@@ -72,7 +72,7 @@ impl Queues {
             general: VecDeque::new(),
             // 64 letters a connection: half as many claims and preparations as with 32, which
             // left the cores idle between batches (an RSA-signed send of 49,008 letters to
-            // smtp-sink took 9.4 s instead of 9.8 s; unsigned, no change).
+            // smtp-sink took 9.1–9.3 s instead of 9.4–9.5 s; unsigned, no change).
             batch: (config
                 .relays
                 .iter()
