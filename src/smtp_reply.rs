@@ -405,15 +405,6 @@ impl Accepted {
     }
 }
 
-impl fmt::Display for Accepted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Accepted::ByRelay(reply) => reply.fmt(f),
-            Accepted::Written { file_name } => write!(f, "written to {file_name}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
