@@ -916,8 +916,8 @@ async fn record_report(
         return Ok(());
     }
     let (status, diagnostic) = (report.status.as_deref(), report.diagnostic.as_deref());
-    match report.kind {
-        BounceKind::Hard => {}
+    let temporary = match report.kind {
+        BounceKind::Hard => None,
         BounceKind::Delivered => {
             return record_delivered(
                 conn, message, bounce, report, person_id, generation, current, summary,
@@ -926,30 +926,28 @@ async fn record_report(
         }
         BounceKind::Delayed => {
             summary.delayed += 1;
-            return ledger::note_delay(
-                conn,
-                person_id,
-                generation,
-                status,
-                diagnostic,
-                message.run_id,
-                message.now,
-            )
-            .await;
+            Some(ledger::Temporary::Delay)
         }
         _ => {
             summary.soft += 1;
-            return ledger::note_soft_bounce(
-                conn,
-                person_id,
-                generation,
-                status,
-                diagnostic,
-                message.run_id,
-                message.now,
-            )
-            .await;
+            Some(ledger::Temporary::SoftBounce)
         }
+    };
+    if let Some(temporary) = temporary {
+        let delivery = DeliveryRef {
+            person_id,
+            generation,
+        };
+        return ledger::note_temporary(
+            conn,
+            delivery,
+            temporary,
+            status,
+            diagnostic,
+            message.run_id,
+            message.now,
+        )
+        .await;
     }
     summary.hard += 1;
     if ledger::mark_bounced(

@@ -7,6 +7,7 @@ use sqlx::SqliteConnection;
 use super::notes::note;
 use super::transition::{Binds, Change, From, To, apply};
 use crate::domain::{DeliveryState, EventKind, Transition};
+use crate::verp::DeliveryRef;
 
 /// One recipient report of a bounce message, as the `bounces` table keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,49 +147,35 @@ pub async fn mark_delivered(
     Ok(!moved.is_empty())
 }
 
-/// A temporary failure reported after the letter left: evidence only, the state stays.
-pub async fn note_soft_bounce(
-    conn: &mut SqliteConnection,
-    person_id: i64,
-    generation: i64,
-    status: Option<&str>,
-    diagnostic: Option<&str>,
-    run_id: i64,
-    now: i64,
-) -> anyhow::Result<()> {
-    note(
-        conn,
-        person_id,
-        generation,
-        EventKind::SoftBounce,
-        bounce_detail(status, diagnostic),
-        run_id,
-        now,
-    )
-    .await
+/// A report that changes no state: the letter is still on its way, or may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporary {
+    /// A temporary failure reported after the letter left.
+    SoftBounce,
+    /// A delay notice ("still trying"): the letter is not counted as bounced.
+    Delay,
 }
 
-/// A delay notice ("still trying") after the letter left: evidence only, the state stays and
-/// the letter is not counted as bounced.
-pub async fn note_delay(
+/// A temporary report after the letter left: evidence only, the state stays.
+pub async fn note_temporary(
     conn: &mut SqliteConnection,
-    person_id: i64,
-    generation: i64,
+    delivery: DeliveryRef,
+    temporary: Temporary,
     status: Option<&str>,
     diagnostic: Option<&str>,
     run_id: i64,
     now: i64,
 ) -> anyhow::Result<()> {
-    note(
-        conn,
+    let said = bounce_detail(status, diagnostic);
+    let (kind, detail) = match temporary {
+        Temporary::SoftBounce => (EventKind::SoftBounce, said),
+        Temporary::Delay => (EventKind::Delayed, format!("still at the relay: {said}")),
+    };
+    let DeliveryRef {
         person_id,
         generation,
-        EventKind::Delayed,
-        format!("still at the relay: {}", bounce_detail(status, diagnostic)),
-        run_id,
-        now,
-    )
-    .await
+    } = delivery;
+    note(conn, person_id, generation, kind, detail, run_id, now).await
 }
 
 /// A complaint from a provider's feedback loop (the person marked the letter as spam). The

@@ -26,7 +26,7 @@ mod testing;
 mod transition;
 
 pub use bounces::{
-    Acceptance, BounceRecord, mark_bounced, mark_delivered, note_delay, note_soft_bounce,
+    Acceptance, BounceRecord, Temporary, mark_bounced, mark_delivered, note_temporary,
     record_bounce, record_complaint,
 };
 pub use claim::{Claimed, claim, count_still_to_send, mark_handed_over, recover_abandoned};
